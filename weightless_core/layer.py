@@ -1,0 +1,168 @@
+"""Encoding one weight tensor: cluster codes of its non-zeros stored in a retrieval structure.
+
+Exact zeros are pruned positions. Non-zeros are quantised to the nearest of ``2**r`` centroids
+(unless codes are given) and the map ``flat position -> code`` is stored without any index. A
+pruned position reads back as 0 unless its query lands below ``2**r`` (a false positive, rate
+``2**(r-t)``), in which case it carries that centroid; the pipeline retrains around those.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from weightless_core.errors import InvalidInputError
+from weightless_core.retrieval import MAX_T, STRUCTURES, RetrievalStructure
+
+MAX_R = 8
+# Bytes of an encoded record body besides the shape, codebook and table (see docs/format.md):
+# ndim u8, structure/r/t/hash u8 x4, seed/num_cells/nnz/false_positives u64 x4.
+_FIXED_BODY_BYTES = 1 + 4 + 8 * 4
+
+
+@dataclass(frozen=True, eq=False)
+class EncodedLayer:
+    """A weight tensor as stored in a file: shape, codebook and the retrieval table.
+
+    ``codebook`` is float32 of shape ``(2**r,)``; ``nnz`` counts stored positions and
+    ``false_positives`` the pruned positions that decode to a centroid.
+    """
+
+    shape: tuple[int, ...]
+    r: int
+    codebook: np.ndarray
+    structure: RetrievalStructure
+    nnz: int
+    false_positives: int
+
+    @property
+    def t(self) -> int:
+        return self.structure.t
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Exact bytes of this layer's record body in the file (docs/format.md, kind 1)."""
+        return (
+            _FIXED_BODY_BYTES
+            + 8 * len(self.shape)
+            + 4 * self.codebook.size
+            + self.structure.table_nbytes
+        )
+
+    def decode(self) -> np.ndarray:
+        """The dense float32 tensor, false positives included (no extra memory beyond it)."""
+        out = np.empty(self.numel, dtype=np.float32)
+        self.structure.decode_dense(out, self.codebook)
+        return out.reshape(self.shape)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EncodedLayer):
+            return NotImplemented
+        return (
+            self.shape == other.shape
+            and self.r == other.r
+            and np.array_equal(self.codebook, other.codebook)
+            and self.structure == other.structure
+            and (self.nnz, self.false_positives) == (other.nnz, other.false_positives)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def validate_bits(r: int, t: int) -> None:
+    """Refuse (r, t) pairs the format cannot hold, naming the fix."""
+    if not 1 <= r <= MAX_R:
+        raise InvalidInputError(f"r (bits per cluster code) must be in 1..{MAX_R}, got {r}")
+    if not r < t <= MAX_T:
+        raise InvalidInputError(
+            f"t (bits per cell) must satisfy r < t <= {MAX_T}; got r={r}, t={t}. "
+            "Each extra bit of t halves the false positives."
+        )
+
+
+def encode_layer(
+    weight: object,
+    *,
+    r: int = 4,
+    t: int = 8,
+    seed: int = 0,
+    codebook: np.ndarray | None = None,
+    codes: np.ndarray | None = None,
+    structure: str = "bloomier",
+    max_attempts: int = 16,
+) -> EncodedLayer:
+    """Encode ``weight`` (torch tensor or ndarray, any shape; exact zeros are pruned).
+
+    Without ``codebook``/``codes`` the non-zeros are clustered by k-means (linear init) into
+    ``2**r`` centroids. With them, ``codebook`` is float32 ``(2**r,)`` and ``codes`` an integer
+    array of ``weight``'s shape giving each non-zero's centroid (entries at zeros are ignored).
+    """
+    validate_bits(r, t)
+    if structure not in STRUCTURES:
+        raise InvalidInputError(f"unknown structure {structure!r}; choose from {sorted(STRUCTURES)}")
+    w = _as_float_array(weight)
+    flat = w.ravel()
+    nonzero = flat != 0
+    keys = np.flatnonzero(nonzero).astype(np.uint64)
+    if keys.size == 0:
+        raise InvalidInputError(
+            f"tensor of shape {w.shape} has no non-zero weights to encode; store it plainly"
+        )
+    if keys.size == flat.size:
+        raise InvalidInputError(
+            f"tensor of shape {w.shape} has no zeros: prune it first (encoding only pays off "
+            "on sparse tensors)"
+        )
+    k = 1 << r
+    if (codebook is None) != (codes is None):
+        raise InvalidInputError("give both codebook and codes, or neither")
+    if codebook is None:
+        from weightless_core.cluster import kmeans_1d
+
+        cb, values = kmeans_1d(flat[nonzero], k, seed=seed)
+    else:
+        cb = np.asarray(codebook, dtype=np.float32).ravel()
+        if cb.size != k:
+            raise InvalidInputError(f"codebook must have 2**r = {k} entries, got {cb.size}")
+        values = np.asarray(codes).ravel()
+        if values.size != flat.size:
+            raise InvalidInputError(f"codes must have the weight's shape {w.shape}")
+        values = values[nonzero]
+        if values.size and (values.min() < 0 or values.max() >= k):
+            raise InvalidInputError(f"codes must lie in [0, {k}) at non-zero positions")
+    if not np.all(np.isfinite(cb)):
+        raise InvalidInputError("codebook holds NaN or Inf")
+    table = STRUCTURES[structure].build(
+        keys, values.astype(np.uint32), t=t, seed=seed, max_attempts=max_attempts
+    )
+    fp = table.count_in_range(~nonzero, k)
+    return EncodedLayer(
+        shape=tuple(int(d) for d in w.shape),
+        r=r,
+        codebook=cb.astype(np.float32),
+        structure=table,
+        nnz=int(keys.size),
+        false_positives=fp,
+    )
+
+
+def _as_float_array(weight: object) -> np.ndarray:
+    if hasattr(weight, "detach"):  # a torch tensor, without importing torch here
+        weight = weight.detach().cpu().numpy()  # type: ignore[attr-defined]
+    w = np.asarray(weight)
+    if w.dtype.kind not in "fiu" or w.dtype == np.bool_:
+        raise InvalidInputError(f"weight must be a float tensor, got dtype {w.dtype}")
+    if w.ndim == 0:
+        raise InvalidInputError("weight must have at least one dimension")
+    w = w.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(w)):
+        raise InvalidInputError(
+            f"weight of shape {w.shape} holds NaN or Inf; fix the model before compressing"
+        )
+    return np.ascontiguousarray(w)

@@ -1,0 +1,11 @@
+"""Retrieval structures, by name and by file-format code."""
+
+from __future__ import annotations
+
+from weightless_core.retrieval.base import MAX_T, RetrievalStructure
+from weightless_core.retrieval.bloomier import BloomierFilter
+
+STRUCTURES: dict[str, type[RetrievalStructure]] = {BloomierFilter.kind: BloomierFilter}
+BY_CODE: dict[int, type[RetrievalStructure]] = {s.code: s for s in STRUCTURES.values()}
+
+__all__ = ["BY_CODE", "MAX_T", "STRUCTURES", "BloomierFilter", "RetrievalStructure"]
