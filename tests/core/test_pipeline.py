@@ -1,0 +1,195 @@
+"""The paper's Algorithm 1 end to end on real (small) Fashion-MNIST data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from weightless_core.data import Dataset
+from weightless_core.errors import DataError, InvalidInputError
+from weightless_core.fileformat import load, load_into, metadata_nbytes, read_model
+from weightless_core.layer import EncodedLayer
+from weightless_core.models import build_model
+from weightless_core.pipeline import Progress, compress
+from weightless_core.settings import CompressionSettings
+from weightless_core.training import accuracy
+
+# Small but faithful: gradual pruning, weight sharing, layer-by-layer encoding with retraining.
+FAST = CompressionSettings(
+    sparsity=0.9,
+    r=4,
+    t=10,
+    prune_steps=2,
+    prune_epochs=1,
+    cluster_epochs=1,
+    retrain_epochs=2,
+    batch_size=64,
+)
+# The encoded model must stay this close to the pruned model (points of accuracy); on 1,000
+# validation images one point is ten images.
+TOLERANCE = 3.0
+
+
+@pytest.fixture(scope="module")
+def run(fashion_small, trained_state):
+    model = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
+    model.load_state_dict(trained_state)
+    events: list[Progress] = []
+    result = compress(model, fashion_small, FAST, progress=events.append)
+    return result, events
+
+
+def test_encoded_model_stays_within_tolerance_of_pruned_model(run):
+    result, _ = run
+    acc = result.report.accuracy
+    assert acc["dense"] > 70
+    assert acc["final"] >= acc["pruned"] - TOLERANCE, acc
+
+
+def test_every_large_weight_is_encoded_and_the_rest_stored_plainly(run):
+    result, _ = run
+    kinds = {n: isinstance(e, EncodedLayer) for n, e in result.entries.items()}
+    assert kinds == {
+        "fc1.weight": True,
+        "fc1.bias": False,
+        "fc2.weight": True,
+        "fc2.bias": False,
+        "fc3.weight": True,
+        "fc3.bias": False,
+    }
+    fc1 = result.entries["fc1.weight"]
+    assert fc1.nnz == round(0.1 * 784 * 300)
+    assert fc1.false_positives > 0
+
+
+def test_saved_file_decodes_to_the_compressed_model(run, tmp_path, fashion_small):
+    result, _ = run
+    path = tmp_path / "m.wlss"
+    size = result.save(path)
+    assert size == path.stat().st_size == result.report.file_bytes
+    fresh = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
+    load_into(fresh, path)
+    for name, tensor in result.model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[name], tensor), name
+    acc = accuracy(fresh, fashion_small.x_val, fashion_small.y_val, device=torch.device("cpu"))
+    assert acc == result.report.accuracy["final"]
+    assert read_model(path).metadata["settings"]["t"] == 10
+
+
+def test_report_sizes_add_up_to_the_file(run):
+    result, _ = run
+    rep = result.report
+    meta = metadata_nbytes(result.metadata)
+    assert sum(row.bytes for row in rep.layers) + meta + 24 == rep.file_bytes
+    fc1 = next(row for row in rep.layers if row.name == "fc1.weight")
+    assert fc1.ratio > 20
+    assert rep.weights_ratio > 20
+    d = rep.to_dict()
+    assert d["layers"][0]["name"] == "fc1.weight" and d["layers"][0]["r"] == 4
+
+
+def test_progress_reports_every_stage_in_order(run):
+    _, events = run
+    stages = [e.stage for e in events]
+    for stage in ("evaluate", "prune", "cluster", "encode", "retrain", "done"):
+        assert stage in stages
+    fractions = [e.fraction for e in events]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    encoded = [e.layer for e in events if e.stage == "encode"]
+    assert encoded == ["fc1.weight", "fc2.weight", "fc3.weight"]
+    assert any(e.epoch == 2 and e.epochs == 2 for e in events if e.stage == "retrain")
+
+
+def test_same_inputs_and_seed_give_identical_bytes(fashion_small, trained_state):
+    small = fashion_small.subset(600, 200, seed=1)
+    settings = FAST.with_(prune_steps=1)
+    outputs = []
+    for _ in range(2):
+        model = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
+        model.load_state_dict(trained_state)
+        outputs.append(compress(model, small, settings).to_bytes())
+    assert outputs[0] == outputs[1]
+
+
+def test_raising_from_the_progress_callback_cancels(trained_model, fashion_small):
+    class Cancelled(Exception):
+        pass
+
+    def cancel_in_cluster(p: Progress) -> None:
+        if p.stage == "cluster":
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        compress(trained_model, fashion_small, FAST, progress=cancel_in_cluster)
+
+
+def test_data_free_compression_needs_no_data(trained_model):
+    result = compress(trained_model, None, CompressionSettings(sparsity=0.9))
+    assert result.report.accuracy["final"] is None
+    assert isinstance(result.entries["fc2.weight"], EncodedLayer)
+
+
+def test_torchscript_and_exported_models_compress(trained_model, fashion_small):
+    small = fashion_small.subset(300, 100, seed=2)
+    settings = FAST.with_(prune_steps=1, cluster_epochs=0, retrain_epochs=0, prune_epochs=0)
+    scripted = torch.jit.script(trained_model)
+    batch = torch.export.Dim("batch")
+    exported = torch.export.export(
+        trained_model, (small.x_val[:2],), dynamic_shapes=({0: batch},)
+    ).module()
+    for module in (scripted, exported):
+        result = compress(module, small, settings)
+        assert isinstance(result.entries["fc1.weight"], EncodedLayer)
+        decoded = load_state(result)
+        assert torch.equal(decoded["fc1.weight"], module.state_dict()["fc1.weight"])
+
+
+def load_state(result):
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "m.wlss"
+        result.save(path)
+        return load(path)
+
+
+def test_model_and_data_that_do_not_fit_are_refused(trained_model):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(10, 1, 8, 8, generator=g)
+    y = torch.zeros(10, dtype=torch.long)
+    with pytest.raises(DataError, match="do not fit"):
+        compress(trained_model, Dataset("tiny", x, y, x, y), FAST)
+
+
+def test_exported_model_with_a_fixed_batch_size_is_refused(trained_model, fashion_small):
+    fixed = torch.export.export(trained_model, (fashion_small.x_val[:2],)).module()
+    with pytest.raises(DataError, match="batch"):
+        compress(fixed, fashion_small, FAST)
+
+
+def test_labels_beyond_the_outputs_are_refused(trained_model):
+    x = torch.rand(10, 1, 28, 28)
+    y = torch.full((10,), 12, dtype=torch.long)
+    with pytest.raises(DataError, match="labels go up to 12"):
+        compress(trained_model, Dataset("tiny", x, y, x, y), FAST)
+
+
+def test_overrides_for_unknown_layers_are_refused(trained_model):
+    from weightless_core.settings import LayerOverride
+
+    bad = FAST.with_(layers={"fc9.weight": LayerOverride(t=9)})
+    with pytest.raises(InvalidInputError, match=r"fc9\.weight"):
+        compress(trained_model, None, bad)
+
+
+def test_per_layer_settings_are_applied(trained_model):
+    from weightless_core.settings import LayerOverride
+
+    s = CompressionSettings(layers={"fc2.weight": LayerOverride(r=2, t=5, sparsity=0.5)})
+    result = compress(trained_model, None, s)
+    fc2 = result.entries["fc2.weight"]
+    assert (fc2.r, fc2.t) == (2, 5)
+    assert fc2.nnz == 300 * 100 // 2
+    assert np.unique(result.model.state_dict()["fc2.weight"].numpy()).size <= 5

@@ -1,0 +1,45 @@
+import pytest
+import torch
+
+from weightless_core.errors import InvalidInputError
+from weightless_core.prune import magnitude_mask, schedule
+
+
+def test_schedule_is_cubic_ramp_ending_at_target():
+    steps = schedule(0.9, 3)
+    assert steps[-1] == pytest.approx(0.9)
+    assert steps == sorted(steps)
+    assert steps[0] == pytest.approx(0.9 * (1 - (2 / 3) ** 3))
+
+
+def test_schedule_rejects_zero_steps():
+    with pytest.raises(InvalidInputError, match="steps"):
+        schedule(0.5, 0)
+
+
+def test_mask_keeps_largest_magnitudes_hand_checked():
+    w = torch.tensor([[0.1, -3.0, 0.2], [2.0, -0.05, 1.0]])
+    mask = magnitude_mask(w, 0.5)
+    assert mask.tolist() == [[False, True, False], [True, False, True]]
+
+
+def test_mask_ties_are_broken_by_position():
+    w = torch.ones(6)
+    assert magnitude_mask(w, 0.5).tolist() == [True, True, True, False, False, False]
+
+
+def test_mask_never_grows_back():
+    w = torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0])
+    first = magnitude_mask(w, 0.4)  # keeps 5, 4, 3
+    w2 = torch.tensor([0.0, 4.0, 3.0, 9.0, 1.0])  # a pruned weight grew large
+    second = magnitude_mask(w2, 0.6, keep=first)
+    assert second.tolist() == [False, True, True, False, False]
+
+
+def test_mask_keeps_at_least_one_weight():
+    assert int(magnitude_mask(torch.randn(10), 0.99).sum()) == 1
+
+
+def test_mask_rejects_bad_sparsity():
+    with pytest.raises(InvalidInputError, match="sparsity"):
+        magnitude_mask(torch.randn(4), 1.0)

@@ -1,0 +1,47 @@
+import pytest
+
+from weightless_core.errors import InvalidInputError
+from weightless_core.settings import CompressionSettings, LayerOverride
+
+
+def test_defaults_validate_and_serialise():
+    s = CompressionSettings()
+    d = s.to_dict()
+    assert d["r"] == 4 and d["t"] == 8 and d["layers"] == {}
+
+
+def test_layer_override_merges_with_globals():
+    s = CompressionSettings(layers={"fc1.weight": LayerOverride(t=10)})
+    plan = s.plan("fc1.weight")
+    assert (plan.r, plan.t, plan.sparsity) == (4, 10, s.sparsity)
+    assert s.plan("other").t == 8
+    assert s.to_dict()["layers"] == {"fc1.weight": {"t": 10}}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"r": 0}, "r .bits per cluster code"),
+        ({"r": 9, "t": 12}, "r .bits per cluster code"),
+        ({"r": 4, "t": 4}, "r < t"),
+        ({"t": 33}, "r < t <= 32"),
+        ({"sparsity": 1.0}, "sparsity"),
+        ({"sparsity": -0.1}, "sparsity"),
+        ({"structure": "cuckoo"}, "unknown structure"),
+        ({"prune_steps": 0}, "prune_steps"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"lr": 0}, "lr"),
+        ({"layers": {"fc1.weight": LayerOverride(t=2)}}, "layer 'fc1.weight'"),
+    ],
+)
+def test_bad_settings_are_refused_with_a_message(changes, message):
+    with pytest.raises(InvalidInputError, match=message):
+        CompressionSettings(**changes)
+
+
+def test_settings_are_frozen():
+    s = CompressionSettings()
+    with pytest.raises(AttributeError):
+        s.r = 5  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        s.layers["x"] = LayerOverride()  # type: ignore[index]

@@ -1,0 +1,90 @@
+import torch
+from torch import nn
+
+from weightless_core.training import Constraint, train_epochs
+
+
+def _tiny_data():
+    from weightless_core.data import Dataset
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 1, 2, 4, generator=g)
+    y = (x.flatten(1).sum(1) > 4).long()
+    return Dataset("toy", x, y, x[:16], y[:16])
+
+
+def test_masked_weights_stay_zero_through_training():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(8, 2))
+    w = model[1].weight
+    mask = torch.rand(w.shape, generator=torch.Generator().manual_seed(1)) > 0.5
+    cons = {"1.weight": Constraint(w, mask=mask)}
+    train_epochs(
+        model,
+        cons,
+        _tiny_data(),
+        epochs=2,
+        lr=0.05,
+        batch_size=8,
+        generator=torch.Generator().manual_seed(0),
+        device=torch.device("cpu"),
+    )
+    assert torch.all(w[~mask] == 0)
+    assert torch.any(w[mask] != 0)
+
+
+def test_shared_weights_keep_k_values_and_centroids_move_by_summed_gradient():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(8, 2))
+    w = model[1].weight
+    mask = torch.ones(w.shape, dtype=torch.bool)
+    mask[0, 0] = False
+    codes = (torch.arange(16).reshape(2, 8) % 3).long()
+    centroids = torch.tensor([-0.3, 0.1, 0.4], requires_grad=True)
+    before = centroids.detach().clone()
+    cons = {"1.weight": Constraint(w, mask=mask, codes=codes, centroids=centroids)}
+    train_epochs(
+        model,
+        cons,
+        _tiny_data(),
+        epochs=2,
+        lr=0.05,
+        batch_size=8,
+        generator=torch.Generator().manual_seed(0),
+        device=torch.device("cpu"),
+    )
+    assert not torch.equal(centroids.detach(), before)
+    values = set(w[mask].tolist())
+    assert values <= set(centroids.detach().tolist())
+    assert w[0, 0] == 0
+
+
+def test_route_gradient_sums_member_gradients_hand_checked():
+    p = nn.Parameter(torch.zeros(4))
+    c = Constraint(
+        p,
+        mask=torch.tensor([True, True, False, True]),
+        codes=torch.tensor([0, 1, 1, 0]),
+        centroids=torch.zeros(2, requires_grad=True),
+    )
+    p.grad = torch.tensor([1.0, 2.0, 100.0, 3.0])
+    c.route_gradient()
+    assert c.centroids.grad.tolist() == [4.0, 2.0]  # pruned position's gradient is ignored
+    assert p.grad is None
+
+
+def test_frozen_tensor_does_not_change():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(8, 2))
+    w = model[1].weight
+    before = w.detach().clone()
+    cons = {"1.weight": Constraint(w, frozen=True)}
+    train_epochs(
+        model,
+        cons,
+        _tiny_data(),
+        epochs=1,
+        lr=0.1,
+        batch_size=8,
+        generator=torch.Generator().manual_seed(0),
+        device=torch.device("cpu"),
+    )
+    assert torch.equal(w.detach(), before)
+    assert not torch.equal(model[1].bias.detach(), torch.zeros(2))

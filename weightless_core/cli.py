@@ -1,0 +1,308 @@
+"""The ``weightless`` command: train a reference model, compress, decode, inspect.
+
+Every failure the user can fix ends as one red line naming the problem and exit code 2, never a
+traceback; output files are written atomically, so a failed run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from weightless_core.errors import InvalidInputError, WeightlessError
+
+app = typer.Typer(
+    name="weightless",
+    help="Shrink trained neural networks with lossy Bloomier-filter weight encoding.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+T = TypeVar("T")
+
+DatasetOpt = Annotated[
+    str, typer.Option("--dataset", "-d", help="fashion-mnist, mnist, digits, or a .npz file")
+]
+ArchOpt = Annotated[
+    str | None,
+    typer.Option(help="lenet-300-100 or lenet-5 (needed for safetensors/state_dict models)"),
+]
+
+
+def _guard(fn: Callable[[], T]) -> T:
+    """Run ``fn``; turn expected failures into one clear line and exit code 2."""
+    try:
+        return fn()
+    except (WeightlessError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        msg = str(e) if isinstance(e, WeightlessError) else f"{e.strerror}: {e.filename}"
+        err_console.print(f"[bold red]error:[/] {msg}", highlight=False)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        raise typer.Exit(130) from None
+
+
+@app.command("train-reference")
+def train_reference(
+    out: Annotated[Path, typer.Option("--out", "-o", help="where to write the model")],
+    arch: Annotated[str, typer.Option(help="lenet-300-100 or lenet-5")] = "lenet-300-100",
+    dataset: DatasetOpt = "fashion-mnist",
+    epochs: Annotated[int, typer.Option(min=1, max=1000)] = 10,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+    device: Annotated[
+        str | None, typer.Option(help="cpu or cuda (default: cuda if present)")
+    ] = None,
+) -> None:
+    """Train a reference model and save it as TorchScript (or .safetensors weights)."""
+    from weightless_core import reference
+
+    def run() -> None:
+        with _progress() as bar:
+            task = bar.add_task("training", total=epochs)
+
+            def on_epoch(epoch: int, loss: float) -> None:
+                bar.update(task, completed=epoch, description=f"epoch {epoch}: loss {loss:.4f}")
+
+            acc = reference.train_and_save(
+                arch, dataset, out, epochs=epochs, seed=seed, device=device, on_epoch=on_epoch
+            )
+        console.print(
+            f"[green]saved[/] {out} ({arch} on {dataset}): validation accuracy {acc:.2f}%"
+        )
+
+    _guard(run)
+
+
+@app.command()
+def compress(
+    model: Annotated[Path, typer.Argument(help="TorchScript, .pt2, safetensors or state_dict")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="encoded model file to write")],
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", "-d", help="fashion-mnist, mnist, digits or FILE.npz"),
+    ] = None,
+    arch: ArchOpt = None,
+    sparsity: Annotated[float, typer.Option(help="fraction of each encoded layer pruned")] = 0.92,
+    r: Annotated[int, typer.Option("--r", help="bits per cluster code (1..8)")] = 4,
+    t: Annotated[int, typer.Option("--t", help="bits per table cell (r < t <= 32)")] = 8,
+    layer: Annotated[
+        list[str] | None,
+        typer.Option(help="per-layer override NAME:key=value,... (keys: sparsity, r, t)"),
+    ] = None,
+    prune_steps: Annotated[int, typer.Option()] = 3,
+    prune_epochs: Annotated[int, typer.Option()] = 1,
+    cluster_epochs: Annotated[int, typer.Option()] = 1,
+    retrain_epochs: Annotated[int, typer.Option()] = 1,
+    min_elements: Annotated[int, typer.Option(help="smallest tensor that is encoded")] = 1000,
+    batch_size: Annotated[int, typer.Option()] = 128,
+    lr: Annotated[float, typer.Option()] = 1e-3,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+    device: Annotated[
+        str | None, typer.Option(help="cpu or cuda (default: cuda if present)")
+    ] = None,
+    report: Annotated[Path | None, typer.Option(help="also write the JSON report here")] = None,
+    data_free: Annotated[
+        bool, typer.Option("--data-free", help="no data: one-shot prune, no retraining")
+    ] = False,
+) -> None:
+    """Compress MODEL with the Weightless method and print the per-layer table."""
+    from weightless_core.settings import CompressionSettings
+
+    def run() -> None:
+        if dataset is None and not data_free:
+            raise InvalidInputError("give --dataset NAME|FILE.npz, or --data-free")
+        settings = CompressionSettings(
+            sparsity=sparsity,
+            r=r,
+            t=t,
+            layers=parse_layer_overrides(layer or []),
+            min_elements=min_elements,
+            prune_steps=prune_steps,
+            prune_epochs=prune_epochs,
+            cluster_epochs=cluster_epochs,
+            retrain_epochs=retrain_epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            device=device,
+        )
+        _compress_and_show(model, out, dataset, arch, settings, report)
+
+    _guard(run)
+
+
+def _compress_and_show(
+    model_path: Path,
+    out: Path,
+    dataset: str | None,
+    arch: str | None,
+    settings: Any,
+    report_path: Path | None,
+) -> None:
+    from weightless_core.data import load_dataset
+    from weightless_core.modelio import load_model
+    from weightless_core.pipeline import compress as run_pipeline
+    from weightless_core.tables import layer_table, summary_lines
+
+    data = load_dataset(dataset) if dataset is not None else None
+    loaded = load_model(model_path, arch=arch)
+    with _progress() as bar:
+        task = bar.add_task("starting", total=100)
+
+        def on_progress(p: Any) -> None:
+            bar.update(task, completed=round(100 * p.fraction, 1), description=p.message)
+
+        result = run_pipeline(loaded.module, data, settings, progress=on_progress)
+    size = result.save(out)
+    if report_path is not None:
+        write_json_atomic(report_path, result.report.to_dict())
+    console.print(layer_table(result.report))
+    for line in summary_lines(result.report):
+        console.print(line)
+    console.print(f"[green]wrote[/] {out} ({size:,} bytes)")
+
+
+@app.command()
+def decode(
+    file: Annotated[Path, typer.Argument(help="encoded model file")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="safetensors file to write")],
+) -> None:
+    """Decode an encoded model back into a dense safetensors state_dict."""
+    from weightless_core.fileformat import load
+    from weightless_core.modelio import save_state_dict
+
+    def run() -> None:
+        state = load(file)
+        save_state_dict(state, out)
+        console.print(f"[green]wrote[/] {out}: {len(state)} tensors")
+
+    _guard(run)
+
+
+@app.command()
+def inspect(file: Annotated[Path, typer.Argument(help="encoded model file")]) -> None:
+    """Show what an encoded model file holds, record by record."""
+    from weightless_core.fileformat import read_model
+    from weightless_core.tables import inspect_table
+
+    def run() -> None:
+        model = read_model(file)
+        console.print(inspect_table(model, file_bytes=file.stat().st_size, title=str(file)))
+        if model.metadata:
+            console.print_json(json.dumps(model.metadata))
+
+    _guard(run)
+
+
+@app.command()
+def demo(
+    cache: Annotated[Path, typer.Option(help="where the reference model is cached")] = Path(
+        ".cache"
+    ),
+    epochs: Annotated[int, typer.Option(min=1)] = 10,
+) -> None:
+    """The main job of ``make run``: train LeNet-300-100 on Fashion-MNIST once, then compress it."""
+    from weightless_core import reference
+    from weightless_core.settings import CompressionSettings
+
+    def run() -> None:
+        model_path = cache / "lenet-300-100-fashion-mnist.pt"
+        if not model_path.exists():
+            console.print(f"training the reference model -> {model_path} (cached for next time)")
+            with _progress() as bar:
+                task = bar.add_task("training", total=epochs)
+                acc = reference.train_and_save(
+                    "lenet-300-100",
+                    "fashion-mnist",
+                    model_path,
+                    epochs=epochs,
+                    seed=0,
+                    on_epoch=lambda e, loss: bar.update(
+                        task, completed=e, description=f"loss {loss:.4f}"
+                    ),
+                )
+            console.print(f"reference accuracy {acc:.2f}%")
+        out = cache / "lenet-300-100-fashion-mnist.wlss"
+        _compress_and_show(
+            model_path, out, "fashion-mnist", None, CompressionSettings(), cache / "report.json"
+        )
+
+    _guard(run)
+
+
+def parse_layer_overrides(specs: list[str]) -> dict[str, Any]:
+    """``["fc1.weight:sparsity=0.95,t=9"]`` -> ``{"fc1.weight": LayerOverride(...)}``."""
+    from weightless_core.settings import LayerOverride
+
+    out: dict[str, LayerOverride] = {}
+    for spec in specs:
+        name, sep, rest = spec.partition(":")
+        if not sep or not name or not rest:
+            raise InvalidInputError(f"--layer {spec!r}: expected NAME:key=value[,key=value]")
+        values: dict[str, Any] = {}
+        for item in rest.split(","):
+            key, eq, raw = item.partition("=")
+            key = key.strip()
+            try:
+                if key == "sparsity":
+                    values[key] = float(raw)
+                elif key in ("r", "t"):
+                    values[key] = int(raw)
+                elif key == "structure":
+                    values[key] = raw
+                else:
+                    raise InvalidInputError(
+                        f"--layer {spec!r}: unknown key {key!r} (use sparsity, r, t, structure)"
+                    )
+            except ValueError:
+                raise InvalidInputError(f"--layer {spec!r}: bad value for {key}: {raw!r}") from None
+            if not eq:
+                raise InvalidInputError(f"--layer {spec!r}: expected key=value, got {item!r}")
+        out[name] = LayerOverride(**values)
+    return out
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON via a temp file and rename, so a reader never sees half a report."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="weightless")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

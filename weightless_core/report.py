@@ -1,0 +1,90 @@
+"""What a compression run produced, per layer and for the whole model, as plain data.
+
+The same report feeds the CLI table, the JSON written by ``--report`` and, later, the service.
+Sizes follow the papers' conventions: *weights-only* compares weight tensors (>= 2 dims) as
+float32 with their encoding (codebook + table + record header); *whole-file* compares the dense
+state_dict with the complete file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """One tensor of the model; encoded ones carry r, t, structure, cells and false positives."""
+
+    name: str
+    shape: tuple[int, ...]
+    encoded: bool
+    original_bytes: int
+    bytes: int
+    kept: float
+    r: int | None = None
+    t: int | None = None
+    structure: str | None = None
+    cells: int | None = None
+    false_positives: int | None = None
+    build_attempts: int | None = None
+    accuracy_after: float | None = None
+
+    @property
+    def ratio(self) -> float:
+        return self.original_bytes / self.bytes if self.bytes else float("inf")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        d["ratio"] = round(self.ratio, 3)
+        return d
+
+
+@dataclass(frozen=True)
+class Report:
+    """The whole run: accuracy through the stages, sizes, per-layer rows, timings, settings."""
+
+    layers: list[LayerReport]
+    accuracy: dict[str, float | None]
+    original_bytes: int
+    file_bytes: int
+    seconds: dict[str, float] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+
+    @property
+    def weight_rows(self) -> list[LayerReport]:
+        return [row for row in self.layers if len(row.shape) >= 2]
+
+    @property
+    def weights_original_bytes(self) -> int:
+        return sum(row.original_bytes for row in self.weight_rows)
+
+    @property
+    def weights_encoded_bytes(self) -> int:
+        return sum(row.bytes for row in self.weight_rows)
+
+    @property
+    def weights_ratio(self) -> float:
+        enc = self.weights_encoded_bytes
+        return self.weights_original_bytes / enc if enc else float("inf")
+
+    @property
+    def file_ratio(self) -> float:
+        return self.original_bytes / self.file_bytes if self.file_bytes else float("inf")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accuracy": self.accuracy,
+            "original_bytes": self.original_bytes,
+            "file_bytes": self.file_bytes,
+            "file_ratio": round(self.file_ratio, 3),
+            "weights_original_bytes": self.weights_original_bytes,
+            "weights_encoded_bytes": self.weights_encoded_bytes,
+            "weights_ratio": round(self.weights_ratio, 3),
+            "layers": [row.to_dict() for row in self.layers],
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "settings": self.settings,
+            "device": self.device,
+        }

@@ -1,0 +1,139 @@
+"""Compression settings: frozen, validated once, with per-layer overrides.
+
+Defaults follow the paper's recipe for MNIST-class models: ~92% of each encoded layer pruned,
+16 clusters (r=4) and t=8 (the paper's t-vs-accuracy figure is flat from t=8 to 9 onwards).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from types import MappingProxyType
+from typing import Any
+
+from weightless_core.errors import InvalidInputError
+from weightless_core.layer import validate_bits
+from weightless_core.retrieval import STRUCTURES
+
+
+@dataclass(frozen=True)
+class LayerOverride:
+    """Per-layer values that replace the global ones (``None`` keeps the global value)."""
+
+    sparsity: float | None = None
+    r: int | None = None
+    t: int | None = None
+    structure: str | None = None
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """What one encoded tensor gets: fraction pruned, code bits, cell bits, structure."""
+
+    sparsity: float
+    r: int
+    t: int
+    structure: str
+
+
+@dataclass(frozen=True)
+class CompressionSettings:
+    """Everything the pipeline needs besides the model and data.
+
+    ``encode`` names the tensors to encode; ``None`` means every tensor of >= 2 dims and
+    >= ``min_elements`` elements (Linear and Conv weights). Everything else is stored plainly.
+    Epoch counts are per stage: after each pruning step, after clustering, after each encoded
+    layer.
+    """
+
+    sparsity: float = 0.92
+    r: int = 4
+    t: int = 8
+    structure: str = "bloomier"
+    layers: Mapping[str, LayerOverride] = field(default_factory=dict)
+    encode: tuple[str, ...] | None = None
+    min_elements: int = 1000
+    prune_steps: int = 3
+    prune_epochs: int = 1
+    cluster_epochs: int = 1
+    retrain_epochs: int = 1
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", MappingProxyType(dict(self.layers)))
+        if self.encode is not None:
+            object.__setattr__(self, "encode", tuple(self.encode))
+        _check_sparsity("sparsity", self.sparsity)
+        validate_bits(self.r, self.t)
+        _check_structure(self.structure)
+        for name, o in self.layers.items():
+            if not isinstance(o, LayerOverride):
+                raise InvalidInputError(f"layers[{name!r}] must be a LayerOverride")
+            self.plan(name)  # validates the merged values
+        for key in ("prune_steps",):
+            _check_int(key, getattr(self, key), 1, 100)
+        for key in ("prune_epochs", "cluster_epochs", "retrain_epochs"):
+            _check_int(key, getattr(self, key), 0, 1000)
+        _check_int("batch_size", self.batch_size, 1, 1 << 20)
+        _check_int("min_elements", self.min_elements, 1, 1 << 62)
+        _check_int("seed", self.seed, 0, (1 << 63) - 1)
+        if not (isinstance(self.lr, int | float) and 0 < self.lr <= 10):
+            raise InvalidInputError(f"lr must be in (0, 10], got {self.lr!r}")
+
+    def plan(self, name: str) -> LayerPlan:
+        """The merged, validated settings for tensor ``name``."""
+        o = self.layers.get(name, LayerOverride())
+        plan = LayerPlan(
+            sparsity=self.sparsity if o.sparsity is None else o.sparsity,
+            r=self.r if o.r is None else o.r,
+            t=self.t if o.t is None else o.t,
+            structure=self.structure if o.structure is None else o.structure,
+        )
+        try:
+            _check_sparsity("sparsity", plan.sparsity)
+            validate_bits(plan.r, plan.t)
+            _check_structure(plan.structure)
+        except InvalidInputError as e:
+            raise InvalidInputError(f"layer {name!r}: {e}") from None
+        return plan
+
+    def with_(self, **changes: Any) -> CompressionSettings:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (used in reports and file metadata)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name == "layers":
+                v = {
+                    k: {a: b for a, b in vars(o).items() if b is not None}
+                    for k, o in sorted(v.items())
+                }
+            elif isinstance(v, tuple):
+                v = list(v)
+            out[f.name] = v
+        return out
+
+
+def _check_sparsity(name: str, value: float) -> None:
+    if not (isinstance(value, int | float) and 0.0 <= value < 1.0):
+        raise InvalidInputError(
+            f"{name} (fraction of weights pruned) must be in [0, 1), got {value!r}"
+        )
+
+
+def _check_structure(structure: str) -> None:
+    if structure not in STRUCTURES:
+        raise InvalidInputError(
+            f"unknown structure {structure!r}; choose from {sorted(STRUCTURES)}"
+        )
+
+
+def _check_int(name: str, value: object, lo: int, hi: int) -> None:
+    if not (isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi):
+        raise InvalidInputError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")

@@ -1,0 +1,95 @@
+"""Rich tables for the CLI: the per-layer compression table and the file inspection view."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from weightless_core.report import Report
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape) or "scalar"
+
+
+def _ratio(x: float) -> str:
+    return f"{x:,.1f}x"
+
+
+def layer_table(report: Report, *, title: str = "Weightless compression") -> Table:
+    """One row per tensor: shape, kept %, r, t, cells, bytes, false positives, ratio."""
+    table = Table(title=title, title_justify="left")
+    for col, justify in [
+        ("layer", "left"),
+        ("shape", "left"),
+        ("kept %", "right"),
+        ("r", "right"),
+        ("t", "right"),
+        ("cells", "right"),
+        ("bytes", "right"),
+        ("false pos.", "right"),
+        ("ratio", "right"),
+        ("acc. after %", "right"),
+    ]:
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for row in report.layers:
+        enc = row.encoded
+        table.add_row(
+            row.name,
+            _shape(row.shape),
+            f"{100 * row.kept:.2f}",
+            str(row.r) if enc else "-",
+            str(row.t) if enc else "-",
+            f"{row.cells:,}" if enc else "plain",
+            f"{row.bytes:,}",
+            f"{row.false_positives:,}" if enc else "-",
+            _ratio(row.ratio),
+            f"{row.accuracy_after:.2f}" if row.accuracy_after is not None else "-",
+        )
+    return table
+
+
+def summary_lines(report: Report) -> list[str]:
+    """Accuracy through the stages and the two compression ratios, one fact per line."""
+    acc = report.accuracy
+    lines = []
+    if acc.get("dense") is not None:
+        stages = [("dense", "dense"), ("pruned", "pruned"), ("clustered", "clustered")]
+        parts = [f"{label} {acc[k]:.2f}%" for k, label in stages if acc.get(k) is not None]
+        if acc.get("final") is not None:
+            parts.append(f"encoded [bold]{acc['final']:.2f}%[/]")
+        lines.append("accuracy: " + " -> ".join(parts))
+    lines.append(
+        f"weights: {report.weights_original_bytes:,} -> {report.weights_encoded_bytes:,} bytes "
+        f"([bold]{_ratio(report.weights_ratio)}[/]); whole file: {report.original_bytes:,} -> "
+        f"{report.file_bytes:,} bytes ({_ratio(report.file_ratio)})"
+    )
+    secs = ", ".join(f"{k} {v:.1f}s" for k, v in report.seconds.items())
+    if secs:
+        lines.append(f"time: {secs} on {report.device}")
+    return lines
+
+
+def inspect_table(model: Any, *, file_bytes: int, title: str) -> Table:
+    """Records of an encoded-model file (``fileformat.EncodedModel``)."""
+    from weightless_core.layer import EncodedLayer
+
+    table = Table(title=f"{title} ({file_bytes:,} bytes)", title_justify="left")
+    for col in ("tensor", "kind", "shape", "dtype / r,t", "cells", "stored", "false pos."):
+        table.add_column(col)
+    for name, entry in model.entries.items():
+        if isinstance(entry, EncodedLayer):
+            table.add_row(
+                name,
+                entry.structure.kind,
+                _shape(entry.shape),
+                f"r={entry.r}, t={entry.t}",
+                f"{entry.structure.num_cells:,}",
+                f"{entry.nnz:,}",
+                f"{entry.false_positives:,}",
+            )
+        else:
+            dtype = str(getattr(entry, "dtype", "?")).replace("torch.", "")
+            table.add_row(name, "plain", _shape(tuple(entry.shape)), dtype, "-", "-", "-")
+    return table

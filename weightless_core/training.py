@@ -1,0 +1,165 @@
+"""Training under the constraints compression imposes: masks, shared weights, frozen layers.
+
+Each compressed tensor has a ``Constraint``. A *masked* tensor trains normally but its pruned
+positions stay zero. A *shared* tensor is ``centroids[codes]`` on its mask: the optimiser moves
+the centroids by the summed gradient of their members (Deep Compression's weight sharing), so
+the tensor keeps at most ``2**r`` distinct values. An encoded tensor is shared with codes read
+back from its retrieval table (false positives included) and its centroids frozen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from weightless_core.data import Dataset
+
+
+@dataclass
+class Constraint:
+    """How one parameter may change during training.
+
+    ``mask`` (bool, param's shape) marks positions that may be non-zero; ``codes`` (int64,
+    param's shape, ignored off the mask) and ``centroids`` (float32, (k,)) make it shared;
+    ``frozen`` keeps the whole tensor fixed.
+    """
+
+    param: nn.Parameter
+    mask: torch.Tensor | None = None
+    codes: torch.Tensor | None = None
+    centroids: torch.Tensor | None = None
+    frozen: bool = False
+
+    @property
+    def shared(self) -> bool:
+        return self.codes is not None
+
+    def project(self) -> None:
+        """Write the constrained value into the parameter."""
+        with torch.no_grad():
+            if self.shared:
+                value = self.centroids[self.codes].to(self.param.dtype)
+                self.param.copy_(torch.where(self.mask, value, torch.zeros_like(value)))
+            elif self.mask is not None:
+                self.param.mul_(self.mask)
+
+    def route_gradient(self) -> None:
+        """Turn the parameter's gradient into the gradient of what is actually trained."""
+        g = self.param.grad
+        if g is None:
+            return
+        if self.shared:
+            if self.centroids.requires_grad:
+                member = g[self.mask].to(self.centroids.dtype)
+                summed = torch.zeros_like(self.centroids).index_add_(
+                    0, self.codes[self.mask], member
+                )
+                self.centroids.grad = summed
+            self.param.grad = None
+        elif self.mask is not None:
+            g.mul_(self.mask)
+
+
+def trainable_tensors(model: nn.Module, constraints: dict[str, Constraint]) -> list[torch.Tensor]:
+    """What the optimiser steps: free params, masked params, unfrozen centroids."""
+    out: list[torch.Tensor] = []
+    for name, p in model.named_parameters():
+        c = constraints.get(name)
+        if c is None:
+            out.append(p)
+        elif c.frozen:
+            continue
+        elif c.shared:
+            if c.centroids.requires_grad:
+                out.append(c.centroids)
+        else:
+            out.append(p)
+    return out
+
+
+def set_mode(model: nn.Module, training: bool) -> None:
+    """``model.train(training)``, tolerating exported programs (which refuse mode switches)."""
+    with contextlib.suppress(NotImplementedError):
+        model.train(training)
+
+
+def train_epochs(
+    model: nn.Module,
+    constraints: dict[str, Constraint],
+    data: Dataset,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    generator: torch.Generator,
+    device: torch.device,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> None:
+    """Train ``epochs`` epochs of cross-entropy with Adam under ``constraints``.
+
+    ``on_epoch(epoch, mean_loss)`` is called after each epoch (epochs count from 1); it may raise
+    to stop training (that is how cancellation reaches the loop).
+    """
+    if epochs <= 0:
+        return
+    for c in constraints.values():
+        c.project()
+    params = trainable_tensors(model, constraints)
+    if not params:
+        return
+    opt = torch.optim.Adam(params, lr=lr)
+    active = [c for c in constraints.values() if not c.frozen]
+    x_all, y_all = data.x_train, data.y_train
+    n = x_all.shape[0]
+    set_mode(model, True)
+    for epoch in range(1, epochs + 1):
+        order = torch.randperm(n, generator=generator)
+        total, batches = 0.0, 0
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            x = x_all[idx].to(device, non_blocking=True)
+            y = y_all[idx].to(device, non_blocking=True)
+            opt.zero_grad(set_to_none=True)
+            for c in constraints.values():
+                c.param.grad = None
+            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            for c in constraints.values():
+                if c.frozen:
+                    c.param.grad = None
+                else:
+                    c.route_gradient()
+            opt.step()
+            for c in active:
+                c.project()
+            total += float(loss.detach())
+            batches += 1
+        if on_epoch is not None:
+            on_epoch(epoch, total / max(batches, 1))
+    set_mode(model, False)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device: torch.device) -> float:
+    """Top-1 accuracy in percent, evaluated in batches of 1,000."""
+    set_mode(model, False)
+    correct = 0
+    for start in range(0, x.shape[0], 1000):
+        logits = model(x[start : start + 1000].to(device))
+        correct += int((logits.argmax(dim=1) == y[start : start + 1000].to(device)).sum())
+    return 100.0 * correct / max(x.shape[0], 1)
+
+
+def parameters_by_name(model: nn.Module) -> dict[str, nn.Parameter]:
+    """Named parameters, shared ones listed once (first name wins)."""
+    seen: dict[int, str] = {}
+    out: dict[str, nn.Parameter] = {}
+    for name, p in model.named_parameters(remove_duplicate=True):
+        if id(p) not in seen:
+            seen[id(p)] = name
+            out[name] = p
+    return out
