@@ -64,6 +64,12 @@ _PT2_MEMBER_PATTERNS = (
 # Graph node targets we let torch.export.load resolve: ATen operators and tuple indexing.
 _PT2_TARGET = re.compile(r"torch\.ops\.aten\.[A-Za-z][A-Za-z0-9_]*\.[A-Za-z][A-Za-z0-9_]*")
 _PT2_EXTRA_TARGETS = frozenset({"_operator.getitem"})
+# Symbolic shapes (a dynamic batch dimension) are stored as strings that torch hands to
+# sympy.sympify, which evaluates them. Only plain arithmetic on shape symbols is let through:
+# the symbol declarations torch writes, names ``s<N>``, integers, + - * ( ), never ``**``.
+_PT2_SYMBOL = re.compile(r"Symbol\('s\d+'(?:, (?:positive|integer)=True)*\)")
+_PT2_SHAPE_EXPR = re.compile(r"[0-9s+\-*() ]{1,200}")
+_PT2_SYMBOL_NAME = re.compile(r"s\d+")
 
 
 @dataclass
@@ -262,7 +268,8 @@ def _vet_pt2(blob: bytes, name: str) -> None:
     Rules: members from a fixed allowlist only (no AOTInductor libraries, no legacy pickled
     weight files); every weight/constant stored raw (``use_pickle`` false, plain tensors);
     sample inputs loadable with ``weights_only=True``; the graph has no ``guards_code``
-    (exec'd), no symbolic shapes (``expr_str``, eval'd by sympy) and only ATen operator targets.
+    (exec'd), symbolic shapes (``expr_str``, eval'd by sympy) only as plain arithmetic on shape
+    symbols (so a dynamic batch dimension works), and only ATen operator targets.
     """
     try:
         with zipfile.ZipFile(io.BytesIO(blob)) as archive:
@@ -316,14 +323,14 @@ def _vet_pt2_members(members: set[str], read: Callable[[str], bytes], name: str)
         graph = _json(read(f"models/{model}.json"), name)
         if not isinstance(graph, dict):
             raise ModelLoadError(f"{refuse}: malformed models/{model}.json")
-        if graph.get("guards_code") or graph.get("range_constraints"):
-            raise ModelLoadError(
-                f"{refuse}: it has dynamic shapes or guard code; export with static shapes"
-            )
+        if graph.get("guards_code"):
+            raise ModelLoadError(f"{refuse}: it carries guard code, which we never run")
+        _check_range_constraints(graph.get("range_constraints"), refuse)
         for key, value in _walk(graph):
-            if key == "expr_str":
+            if key == "expr_str" and not _safe_shape_expr(value):
                 raise ModelLoadError(
-                    f"{refuse}: it has symbolic shape expressions; export with static shapes"
+                    f"{refuse}: symbolic shape expression {str(value)[:80]!r} is not plain "
+                    "arithmetic on shape symbols"
                 )
             if key == "target" and not (
                 isinstance(value, str)
@@ -333,6 +340,30 @@ def _vet_pt2_members(members: set[str], read: Callable[[str], bytes], name: str)
                 raise ModelLoadError(
                     f"{refuse}: graph target {str(value)[:80]!r} is not an ATen operator"
                 )
+
+
+def _safe_shape_expr(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    plain = _PT2_SYMBOL.sub("s0", value)
+    return bool(_PT2_SHAPE_EXPR.fullmatch(plain)) and "**" not in plain
+
+
+def _check_range_constraints(constraints: object, refuse: str) -> None:
+    if constraints in (None, {}):
+        return
+    if not isinstance(constraints, dict):
+        raise ModelLoadError(f"{refuse}: malformed range constraints")
+    for name, bounds in constraints.items():
+        ok = (
+            isinstance(name, str)
+            and _PT2_SYMBOL_NAME.fullmatch(name)
+            and isinstance(bounds, dict)
+            and set(bounds) <= {"min_val", "max_val"}
+            and all(v is None or type(v) is int for v in bounds.values())
+        )
+        if not ok:
+            raise ModelLoadError(f"{refuse}: range constraint {str(name)[:40]!r} is malformed")
 
 
 def _json(data: bytes, name: str) -> Any:

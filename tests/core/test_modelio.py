@@ -271,6 +271,39 @@ def test_pt2_code_carrying_parts_are_refused(
         load_model(_rewrite(pt2, tmp_path / "bad.pt2", changes))
 
 
+def test_pt2_with_a_dynamic_batch_dimension_loads(tmp_path: Path) -> None:
+    model, x = _model("lenet-300-100")
+    batch = torch.export.Dim("batch")
+    ep = torch.export.export(model, (x,), dynamic_shapes=({0: batch},))
+    path = tmp_path / "dynamic.pt2"
+    torch.export.save(ep, str(path))
+    loaded = load_model(path).module
+    x5 = torch.rand(5, *x.shape[1:])
+    assert torch.equal(loaded(x5), model(x5))
+
+
+@pytest.mark.parametrize(
+    ("expr", "constraints"),
+    [
+        ("s0**s0**99", {}),
+        ("s0 + __import__('os')", {}),
+        ("s0", {"s0": {"min_val": 0, "max_val": "__import__('os')"}}),
+        ("s0", {"x; import os": {"min_val": 0, "max_val": None}}),
+    ],
+)
+def test_pt2_symbolic_shapes_other_than_plain_arithmetic_are_refused(
+    pt2: Path, tmp_path: Path, expr: str, constraints: dict
+) -> None:
+    graph = json.loads(_member(pt2, "models/model.json"))
+    graph["graph_module"]["graph"]["nodes"][0]["inputs"][0]["arg"] = {
+        "as_sym_int": {"as_expr": {"expr_str": expr, "hint": None}}
+    }
+    graph["range_constraints"] = constraints
+    bad = _rewrite(pt2, tmp_path / "bad.pt2", {"models/model.json": json.dumps(graph).encode()})
+    with pytest.raises(ModelLoadError, match="symbolic shape|range constraint"):
+        load_model(bad)
+
+
 def test_zip_with_duplicate_members_is_refused(pt2: Path, tmp_path: Path) -> None:
     bad = tmp_path / "dup.pt2"
     bad.write_bytes(pt2.read_bytes())
