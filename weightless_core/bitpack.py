@@ -10,6 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 from weightless_core._jit import inline, njit
+from weightless_core.errors import InvalidInputError
+
+MAX_T = 32
+
+
+def _check_t(t: int) -> None:
+    if not 1 <= t <= MAX_T:
+        raise InvalidInputError(f"t (bits per cell) must be in 1..{MAX_T}, got {t}")
 
 
 def packed_nbytes(num_cells: int, t: int) -> int:
@@ -45,13 +53,18 @@ def _pack(values: np.ndarray, t: int, out: np.ndarray) -> None:
 
 def pack(values: np.ndarray, t: int) -> np.ndarray:
     """Pack ``values`` (1-D, each < 2**t) into padded uint32 words."""
-    out = np.zeros(num_words(values.size, t), dtype=np.uint32)
-    _pack(np.ascontiguousarray(values, dtype=np.uint32), t, out)
+    _check_t(t)
+    v = np.ascontiguousarray(values).ravel()
+    if v.size and (v.dtype.kind not in "iub" or int(v.min()) < 0 or int(v.max()) >> t):
+        raise InvalidInputError(f"packed values must be integers in [0, 2**{t})")
+    out = np.zeros(num_words(v.size, t), dtype=np.uint32)
+    _pack(v.astype(np.uint32, copy=False), np.int64(t), out)
     return out
 
 
 def unpack(words: np.ndarray, num_cells: int, t: int) -> np.ndarray:
     """Inverse of ``pack`` (vectorised numpy; used by references and tests)."""
+    _check_t(t)
     p = np.arange(num_cells, dtype=np.uint64) * np.uint64(t)
     w = (p >> np.uint64(5)).astype(np.int64)
     pair = words[w].astype(np.uint64) | (words[w + 1].astype(np.uint64) << np.uint64(32))
@@ -65,6 +78,12 @@ def words_to_bytes(words: np.ndarray, num_cells: int, t: int) -> bytes:
 
 def bytes_to_words(data: bytes, num_cells: int, t: int) -> np.ndarray:
     """Padded uint32 words from a stored stream (``len(data)`` must be ``packed_nbytes``)."""
+    _check_t(t)
+    if len(data) != packed_nbytes(num_cells, t):
+        raise InvalidInputError(
+            f"a stream of {num_cells} cells of {t} bits is {packed_nbytes(num_cells, t)} bytes, "
+            f"got {len(data)}"
+        )
     n = num_words(num_cells, t)
     buf = bytearray(n * 4)
     buf[: len(data)] = data

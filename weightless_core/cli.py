@@ -95,7 +95,7 @@ def compress(
     arch: ArchOpt = None,
     sparsity: Annotated[float, typer.Option(help="fraction of each encoded layer pruned")] = 0.92,
     r: Annotated[int, typer.Option("--r", help="bits per cluster code (1..8)")] = 4,
-    t: Annotated[int, typer.Option("--t", help="bits per table cell (r < t <= 32)")] = 8,
+    t: Annotated[int, typer.Option("--t", help="bits per table cell (r < t <= 32)")] = 10,
     layer: Annotated[
         list[str] | None,
         typer.Option(help="per-layer override NAME:key=value,... (keys: sparsity, r, t)"),

@@ -8,7 +8,11 @@ numpy/numba/torch version; ``docs/format.md`` pins them with test vectors.
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
+
+from weightless_core.errors import InvalidInputError
 
 GOLDEN = 0x9E3779B97F4A7C15
 MIX1 = 0xBF58476D1CE4E5B9
@@ -18,32 +22,41 @@ MASK64 = (1 << 64) - 1
 
 def mix64(z: int) -> int:
     """SplitMix64 finaliser on a Python int (reference implementation, exact)."""
-    z &= MASK64
+    z = operator.index(z) & MASK64
     z = ((z ^ (z >> 30)) * MIX1) & MASK64
     z = ((z ^ (z >> 27)) * MIX2) & MASK64
     return z ^ (z >> 31)
 
 
+def _check_seed(seed: int) -> int:
+    try:
+        s = operator.index(seed)
+    except TypeError:
+        raise InvalidInputError(f"seed must be an integer, got {seed!r}") from None
+    if not 0 <= s < 1 << 64:
+        raise InvalidInputError(f"seed must be in [0, 2**64), got {s}")
+    return s
+
+
 def seed_key(seed: int) -> int:
     """The 64-bit constant added to every key for a given seed."""
-    if not 0 <= seed < 1 << 64:
-        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
-    return mix64(seed + GOLDEN)
+    return mix64(_check_seed(seed) + GOLDEN)
 
 
 def hash64(seed: int, key: int) -> int:
     """Reference hash of one key (slow, exact); the vectorised path must agree with it."""
-    return mix64(key + seed_key(seed))
+    return mix64(operator.index(key) + seed_key(seed))
 
 
 def derive_seed(seed: int, attempt: int) -> int:
     """Seed of construction attempt ``attempt`` (0 is ``seed`` itself), for bounded retries."""
-    return seed if attempt == 0 else mix64(seed ^ mix64(attempt))
+    s = _check_seed(seed)
+    return s if attempt == 0 else mix64(s ^ mix64(attempt))
 
 
 def hash_array(keys: np.ndarray, seed: int) -> np.ndarray:
     """``hash64(seed, k)`` for every ``k`` in ``keys`` (uint64, any shape); wraps mod 2**64."""
-    z = keys.astype(np.uint64, copy=True)
+    z = np.asarray(keys).astype(np.uint64, copy=True)
     z += np.uint64(seed_key(seed))
     _mix_inplace(z)
     return z

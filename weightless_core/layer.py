@@ -105,7 +105,9 @@ def encode_layer(
     """
     validate_bits(r, t)
     if structure not in STRUCTURES:
-        raise InvalidInputError(f"unknown structure {structure!r}; choose from {sorted(STRUCTURES)}")
+        raise InvalidInputError(
+            f"unknown structure {structure!r}; choose from {sorted(STRUCTURES)}"
+        )
     w = _as_float_array(weight)
     flat = w.ravel()
     nonzero = flat != 0
@@ -130,10 +132,14 @@ def encode_layer(
         cb = np.asarray(codebook, dtype=np.float32).ravel()
         if cb.size != k:
             raise InvalidInputError(f"codebook must have 2**r = {k} entries, got {cb.size}")
-        values = np.asarray(codes).ravel()
-        if values.size != flat.size:
-            raise InvalidInputError(f"codes must have the weight's shape {w.shape}")
-        values = values[nonzero]
+        values = np.asarray(codes)
+        if values.dtype.kind not in "iu":
+            raise InvalidInputError(f"codes must be an integer array, got dtype {values.dtype}")
+        if values.shape != w.shape:
+            raise InvalidInputError(
+                f"codes must have the weight's shape {w.shape}, got {values.shape}"
+            )
+        values = values.ravel()[nonzero]
         if values.size and (values.min() < 0 or values.max() >= k):
             raise InvalidInputError(f"codes must lie in [0, {k}) at non-zero positions")
     if not np.all(np.isfinite(cb)):

@@ -300,7 +300,7 @@ def test_pt2_symbolic_shapes_other_than_plain_arithmetic_are_refused(
     }
     graph["range_constraints"] = constraints
     bad = _rewrite(pt2, tmp_path / "bad.pt2", {"models/model.json": json.dumps(graph).encode()})
-    with pytest.raises(ModelLoadError, match="symbolic shape|range constraint"):
+    with pytest.raises(ModelLoadError, match=r"symbolic shape|range constraint"):
         load_model(bad)
 
 

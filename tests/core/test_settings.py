@@ -7,14 +7,14 @@ from weightless_core.settings import CompressionSettings, LayerOverride
 def test_defaults_validate_and_serialise():
     s = CompressionSettings()
     d = s.to_dict()
-    assert d["r"] == 4 and d["t"] == 8 and d["layers"] == {}
+    assert d["r"] == 4 and d["t"] == 10 and d["layers"] == {}
 
 
 def test_layer_override_merges_with_globals():
     s = CompressionSettings(layers={"fc1.weight": LayerOverride(t=10)})
     plan = s.plan("fc1.weight")
     assert (plan.r, plan.t, plan.sparsity) == (4, 10, s.sparsity)
-    assert s.plan("other").t == 8
+    assert s.plan("other").t == 10
     assert s.to_dict()["layers"] == {"fc1.weight": {"t": 10}}
 
 

@@ -14,7 +14,9 @@ from typing import ClassVar, Self
 
 import numpy as np
 
-MAX_T = 32
+from weightless_core.bitpack import MAX_T
+
+__all__ = ["MAX_T", "RetrievalStructure"]
 
 
 class RetrievalStructure(ABC):

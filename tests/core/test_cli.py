@@ -1,0 +1,182 @@
+"""The ``weightless`` command end to end: train, compress, decode, evaluate, inspect, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
+
+from weightless_core.cli import app
+from weightless_core.data import load_digits_8x8
+from weightless_core.models import build_model
+from weightless_core.training import accuracy
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def output(result) -> str:
+    return result.output + (getattr(result, "stderr", "") or "")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ref") / "digits.pt"
+    res = invoke(
+        "train-reference",
+        "--arch",
+        "lenet-300-100",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "8",
+        "--out",
+        path,
+    )
+    assert res.exit_code == 0, output(res)
+    assert "validation accuracy" in output(res)
+    return path
+
+
+def test_compress_decode_evaluate_round_trip(reference, tmp_path):
+    out, report, dense = tmp_path / "m.wlss", tmp_path / "r.json", tmp_path / "m.safetensors"
+    res = invoke(
+        "compress",
+        reference,
+        "--dataset",
+        "digits",
+        "--out",
+        out,
+        "--sparsity",
+        "0.8",
+        "--t",
+        "9",
+        "--prune-steps",
+        "2",
+        "--report",
+        report,
+        "--layer",
+        "fc3.weight:sparsity=0.5,t=10",
+    )
+    assert res.exit_code == 0, output(res)
+    text = output(res)
+    for column in ("layer", "kept %", "cells", "bytes", "false", "ratio"):
+        assert column in text
+    assert "accuracy: dense" in text
+    rep = json.loads(report.read_text())
+    fc3 = next(row for row in rep["layers"] if row["name"] == "fc3.weight")
+    assert (fc3["t"], fc3["kept"]) == (10, 0.5)
+
+    res = invoke("decode", out, "--out", dense)
+    assert res.exit_code == 0, output(res)
+    model = build_model("lenet-300-100", input_shape=(1, 8, 8), num_classes=10)
+    model.load_state_dict(load_file(dense))
+    data = load_digits_8x8()
+    acc = accuracy(model, data.x_val, data.y_val, device=torch.device("cpu"))
+    assert acc == pytest.approx(rep["accuracy"]["final"])
+
+    res = invoke("inspect", out)
+    assert res.exit_code == 0, output(res)
+    assert "fc1.weight" in output(res) and "bloomier" in output(res)
+
+
+def test_safetensors_model_needs_and_uses_arch(reference, tmp_path):
+    weights = tmp_path / "w.safetensors"
+    module = torch.jit.load(str(reference))
+    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(weights))
+    out = tmp_path / "m.wlss"
+    res = invoke("compress", weights, "--dataset", "digits", "--out", out, "--data-free")
+    assert res.exit_code == 2 and "--arch" in output(res)
+    assert not out.exists()
+    res = invoke("compress", weights, "--arch", "lenet-300-100", "--out", out, "--data-free")
+    assert res.exit_code == 0, output(res)
+    assert out.exists()
+
+
+def _assert_clean_failure(res, message: str, *paths) -> None:
+    text = output(res)
+    assert res.exit_code == 2, text
+    assert "error:" in text and message in text, text
+    assert "Traceback" not in text
+    for p in paths:
+        assert not p.exists(), p
+
+
+def test_not_a_model_file(tmp_path):
+    bogus, out = tmp_path / "notes.pt", tmp_path / "m.wlss"
+    bogus.write_text("hello, I am not a model")
+    _assert_clean_failure(
+        invoke("compress", bogus, "--dataset", "digits", "--out", out), "not a model", out
+    )
+
+
+def test_bad_bits_are_refused(reference, tmp_path):
+    out = tmp_path / "m.wlss"
+    res = invoke("compress", reference, "--dataset", "digits", "--out", out, "--r", "6", "--t", "6")
+    _assert_clean_failure(res, "r < t", out)
+    res = invoke("compress", reference, "--dataset", "digits", "--out", out, "--t", "33")
+    _assert_clean_failure(res, "t <= 32", out)
+    res = invoke(
+        "compress", reference, "--dataset", "digits", "--out", out, "--r", "9", "--t", "12"
+    )
+    _assert_clean_failure(res, "r (bits per cluster code)", out)
+
+
+def test_layer_without_zeros_is_refused(reference, tmp_path):
+    out = tmp_path / "m.wlss"
+    res = invoke("compress", reference, "--out", out, "--data-free", "--sparsity", "0")
+    _assert_clean_failure(res, "no zeros", out)
+
+
+def test_nan_weights_are_refused(tmp_path):
+    model = build_model("lenet-300-100", input_shape=(1, 8, 8), num_classes=10)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    state["fc2.weight"][3, 4] = float("nan")
+    path, out = tmp_path / "nan.safetensors", tmp_path / "m.wlss"
+    save_file(state, str(path))
+    res = invoke("compress", path, "--arch", "lenet-300-100", "--out", out, "--data-free")
+    _assert_clean_failure(res, "fc2.weight", out)
+
+
+def test_model_and_data_that_do_not_fit(reference, tmp_path):
+    out = tmp_path / "m.wlss"
+    x = np.zeros((4, 1, 28, 28), np.float32)
+    y = np.zeros(4, np.int64)
+    data = tmp_path / "d.npz"
+    np.savez(data, x_train=x, y_train=y, x_val=x, y_val=y)
+    res = invoke("compress", reference, "--dataset", data, "--out", out)
+    _assert_clean_failure(res, "do not fit", out)
+
+
+def test_empty_data_is_refused(reference, tmp_path):
+    out = tmp_path / "m.wlss"
+    data = tmp_path / "empty.npz"
+    x = np.zeros((0, 1, 8, 8), np.float32)
+    y = np.zeros(0, np.int64)
+    np.savez(data, x_train=x, y_train=y, x_val=x, y_val=y)
+    res = invoke("compress", reference, "--dataset", data, "--out", out)
+    _assert_clean_failure(res, "empty", out)
+
+
+def test_truncated_and_corrupt_files_are_refused(reference, tmp_path):
+    good = tmp_path / "m.wlss"
+    assert invoke("compress", reference, "--out", good, "--data-free").exit_code == 0
+    blob = good.read_bytes()
+    cut, flipped, out = tmp_path / "cut.wlss", tmp_path / "flip.wlss", tmp_path / "x.safetensors"
+    cut.write_bytes(blob[: len(blob) // 2])
+    flipped.write_bytes(blob[:100] + bytes([blob[100] ^ 1]) + blob[101:])
+    _assert_clean_failure(invoke("decode", cut, "--out", out), "trunc", out)
+    _assert_clean_failure(invoke("decode", flipped, "--out", out), "corrupt", out)
+    _assert_clean_failure(invoke("inspect", reference), "not a Weightless", out)
+
+
+def test_missing_input_file(tmp_path):
+    res = invoke("decode", tmp_path / "nope.wlss", "--out", tmp_path / "x.safetensors")
+    _assert_clean_failure(res, "nope.wlss")

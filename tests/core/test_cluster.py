@@ -1,0 +1,82 @@
+"""1-D k-means with linear initialisation: toy cases, ordering, nearest codes, refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from weightless_core.cluster import assign_codes, kmeans_1d
+from weightless_core.errors import InvalidInputError
+
+
+def test_hand_checked_toy_case() -> None:
+    # linear init [0, 5.1]; boundary 2.55 splits {0, .1, .2} | {5, 5.1}: means 0.1 and 5.05.
+    centroids, codes = kmeans_1d(np.array([0.0, 0.1, 0.2, 5.0, 5.1]), 2)
+    assert centroids.dtype == np.float32 and codes.dtype == np.int64
+    np.testing.assert_allclose(centroids, [0.1, 5.05], rtol=0, atol=1e-6)
+    assert codes.tolist() == [0, 0, 0, 1, 1]
+
+
+def test_linear_init_keeps_rare_large_weights() -> None:
+    values = np.concatenate([np.linspace(-0.1, 0.1, 1000), [3.0]])
+    centroids, codes = kmeans_1d(values, 4)
+    assert codes[-1] == 3 and centroids[3] == pytest.approx(3.0)
+
+
+def test_k_equals_one_is_the_mean() -> None:
+    values = np.array([1.0, 2.0, 6.0], dtype=np.float32)
+    centroids, codes = kmeans_1d(values, 1)
+    np.testing.assert_allclose(centroids, [3.0])
+    assert codes.tolist() == [0, 0, 0]
+
+
+def test_more_clusters_than_distinct_values() -> None:
+    centroids, codes = kmeans_1d(np.array([1.0, 1.0, 2.0]), 8)
+    assert centroids.shape == (8,)
+    assert np.all(np.diff(centroids) >= 0)
+    np.testing.assert_array_equal(centroids[codes], [1.0, 1.0, 2.0])
+    same, codes_same = kmeans_1d(np.full(5, -0.5), 4)
+    np.testing.assert_array_equal(same[codes_same], np.full(5, -0.5, dtype=np.float32))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.floats(-100, 100, allow_nan=False, allow_infinity=False, width=32),
+        min_size=1,
+        max_size=300,
+    ),
+    st.integers(1, 16),
+)
+def test_sorted_centroids_and_nearest_codes(values: list[float], k: int) -> None:
+    x = np.array(values, dtype=np.float32)
+    centroids, codes = kmeans_1d(x, k)
+    assert centroids.shape == (k,) and codes.shape == x.shape
+    assert np.all(np.isfinite(centroids))
+    assert np.all(np.diff(centroids) >= 0)
+    assert codes.min() >= 0 and codes.max() < k
+    dist = np.abs(x.astype(np.float64)[:, None] - centroids.astype(np.float64)[None, :])
+    chosen = dist[np.arange(x.size), codes]
+    assert np.all(chosen <= dist.min(axis=1) + 1e-9)
+    assert np.all(centroids >= x.min() - 1e-4) and np.all(centroids <= x.max() + 1e-4)
+    np.testing.assert_array_equal(assign_codes(x, centroids), codes)
+
+
+def test_deterministic() -> None:
+    x = np.random.default_rng(0).standard_normal(5000)
+    a, b = kmeans_1d(x, 16, seed=1), kmeans_1d(x, 16, seed=2)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_refusals() -> None:
+    with pytest.raises(InvalidInputError, match="empty"):
+        kmeans_1d(np.array([]), 4)
+    with pytest.raises(InvalidInputError, match="k must be >= 1"):
+        kmeans_1d(np.array([1.0]), 0)
+    with pytest.raises(InvalidInputError, match="NaN or Inf"):
+        kmeans_1d(np.array([1.0, np.nan]), 2)
+    with pytest.raises(InvalidInputError, match="NaN or Inf"):
+        kmeans_1d(np.array([1.0, np.inf]), 2)
