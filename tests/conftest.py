@@ -9,6 +9,8 @@ from weightless_core.data import Dataset, load_fashion_mnist
 from weightless_core.models import build_model
 from weightless_core.training import train_epochs
 
+pytest_plugins = ["servicekit"]
+
 
 @pytest.fixture(scope="session")
 def fashion_small() -> Dataset:

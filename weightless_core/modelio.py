@@ -5,7 +5,7 @@ Four formats are accepted, recognised by content (never by extension):
 * ``torchscript``: ``torch.jit.save`` archives, read by TorchScript's own loader;
 * ``exported-program``: ``torch.export.save`` ``.pt2`` archives. ``torch.export.load`` unpickles
   some payloads, ``eval``\\ s symbolic-shape strings, ``exec``\\ s guard code and resolves graph
-  targets to arbitrary callables, so the archive is vetted first (``_vet_pt2``): only
+  targets to arbitrary callables, so the archive is vetted first (``pt2_vetting``): only
   static-shape graphs of ``torch.ops.aten`` operators whose tensors are stored raw are loaded;
 * ``state-dict``: a ``torch.save``\\ d flat ``dict[str, Tensor]``, read with
   ``weights_only=True`` (torch's restricted unpickler);
@@ -18,58 +18,27 @@ The two weight-only formats need ``arch`` (see ``weightless_core.models``). Ever
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
-import re
 import struct
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from weightless_core.errors import InvalidInputError, ModelLoadError
+from weightless_core.model_files import SUPPORTED, reason, split_members
 from weightless_core.models import ARCHITECTURES, build_model
+from weightless_core.pt2_vetting import vet_exported_program
 
 FORMATS: tuple[str, ...] = ("torchscript", "exported-program", "state-dict", "safetensors")
 DEFAULT_MAX_BYTES = 2 * 1024**3
 
-_SUPPORTED = (
-    "supported formats are TorchScript (torch.jit.save), torch.export programs "
-    "(torch.export.save, .pt2), a torch.save'd state_dict of plain tensors, and safetensors"
-)
 _SAFETENSORS_MAX_HEADER = 100 * 1024**2
-_MAX_REASON_CHARS = 400
-
-# Members a torch.export.save archive may hold, relative to its single top-level folder.
-_PT2_FIXED_MEMBERS = frozenset(
-    {"archive_format", "archive_version", "byteorder", "version", ".format_version"}
-    | {".storage_alignment"}
-)
-_PT2_MEMBER_PATTERNS = (
-    re.compile(r"\.data/[A-Za-z0-9_.]+"),
-    re.compile(r"models/[A-Za-z0-9_]+\.json"),
-    re.compile(r"data/weights/weight_[0-9]+"),
-    re.compile(r"data/weights/[A-Za-z0-9_]+_weights_config\.json"),
-    re.compile(r"data/constants/tensor_[0-9]+"),
-    re.compile(r"data/constants/[A-Za-z0-9_]+_constants_config\.json"),
-    re.compile(r"data/sample_inputs/[A-Za-z0-9_]+\.pt"),
-    re.compile(r"extra/[A-Za-z0-9_./-]+"),
-)
-# Graph node targets we let torch.export.load resolve: ATen operators and tuple indexing.
-_PT2_TARGET = re.compile(r"torch\.ops\.aten\.[A-Za-z][A-Za-z0-9_]*\.[A-Za-z][A-Za-z0-9_]*")
-_PT2_EXTRA_TARGETS = frozenset({"_operator.getitem"})
-# Symbolic shapes (a dynamic batch dimension) are stored as strings that torch hands to
-# sympy.sympify, which evaluates them. Only plain arithmetic on shape symbols is let through:
-# the symbol declarations torch writes, names ``s<N>``, integers, + - * ( ), never ``**``.
-_PT2_SYMBOL = re.compile(r"Symbol\('s\d+'(?:, (?:positive|integer)=True)*\)")
-_PT2_SHAPE_EXPR = re.compile(r"[0-9s+\-*() ]{1,200}")
-_PT2_SYMBOL_NAME = re.compile(r"s\d+")
 
 
 @dataclass
@@ -108,15 +77,13 @@ def detect_format(path: str | os.PathLike[str]) -> str:
             with zipfile.ZipFile(file) as archive:
                 names = archive.namelist()
         except (zipfile.BadZipFile, OSError, ValueError) as exc:
-            raise ModelLoadError(f"{file.name}: damaged zip archive: {_reason(exc)}") from exc
+            raise ModelLoadError(f"{file.name}: damaged zip archive: {reason(exc)}") from exc
         return _classify_zip(names, file.name)
     if head[:1] == b"\x80" or head[:1] in (b"(", b"]", b"}"):
         what = "a legacy (non-zip) pickle, which could run arbitrary code when loaded"
     else:
         what = "unrecognised content"
-    raise ModelLoadError(
-        f"not a model file we can load safely: {file.name} is {what}; {_SUPPORTED}"
-    )
+    raise ModelLoadError(f"not a model file we can load safely: {file.name} is {what}; {SUPPORTED}")
 
 
 def _looks_like_safetensors(head: bytes, size: int) -> bool:
@@ -126,23 +93,8 @@ def _looks_like_safetensors(head: bytes, size: int) -> bool:
     return 2 <= header_len <= min(_SAFETENSORS_MAX_HEADER, size - 8) and head[8:9] == b"{"
 
 
-def _split_members(names: list[str], name: str) -> tuple[str, set[str]]:
-    """The archive's top-level folder and its members relative to it (torch's zip layout)."""
-    if not names:
-        raise ModelLoadError(f"not a model file we can load safely: {name} is an empty zip")
-    if len(set(names)) != len(names):
-        raise ModelLoadError(f"{name}: zip archive has duplicate member names; refusing it")
-    prefix = names[0].split("/", 1)[0]
-    if "/" not in names[0] or not prefix or any(not n.startswith(prefix + "/") for n in names):
-        raise ModelLoadError(
-            f"not a model file we can load safely: {name} is a zip archive but not one written "
-            f"by PyTorch (members are not under one folder); {_SUPPORTED}"
-        )
-    return prefix, {n[len(prefix) + 1 :] for n in names}
-
-
 def _classify_zip(names: list[str], name: str) -> str:
-    _, members = _split_members(names, name)
+    _, members = split_members(names, name)
     if "archive_format" in members:
         return "exported-program"
     if "constants.pkl" in members and any(m.startswith("code/") for m in members):
@@ -156,7 +108,7 @@ def _classify_zip(names: list[str], name: str) -> str:
         )
     raise ModelLoadError(
         f"not a model file we can load safely: {name} is a zip archive of unknown layout; "
-        f"{_SUPPORTED}"
+        f"{SUPPORTED}"
     )
 
 
@@ -226,171 +178,28 @@ def _existing_file(path: str | os.PathLike[str]) -> Path:
     return file
 
 
-def _reason(exc: BaseException) -> str:
-    """One line saying why a loader failed (torch's messages run to paragraphs)."""
-    text = str(exc).strip() or type(exc).__name__
-    if text.startswith("Weights only load failed"):
-        # torch's first paragraph advises weights_only=False, which is exactly what we refuse.
-        details = [
-            p.strip().removeprefix("WeightsUnpickler error:").strip()
-            for p in re.split(r"\n\s*\n", text)[1:]
-            if p.strip() and not p.strip().startswith(("Check the documentation", "("))
-        ]
-        line = details[0].splitlines()[0] if details else "unsupported content"
-        line = f"the pickle holds more than plain tensors, refused unrun ({line})"
-    else:
-        line = next((ln.strip() for ln in text.splitlines() if ln.strip()), text)
-    if len(line) > _MAX_REASON_CHARS:
-        line = line[: _MAX_REASON_CHARS - 3] + "..."
-    return f"{type(exc).__name__}: {line}"
-
-
 def _load_torchscript(file: Path) -> nn.Module:
     try:
         return torch.jit.load(str(file), map_location="cpu")
     except Exception as exc:  # torch raises many types here; all mean "cannot load"
-        raise ModelLoadError(f"{file.name}: cannot load TorchScript: {_reason(exc)}") from exc
+        raise ModelLoadError(f"{file.name}: cannot load TorchScript: {reason(exc)}") from exc
 
 
 def _load_pt2(file: Path) -> nn.Module:
     blob = file.read_bytes()  # vet and load the very same bytes
-    _vet_pt2(blob, file.name)
+    vet_exported_program(blob, file.name)
     try:
         program = torch.export.load(io.BytesIO(blob))
         return program.module()
     except Exception as exc:  # torch raises many types here; all mean "cannot load"
-        raise ModelLoadError(f"{file.name}: cannot load exported program: {_reason(exc)}") from exc
-
-
-def _vet_pt2(blob: bytes, name: str) -> None:
-    """Refuse a ``.pt2`` archive unless loading it cannot run code stored in it.
-
-    Rules: members from a fixed allowlist only (no AOTInductor libraries, no legacy pickled
-    weight files); every weight/constant stored raw (``use_pickle`` false, plain tensors);
-    sample inputs loadable with ``weights_only=True``; the graph has no ``guards_code``
-    (exec'd), symbolic shapes (``expr_str``, eval'd by sympy) only as plain arithmetic on shape
-    symbols (so a dynamic batch dimension works), and only ATen operator targets.
-    """
-    try:
-        with zipfile.ZipFile(io.BytesIO(blob)) as archive:
-            _, members = _split_members(archive.namelist(), name)
-            prefix = archive.namelist()[0].split("/", 1)[0] + "/"
-
-            def read(member: str) -> bytes:
-                return archive.read(prefix + member)
-
-            _vet_pt2_members(members, read, name)
-    except (zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
-        raise ModelLoadError(f"{name}: damaged exported-program archive: {_reason(exc)}") from exc
-
-
-def _vet_pt2_members(members: set[str], read: Callable[[str], bytes], name: str) -> None:
-    refuse = f"{name}: refusing exported program"
-    for member in sorted(members):
-        if member not in _PT2_FIXED_MEMBERS and not any(
-            p.fullmatch(member) for p in _PT2_MEMBER_PATTERNS
-        ):
-            raise ModelLoadError(f"{refuse}: unexpected archive member {member!r}")
-    if read("archive_format").decode(errors="replace").strip() != "pt2":
-        raise ModelLoadError(f"{refuse}: archive_format is not 'pt2'")
-    models = sorted(m[len("models/") : -len(".json")] for m in members if m.startswith("models/"))
-    if "model" not in models:
-        raise ModelLoadError(f"{refuse}: no models/model.json in the archive")
-    for model in models:
-        for legacy in (f"data/weights/{model}.pt", f"data/constants/{model}.pt"):
-            if legacy in members:
-                raise ModelLoadError(f"{refuse}: {legacy} is a pickled legacy payload")
-        for kind, prefix in (("weights", "weight_"), ("constants", "tensor_")):
-            config = _json(read(f"data/{kind}/{model}_{kind}_config.json"), name)
-            entries = config.get("config") if isinstance(config, dict) else None
-            if not isinstance(entries, dict):
-                raise ModelLoadError(f"{refuse}: malformed {kind} config")
-            for fqn, meta in entries.items():
-                if (
-                    not isinstance(meta, dict)
-                    or meta.get("use_pickle") is not False
-                    or not str(meta.get("path_name", "")).startswith(prefix)
-                ):
-                    raise ModelLoadError(
-                        f"{refuse}: {kind} entry {fqn!r} is pickled or not a plain tensor"
-                    )
-        sample = f"data/sample_inputs/{model}.pt"
-        if sample in members and read(sample):
-            try:
-                torch.load(io.BytesIO(read(sample)), map_location="cpu", weights_only=True)
-            except Exception as exc:  # any failure of the restricted unpickler
-                raise ModelLoadError(f"{refuse}: sample inputs: {_reason(exc)}") from exc
-        graph = _json(read(f"models/{model}.json"), name)
-        if not isinstance(graph, dict):
-            raise ModelLoadError(f"{refuse}: malformed models/{model}.json")
-        if graph.get("guards_code"):
-            raise ModelLoadError(f"{refuse}: it carries guard code, which we never run")
-        _check_range_constraints(graph.get("range_constraints"), refuse)
-        for key, value in _walk(graph):
-            if key == "expr_str" and not _safe_shape_expr(value):
-                raise ModelLoadError(
-                    f"{refuse}: symbolic shape expression {str(value)[:80]!r} is not plain "
-                    "arithmetic on shape symbols"
-                )
-            if key == "target" and not (
-                isinstance(value, str)
-                and (_PT2_TARGET.fullmatch(value) or value in _PT2_EXTRA_TARGETS)
-                and "__" not in value
-            ):
-                raise ModelLoadError(
-                    f"{refuse}: graph target {str(value)[:80]!r} is not an ATen operator"
-                )
-
-
-def _safe_shape_expr(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
-    plain = _PT2_SYMBOL.sub("s0", value)
-    return bool(_PT2_SHAPE_EXPR.fullmatch(plain)) and "**" not in plain
-
-
-def _check_range_constraints(constraints: object, refuse: str) -> None:
-    if constraints in (None, {}):
-        return
-    if not isinstance(constraints, dict):
-        raise ModelLoadError(f"{refuse}: malformed range constraints")
-    for name, bounds in constraints.items():
-        ok = (
-            isinstance(name, str)
-            and _PT2_SYMBOL_NAME.fullmatch(name)
-            and isinstance(bounds, dict)
-            and set(bounds) <= {"min_val", "max_val"}
-            and all(v is None or type(v) is int for v in bounds.values())
-        )
-        if not ok:
-            raise ModelLoadError(f"{refuse}: range constraint {str(name)[:40]!r} is malformed")
-
-
-def _json(data: bytes, name: str) -> Any:
-    try:
-        return json.loads(data)
-    except ValueError as exc:
-        raise ModelLoadError(f"{name}: malformed JSON in exported program: {exc}") from exc
-
-
-def _walk(node: Any) -> Iterable[tuple[str, Any]]:
-    """Every ``(key, value)`` pair of a JSON document, depth first, without recursion."""
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            for key, value in item.items():
-                yield key, value
-                stack.append(value)
-        elif isinstance(item, list):
-            stack.extend(item)
+        raise ModelLoadError(f"{file.name}: cannot load exported program: {reason(exc)}") from exc
 
 
 def _read_state_dict(file: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(str(file), map_location="cpu", weights_only=True)
     except Exception as exc:  # restricted unpickler / zip reader failures
-        raise ModelLoadError(f"{file.name}: cannot load state_dict: {_reason(exc)}") from exc
+        raise ModelLoadError(f"{file.name}: cannot load state_dict: {reason(exc)}") from exc
     if not isinstance(obj, Mapping):
         raise ModelLoadError(
             f"{file.name}: holds a {type(obj).__name__}, not a state_dict (dict of tensors)"
@@ -411,7 +220,7 @@ def _read_safetensors(file: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(file), device="cpu")
     except Exception as exc:  # SafetensorError and header parse errors
-        raise ModelLoadError(f"{file.name}: cannot load safetensors: {_reason(exc)}") from exc
+        raise ModelLoadError(f"{file.name}: cannot load safetensors: {reason(exc)}") from exc
 
 
 def _module_tensors(module: nn.Module) -> Iterable[tuple[str, torch.Tensor]]:
@@ -465,7 +274,7 @@ def _module_from_state(
     try:
         module.load_state_dict(state, strict=True)
     except Exception as exc:  # e.g. a dtype that cannot be copied into float32
-        raise ModelLoadError(f"{name}: weights do not fit {arch}: {_reason(exc)}") from exc
+        raise ModelLoadError(f"{name}: weights do not fit {arch}: {reason(exc)}") from exc
     return module
 
 

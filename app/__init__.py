@@ -1,0 +1,1 @@
+"""The Weightless service: REST API, persistence and storage shared with the worker."""

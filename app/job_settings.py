@@ -1,0 +1,71 @@
+"""The settings a client may send with a job, validated at the API and turned into core settings.
+
+One pydantic model serves both sides: the API validates requests with it (422 per bad field) and
+stores ``model_dump()``; the worker re-validates that JSON and calls ``to_core()``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from weightless_core.errors import InvalidInputError
+from weightless_core.settings import CompressionSettings, LayerOverride
+
+# Named starting points; explicit fields in a request override the preset's values.
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "fast": {"prune_steps": 1, "prune_epochs": 1, "cluster_epochs": 0, "retrain_epochs": 0},
+}
+
+
+class LayerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sparsity: float | None = Field(default=None, ge=0.0, lt=1.0)
+    r: int | None = Field(default=None, ge=1, le=8)
+    t: int | None = Field(default=None, ge=2, le=32)
+
+
+class JobSettings(BaseModel):
+    """Compression settings of a job; ``None`` fields take the preset's (or library's) value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    preset: Literal["default", "fast"] = "default"
+    sparsity: float | None = Field(default=None, ge=0.0, lt=1.0)
+    r: int | None = Field(default=None, ge=1, le=8)
+    t: int | None = Field(default=None, ge=2, le=32)
+    layers: dict[str, LayerSettings] = Field(default_factory=dict, max_length=1000)
+    min_elements: int | None = Field(default=None, ge=1)
+    prune_steps: int | None = Field(default=None, ge=1, le=100)
+    prune_epochs: int | None = Field(default=None, ge=0, le=1000)
+    cluster_epochs: int | None = Field(default=None, ge=0, le=1000)
+    retrain_epochs: int | None = Field(default=None, ge=0, le=1000)
+    batch_size: int | None = Field(default=None, ge=1, le=65536)
+    lr: float | None = Field(default=None, gt=0.0, le=10.0)
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JobSettings:
+        try:
+            self.to_core()
+        except InvalidInputError as e:
+            raise ValueError(str(e)) from None
+        return self
+
+    def to_core(self, *, device: str | None = None) -> CompressionSettings:
+        values: dict[str, Any] = dict(PRESETS[self.preset])
+        for name in (
+            "sparsity", "r", "t", "min_elements", "prune_steps", "prune_epochs",
+            "cluster_epochs", "retrain_epochs", "batch_size", "lr", "seed",
+        ):  # fmt: skip
+            v = getattr(self, name)
+            if v is not None:
+                values[name] = v
+        values["layers"] = {
+            name: LayerOverride(**o.model_dump(exclude_none=True))
+            for name, o in self.layers.items()
+        }
+        return CompressionSettings(device=device, **values)

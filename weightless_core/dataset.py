@@ -1,0 +1,105 @@
+"""The ``Dataset`` every loader returns: train and validation tensors, checked once on creation.
+
+Its own module so the built-in loaders (``builtin_data``) and ``data`` can both build one
+without importing each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from weightless_core.errors import DataError, InvalidInputError
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train and validation tensors of one data set.
+
+    ``x_*`` is float32 ``(N, C, H, W)`` (built-ins scaled to [0, 1]) or ``(N, D)`` for flat user
+    data; ``y_*`` is int64 ``(N,)`` of class ids ``>= 0``. ``classes`` pins the class count when
+    known (built-ins: 10), so a subset that happens to miss the top class keeps the model's width.
+    """
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    classes: int | None = None
+
+    def __post_init__(self) -> None:
+        for split in ("train", "val"):
+            x = getattr(self, f"x_{split}")
+            y = getattr(self, f"y_{split}")
+            if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+                raise DataError(f"{self.name}: x_{split} and y_{split} must be torch tensors")
+            if x.dtype != torch.float32 or x.ndim < 2:
+                raise DataError(
+                    f"{self.name}: x_{split} must be float32 (N, ...), "
+                    f"got {x.dtype} {tuple(x.shape)}"
+                )
+            if y.dtype != torch.int64 or y.ndim != 1:
+                raise DataError(
+                    f"{self.name}: y_{split} must be int64 (N,), got {y.dtype} {tuple(y.shape)}"
+                )
+            if len(x) != len(y) or len(x) == 0:
+                raise DataError(
+                    f"{self.name}: x_{split} has {len(x)} samples and y_{split} {len(y)}; "
+                    "they must match and be non-empty"
+                )
+        if self.x_train.shape[1:] != self.x_val.shape[1:]:
+            raise DataError(
+                f"{self.name}: train samples are {tuple(self.x_train.shape[1:])} but validation "
+                f"samples are {tuple(self.x_val.shape[1:])}"
+            )
+        low = min(int(self.y_train.min()), int(self.y_val.min()))
+        if low < 0:
+            raise DataError(f"{self.name}: class ids must be >= 0, found {low}")
+        if self.classes is not None and self._max_label() >= self.classes:
+            raise DataError(
+                f"{self.name}: class id {self._max_label()} out of range for {self.classes} classes"
+            )
+
+    def _max_label(self) -> int:
+        return max(int(self.y_train.max()), int(self.y_val.max()))
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes: ``classes`` if pinned, else the largest class id + 1."""
+        return self.classes if self.classes is not None else self._max_label() + 1
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one sample, e.g. ``(1, 28, 28)``."""
+        return tuple(self.x_train.shape[1:])
+
+    def subset(self, n_train: int, n_val: int, *, seed: int) -> Dataset:
+        """A deterministic random subset (same ``seed`` -> same samples), kept in original order.
+
+        Counts larger than available keep every sample; the class count is pinned to this
+        set's ``num_classes``.
+        """
+        for label, n in (("n_train", n_train), ("n_val", n_val)):
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise InvalidInputError(f"{label} must be a positive int, got {n!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise InvalidInputError(f"seed must be a non-negative int, got {seed!r}")
+        rng = np.random.default_rng(seed)
+        train_idx = _pick(rng, len(self.x_train), n_train)
+        val_idx = _pick(rng, len(self.x_val), n_val)
+        return replace(
+            self,
+            x_train=self.x_train[train_idx],
+            y_train=self.y_train[train_idx],
+            x_val=self.x_val[val_idx],
+            y_val=self.y_val[val_idx],
+            classes=self.num_classes,
+        )
+
+
+def _pick(rng: np.random.Generator, size: int, n: int) -> torch.Tensor:
+    chosen = np.sort(rng.permutation(size)[: min(n, size)])
+    return torch.from_numpy(chosen.astype(np.int64))

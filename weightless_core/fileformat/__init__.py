@@ -1,0 +1,72 @@
+"""The encoded-model file format, version 1 (``docs/format.md`` is normative).
+
+A file is a header, one record per tensor (encoded layer, plain tensor, or JSON metadata) and a
+CRC-32 footer. Writing is deterministic and atomic; reading validates every byte before handing
+anything out, so a bad file raises a named ``FormatError`` and never an ``IndexError``.
+
+Layout: ``spec`` (constants, dtype codes, sizes), ``checks`` (rules shared by writer and
+reader), ``writer``, ``reader`` and ``state`` (dense tensors from a file).
+"""
+
+from __future__ import annotations
+
+from weightless_core.fileformat.reader import from_bytes, read_model
+from weightless_core.fileformat.spec import (
+    END_MAGIC,
+    FOOTER_BYTES,
+    FORMAT_VERSION,
+    FRAMING_BYTES,
+    HASH_SPLITMIX64_V1,
+    HEADER_BYTES,
+    KIND_ENCODED,
+    KIND_METADATA,
+    KIND_PLAIN,
+    MAGIC,
+    MAX_METADATA_BYTES,
+    MAX_NAME_BYTES,
+    MAX_NDIM,
+    MAX_NUM_CELLS,
+    MAX_NUMEL,
+    MAX_RECORDS,
+    MIN_FILE_BYTES,
+    SUPPORTED_VERSIONS,
+    EncodedModel,
+    Entry,
+    PathLike,
+    metadata_nbytes,
+    record_nbytes,
+)
+from weightless_core.fileformat.state import load, load_into
+from weightless_core.fileformat.writer import save, to_bytes
+
+__all__ = [
+    "END_MAGIC",
+    "FOOTER_BYTES",
+    "FORMAT_VERSION",
+    "FRAMING_BYTES",
+    "HASH_SPLITMIX64_V1",
+    "HEADER_BYTES",
+    "KIND_ENCODED",
+    "KIND_METADATA",
+    "KIND_PLAIN",
+    "MAGIC",
+    "MAX_METADATA_BYTES",
+    "MAX_NAME_BYTES",
+    "MAX_NDIM",
+    "MAX_NUMEL",
+    "MAX_NUM_CELLS",
+    "MAX_RECORDS",
+    "MIN_FILE_BYTES",
+    "SUPPORTED_VERSIONS",
+    "EncodedModel",
+    "Entry",
+    "PathLike",
+    "from_bytes",
+    "load",
+    "load_into",
+    "metadata_nbytes",
+    "read_model",
+    "record_nbytes",
+    "save",
+    "to_bytes",
+]

@@ -1,0 +1,79 @@
+"""Validity rules for names, shapes and encoded-layer parameters.
+
+Shared by the writer (-> ``InvalidInputError``) and the reader (-> ``MalformedRecordError``), so
+the library never writes a file it would refuse to read. Each check returns the problem in
+words, or None; the caller picks the error type.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from weightless_core.fileformat.spec import (
+    MAX_NAME_BYTES,
+    MAX_NDIM,
+    MAX_NUM_CELLS,
+    MAX_NUMEL,
+    U64,
+)
+from weightless_core.layer import MAX_R
+from weightless_core.retrieval import BY_CODE, MAX_T
+
+
+def name_problem(raw: bytes | memoryview) -> str | None:
+    if not raw:
+        return "names must not be empty"
+    if len(raw) > MAX_NAME_BYTES:
+        return f"name is {len(raw)} bytes long, at most {MAX_NAME_BYTES} are allowed"
+    if 0 in bytes(raw):
+        return "names must not contain a NUL character"
+    return None
+
+
+def shape_problem(shape: tuple[int, ...], *, min_ndim: int, min_dim: int) -> str | None:
+    if not min_ndim <= len(shape) <= MAX_NDIM:
+        return f"ndim must be in {min_ndim}..{MAX_NDIM}, got {len(shape)}"
+    if any(d < min_dim for d in shape):
+        return f"every dimension must be >= {min_dim}, got shape {shape}"
+    if math.prod(shape) > MAX_NUMEL:
+        return f"shape {shape} has more than 2**40 elements"
+    return None
+
+
+def layer_problem(
+    *,
+    numel: int,
+    code: int,
+    r: int,
+    t: int,
+    seed: int,
+    num_cells: int,
+    nnz: int,
+    false_positives: int,
+    codebook: np.ndarray,
+) -> str | None:
+    if code not in BY_CODE:
+        known = ", ".join(f"{c} = {s.kind}" for c, s in sorted(BY_CODE.items()))
+        return (
+            f"unknown retrieval structure code {code} (this reader knows {known}); "
+            "the file may need a newer weightless"
+        )
+    if not 1 <= r <= MAX_R:
+        return f"r must be in 1..{MAX_R}, got {r}"
+    if not r < t <= MAX_T:
+        return f"t must satisfy r < t <= {MAX_T}, got r={r}, t={t}"
+    if not 0 <= seed <= U64:
+        return f"seed must be a u64, got {seed}"
+    if not 0 <= num_cells <= MAX_NUM_CELLS:
+        return f"num_cells must be <= {MAX_NUM_CELLS}, got {num_cells}"
+    if not 0 <= nnz <= numel:
+        return f"nnz = {nnz} is not in 0..numel = {numel}"
+    if not 0 <= false_positives <= numel - nnz:
+        return f"false_positives = {false_positives} exceeds the {numel - nnz} pruned positions"
+    if codebook.shape != (1 << r,):
+        return f"codebook must have shape ({1 << r},) for r={r}, got {codebook.shape}"
+    if not np.all(np.isfinite(codebook)):
+        return "codebook holds NaN or Inf"
+    return None

@@ -1,0 +1,334 @@
+"""Reading files: every byte is validated before anything is handed out.
+
+Checks run in the order of ``docs/format.md``, so a bad file raises the named ``FormatError`` the
+spec gives for it, and never an ``IndexError`` or ``struct.error``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+import zlib
+from typing import Any
+
+import numpy as np
+import torch
+
+from weightless_core.errors import (
+    BadMagicError,
+    ChecksumMismatchError,
+    FormatError,
+    InvalidInputError,
+    MalformedRecordError,
+    TruncatedFileError,
+    UnsupportedVersionError,
+)
+from weightless_core.fileformat.checks import layer_problem, name_problem, shape_problem
+from weightless_core.fileformat.spec import (
+    DTYPES,
+    ENCODED_PARAMS,
+    END_MAGIC,
+    FOOTER,
+    FOOTER_BYTES,
+    FRAMING_BYTES,
+    HASH_SPLITMIX64_V1,
+    HEADER,
+    HEADER_BYTES,
+    KIND_ENCODED,
+    KIND_METADATA,
+    KIND_NAMELEN,
+    KIND_PLAIN,
+    MAGIC,
+    MAX_METADATA_BYTES,
+    MAX_NDIM,
+    MAX_RECORDS,
+    MIN_FILE_BYTES,
+    SUPPORTED_VERSIONS,
+    EncodedModel,
+    Entry,
+    PathLike,
+)
+from weightless_core.layer import MAX_R, EncodedLayer
+from weightless_core.retrieval import BY_CODE
+
+
+class _Reader:
+    """Bounds-checked little-endian reads of ``buf[pos:end]``.
+
+    Running past ``end`` raises ``error`` (TruncatedFileError for file framing,
+    MalformedRecordError inside a record body), never IndexError or struct.error.
+    """
+
+    def __init__(
+        self, buf: memoryview, pos: int, end: int, error: type[FormatError], where: str
+    ) -> None:
+        self.buf, self.pos, self.end, self.error, self.where = buf, pos, end, error, where
+
+    def take(self, n: int, what: str) -> memoryview:
+        if n > self.end - self.pos:
+            raise self.error(
+                f"{self.where}: {what} needs {n} bytes at offset {self.pos}, "
+                f"only {self.end - self.pos} remain"
+            )
+        out = self.buf[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def u8(self, what: str) -> int:
+        return self.take(1, what)[0]
+
+    def u16(self, what: str) -> int:
+        return int.from_bytes(self.take(2, what), "little")
+
+    def u64(self, what: str) -> int:
+        return int.from_bytes(self.take(8, what), "little")
+
+    def dims(self, ndim: int) -> tuple[int, ...]:
+        raw = self.take(8 * ndim, f"{ndim} dims")
+        return struct.unpack(f"<{ndim}Q", raw)
+
+    def done(self) -> None:
+        if self.pos != self.end:
+            raise MalformedRecordError(
+                f"{self.where}: {self.end - self.pos} bytes left over after its last field"
+            )
+
+
+def from_bytes(data: bytes | bytearray | memoryview) -> EncodedModel:
+    """Parse and fully validate a file held in memory (checks in the order of docs/format.md)."""
+    buf = memoryview(data).cast("B")
+    size = len(buf)
+    head = bytes(buf[: len(MAGIC)])
+    if head != MAGIC[: len(head)]:
+        raise BadMagicError(
+            f"this is not a Weightless file: it starts with {head!r}, expected {MAGIC!r}"
+        )
+    if size < MIN_FILE_BYTES:
+        raise TruncatedFileError(
+            f"file is {size} bytes, shorter than the {MIN_FILE_BYTES} bytes of header and footer"
+        )
+    _, version, flags, count = HEADER.unpack_from(buf, 0)
+    if version not in SUPPORTED_VERSIONS:
+        raise UnsupportedVersionError(
+            f"file format version {version} is not supported (this weightless reads versions "
+            f"{', '.join(map(str, SUPPORTED_VERSIONS))}); upgrade weightless to read it"
+        )
+    if flags != 0:
+        raise UnsupportedVersionError(
+            f"header flags {flags:#06x} are unknown to format version {version} (must be 0); "
+            "the file was written by a newer weightless: upgrade to read it"
+        )
+    _check_footer(buf, count)
+    return _parse_records(buf, count)
+
+
+def _check_footer(buf: memoryview, count: int) -> None:
+    size = len(buf)
+    crc, end_magic = FOOTER.unpack_from(buf, size - FOOTER_BYTES)
+    actual = zlib.crc32(buf[: size - FOOTER_BYTES])
+    if end_magic == END_MAGIC and crc == actual:
+        return
+    # The footer is not where it should be: tell a cut file from trailing bytes from corruption.
+    end = _walk_framing(buf, count, size - FOOTER_BYTES)
+    if end is not None and end < size - FOOTER_BYTES:
+        stored, magic = FOOTER.unpack_from(buf, end)
+        if magic == END_MAGIC and stored == zlib.crc32(buf[:end]):
+            raise MalformedRecordError(
+                f"{size - end - FOOTER_BYTES} trailing bytes after the footer at offset {end}"
+            )
+    if end_magic == END_MAGIC:
+        raise ChecksumMismatchError(
+            f"file is corrupt: stored CRC-32 {crc:#010x} but the bytes give {actual:#010x}"
+        )
+    if end is None:
+        raise TruncatedFileError(
+            f"file ends early: its {count} records need more than the {size} bytes present"
+        )
+    raise ChecksumMismatchError(
+        f"file is corrupt: footer end magic is {bytes(end_magic)!r}, expected {END_MAGIC!r}"
+    )
+
+
+def _walk_framing(buf: memoryview, count: int, limit: int) -> int | None:
+    """Offset where ``count`` records starting at the header end, or None past ``limit``."""
+    pos = HEADER_BYTES
+    for _ in range(count):
+        if limit - pos < FRAMING_BYTES:
+            return None
+        _, name_len = KIND_NAMELEN.unpack_from(buf, pos)
+        pos += 3 + name_len
+        if limit - pos < 8:
+            return None
+        (body_len,) = struct.unpack_from("<Q", buf, pos)
+        pos += 8 + body_len
+        if pos > limit:
+            return None
+    return pos
+
+
+def _parse_records(buf: memoryview, count: int) -> EncodedModel:
+    if count > MAX_RECORDS:
+        raise MalformedRecordError(f"record_count {count} exceeds the cap of {MAX_RECORDS}")
+    end = len(buf) - FOOTER_BYTES
+    framing = _Reader(buf, HEADER_BYTES, end, TruncatedFileError, "file")
+    entries: dict[str, Entry] = {}
+    metadata: dict[str, Any] = {}
+    for index in range(count):
+        framing.where = f"record {index}"
+        kind = framing.u8("kind")
+        name_len = framing.u16("name_len")
+        raw_name = framing.take(name_len, "name")
+        body_len = framing.u64("body_len")
+        body_start = framing.pos
+        framing.take(body_len, "body")
+        where = f"record {index}"
+        if kind == KIND_METADATA:
+            if index != 0:
+                raise MalformedRecordError(f"{where}: metadata must be the first record")
+            if name_len:
+                raise MalformedRecordError(f"{where}: the metadata record must have no name")
+            metadata = _parse_metadata(buf[body_start : body_start + body_len], where)
+            continue
+        if kind not in (KIND_ENCODED, KIND_PLAIN):
+            raise MalformedRecordError(f"{where}: unknown record kind {kind}")
+        name = _decode_name(raw_name, where)
+        if name in entries:
+            raise MalformedRecordError(f"{where}: duplicate name {name!r}")
+        body = _Reader(buf, body_start, body_start + body_len, MalformedRecordError, name)
+        body.where = f"{where} ({name!r})"
+        entries[name] = _parse_encoded(body) if kind == KIND_ENCODED else _parse_plain(body)
+        body.done()
+    if framing.pos != end:
+        raise MalformedRecordError(
+            f"{end - framing.pos} bytes between the last record and the footer"
+        )
+    return EncodedModel(entries=entries, metadata=metadata)
+
+
+def _decode_name(raw: memoryview, where: str) -> str:
+    problem = name_problem(raw)
+    if problem:
+        raise MalformedRecordError(f"{where}: {problem}")
+    try:
+        return str(raw, "utf-8")
+    except UnicodeDecodeError as e:
+        raise MalformedRecordError(f"{where}: name is not valid UTF-8 ({e})") from None
+
+
+def _parse_metadata(raw: memoryview, where: str) -> dict[str, Any]:
+    if len(raw) > MAX_METADATA_BYTES:
+        raise MalformedRecordError(f"{where}: metadata exceeds {MAX_METADATA_BYTES} bytes")
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out = dict(pairs)
+        if len(out) != len(pairs):
+            raise ValueError("duplicate key in a JSON object")
+        return out
+
+    def no_constants(token: str) -> None:
+        raise ValueError(f"{token} is not JSON")
+
+    try:
+        value = json.loads(
+            str(raw, "utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constants
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise MalformedRecordError(f"{where}: metadata is not valid UTF-8 JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise MalformedRecordError(f"{where}: metadata must be a JSON object")
+    return value
+
+
+def _parse_shape(body: _Reader, *, min_ndim: int, min_dim: int) -> tuple[int, ...]:
+    """``ndim | dims`` of a record body, checked; ndim first, so a bad one reads no dims."""
+    ndim = body.u8("ndim")
+    if not min_ndim <= ndim <= MAX_NDIM:
+        raise MalformedRecordError(
+            f"{body.where}: ndim must be in {min_ndim}..{MAX_NDIM}, got {ndim}"
+        )
+    shape = body.dims(ndim)
+    problem = shape_problem(shape, min_ndim=min_ndim, min_dim=min_dim)
+    if problem:
+        raise MalformedRecordError(f"{body.where}: {problem}")
+    return shape
+
+
+def _parse_encoded(body: _Reader) -> EncodedLayer:
+    shape = _parse_shape(body, min_ndim=1, min_dim=1)
+    code, r, t, hash_code, seed, num_cells, nnz, fp = ENCODED_PARAMS.unpack(
+        body.take(ENCODED_PARAMS.size, "parameters")
+    )
+    if hash_code != HASH_SPLITMIX64_V1:
+        raise MalformedRecordError(
+            f"{body.where}: unknown hash code {hash_code} (this reader knows 1 = splitmix64-v1)"
+        )
+    # Check r before reading 2**r floats, so a huge r cannot ask for a huge codebook.
+    if not 1 <= r <= MAX_R:
+        raise MalformedRecordError(f"{body.where}: r must be in 1..{MAX_R}, got {r}")
+    codebook = np.frombuffer(body.take(4 << r, "codebook"), dtype="<f4").astype(np.float32)
+    problem = layer_problem(
+        numel=math.prod(shape),
+        code=code,
+        r=r,
+        t=t,
+        seed=seed,
+        num_cells=num_cells,
+        nnz=nnz,
+        false_positives=fp,
+        codebook=codebook,
+    )
+    if problem:
+        raise MalformedRecordError(f"{body.where}: {problem}")
+    table_len = (num_cells * t + 7) // 8
+    if table_len != body.end - body.pos:
+        raise MalformedRecordError(
+            f"{body.where}: a table of {num_cells} cells of {t} bits is {table_len} bytes, "
+            f"but the body has {body.end - body.pos} bytes left for it"
+        )
+    table = bytes(body.take(table_len, "table"))
+    used = (num_cells * t) % 8
+    if used and table[-1] >> used:
+        raise MalformedRecordError(f"{body.where}: padding bits after the last cell are not 0")
+    try:
+        structure = BY_CODE[code].from_table(t=t, seed=seed, num_cells=num_cells, table=table)
+    except InvalidInputError as e:
+        raise MalformedRecordError(f"{body.where}: {e}") from None
+    return EncodedLayer(
+        shape=shape, r=r, codebook=codebook, structure=structure, nnz=nnz, false_positives=fp
+    )
+
+
+def _parse_plain(body: _Reader) -> torch.Tensor:
+    code = body.u8("dtype")
+    if code not in DTYPES:
+        raise MalformedRecordError(
+            f"{body.where}: unknown dtype code {code} (this reader knows 1..{len(DTYPES)})"
+        )
+    shape = _parse_shape(body, min_ndim=0, min_dim=0)
+    dtype, storage = DTYPES[code]
+    need = math.prod(shape) * np.dtype(storage).itemsize
+    if need != body.end - body.pos:
+        raise MalformedRecordError(
+            f"{body.where}: {dtype} data of shape {shape} is {need} bytes, "
+            f"but the body has {body.end - body.pos} bytes left for it"
+        )
+    raw = np.frombuffer(body.take(need, "data"), dtype=storage)
+    if dtype == torch.bool:
+        if raw.size and raw.max() > 1:
+            raise MalformedRecordError(f"{body.where}: a bool byte is not 0 or 1")
+        return torch.from_numpy(raw.astype(np.bool_).reshape(shape))
+    array = raw.astype(raw.dtype.newbyteorder("="))  # a writable, native-order copy
+    tensor = torch.from_numpy(array.reshape(shape))
+    return tensor.view(torch.bfloat16) if dtype == torch.bfloat16 else tensor
+
+
+def read_model(path: PathLike) -> EncodedModel:
+    """Read and validate a whole file; a bad file raises a ``FormatError`` naming the path."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return from_bytes(data)
+    except FormatError as e:
+        raise type(e)(f"{os.fspath(path)}: {e}") from None

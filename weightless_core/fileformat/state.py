@@ -1,0 +1,55 @@
+"""Turning a file back into dense tensors: a ``state_dict``, or straight into a module."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from weightless_core.errors import InvalidInputError
+from weightless_core.fileformat.reader import read_model
+from weightless_core.fileformat.spec import PathLike
+from weightless_core.layer import EncodedLayer
+
+
+def load(path: PathLike, *, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The dense ``state_dict`` in file order: encoded layers decoded to float32."""
+    model = read_model(path)
+    out: dict[str, torch.Tensor] = {}
+    for name, value in model.entries.items():
+        tensor = torch.from_numpy(value.decode()) if isinstance(value, EncodedLayer) else value
+        out[name] = tensor.to(device)
+    return out
+
+
+def load_into(module: torch.nn.Module, path: PathLike, *, strict: bool = True) -> None:
+    """Copy the file's tensors into ``module``; mismatches raise ``InvalidInputError``.
+
+    Checked up front so the message names every offending key and shape instead of torch's
+    ``RuntimeError`` (and so nothing is copied when the file does not fit).
+    """
+    state = load(path)
+    own = module.state_dict()
+    problems: list[str] = []
+    if strict:
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        if missing:
+            problems.append(f"missing from the file: {', '.join(missing)}")
+        if unexpected:
+            problems.append(f"not in the module: {', '.join(unexpected)}")
+    mismatched = [
+        f"{k} (file {tuple(v.shape)}, module {tuple(own[k].shape)})"
+        for k, v in state.items()
+        if isinstance(own.get(k), torch.Tensor) and tuple(own[k].shape) != tuple(v.shape)
+    ]
+    if mismatched:
+        problems.append(f"shape mismatch: {', '.join(mismatched)}")
+    if problems:
+        raise InvalidInputError(
+            f"{os.fspath(path)} does not fit {type(module).__name__}: " + "; ".join(problems)
+        )
+    try:
+        module.load_state_dict(state, strict=strict)
+    except RuntimeError as e:
+        raise InvalidInputError(f"cannot load {os.fspath(path)}: {e}") from e

@@ -1,0 +1,215 @@
+"""Writing files: deterministic bytes, streamed, and atomic on disk.
+
+Every entry is checked with the reader's own rules (``checks``) before a byte of it is written,
+so a bad entry is an ``InvalidInputError`` here rather than an unreadable file later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import secrets
+import struct
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from weightless_core.errors import InvalidInputError
+from weightless_core.fileformat.checks import layer_problem, name_problem, shape_problem
+from weightless_core.fileformat.spec import (
+    DTYPES,
+    ENCODED_PARAMS,
+    END_MAGIC,
+    FOOTER,
+    FOOTER_BYTES,
+    FORMAT_VERSION,
+    HASH_SPLITMIX64_V1,
+    HEADER,
+    KIND_ENCODED,
+    KIND_METADATA,
+    KIND_NAMELEN,
+    KIND_PLAIN,
+    MAGIC,
+    MAX_RECORDS,
+    NUMPY_CODES,
+    TORCH_CODES,
+    PathLike,
+    metadata_body,
+)
+from weightless_core.layer import EncodedLayer
+
+
+def to_bytes(
+    entries: Mapping[str, EncodedLayer | torch.Tensor | np.ndarray],
+    *,
+    metadata: Mapping[str, Any] | None = None,
+) -> bytes:
+    """The file for ``entries`` (file order = mapping order) as bytes; see ``save``."""
+    chunks: list[bytes] = []
+    _write(chunks.append, entries, metadata)
+    return b"".join(chunks)
+
+
+def save(
+    path: PathLike,
+    entries: Mapping[str, EncodedLayer | torch.Tensor | np.ndarray],
+    *,
+    metadata: Mapping[str, Any] | None = None,
+) -> int:
+    """Write the file atomically and return its size in bytes.
+
+    Records stream into a temporary file next to ``path`` that is renamed over it only once
+    complete, so a failure (bad entry, full disk, Ctrl-C) leaves ``path`` as it was and no
+    temporary file behind. Equal inputs always give identical bytes.
+    """
+    target = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(target))
+    base = os.path.basename(target)[:100]
+    tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
+    # os.open with 0o666 honours the umask, unlike mkstemp's 0o600.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            size = _write(f.write, entries, metadata)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return size
+
+
+def _write(
+    sink: Callable[[bytes], object],
+    entries: Mapping[str, EncodedLayer | torch.Tensor | np.ndarray],
+    metadata: Mapping[str, Any] | None,
+) -> int:
+    """Stream the file into ``sink`` chunk by chunk; returns the bytes written."""
+    crc = 0
+    size = 0
+    for chunk in _file_chunks(entries, metadata):
+        sink(chunk)
+        crc = zlib.crc32(chunk, crc)
+        size += len(chunk)
+    sink(FOOTER.pack(crc, END_MAGIC))
+    return size + FOOTER_BYTES
+
+
+def _file_chunks(
+    entries: Mapping[str, EncodedLayer | torch.Tensor | np.ndarray],
+    metadata: Mapping[str, Any] | None,
+) -> Iterator[bytes]:
+    if not isinstance(entries, Mapping):
+        raise InvalidInputError(f"entries must be a mapping name -> tensor, got {type(entries)}")
+    meta = metadata_body(metadata) if metadata else None
+    count = len(entries) + (meta is not None)
+    if count > MAX_RECORDS:
+        raise InvalidInputError(f"at most {MAX_RECORDS} records per file, got {count}")
+    yield HEADER.pack(MAGIC, FORMAT_VERSION, 0, count)
+    if meta is not None:
+        yield _framing(KIND_METADATA, b"", len(meta))
+        yield meta
+    for name, value in entries.items():
+        encoded_name = _encode_name(name)
+        if isinstance(value, EncodedLayer):
+            body = _encoded_body(name, value)
+            yield _framing(KIND_ENCODED, encoded_name, len(body))
+            yield body
+        elif isinstance(value, torch.Tensor | np.ndarray):
+            head, data = _plain_body(name, value)
+            yield _framing(KIND_PLAIN, encoded_name, len(head) + len(data))
+            yield head
+            yield data
+        else:
+            raise InvalidInputError(
+                f"entry {name!r} must be an EncodedLayer, torch.Tensor or numpy array, "
+                f"got {type(value).__name__}"
+            )
+
+
+def _framing(kind: int, name: bytes, body_len: int) -> bytes:
+    return KIND_NAMELEN.pack(kind, len(name)) + name + struct.pack("<Q", body_len)
+
+
+def _encode_name(name: object) -> bytes:
+    if not isinstance(name, str):
+        raise InvalidInputError(f"entry names must be str, got {type(name).__name__} {name!r}")
+    try:
+        raw = name.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidInputError(f"entry name {name!r} is not encodable as UTF-8") from e
+    problem = name_problem(raw)
+    if problem:
+        raise InvalidInputError(f"entry name {name[:80]!r}: {problem}")
+    return raw
+
+
+def _encoded_body(name: str, layer: EncodedLayer) -> bytes:
+    s = layer.structure
+    codebook = np.asarray(layer.codebook)
+    problem = shape_problem(layer.shape, min_ndim=1, min_dim=1) or layer_problem(
+        numel=math.prod(layer.shape),
+        code=s.code,
+        r=layer.r,
+        t=s.t,
+        seed=s.seed,
+        num_cells=s.num_cells,
+        nnz=layer.nnz,
+        false_positives=layer.false_positives,
+        codebook=codebook,
+    )
+    if problem:
+        raise InvalidInputError(f"encoded layer {name!r}: {problem}")
+    table = s.table_bytes()
+    return b"".join(
+        (
+            struct.pack(f"<B{len(layer.shape)}Q", len(layer.shape), *layer.shape),
+            ENCODED_PARAMS.pack(
+                s.code,
+                layer.r,
+                s.t,
+                HASH_SPLITMIX64_V1,
+                s.seed,
+                s.num_cells,
+                layer.nnz,
+                layer.false_positives,
+            ),
+            codebook.astype("<f4").tobytes(),
+            table,
+        )
+    )
+
+
+def _plain_body(name: str, value: torch.Tensor | np.ndarray) -> tuple[bytes, bytes]:
+    """(dtype | ndim | dims, raw data) of a plain tensor; the data is its own chunk (no copy)."""
+    if isinstance(value, np.ndarray):
+        code = NUMPY_CODES.get((value.dtype.kind, value.dtype.itemsize))
+        if code is None:
+            raise InvalidInputError(f"plain tensor {name!r}: dtype {value.dtype} is not storable")
+        array = value
+    else:
+        tensor = value.detach()
+        code = TORCH_CODES.get(tensor.dtype)
+        if code is None:
+            raise InvalidInputError(f"plain tensor {name!r}: dtype {tensor.dtype} is not storable")
+        if tensor.layout != torch.strided or tensor.device.type == "meta":
+            raise InvalidInputError(
+                f"plain tensor {name!r} must be a dense tensor with data "
+                f"(layout {tensor.layout}, device {tensor.device})"
+            )
+        tensor = tensor.cpu().contiguous()
+        if tensor.dtype == torch.bfloat16:
+            tensor = tensor.view(torch.int16)
+        array = tensor.numpy()
+    shape = tuple(int(d) for d in array.shape)
+    problem = shape_problem(shape, min_ndim=0, min_dim=0)
+    if problem:
+        raise InvalidInputError(f"plain tensor {name!r}: {problem}")
+    data = np.ascontiguousarray(array).astype(DTYPES[code][1], copy=False).tobytes()
+    return struct.pack(f"<BB{len(shape)}Q", code, len(shape), *shape), data
