@@ -157,10 +157,12 @@ class _Run:
         self.generator = torch.Generator().manual_seed(settings.seed)
         s = settings
         trains = data is not None
+        self.recluster = s.later_layers == "recluster"
         self.total_units = (
             s.prune_steps * (s.prune_epochs if trains else 0)
             + (s.cluster_epochs if trains else 0)
             + len(self.targets) * (1 + (s.retrain_epochs if trains else 0))
+            + (len(self.targets) - 1) * (s.cluster_epochs if trains and self.recluster else 0)
         ) or 1
         self.units_done = 0
         self.started = time.monotonic()
@@ -201,26 +203,38 @@ class _Run:
 
     def _cluster(self) -> None:
         for name in self.targets:
-            c = self.constraints[name]
-            k = 1 << self.plans[name].r
-            values = self.params[name].detach()[c.mask].cpu().numpy()
-            centroids, codes = kmeans_1d(values, k, seed=self.settings.seed)
-            full = torch.zeros(c.mask.shape, dtype=torch.int64)
-            full[c.mask.cpu()] = torch.from_numpy(codes)
-            self.constraints[name] = Constraint(
-                c.param,
-                mask=c.mask,
-                codes=full.to(self.device),
-                centroids=torch.from_numpy(centroids).to(self.device).requires_grad_(True),
-            )
-            self.constraints[name].project()
+            self._share(name)
         self._emit("cluster", "weights clustered")
         self._train("cluster", self.settings.cluster_epochs, "weight-sharing retraining")
         self._evaluate("clustered")
 
+    def _share(self, name: str) -> None:
+        """Cluster the layer's surviving weights; from now on it trains by weight sharing."""
+        c = self.constraints[name]
+        k = 1 << self.plans[name].r
+        values = self.params[name].detach()[c.mask].cpu().numpy()
+        centroids, codes = kmeans_1d(values, k, seed=self.settings.seed)
+        full = torch.zeros(c.mask.shape, dtype=torch.int64)
+        full[c.mask.cpu()] = torch.from_numpy(codes)
+        self.constraints[name] = Constraint(
+            c.param,
+            mask=c.mask,
+            codes=full.to(self.device),
+            centroids=torch.from_numpy(centroids).to(self.device).requires_grad_(True),
+        )
+        self.constraints[name].project()
+
     def _encode_all(self) -> None:
         for index, name in enumerate(self.targets):
+            if self.recluster and index > 0:
+                self._share(name)
+                label = f"re-clustering {name} before encoding it"
+                self._train("cluster", self.settings.cluster_epochs, label, layer=name)
             self._encode_one(index, name)
+            if self.recluster:  # later layers absorb the errors with all their surviving weights
+                for later in self.targets[index + 1 :]:
+                    c = self.constraints[later]
+                    self.constraints[later] = Constraint(c.param, mask=c.mask)
             after = f"retraining the layers after {name}"
             self._train("retrain", self.settings.retrain_epochs, after, layer=name)
             acc = self._evaluate(f"after:{name}")

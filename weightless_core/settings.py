@@ -17,6 +17,8 @@ from weightless_core.errors import InvalidInputError
 from weightless_core.layer import validate_bits
 from weightless_core.retrieval import STRUCTURES
 
+LATER_LAYERS = ("recluster", "shared")
+
 
 @dataclass(frozen=True)
 class LayerOverride:
@@ -46,12 +48,20 @@ class CompressionSettings:
     >= ``min_elements`` elements (Linear and Conv weights). Everything else is stored plainly.
     Epoch counts are per stage: after each pruning step, after clustering, after each encoded
     layer.
+
+    ``later_layers`` says how the layers not yet encoded retrain around an encoded one. With
+    ``"recluster"`` (default) they keep their pruning masks but train all surviving weights
+    freely, and each is clustered again (then ``cluster_epochs`` of weight sharing) just before
+    it is encoded: the paper's alternation of simplification and encoding. ``"shared"`` keeps
+    their codebooks throughout, leaving them only ``2**r`` values each to adapt with; on
+    LeNet-300-100/Fashion-MNIST at t=10 that ended 1.6 points lower (BENCHMARKS.md).
     """
 
     sparsity: float = 0.92
     r: int = 4
     t: int = 10
     structure: str = "bloomier"
+    later_layers: str = "recluster"
     layers: Mapping[str, LayerOverride] = field(default_factory=dict)
     encode: tuple[str, ...] | None = None
     min_elements: int = 1000
@@ -71,6 +81,10 @@ class CompressionSettings:
         _check_sparsity("sparsity", self.sparsity)
         validate_bits(self.r, self.t)
         _check_structure(self.structure)
+        if self.later_layers not in LATER_LAYERS:
+            raise InvalidInputError(
+                f"later_layers must be one of {LATER_LAYERS}, got {self.later_layers!r}"
+            )
         for name, o in self.layers.items():
             if not isinstance(o, LayerOverride):
                 raise InvalidInputError(f"layers[{name!r}] must be a LayerOverride")

@@ -124,6 +124,24 @@ def test_raising_from_the_progress_callback_cancels(trained_model, fashion_small
         compress(trained_model, fashion_small, FAST, progress=cancel_in_cluster)
 
 
+def test_shared_mode_keeps_later_layers_codebooks(fashion_small, trained_state):
+    small = fashion_small.subset(600, 200, seed=3)
+    model = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
+    model.load_state_dict(trained_state)
+    events: list[Progress] = []
+    result = compress(
+        model, small, FAST.with_(later_layers="shared", prune_steps=1), progress=events.append
+    )
+    assert not any("re-clustering" in e.message for e in events)
+    assert result.report.accuracy["final"] is not None
+
+
+def test_recluster_mode_clusters_each_later_layer_before_encoding_it(run):
+    _, events = run
+    reclustered = [e.layer for e in events if "re-clustering" in e.message]
+    assert sorted(set(reclustered)) == ["fc2.weight", "fc3.weight"]
+
+
 def test_data_free_compression_needs_no_data(trained_model):
     result = compress(trained_model, None, CompressionSettings(sparsity=0.9))
     assert result.report.accuracy["final"] is None

@@ -28,6 +28,7 @@ def test_layer_override_merges_with_globals():
         ({"sparsity": 1.0}, "sparsity"),
         ({"sparsity": -0.1}, "sparsity"),
         ({"structure": "cuckoo"}, "unknown structure"),
+        ({"later_layers": "frozen"}, "later_layers must be one of"),
         ({"prune_steps": 0}, "prune_steps"),
         ({"batch_size": 0}, "batch_size"),
         ({"lr": 0}, "lr"),
