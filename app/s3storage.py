@@ -1,0 +1,250 @@
+"""S3-compatible object storage (AWS, SeaweedFS, MinIO) behind the ``Storage`` interface.
+
+Credentials come from boto3's standard chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``,
+an instance role, ...), never from our settings, so they never pass through our code or logs.
+Every botocore failure leaves this module as a ``StorageError`` whose message names the
+operation, key and bucket, and the server's error code, never a credential.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import re
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import boto3
+from boto3.exceptions import Boto3Error
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from app.config import Settings
+from app.storage import ObjectTooLargeError, StorageError, StoredObject
+
+log = logging.getLogger(__name__)
+
+MiB = 1 << 20
+PART_SIZE = 8 * MiB
+MAX_PARTS = 10_000  # S3's limit on parts per multipart upload
+_MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
+
+
+def _config(endpoint_url: str | None) -> Config:
+    return Config(
+        signature_version="s3v4",  # SigV2 presigned URLs fail with response-* parameters
+        # A custom endpoint's host name ("seaweedfs:8333") cannot take a bucket sub-domain.
+        s3={"addressing_style": "path" if endpoint_url else "auto"},
+        # boto3 >= 1.36 sends checksums by default; several S3 servers reject or ignore them.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        retries={"mode": "standard", "max_attempts": 5},
+        connect_timeout=10,
+        read_timeout=120,
+    )
+
+
+class S3Storage:
+    """Objects in one bucket; ``public_endpoint_url`` is the host clients download from."""
+
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        endpoint_url: str | None = None,
+        public_endpoint_url: str | None = None,
+        region: str = "us-east-1",
+    ):
+        self.bucket = bucket
+        self.endpoint_url = endpoint_url
+        session = boto3.session.Session()
+        self.client = session.client(
+            "s3", endpoint_url=endpoint_url, region_name=region, config=_config(endpoint_url)
+        )
+        # Presigned URLs are tied to the host they were signed for: sign with the public one.
+        public = public_endpoint_url or endpoint_url
+        self.signer = (
+            self.client
+            if public == endpoint_url
+            else session.client(
+                "s3", endpoint_url=public, region_name=region, config=_config(public)
+            )
+        )
+        self.transfer = TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> S3Storage:
+        return cls(
+            bucket=settings.s3_bucket,
+            endpoint_url=settings.s3_endpoint_url,
+            public_endpoint_url=settings.s3_public_endpoint_url,
+            region=settings.s3_region,
+        )
+
+    # -- writes -------------------------------------------------------------------------------
+    def put_stream(self, key: str, chunks: Iterable[bytes], *, max_bytes: int) -> StoredObject:
+        """Stream ``chunks`` to ``key``: one PUT when small, else a multipart upload.
+
+        Memory stays at about one part. Past ``max_bytes``, or on any error, the multipart
+        upload is aborted so no object and no orphaned parts remain.
+        """
+        part_size = max(PART_SIZE, math.ceil(max_bytes / MAX_PARTS))
+        digest, size = hashlib.sha256(), 0
+        buffer = bytearray()
+        upload: _Multipart | None = None
+        try:
+            for chunk in chunks:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ObjectTooLargeError(f"object is larger than {max_bytes} bytes")
+                digest.update(chunk)
+                buffer += chunk
+                while len(buffer) >= part_size:
+                    if upload is None:
+                        upload = _Multipart(self, key)
+                    upload.send(bytes(buffer[:part_size]))
+                    del buffer[:part_size]
+            if upload is None:
+                with self._errors("upload", key):
+                    self.client.put_object(Bucket=self.bucket, Key=key, Body=bytes(buffer))
+            else:
+                if buffer:
+                    upload.send(bytes(buffer))
+                upload.complete()
+        except BaseException:
+            if upload is not None:
+                upload.abort()
+            raise
+        return StoredObject(key, size, digest.hexdigest())
+
+    def put_file(self, key: str, path: Path) -> StoredObject:
+        digest, size = hashlib.sha256(), 0
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(MiB), b""):
+                digest.update(block)
+                size += len(block)
+        with self._errors("upload", key):
+            self.client.upload_file(str(path), self.bucket, key, Config=self.transfer)
+        return StoredObject(key, size, digest.hexdigest())
+
+    def copy(self, source: str, dest: str) -> None:
+        """Server-side copy (multipart copy for large objects); no bytes pass through us."""
+        with self._errors("copy", source):
+            self.client.copy(
+                {"Bucket": self.bucket, "Key": source}, self.bucket, dest, Config=self.transfer
+            )
+
+    def delete(self, key: str) -> None:
+        with self._errors("delete", key):
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    # -- reads --------------------------------------------------------------------------------
+    def download(self, key: str, path: Path) -> None:
+        with self._errors("download", key):
+            self.client.download_file(self.bucket, key, str(path), Config=self.transfer)
+
+    def exists(self, key: str) -> bool:
+        try:
+            with self._errors("stat", key):
+                self.client.head_object(Bucket=self.bucket, Key=key)
+        except _NotFoundError:
+            return False
+        return True
+
+    def open_url(self, key: str, *, filename: str, expires: int) -> str | None:
+        params = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "ResponseContentDisposition": content_disposition(filename),
+        }
+        with self._errors("presign", key):
+            return self.signer.generate_presigned_url(
+                "get_object", Params=params, ExpiresIn=expires
+            )
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+    def check(self) -> None:
+        with self._errors("check", None):
+            self.client.head_bucket(Bucket=self.bucket)
+
+    # -- errors -------------------------------------------------------------------------------
+    @contextmanager
+    def _errors(self, action: str, key: str | None) -> Iterator[None]:
+        """Turn botocore/boto3 failures into ``StorageError`` with a message safe to log."""
+        target = f"object {key!r} in bucket {self.bucket!r}" if key else f"bucket {self.bucket!r}"
+        try:
+            yield
+        except ClientError as e:
+            err = e.response.get("Error", {})
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            code = str(err.get("Code") or status)
+            if code in _MISSING:
+                raise _NotFoundError(f"S3 {action} failed: {target} does not exist") from None
+            detail = err.get("Message") or code
+            raise StorageError(f"S3 {action} of {target} failed: {code}: {detail}") from None
+        except (BotoCoreError, Boto3Error) as e:
+            raise StorageError(
+                f"S3 {action} of {target} at {self.endpoint_url or 'AWS'} failed: "
+                f"{type(e).__name__}: {_redact(str(e))}"
+            ) from None
+
+
+class _NotFoundError(StorageError):
+    """The key (or bucket) does not exist; ``exists`` turns it into ``False``."""
+
+
+class _Multipart:
+    """One multipart upload in progress: parts are sent as they fill, aborted on failure."""
+
+    def __init__(self, storage: S3Storage, key: str):
+        self.storage, self.key = storage, key
+        self.parts: list[dict[str, Any]] = []
+        with storage._errors("upload", key):
+            response = storage.client.create_multipart_upload(Bucket=storage.bucket, Key=key)
+        self.upload_id: str = response["UploadId"]
+
+    def _call(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
+        with self.storage._errors("upload", self.key):
+            return fn(Bucket=self.storage.bucket, Key=self.key, UploadId=self.upload_id, **kwargs)
+
+    def send(self, body: bytes) -> None:
+        number = len(self.parts) + 1
+        response = self._call(self.storage.client.upload_part, PartNumber=number, Body=body)
+        self.parts.append({"ETag": response["ETag"], "PartNumber": number})
+
+    def complete(self) -> None:
+        self._call(
+            self.storage.client.complete_multipart_upload, MultipartUpload={"Parts": self.parts}
+        )
+
+    def abort(self) -> None:
+        """Best effort: the original error matters more than a failed clean-up."""
+        try:
+            self._call(self.storage.client.abort_multipart_upload)
+        except StorageError as e:
+            log.warning("could not abort multipart upload (parts may remain): %s", e)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._ ()+,=@\[\]-]")
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with a quoted ASCII fallback and the exact UTF-8 name (RFC 6266)."""
+    name = filename.replace("/", "_").replace("\\", "_") or "download"
+    fallback = _UNSAFE.sub("_", name)
+    header = f'attachment; filename="{fallback}"'
+    if fallback != name:
+        header += f"; filename*=UTF-8''{quote(name, safe='')}"
+    return header
+
+
+def _redact(message: str) -> str:
+    """botocore messages never carry secrets, but URLs may carry query-string signatures."""
+    return re.sub(r"(Signature|X-Amz-Signature|X-Amz-Credential)=[^&\s]+", r"\1=***", message)
