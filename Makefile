@@ -17,7 +17,7 @@ system:
 	bash scripts/setup-system.sh
 
 run: setup
-	$(BIN)/weightless demo
+	$(BIN)/weightless serve
 
 lint: setup
 	$(BIN)/ruff format --check .

@@ -24,12 +24,13 @@ def make_celery(settings: Settings) -> Celery:
     broker_options: dict[str, object] = {}
     if settings.broker_url.startswith("filesystem://"):
         folder = settings.broker_folder.resolve()
-        for sub in ("out", "processed"):
+        for sub in ("out", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         broker_options = {
             "data_folder_in": str(folder / "out"),
             "data_folder_out": str(folder / "out"),
             "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),
             "store_processed": False,
         }
     elif settings.broker_url.startswith(("redis://", "rediss://")):

@@ -1,0 +1,120 @@
+"""The API's errors: one hierarchy with status codes, and one handler that renders them all.
+
+Every error body is ``{"error": {"code", "message"}}`` (validation errors add ``fields``), so a
+client needs one parser. Anything not mapped here is a bug and becomes a logged 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException
+
+from app.storage import StorageError
+
+log = logging.getLogger("weightless.api")
+
+
+class AppError(Exception):
+    """A failure a client can act on; subclasses fix the status code and the error code."""
+
+    status_code: int = 500
+    code: str = "internal_error"
+    headers: ClassVar[dict[str, str] | None] = None
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class BadRequestError(AppError):
+    status_code, code = 400, "bad_request"
+
+
+class UnauthorizedError(AppError):
+    status_code, code = 401, "unauthorized"
+    headers: ClassVar[dict[str, str] | None] = {"WWW-Authenticate": "Bearer"}
+
+
+class NotFoundError(AppError):
+    status_code, code = 404, "not_found"
+
+
+class ConflictError(AppError):
+    status_code, code = 409, "conflict"
+
+
+class PayloadTooLargeError(AppError):
+    status_code, code = 413, "payload_too_large"
+
+
+class UnsupportedFileTypeError(AppError):
+    status_code, code = 415, "unsupported_file_type"
+
+
+class InvalidRequestError(AppError):
+    """422 naming the fields at fault, in the same shape as pydantic's validation errors."""
+
+    status_code, code = 422, "validation_error"
+
+    def __init__(self, fields: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{name}: {msg}" if name else msg for name, msg in fields))
+        self.fields = fields
+
+    @classmethod
+    def field(cls, name: str, message: str) -> InvalidRequestError:
+        return cls([(name, message)])
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        body["error"]["fields"] = [{"field": f, "message": m} for f, m in self.fields]
+        return body
+
+
+class ServiceUnavailableError(AppError):
+    status_code, code = 503, "service_unavailable"
+
+
+def _field_name(loc: tuple[int | str, ...]) -> str:
+    parts = list(loc[1:] if loc and loc[0] == "body" else loc)
+    return ".".join(str(p) for p in parts)
+
+
+def _as_app_error(exc: Exception) -> AppError:
+    if isinstance(exc, AppError):
+        return exc
+    if isinstance(exc, RequestValidationError):
+        return InvalidRequestError([(_field_name(e["loc"]), e["msg"]) for e in exc.errors()])
+    if isinstance(exc, HTTPException):  # routing: unknown path, wrong method
+        err = AppError(str(exc.detail))
+        err.status_code = exc.status_code
+        err.code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+        return err
+    if isinstance(exc, StorageError):
+        log.error("storage failed: %s", exc)
+        return ServiceUnavailableError("object storage is unavailable; try again later")
+    if isinstance(exc, OperationalError):
+        log.error("database failed: %s", exc.orig)
+        return ServiceUnavailableError("the database is unavailable; try again later")
+    log.exception("unhandled error", exc_info=exc)
+    return AppError("internal server error")
+
+
+async def handle_error(request: Request, exc: Exception) -> JSONResponse:
+    """The one exception handler: map any error to its status code and the common body."""
+    err = _as_app_error(exc)
+    return JSONResponse(err.body(), status_code=err.status_code, headers=err.headers)
+
+
+def install_error_handler(app: FastAPI) -> None:
+    handled = (AppError, RequestValidationError, HTTPException, StorageError, OperationalError)
+    for exc_type in (*handled, Exception):
+        app.add_exception_handler(exc_type, handle_error)

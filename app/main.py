@@ -1,0 +1,59 @@
+"""The FastAPI application: ``create_app(settings)`` for tests and embedding, ``build_app`` for
+``uvicorn --factory app.main:build_app``. Nothing is built at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from anyio import to_thread
+from celery import Celery
+from fastapi import APIRouter, Depends, FastAPI
+
+from app.config import Settings, get_settings
+from app.db import check_migrated, make_engine, make_sessionmaker
+from app.deps import current_team
+from app.errors import install_error_handler
+from app.queue import make_celery
+from app.routes import health, jobs, uploads
+from app.storage import Storage
+from app.storage_factory import make_storage
+
+
+def create_app(
+    settings: Settings, *, storage: Storage | None = None, celery: Celery | None = None
+) -> FastAPI:
+    """The API wired to ``settings``; refuses to start on a database Alembic has not migrated."""
+    engine = make_engine(settings.effective_database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await to_thread.run_sync(check_migrated, engine)  # DatabaseNotMigratedError stops startup
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="Weightless",
+        version="1",
+        summary="Compress PyTorch models with lossy Bloomier-filter weight encoding.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = make_sessionmaker(engine)
+    app.state.storage = storage if storage is not None else make_storage(settings)
+    app.state.celery = celery if celery is not None else make_celery(settings)
+    install_error_handler(app)
+
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(current_team)])
+    v1.include_router(uploads.router)
+    v1.include_router(jobs.router)
+    app.include_router(health.router)
+    app.include_router(v1)
+    return app
+
+
+def build_app() -> FastAPI:
+    """Factory for uvicorn: settings from ``WEIGHTLESS_*`` environment variables."""
+    return create_app(get_settings())

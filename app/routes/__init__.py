@@ -1,0 +1,1 @@
+"""HTTP routes: thin functions over typed dependencies and one service call each."""

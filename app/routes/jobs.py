@@ -1,0 +1,73 @@
+"""``/v1/jobs``: submit, poll, list, cancel, and download a job's outputs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import FileResponse, RedirectResponse
+
+from app.deps import CeleryDep, CurrentTeam, OwnedJob, SessionDep, SettingsDep, StorageDep
+from app.schemas import JobCreate, JobOut, JobPage, JobStatus, job_page
+from app.services import jobs
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+]
+
+
+@router.post("", status_code=202)
+def submit_job(
+    body: JobCreate, response: Response, session: SessionDep, celery: CeleryDep,
+    team: CurrentTeam, idempotency_key: IdempotencyKey = None,
+) -> JobOut:  # fmt: skip
+    """Queue a compression job; the same Idempotency-Key and body return the same job."""
+    job = jobs.submit_job(session, celery, team, body, idempotency_key=idempotency_key)
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return JobOut.of(job)
+
+
+@router.get("")
+def list_jobs(
+    session: SessionDep,
+    team: CurrentTeam,
+    status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: str | None = None,
+) -> JobPage:
+    """The team's jobs, newest first; pass ``next_cursor`` back as ``cursor`` for more."""
+    return job_page(*jobs.list_jobs(session, team, status=status, limit=limit, cursor=cursor))
+
+
+@router.get("/{job_id}")
+def get_job(job: OwnedJob) -> JobOut:
+    return JobOut.of(job)
+
+
+@router.post("/{job_id}/cancel", status_code=202)
+def cancel_job(job: OwnedJob, session: SessionDep) -> JobOut:
+    """Cancel a queued job now, or ask a running one to stop (409 once finished)."""
+    return JobOut.of(jobs.cancel_job(session, job))
+
+
+def _download(
+    job: OwnedJob, storage: StorageDep, settings: SettingsDep, what: Literal["artifact", "report"]
+) -> Response:
+    out = jobs.download(storage, job, what, expires=settings.presign_seconds)
+    if out.url is not None:
+        return RedirectResponse(out.url, status_code=307)
+    return FileResponse(out.path, media_type=out.media_type, filename=out.filename)  # type: ignore[arg-type]
+
+
+@router.get("/{job_id}/artifact", response_class=Response)
+def get_artifact(job: OwnedJob, storage: StorageDep, settings: SettingsDep) -> Response:
+    """The encoded model (a redirect to a short-lived URL, or the file itself)."""
+    return _download(job, storage, settings, "artifact")
+
+
+@router.get("/{job_id}/report", response_class=Response)
+def get_report(job: OwnedJob, storage: StorageDep, settings: SettingsDep) -> Response:
+    """The job's JSON report (a redirect to a short-lived URL, or the file itself)."""
+    return _download(job, storage, settings, "report")

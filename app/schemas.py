@@ -1,0 +1,147 @@
+"""Request and response bodies of the API (the OpenAPI schema is generated from these)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.job_settings import JobSettings
+from app.models import Job, Upload
+
+BuiltinName = Literal["fashion-mnist", "mnist", "digits"]
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class UploadOut(BaseModel):
+    """An uploaded model or data set; ``format`` is sniffed from the first bytes only."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    kind: Literal["model", "dataset"]
+    filename: str
+    size: int
+    sha256: str
+    format: str
+    created_at: datetime
+
+
+class UploadPage(BaseModel):
+    items: list[UploadOut]
+    next_cursor: str | None
+
+
+class DatasetRef(BaseModel):
+    """Exactly one of ``builtin`` (a data set shipped with the service) or ``id`` (an upload).
+
+    One model with a check rather than a union, so a mistake gets one message naming the field.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    builtin: BuiltinName | None = None
+    id: uuid.UUID | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> DatasetRef:
+        if (self.builtin is None) == (self.id is None):
+            raise ValueError('give exactly one of "builtin" or "id"')
+        return self
+
+
+class JobCreate(BaseModel):
+    """A compression job: which model, which data (``null``: data-free), which settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_id: uuid.UUID
+    dataset: DatasetRef | None = None
+    settings: JobSettings = Field(default_factory=JobSettings)
+
+
+class Progress(BaseModel):
+    """Written by the worker while the job runs."""
+
+    stage: str
+    layer: str | None = None
+    epoch: int | None = None
+    percent: float | None = None
+    eta_seconds: float | None = None
+    message: str | None = None
+
+
+class Result(BaseModel):
+    """Sizes and accuracy of a succeeded job; ``layers`` rows are passed through as written."""
+
+    original_bytes: int | None = None
+    encoded_bytes: int | None = None
+    ratio: float | None = None
+    weights_ratio: float | None = None
+    accuracy_before: float | None = None
+    accuracy_after: float | None = None
+    layers: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class JobLinks(BaseModel):
+    artifact: str | None
+    report: str | None
+
+
+class JobOut(BaseModel):
+    id: uuid.UUID
+    status: JobStatus
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    cancel_requested: bool
+    model_id: uuid.UUID | None
+    dataset: DatasetRef | None
+    settings: dict[str, Any]
+    progress: Progress | None
+    result: Result | None
+    error: JobError | None
+    links: JobLinks
+
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        dataset = None
+        if job.dataset_builtin or job.dataset_id:
+            dataset = DatasetRef.model_construct(builtin=job.dataset_builtin, id=job.dataset_id)
+        done = job.status == "succeeded"
+        return cls(
+            id=job.id, status=job.status, created_at=job.created_at,  # type: ignore[arg-type]
+            started_at=job.started_at, finished_at=job.finished_at, attempts=job.attempts,
+            cancel_requested=job.cancel_requested, model_id=job.model_id, dataset=dataset,
+            settings=job.settings,
+            progress=Progress.model_validate(job.progress) if job.progress else None,
+            result=Result.model_validate(job.result) if job.result else None,
+            error=JobError(code=job.error_code, message=job.error_message or job.error_code)
+            if job.error_code
+            else None,
+            links=JobLinks(
+                artifact=f"/v1/jobs/{job.id}/artifact" if done else None,
+                report=f"/v1/jobs/{job.id}/report" if done else None,
+            ),
+        )  # fmt: skip
+
+
+class JobPage(BaseModel):
+    items: list[JobOut]
+    next_cursor: str | None
+
+
+def upload_page(items: list[Upload], next_cursor: str | None) -> UploadPage:
+    return UploadPage(items=[UploadOut.model_validate(u) for u in items], next_cursor=next_cursor)
+
+
+def job_page(items: list[Job], next_cursor: str | None) -> JobPage:
+    return JobPage(items=[JobOut.of(j) for j in items], next_cursor=next_cursor)
