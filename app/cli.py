@@ -11,22 +11,28 @@ from __future__ import annotations
 
 import sys
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from app.cli_admin import admin
+from app.cli_common import fail, guard
+from app.cli_render import (
+    accuracy_text,
+    error_text,
+    format_seconds,
+    progress_text,
+    show_result,
+    styled_status,
+)
 from weightless_core.cli import app as core_app
 from weightless_core.cli import console, err_console
-from weightless_core.errors import WeightlessError
 
 if TYPE_CHECKING:
     from app.client import WeightlessClient
-    from app.config import Settings
 
 T = TypeVar("T")
 
@@ -38,7 +44,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.registered_commands.extend(core_app.registered_commands)
-admin = typer.Typer(help="Administer the service: database, teams, API keys.", no_args_is_help=True)
 app.add_typer(admin, name="admin")
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -50,168 +55,6 @@ KeyOpt = Annotated[
     str | None,
     typer.Option("--key", envvar="WEIGHTLESS_API_KEY", help="API key", show_default=False),
 ]
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print one red line; the caller raises the returned ``Exit``."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _guard(fn: Callable[[], T]) -> T:
-    """Run ``fn``; expected failures become one red line and exit code 2, never a traceback."""
-    from pydantic import ValidationError
-
-    from app.client import ClientError
-
-    try:
-        return fn()
-    except ClientError as e:
-        raise fail(e.message) from None
-    except ValidationError as e:  # settings from the environment
-        msgs = "; ".join(
-            f"{'.'.join(map(str, x['loc'])) or 'settings'}: {x['msg']}" for x in e.errors()
-        )
-        raise fail(f"bad configuration: {msgs}") from None
-    except WeightlessError as e:
-        raise fail(str(e)) from None
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
-        raise fail(f"{e.strerror}: {e.filename}") from None
-    except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]")
-        raise typer.Exit(130) from None
-
-
-def _one_line(error: object) -> str:
-    return " ".join(str(error).split())
-
-
-# -- admin -------------------------------------------------------------------------------------
-
-
-def _settings() -> Settings:
-    from app.config import Settings
-
-    return Settings()
-
-
-def _db_guard(fn: Callable[[Any], T]) -> T:
-    """Run ``fn(session)`` in one transaction on the settings' database."""
-    from sqlalchemy.exc import IntegrityError, OperationalError
-
-    from app.db import (
-        DatabaseNotMigratedError,
-        check_migrated,
-        make_engine,
-        make_sessionmaker,
-        transaction,
-    )
-    from app.errors import AppError
-
-    def run() -> T:
-        settings = _settings()
-        sqlite_file = settings.data_dir / "weightless.db"
-        if not settings.database_url and not sqlite_file.exists():
-            raise fail(f"no database at {sqlite_file}: run `weightless admin migrate` first")
-        engine = make_engine(settings.effective_database_url)
-        try:
-            check_migrated(engine)
-            with transaction(make_sessionmaker(engine)) as session:
-                return fn(session)
-        finally:
-            engine.dispose()
-
-    try:
-        return _guard(run)
-    except AppError as e:
-        raise fail(e.message) from None
-    except (DatabaseNotMigratedError, LookupError, ValueError) as e:
-        raise fail(str(e)) from None
-    except IntegrityError:
-        raise fail("that conflicts with an existing record (does it exist already?)") from None
-    except OperationalError as e:
-        raise fail(f"database unavailable: {_one_line(e.orig)}") from None
-
-
-@admin.command()
-def migrate() -> None:
-    """Bring the database schema up to date (alembic upgrade head)."""
-    from sqlalchemy.exc import OperationalError
-
-    from app.db import upgrade
-
-    def run() -> None:
-        settings = _settings()
-        if not settings.database_url:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
-        upgrade(settings.effective_database_url)
-        console.print("[green]database is at the latest revision[/]")
-
-    try:
-        _guard(run)
-    except OperationalError as e:
-        raise fail(f"database unavailable: {_one_line(e.orig)}") from None
-
-
-@admin.command("create-team")
-def create_team(name: Annotated[str, typer.Argument(help="team name")]) -> None:
-    """Create a team (then give it a key with create-key)."""
-    from app.services.teams import create_team as create
-
-    team = _db_guard(lambda session: create(session, name))
-    console.print(f"[green]created team[/] {team.name} ({team.id})")
-
-
-@admin.command("create-key")
-def create_key(team: Annotated[str, typer.Argument(help="team name")]) -> None:
-    """Create an API key for TEAM and print it (the only time it is shown)."""
-    from app.services.teams import create_key as create
-
-    key, plaintext = _db_guard(lambda session: create(session, team))
-    err_console.print(
-        f"new key {key.prefix}… for team {team}; store it now, it is not shown again:"
-    )
-    print(plaintext)  # alone on stdout, so `KEY=$(weightless admin create-key t)` works
-
-
-@admin.command("revoke-key")
-def revoke_key(
-    prefix: Annotated[str, typer.Argument(help="the key's prefix, e.g. wl_AbCd1234")],
-) -> None:
-    """Revoke the API key starting with PREFIX; requests with it get 401 from now on."""
-    from app.services.teams import revoke_key as revoke
-
-    _db_guard(lambda session: revoke(session, prefix))
-    console.print(f"[green]revoked[/] {prefix}")
-
-
-@admin.command("create-bucket")
-def create_bucket() -> None:
-    """Create the S3 bucket named by WEIGHTLESS_S3_BUCKET if it does not exist (idempotent)."""
-
-    def run() -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        from app.s3storage import S3Storage
-
-        settings = _settings()
-        s3, bucket = S3Storage.from_settings(settings).client, settings.s3_bucket
-        try:
-            s3.head_bucket(Bucket=bucket)
-            console.print(f"bucket {bucket} exists")
-            return
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
-                raise fail(f"bucket {bucket}: {e}") from None
-        except BotoCoreError as e:
-            raise fail(f"object storage unavailable: {e}") from None
-        try:
-            s3.create_bucket(Bucket=bucket)
-        except (ClientError, BotoCoreError) as e:
-            raise fail(f"cannot create bucket {bucket}: {e}") from None
-        console.print(f"[green]created bucket[/] {bucket}")
-
-    _guard(run)
 
 
 # -- embedded run ------------------------------------------------------------------------------
@@ -231,7 +74,7 @@ def serve(
     from app.embedded import serve as run_embedded
 
     try:
-        code = _guard(lambda: run_embedded(host=host, port=port, demo=demo, access_log=access_log))
+        code = guard(lambda: run_embedded(host=host, port=port, demo=demo, access_log=access_log))
     except EmbeddedError as e:
         raise fail(str(e)) from None
     raise typer.Exit(code)
@@ -317,7 +160,7 @@ def submit(
     key: KeyOpt = None,
 ) -> None:
     """Upload MODEL, start a compression job, and (with --wait) follow it and download."""
-    settings = _guard(
+    settings = guard(
         lambda: _job_settings(
             preset, layer or [], sparsity=sparsity, r=r, t=t, prune_steps=prune_steps,
             retrain_epochs=retrain_epochs, seed=seed,
@@ -347,7 +190,7 @@ def submit(
                 console.print(f"[green]wrote[/] {dest} ({size:,} bytes)")
             return job
 
-    job = _guard(run)
+    job = guard(run)
     if job.get("status") in ("failed", "cancelled"):
         raise fail(f"job {job['id']} {job['status']}: {error_text(job)}", code=1)
 
@@ -398,7 +241,7 @@ def list_jobs(
 ) -> None:
     """List your team's jobs, newest first."""
     with _client(url, key) as client:
-        page = _guard(lambda: client.list_jobs(status=status, limit=limit))
+        page = guard(lambda: client.list_jobs(status=status, limit=limit))
     table = Table(title="jobs", title_justify="left")
     for col in ("id", "status", "created", "progress", "ratio", "accuracy"):
         table.add_column(col)
@@ -424,7 +267,7 @@ def show_job(
     """Show one job: status, timing, settings, progress, per-layer result, error."""
     _check_id(job_id)
     with _client(url, key) as client:
-        job = _guard(lambda: client.get_job(job_id))
+        job = guard(lambda: client.get_job(job_id))
     console.print(f"job [bold]{job.get('id')}[/]: {styled_status(job.get('status'))}")
     for field in ("created_at", "started_at", "finished_at"):
         if job.get(field):
@@ -451,9 +294,9 @@ def download(
 
     _check_id(job_id)
     with _client(url, key) as client:
-        size = _guard(lambda: client.download_artifact(job_id, out))
+        size = guard(lambda: client.download_artifact(job_id, out))
         if report is not None:
-            write_json_atomic(report, _guard(lambda: client.download_report(job_id)))
+            write_json_atomic(report, guard(lambda: client.download_report(job_id)))
     console.print(f"[green]wrote[/] {out} ({size:,} bytes)")
 
 
@@ -466,7 +309,7 @@ def cancel_job(
     """Ask the service to cancel a job (a running worker stops at its next checkpoint)."""
     _check_id(job_id)
     with _client(url, key) as client:
-        job = _guard(lambda: client.cancel_job(job_id))
+        job = guard(lambda: client.cancel_job(job_id))
     console.print(f"job {job_id}: {styled_status(job.get('status', 'cancel requested'))}")
 
 
@@ -475,86 +318,6 @@ def _check_id(job_id: str) -> None:
         uuid.UUID(job_id)
     except ValueError:
         raise fail(f"{job_id!r} is not a job id (a UUID, as `weightless jobs` lists)") from None
-
-
-# -- rendering (also used by the embedded demo) -------------------------------------------------
-
-
-def format_seconds(seconds: float) -> str:
-    s = max(0, round(float(seconds)))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
-def progress_text(job: dict[str, Any]) -> str:
-    status = job.get("status", "?")
-    if status != "running":
-        return str(status)
-    p = job.get("progress") or {}
-    parts = [f"{float(p.get('percent') or 0):.0f}%"]
-    parts += [str(p[k]) for k in ("stage", "message") if p.get(k)]
-    return " ".join(parts)
-
-
-def accuracy_text(result: dict[str, Any]) -> str:
-    before, after = result.get("accuracy_before"), result.get("accuracy_after")
-    if before is None and after is None:
-        return "-"
-
-    def fmt(x: float | None) -> str:
-        return "?" if x is None else f"{x:.2f}%"
-
-    return f"{fmt(before)} -> {fmt(after)}"
-
-
-def error_text(job: dict[str, Any]) -> str:
-    err = job.get("error") or {}
-    msg = err.get("message") or "no reason given"
-    return f"{msg} ({err['code']})" if err.get("code") else msg
-
-
-def styled_status(status: Any) -> str:
-    color = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "running": "cyan"}
-    c = color.get(str(status))
-    return f"[{c}]{status}[/]" if c else str(status)
-
-
-def layer_rows(result: dict[str, Any]) -> Table:
-    table = Table(title="layers", title_justify="left")
-    for col, justify in [
-        ("layer", "left"), ("shape", "left"), ("kept %", "right"), ("r", "right"),
-        ("t", "right"), ("bytes", "right"), ("ratio", "right"), ("acc. after %", "right"),
-    ]:  # fmt: skip
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for row in result.get("layers") or []:
-        enc = row.get("encoded", True)
-
-        def get(k: str, f: str = "{}", row: dict[str, Any] = row) -> str:
-            return f.format(row[k]) if row.get(k) is not None else "-"
-
-        table.add_row(
-            str(row.get("name", "?")),
-            "x".join(str(d) for d in row.get("shape") or []) or "-",
-            f"{100 * row['kept']:.2f}" if row.get("kept") is not None else "-",
-            get("r") if enc else "-",
-            get("t") if enc else "-",
-            get("bytes", "{:,}"),
-            get("ratio", "{:,.1f}x"),
-            get("accuracy_after", "{:.2f}"),
-        )
-    return table
-
-
-def show_result(job: dict[str, Any]) -> None:
-    result = job.get("result") or {}
-    if not result:
-        return
-    if result.get("layers"):
-        console.print(layer_rows(result))
-    orig, enc = result.get("original_bytes"), result.get("encoded_bytes")
-    if orig is not None and enc is not None:
-        ratio = result.get("ratio") or (orig / enc if enc else 0)
-        console.print(f"size: {orig:,} -> {enc:,} bytes ([bold]{ratio:,.1f}x[/])")
-    console.print(f"accuracy: {accuracy_text(result)}")
 
 
 def main() -> None:

@@ -266,7 +266,7 @@ class _Run:
 
 def run_demo(url: str, key: str, *, stop: threading.Event) -> dict[str, Any] | None:
     """The main job: train the reference model once (cached), upload it, compress it, report."""
-    from app.cli import format_seconds, show_result
+    from app.cli_render import format_seconds, show_result
     from app.client import WeightlessClient
     from weightless_core import reference
 

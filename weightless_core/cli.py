@@ -212,7 +212,7 @@ def demo(
     ),
     epochs: Annotated[int, typer.Option(min=1)] = 10,
 ) -> None:
-    """The main job of ``make run``: train LeNet-300-100 on Fashion-MNIST once, then compress it."""
+    """Without the service: train LeNet-300-100 on Fashion-MNIST once, then compress it here."""
     from weightless_core import reference
     from weightless_core.settings import CompressionSettings
 
