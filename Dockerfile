@@ -1,6 +1,6 @@
 # One image for every production role; the command picks the role (see docker-compose.yml):
 #   API     (default)  uvicorn --factory app.main:build_app --host 0.0.0.0 --port 8000
-#   worker             celery -A worker.celery_app worker -Q compress --pool=solo --concurrency=1
+#   worker             celery -A worker.celery_app worker -Q compress --pool=prefork --concurrency=1
 #   migrate (one-shot) weightless admin migrate
 #   bucket  (one-shot) weightless admin create-bucket
 # Configuration is environment variables only (WEIGHTLESS_*, AWS_* for S3); nothing secret is

@@ -192,7 +192,8 @@ def test_worker_command_consumes_the_queue_the_api_sends_to():
     cmd = command("worker")
     assert cmd[:2] == ["celery", "-A"] and cmd[2] == "worker.celery_app" and "worker" in cmd[3:]
     assert cmd[cmd.index("-Q") + 1] == QUEUE
-    assert "--pool=solo" in cmd and "--concurrency=1" in cmd  # one job per worker, prefetch 1
+    # one job per worker; a prefork child killed mid-job is replaced and the job re-queued
+    assert "--pool=prefork" in cmd and "--concurrency=1" in cmd
 
 
 def test_worker_scales_with_replicas_and_documents_gpus():
