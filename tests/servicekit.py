@@ -239,7 +239,8 @@ def celery_worker(
     pg_url: str, s3_server: S3Server, s3_bucket: str, redis_url: str, tmp_path: Path
 ) -> Iterator[CeleryWorker]:
     """A real worker on the Redis broker, the test database and S3 (its own bucket), started
-    with the solo pool on queue ``compress`` (production uses one prefork child); ready once it answers a ping."""
+    with the solo pool on queue ``compress`` (production uses one prefork child); ready once it
+    answers a ping."""
     from app.config import Settings
     from app.queue import QUEUE, make_celery
 
