@@ -321,6 +321,19 @@ class _Run:
                 metrics={"loss": loss},
             )
 
+        def on_batch(epoch: int, batch: int, num_batches: int) -> None:
+            # About 20 reports per epoch: progress moves and cancellation is noticed mid-epoch.
+            if batch % max(1, num_batches // 20) or batch == num_batches:
+                return
+            self._emit(
+                stage,
+                f"{label}: epoch {epoch}/{epochs}, batch {batch}/{num_batches}",
+                layer=layer,
+                epoch=epoch,
+                epochs=epochs,
+                partial=batch / num_batches,
+            )
+
         train_epochs(
             self.model,
             self.constraints,
@@ -331,6 +344,7 @@ class _Run:
             generator=self.generator,
             device=self.device,
             on_epoch=on_epoch,
+            on_batch=on_batch,
         )
 
     def _evaluate(self, label: str) -> float | None:
@@ -342,10 +356,10 @@ class _Run:
         self._emit("evaluate", f"accuracy ({label}): {acc:.2f}%", metrics={"accuracy": acc})
         return acc
 
-    def _emit(self, stage: str, message: str, **kw: Any) -> None:
+    def _emit(self, stage: str, message: str, *, partial: float = 0.0, **kw: Any) -> None:
         if self.progress is None:
             return
-        fraction = min(1.0, self.units_done / self.total_units)
+        fraction = min(1.0, (self.units_done + partial) / self.total_units)
         if stage == "done":
             fraction = 1.0
         elapsed = time.monotonic() - self.started

@@ -98,11 +98,13 @@ def train_epochs(
     generator: torch.Generator,
     device: torch.device,
     on_epoch: Callable[[int, float], None] | None = None,
+    on_batch: Callable[[int, int, int], None] | None = None,
 ) -> None:
     """Train ``epochs`` epochs of cross-entropy with Adam under ``constraints``.
 
-    ``on_epoch(epoch, mean_loss)`` is called after each epoch (epochs count from 1); it may raise
-    to stop training (that is how cancellation reaches the loop).
+    ``on_epoch(epoch, mean_loss)`` is called after each epoch (epochs count from 1) and
+    ``on_batch(epoch, batch, num_batches)`` after each step (batches count from 1); either may
+    raise to stop training (that is how cancellation reaches the loop).
     """
     if epochs <= 0:
         return
@@ -115,6 +117,7 @@ def train_epochs(
     active = [c for c in constraints.values() if not c.frozen]
     x_all, y_all = data.x_train, data.y_train
     n = x_all.shape[0]
+    num_batches = (n + batch_size - 1) // batch_size
     set_mode(model, True)
     for epoch in range(1, epochs + 1):
         order = torch.randperm(n, generator=generator)
@@ -138,6 +141,8 @@ def train_epochs(
                 c.project()
             total += float(loss.detach())
             batches += 1
+            if on_batch is not None:
+                on_batch(epoch, batches, num_batches)
         if on_epoch is not None:
             on_epoch(epoch, total / max(batches, 1))
     set_mode(model, False)

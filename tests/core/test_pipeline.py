@@ -99,6 +99,8 @@ def test_progress_reports_every_stage_in_order(run):
     encoded = [e.layer for e in events if e.stage == "encode"]
     assert encoded == ["fc1.weight", "fc2.weight", "fc3.weight"]
     assert any(e.epoch == 2 and e.epochs == 2 for e in events if e.stage == "retrain")
+    mid_epoch = [e for e in events if e.stage == "prune" and "batch" in e.message]
+    assert mid_epoch and all(0 < e.fraction < 1 for e in mid_epoch)
 
 
 def test_same_inputs_and_seed_give_identical_bytes(fashion_small, trained_state):
