@@ -2,8 +2,8 @@
 
 Defaults: ~92% of each encoded layer pruned (Deep Compression kept 8% of LeNet's fc layers), 16
 clusters (r=4) and t=10, i.e. a false-positive rate of 1/64. The paper's MNIST figure is flat from
-t=8 on, but on Fashion-MNIST t=8 cost LeNet-300-100 ~20 points and t=10 ~2.5 (BENCHMARKS.md), so
-the default leans to accuracy; ``layers`` sets t per layer.
+t=8 on, but LeNet-300-100 on Fashion-MNIST loses far more at t=8 than at t=10 (the t sweep in
+BENCHMARKS.md), so the default leans to accuracy; ``layers`` sets t per layer.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class CompressionSettings:
     freely, and each is clustered again (then ``cluster_epochs`` of weight sharing) just before
     it is encoded: the paper's alternation of simplification and encoding. ``"shared"`` keeps
     their codebooks throughout, leaving them only ``2**r`` values each to adapt with; on
-    LeNet-300-100/Fashion-MNIST at t=10 that ended 1.6 points lower (BENCHMARKS.md).
+    LeNet-300-100/Fashion-MNIST that ends lower (BENCHMARKS.md, pipeline section).
     """
 
     sparsity: float = 0.92
