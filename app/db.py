@@ -15,12 +15,21 @@ from sqlalchemy.orm import Session, sessionmaker
 ROOT = Path(__file__).resolve().parent.parent
 
 
+RECYCLE_SECONDS = 1800  # reconnect before servers and proxies drop idle connections
+
+
 class DatabaseNotMigratedError(RuntimeError):
     """The schema is missing or behind the code's migrations."""
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout (API + worker)."""
+def make_engine(url: str, *, pre_ping: bool = True) -> Engine:
+    """An engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout (API + worker).
+
+    ``pre_ping`` tests each pooled connection with a round trip before handing it out; the API
+    turns it off (it would be one of a status poll's few round trips) and relies on
+    ``pool_recycle`` instead: a connection broken some other way (a database restart) then
+    fails one request and is discarded.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
@@ -32,7 +41,9 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(
+        url, pool_pre_ping=pre_ping, pool_recycle=RECYCLE_SECONDS, pool_size=10, max_overflow=20
+    )
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
@@ -44,6 +55,16 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+def make_reader(engine: Engine) -> Engine:
+    """The same pool in autocommit mode, for requests that only read.
+
+    Each statement is its own transaction, so a read costs its queries alone: no ``BEGIN`` and
+    no ``COMMIT``/``ROLLBACK`` round trips. Writes never use it (they go through ``transaction``
+    or the request's ``Session``, one transaction each).
+    """
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def alembic_config(url: str) -> Config:

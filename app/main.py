@@ -12,7 +12,7 @@ from celery import Celery
 from fastapi import APIRouter, Depends, FastAPI
 
 from app.config import Settings, get_settings
-from app.db import check_migrated, make_engine, make_sessionmaker
+from app.db import check_migrated, make_engine, make_reader, make_sessionmaker
 from app.deps import current_team
 from app.errors import install_error_handler
 from app.queue import make_celery
@@ -25,7 +25,7 @@ def create_app(
     settings: Settings, *, storage: Storage | None = None, celery: Celery | None = None
 ) -> FastAPI:
     """The API wired to ``settings``; refuses to start on a database Alembic has not migrated."""
-    engine = make_engine(settings.effective_database_url)
+    engine = make_engine(settings.effective_database_url, pre_ping=False)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -42,6 +42,7 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
+    app.state.reader = make_reader(engine)
     app.state.storage = storage if storage is not None else make_storage(settings)
     app.state.celery = celery if celery is not None else make_celery(settings)
     install_error_handler(app)
@@ -51,6 +52,7 @@ def create_app(
     v1.include_router(jobs.router)
     app.include_router(health.router)
     app.include_router(v1)
+    app.include_router(jobs.poll_router, prefix="/v1")  # authenticates in its own dependency
     return app
 
 

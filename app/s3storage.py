@@ -13,6 +13,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 MiB = 1 << 20
 PART_SIZE = 8 * MiB
 MAX_PARTS = 10_000  # S3's limit on parts per multipart upload
+PARTS_IN_FLIGHT = 4  # per streamed upload; memory is about (PARTS_IN_FLIGHT + 1) parts
 _MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
 
 
@@ -44,6 +46,8 @@ def _config(endpoint_url: str | None) -> Config:
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
         retries={"mode": "standard", "max_attempts": 5},
+        # Room for several streamed uploads' parts in flight at once (botocore's default is 10).
+        max_pool_connections=32,
         connect_timeout=10,
         read_timeout=120,
     )
@@ -90,8 +94,11 @@ class S3Storage:
     def put_stream(self, key: str, chunks: Iterable[bytes], *, max_bytes: int) -> StoredObject:
         """Stream ``chunks`` to ``key``: one PUT when small, else a multipart upload.
 
-        Memory stays at about one part. Past ``max_bytes``, or on any error, the multipart
-        upload is aborted so no object and no orphaned parts remain.
+        Full parts go to S3 from a small thread pool (``PARTS_IN_FLIGHT`` at a time) while
+        this thread keeps reading ``chunks`` and hashing them in order, so memory stays at
+        about ``PARTS_IN_FLIGHT + 1`` parts. Past ``max_bytes``, or on any error (ours, the
+        source's or a part's), the multipart upload is aborted so no object and no orphaned
+        parts remain.
         """
         part_size = max(PART_SIZE, math.ceil(max_bytes / MAX_PARTS))
         digest, size = hashlib.sha256(), 0
@@ -107,7 +114,9 @@ class S3Storage:
                 while len(buffer) >= part_size:
                     if upload is None:
                         upload = _Multipart(self, key)
-                    upload.send(bytes(buffer[:part_size]))
+                    upload.wait_for_slot()  # before copying the part out: memory stays bounded
+                    with memoryview(buffer) as view:
+                        upload.send(bytes(view[:part_size]))
                     del buffer[:part_size]
             if upload is None:
                 with self._errors("upload", key):
@@ -201,31 +210,64 @@ class _NotFoundError(StorageError):
 
 
 class _Multipart:
-    """One multipart upload in progress: parts are sent as they fill, aborted on failure."""
+    """One multipart upload in progress: parts go out concurrently, aborted on failure.
+
+    ``send`` hands a part to a pool of ``PARTS_IN_FLIGHT`` threads and returns once fewer
+    than that many are in flight, raising the first failed part's error. Only the thread
+    that created it calls its methods.
+    """
 
     def __init__(self, storage: S3Storage, key: str):
         self.storage, self.key = storage, key
         self.parts: list[dict[str, Any]] = []
+        self.count = 0
+        self.pending: set[Future[dict[str, Any]]] = set()
         with storage._errors("upload", key):
             response = storage.client.create_multipart_upload(Bucket=storage.bucket, Key=key)
         self.upload_id: str = response["UploadId"]
+        self.pool = ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix="s3-part")
 
     def _call(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
         with self.storage._errors("upload", self.key):
             return fn(Bucket=self.storage.bucket, Key=self.key, UploadId=self.upload_id, **kwargs)
 
-    def send(self, body: bytes) -> None:
-        number = len(self.parts) + 1
+    def _part(self, number: int, body: bytes) -> dict[str, Any]:
         response = self._call(self.storage.client.upload_part, PartNumber=number, Body=body)
-        self.parts.append({"ETag": response["ETag"], "PartNumber": number})
+        return {"ETag": response["ETag"], "PartNumber": number}
+
+    def _collect(self, done: set[Future[dict[str, Any]]]) -> None:
+        self.pending -= done
+        for future in done:
+            self.parts.append(future.result())  # re-raises a failed part's error
+
+    def wait_for_slot(self) -> None:
+        """Return once fewer than ``PARTS_IN_FLIGHT`` parts are in flight; raise any failure."""
+        while len(self.pending) >= PARTS_IN_FLIGHT:
+            self._collect(wait(self.pending, return_when=FIRST_COMPLETED).done)
+        self._collect({f for f in self.pending if f.done()})  # fail fast on an earlier error
+
+    def send(self, body: bytes) -> None:
+        self.wait_for_slot()
+        self.count += 1
+        self.pending.add(self.pool.submit(self._part, self.count, body))
 
     def complete(self) -> None:
+        self._collect(wait(self.pending).done)
+        self.pool.shutdown()
+        self.parts.sort(key=lambda part: part["PartNumber"])
         self._call(
             self.storage.client.complete_multipart_upload, MultipartUpload={"Parts": self.parts}
         )
 
     def abort(self) -> None:
-        """Best effort: the original error matters more than a failed clean-up."""
+        """Best effort: the original error matters more than a failed clean-up.
+
+        Parts not started are cancelled and running ones waited for first, so no part lands
+        after the abort and leaves storage behind.
+        """
+        for future in self.pending:
+            future.cancel()
+        self.pool.shutdown(wait=True)
         try:
             self._call(self.storage.client.abort_multipart_upload)
         except StorageError as e:

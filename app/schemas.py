@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import Row
 
 from app.job_settings import JobSettings
 from app.models import Job, Upload
@@ -112,7 +113,8 @@ class JobOut(BaseModel):
     links: JobLinks
 
     @classmethod
-    def of(cls, job: Job) -> JobOut:
+    def of(cls, job: Job | Row[Any]) -> JobOut:
+        """From a ``Job`` or a row of its ``POLL_COLUMNS`` (``app.services.jobs``)."""
         dataset = None
         if job.dataset_builtin or job.dataset_id:
             dataset = DatasetRef.model_construct(builtin=job.dataset_builtin, id=job.dataset_id)

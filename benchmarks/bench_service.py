@@ -16,10 +16,9 @@ production``, S3 storage, Redis broker on database 13; no worker runs, jobs stay
    through ``POST /v1/models`` (httpx, multipart streamed from disk) and directly to the same
    SeaweedFS with boto3 ``upload_file`` (default ``TransferConfig``), in the order API, direct,
    direct, API; medians of the two runs each. Each upload gets fresh bytes at the end of the
-   file, so the API never skips its content-addressed copy as a duplicate. The API process's
-   RSS is sampled every 50 ms throughout. Two diagnostics (one run each) split the API's path
-   into its storage legs: ``S3Storage.put_stream`` in this process and the server-side copy
-   ``S3Storage.copy``.
+   file, so the API never treats it as a duplicate of an earlier upload. The API process's
+   RSS is sampled every 50 ms throughout. A diagnostic (one run) times the API's storage step,
+   ``S3Storage.put_stream``, alone in this process.
 
     .venv/bin/python benchmarks/bench_service.py
 
@@ -603,9 +602,8 @@ def upload_direct(s3: S3Server, path: Path) -> float:
 
 
 def storage_legs(s3: S3Server, path: Path) -> dict[str, float]:
-    """The API's two storage steps, timed alone in this process (one run each): the sequential
-    multipart ``put_stream`` (with its sha256) fed 1 MiB blocks from disk, and the server-side
-    ``copy`` from the staging key to the content-addressed one."""
+    """The API's storage step timed alone in this process (one run): the multipart
+    ``put_stream`` (parts sent concurrently, sha256 computed in order) fed 1 MiB blocks."""
     storage = S3Storage(bucket=s3.bucket, endpoint_url=s3.endpoint_url)
     size = path.stat().st_size
 
@@ -613,22 +611,12 @@ def storage_legs(s3: S3Server, path: Path) -> dict[str, float]:
         with open(path, "rb") as f:
             yield from iter(lambda: f.read(MiB), b"")
 
-    staging, blob = f"diag/{uuid.uuid4().hex}", f"diag/{uuid.uuid4().hex}"
+    key = f"diag/{uuid.uuid4().hex}"
     start = time.perf_counter()
-    storage.put_stream(staging, blocks(), max_bytes=2 << 30)  # the API's default limit
+    storage.put_stream(key, blocks(), max_bytes=2 << 30)  # the API's default limit
     put = time.perf_counter() - start
-    start = time.perf_counter()
-    storage.copy(staging, blob)
-    copy = time.perf_counter() - start
-    storage.delete(staging)
-    storage.delete(blob)
-    return {
-        "put_stream_mb_s": size / put / MB,
-        "copy_mb_s": size / copy / MB,
-        "legs_in_series_mb_s": size / (put + copy) / MB,
-        "put_stream_seconds": put,
-        "copy_seconds": copy,
-    }
+    storage.delete(key)
+    return {"put_stream_mb_s": size / put / MB, "put_stream_seconds": put}
 
 
 def bench_uploads(api: Stack, size: int) -> dict[str, Any]:
@@ -740,11 +728,9 @@ def report(poll: dict[str, Any], up: dict[str, Any], seconds: float) -> str:
         "",
         "Upload runs: "
         + ", ".join(f"{r['kind']} {r['seconds']:.1f} s ({r['mb_s']:.0f} MB/s)" for r in up["runs"])
-        + f"; API RSS after the uploads {up['rss_after_mib']:.0f} MiB. The API's two storage "
-        f"steps timed alone in the benchmark process (one run each): sequential multipart "
-        f"`S3Storage.put_stream` {up['put_stream_mb_s']:.0f} MB/s, then the server-side "
-        f"`staging/` -> `blobs/<sha256>` `S3Storage.copy` {up['copy_mb_s']:.0f} MB/s; in series "
-        f"{up['legs_in_series_mb_s']:.0f} MB/s.",
+        + f"; API RSS after the uploads {up['rss_after_mib']:.0f} MiB. The API's storage step "
+        f"timed alone in the benchmark process (one run): multipart `S3Storage.put_stream` "
+        f"{up['put_stream_mb_s']:.0f} MB/s.",
     ]
     saturated = poll["achieved_rate"] < 0.98 * poll["rate_target"] and poll["api_cpu_percent"] >= 85
     if not p99_ok and saturated:
@@ -769,37 +755,26 @@ def report(poll: dict[str, Any], up: dict[str, Any], seconds: float) -> str:
             f"send lag p99 {poll['send_lag_p99_ms']:.1f} ms).",
         ]
     if not ratio_ok:
-        series = up["legs_in_series_mb_s"]
         put_share = up["put_stream_mb_s"] / up["direct_mb_s"]
         lines += [
             "",
-            "**Why the upload ratio is missed**: `POST /v1/models` does its storage work in "
-            "series in one thread: it sends each 8 MiB part with a blocking `upload_part`, one "
-            "part in flight at a time (`upload_file` keeps up to 10 in flight) and no reading "
-            "of the body while a part is sent; then it copies the whole object server-side "
-            "from `staging/` to `blobs/<sha256>`, writing every byte a second time, before it "
-            f"answers. Those two steps alone, in series and without any HTTP, give "
-            f"{series:.0f} MB/s ({100 * series / up['direct_mb_s']:.0f}% of direct), "
+            "**Why the upload ratio is missed**: `POST /v1/models` streams the body into a "
+            "multipart upload with up to 4 parts in flight and stores it under its final key "
+            f"(no second write). That storage step alone reaches {100 * put_share:.0f}% of "
+            "direct; "
             + (
-                "about the API's figure: receiving and parsing the body costs little on top. "
-                if up["api_mb_s"] >= 0.9 * series
-                else f"so receiving and parsing the body takes the API down to "
-                f"{up['api_mb_s']:.0f} MB/s. "
-            )
-            + f"Without the copy, `put_stream` alone is {100 * put_share:.0f}% of direct"
-            + (
-                ": dropping the copy is not enough; parts must also be sent concurrently."
-                if put_share < TARGET_RATIO
-                else ": dropping the copy alone would about meet the target."
+                "receiving and parsing the body in the API process costs the rest."
+                if put_share >= TARGET_RATIO
+                else "more parts in flight (or larger parts) would be the next step."
             ),
         ]
     if up["api_libraries"]:
         lines += [
             "",
             f"The API's baseline RSS includes {' and '.join(up['api_libraries'])}, mapped into "
-            "the API process because `app.job_settings` imports `weightless_core.settings`, "
-            "and `weightless_core/__init__.py` imports the whole library; the API never runs "
-            "them.",
+            "the API process because `app.job_settings` validates job settings with "
+            "`weightless_core.settings`, which reaches the retrieval registry (numba); the API "
+            "never runs them.",
         ]
     return "\n".join(lines)
 

@@ -7,11 +7,22 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import FileResponse, RedirectResponse
 
-from app.deps import CeleryDep, CurrentTeam, OwnedJob, SessionDep, SettingsDep, StorageDep
+from app.deps import (
+    CeleryDep,
+    CurrentTeam,
+    OwnedJob,
+    PolledJob,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+)
 from app.schemas import JobCreate, JobOut, JobPage, JobStatus, job_page
 from app.services import jobs
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
+# The status poll, mounted apart from ``router`` because its one dependency authenticates
+# (``app.deps.polled_job``): the ``/v1`` router's ``current_team`` would be a second lookup.
+poll_router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
@@ -41,8 +52,9 @@ def list_jobs(
     return job_page(*jobs.list_jobs(session, team, status=status, limit=limit, cursor=cursor))
 
 
-@router.get("/{job_id}")
-def get_job(job: OwnedJob) -> JobOut:
+@poll_router.get("/{job_id}")
+async def get_job(job: PolledJob) -> JobOut:
+    """The job's status, progress and result (clients poll this: no transaction, one hop)."""
     return JobOut.of(job)
 
 

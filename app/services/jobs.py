@@ -10,11 +10,11 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from celery import Celery
 from kombu.exceptions import OperationalError as BrokerError
-from sqlalchemy import select
+from sqlalchemy import Connection, Row, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,10 +24,11 @@ from app.errors import (
     NotFoundError,
     ServiceUnavailableError,
 )
-from app.models import FINISHED, Job, Team, Upload, utcnow
+from app.models import FINISHED, Job, Upload, utcnow
 from app.queue import enqueue_job
 from app.schemas import JobCreate
 from app.services.pagination import paginate
+from app.services.teams import TeamRef
 from app.services.uploads import parse_id
 from app.storage import Storage
 
@@ -38,7 +39,7 @@ def fingerprint(body: JobCreate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _by_idempotency_key(session: Session, team: Team, key: str) -> Job | None:
+def _by_idempotency_key(session: Session, team: TeamRef, key: str) -> Job | None:
     return session.scalar(select(Job).where(Job.team_id == team.id, Job.idempotency_key == key))
 
 
@@ -50,7 +51,9 @@ def _replay(job: Job, fp: str) -> Job:
     return job
 
 
-def _referenced(session: Session, team: Team, kind: str, upload_id: object, field: str) -> Upload:
+def _referenced(
+    session: Session, team: TeamRef, kind: str, upload_id: object, field: str
+) -> Upload:
     """The team's upload named in a request body, locked against deletion until commit."""
     upload = session.scalar(
         select(Upload)
@@ -63,7 +66,7 @@ def _referenced(session: Session, team: Team, kind: str, upload_id: object, fiel
 
 
 def submit_job(
-    session: Session, celery: Celery, team: Team, body: JobCreate, *, idempotency_key: str | None
+    session: Session, celery: Celery, team: TeamRef, body: JobCreate, *, idempotency_key: str | None
 ) -> Job:
     """Create a ``queued`` job, commit, then enqueue it; a repeated Idempotency-Key replays.
 
@@ -105,7 +108,7 @@ def submit_job(
     return job
 
 
-def get_job(session: Session, team: Team, raw_id: str) -> Job:
+def get_job(session: Session, team: TeamRef, raw_id: str) -> Job:
     """The team's job, or a 404 identical for a missing id and another team's id."""
     job_id = parse_id(raw_id)
     job = None
@@ -116,8 +119,34 @@ def get_job(session: Session, team: Team, raw_id: str) -> Job:
     return job
 
 
+# What a client sees of a job (``JobOut.of``): the poll reads these columns and nothing else.
+POLL_COLUMNS = (
+    Job.id, Job.status, Job.created_at, Job.started_at, Job.finished_at, Job.attempts,
+    Job.cancel_requested, Job.model_id, Job.dataset_id, Job.dataset_builtin, Job.settings,
+    Job.progress, Job.result, Job.error_code, Job.error_message,
+)  # fmt: skip
+
+
+_READ_JOB = select(*POLL_COLUMNS).where(
+    Job.id == bindparam("job_id"), Job.team_id == bindparam("team_id")
+)  # built once, like ``teams._ACTIVE_KEY``
+
+
+def read_job(conn: Connection, team: TeamRef, raw_id: str) -> Row[Any]:
+    """``get_job`` for the status poll: the columns ``JobOut`` shows, as a plain row (no ORM
+    object, no session), by one indexed query; the same 404 for a missing or another team's id.
+    """
+    job_id = parse_id(raw_id)
+    row = None
+    if job_id is not None:
+        row = conn.execute(_READ_JOB, {"job_id": job_id, "team_id": team.id}).first()
+    if row is None:
+        raise NotFoundError("job not found")
+    return row
+
+
 def list_jobs(
-    session: Session, team: Team, *, status: str | None, limit: int, cursor: str | None
+    session: Session, team: TeamRef, *, status: str | None, limit: int, cursor: str | None
 ) -> tuple[list[Job], str | None]:
     stmt = select(Job).where(Job.team_id == team.id)
     if status is not None:

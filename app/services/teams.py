@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from app.errors import ConflictError, NotFoundError, UnauthorizedError
 from app.models import ApiKey, Team, utcnow
 from app.security import generate_key, hash_key, key_matches, looks_like_key
+
+
+@dataclass(frozen=True, slots=True)
+class TeamRef:
+    """An authenticated request's team: its id is all that scoping needs (queries filter by it)."""
+
+    id: uuid.UUID
 
 
 def create_team(session: Session, name: str) -> Team:
@@ -48,14 +58,21 @@ def revoke_key(session: Session, prefix: str) -> None:
     session.flush()
 
 
-def authenticate(session: Session, key: str | None) -> Team:
-    """The team owning an active key; any failure is the same 401 (no hint which check failed)."""
+# Built once: executing the same statement object skips SQLAlchemy's per-call construction and
+# result adaptation (a fresh ``select`` costs more CPU than the indexed lookup itself).
+_ACTIVE_KEY = select(ApiKey.team_id, ApiKey.key_hash).where(
+    ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None)
+)
+
+
+def authenticate(db: Session | Connection, key: str | None) -> TeamRef:
+    """The team owning an active key; any failure is the same 401 (no hint which check failed).
+
+    One indexed lookup of two columns on every request, no ORM objects and no cache: a revoked
+    key fails the ``revoked_at`` test on the very next request.
+    """
     if key and looks_like_key(key):
-        row = session.execute(
-            select(ApiKey, Team)
-            .join(Team, Team.id == ApiKey.team_id)
-            .where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
-        ).first()
-        if row is not None and key_matches(key, row.ApiKey.key_hash):
-            return row.Team
+        row = db.execute(_ACTIVE_KEY, {"key_hash": hash_key(key)}).first()
+        if row is not None and key_matches(key, row.key_hash):
+            return TeamRef(row.team_id)
     raise UnauthorizedError("a valid API key is required: Authorization: Bearer wl_...")

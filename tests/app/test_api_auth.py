@@ -67,10 +67,13 @@ def test_revoked_key_is_401(client, sessions):
         create_team(session, "carol")
         key, plaintext = create_key(session, "carol")
     auth = {"Authorization": f"Bearer {plaintext}"}
+    poll = _path("/v1/jobs/{job}")  # the status poll authenticates in its own dependency
     assert client.get("/v1/jobs", headers=auth).status_code == 200
+    assert client.get(poll, headers=auth).status_code == 404
     with transaction(sessions) as session:
         revoke_key(session, key.prefix)
     assert client.get("/v1/jobs", headers=auth).status_code == 401
+    assert client.get(poll, headers=auth).status_code == 401
 
 
 @pytest.mark.parametrize(("method", "template"), OWNED)

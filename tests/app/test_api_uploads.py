@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 from apikit import (
     LIMIT,
     finished,
@@ -19,6 +20,7 @@ from apikit import (
 from sqlalchemy import func, select
 
 from app.models import Upload
+from app.services import uploads as upload_service
 
 
 def _objects(storage) -> list[str]:
@@ -40,8 +42,9 @@ def test_upload_model_is_201_with_its_fields(client, alice, storage):
     assert body["filename"] == "lenet.safetensors"
     assert (body["size"], body["sha256"], body["format"]) == (len(data), digest, "safetensors")
     assert set(body) == {"id", "kind", "filename", "size", "sha256", "format", "created_at"}
-    assert _objects(storage) == [f"blobs/{digest}"]
-    assert (storage.root / "blobs" / digest).read_bytes() == data
+    (key,) = _objects(storage)  # one object, under a key unique to this upload
+    assert key.startswith("uploads/")
+    assert (storage.root / key).read_bytes() == data
     assert client.get(f"/v1/models/{body['id']}", headers=alice.auth).json() == body
 
 
@@ -52,12 +55,25 @@ def test_zip_model_and_npz_dataset_are_recognised(client, alice):
     assert (response.json()["kind"], response.json()["format"]) == ("dataset", "npz")
 
 
-def test_same_bytes_twice_share_one_blob(client, alice, bob, storage):
+def test_same_bytes_twice_share_one_blob(client, alice, bob, storage, sessions):
     data = safetensors_bytes()
     first = upload_id(client, alice, data)
     second = upload_id(client, bob, data)
     assert first != second
-    assert len(_objects(storage)) == 1
+    assert len(_objects(storage)) == 1  # the duplicate object was deleted again
+    with sessions() as session:
+        keys = {u.storage_key for u in session.scalars(select(Upload))}
+    assert len(keys) == 1 and _objects(storage) == sorted(keys)
+
+
+def test_upload_whose_row_fails_leaves_no_object(client, alice, storage, sessions, monkeypatch):
+    def broken(session, sha256):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(upload_service, "_lock_blob", broken)
+    with pytest.raises(RuntimeError, match="went away"):
+        upload(client, alice, safetensors_bytes())
+    assert _objects(storage) == [] and _rows(sessions) == 0
 
 
 def test_upload_past_the_limit_is_413_and_stores_nothing(client, alice, storage, sessions):

@@ -132,6 +132,17 @@ def digits_val() -> tuple[torch.Tensor, torch.Tensor]:
     return data.x_val, data.y_val
 
 
+def _stored(service: Service, sha256: str) -> list[str]:
+    """The keys of the uploaded objects (``uploads/...``) whose content has this digest."""
+    bucket = service.settings.s3_bucket
+    return [
+        key
+        for key in service.objects("uploads/")
+        if hashlib.sha256(service.s3.get_object(Bucket=bucket, Key=key)["Body"].read()).hexdigest()
+        == sha256
+    ]
+
+
 # ---------------------------------------------------------------------------------------------
 # The end-to-end job
 
@@ -151,9 +162,10 @@ def test_model_upload_is_streamed_into_s3(
         "model", "lenet-digits.pt", "zip-archive",
     )  # fmt: skip
     assert (model["size"], model["sha256"]) == (len(data), sha)
-    head = service.s3.head_object(Bucket=service.settings.s3_bucket, Key=f"blobs/{sha}")
+    (key,) = _stored(service, sha)  # exactly one object, under a key unique to the upload
+    head = service.s3.head_object(Bucket=service.settings.s3_bucket, Key=key)
     assert head["ContentLength"] == len(data)
-    assert service.objects("staging/") == []  # the staging copy is gone
+    assert service.objects("staging/") == [] and service.objects("blobs/") == []  # no copies
     with service.client(alice) as http:
         assert http.get(f"/v1/models/{model['id']}").json() == model
         listed = http.get("/v1/models").json()["items"]
@@ -397,10 +409,7 @@ def test_dataset_npz_is_stored_in_s3_and_used_by_a_job(
         )
         assert dataset["sha256"] == hashlib.sha256(data).hexdigest()
         assert dataset["id"] in {d["id"] for d in http.get("/v1/datasets").json()["items"]}
-    stored = service.s3.get_object(
-        Bucket=service.settings.s3_bucket, Key=f"blobs/{dataset['sha256']}"
-    )["Body"].read()
-    assert stored == data
+    assert len(_stored(service, dataset["sha256"])) == 1  # stored once, byte for byte
 
     with service.client(bob) as http:  # not bob's to use
         assert http.get(f"/v1/datasets/{dataset['id']}").status_code == 404

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from botocore.exceptions import ClientError
 from servicekit import S3Server
 
 from app.config import Settings
-from app.s3storage import PART_SIZE, S3Storage, content_disposition
+from app.s3storage import PART_SIZE, PARTS_IN_FLIGHT, S3Storage, content_disposition
 from app.storage import ObjectTooLargeError, StorageError
 from app.storage_factory import make_storage
 
@@ -46,6 +47,29 @@ def test_put_stream_multipart_keeps_every_byte(storage, s3_server, s3_bucket):
     assert hashlib.sha256(_read(s3_server, s3_bucket, "big")).digest() == (
         hashlib.sha256(data).digest()
     )
+
+
+def test_put_stream_with_more_parts_than_in_flight(storage, s3_server, s3_bucket):
+    data = os.urandom((PARTS_IN_FLIGHT + 2) * PART_SIZE + 1)  # parts wait for a free slot
+    stored = storage.put_stream("many", _chunks(data, 1 << 20), max_bytes=len(data))
+    assert (stored.size, stored.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert _read(s3_server, s3_bucket, "many") == data
+
+
+def test_failing_part_aborts_the_multipart_upload(storage, s3_server, s3_bucket, monkeypatch):
+    real = storage.client.upload_part
+
+    def flaky(**kwargs):
+        if kwargs["PartNumber"] == 2:
+            raise ClientError({"Error": {"Code": "InternalError", "Message": "boom"}}, "UploadPart")
+        return real(**kwargs)
+
+    monkeypatch.setattr(storage.client, "upload_part", flaky)
+    data = os.urandom((PARTS_IN_FLIGHT + 2) * PART_SIZE)
+    with pytest.raises(StorageError, match="InternalError"):
+        storage.put_stream("flaky", _chunks(data, 1 << 20), max_bytes=len(data))
+    assert not storage.exists("flaky")
+    assert s3_server.client().list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
 
 
 @pytest.mark.parametrize("size", [50, 2 * PART_SIZE + 1])
