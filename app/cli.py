@@ -51,6 +51,7 @@ POLL_SECONDS = 1.0
 UrlOpt = Annotated[
     str, typer.Option("--url", envvar="WEIGHTLESS_URL", help="server URL", show_envvar=True)
 ]
+JobIdArg = Annotated[str, typer.Argument(metavar="ID", help="job id")]
 KeyOpt = Annotated[
     str | None,
     typer.Option("--key", envvar="WEIGHTLESS_API_KEY", help="API key", show_default=False),
@@ -260,7 +261,7 @@ def list_jobs(
 
 @app.command("job")
 def show_job(
-    job_id: Annotated[str, typer.Argument(metavar="ID", help="job id")],
+    job_id: JobIdArg,
     url: UrlOpt = DEFAULT_URL,
     key: KeyOpt = None,
 ) -> None:
@@ -283,7 +284,7 @@ def show_job(
 
 @app.command("download")
 def download(
-    job_id: Annotated[str, typer.Argument(metavar="ID", help="job id")],
+    job_id: JobIdArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="encoded model file to write")],
     report: Annotated[Path | None, typer.Option(help="also save the JSON report here")] = None,
     url: UrlOpt = DEFAULT_URL,
@@ -302,7 +303,7 @@ def download(
 
 @app.command("cancel")
 def cancel_job(
-    job_id: Annotated[str, typer.Argument(metavar="ID", help="job id")],
+    job_id: JobIdArg,
     url: UrlOpt = DEFAULT_URL,
     key: KeyOpt = None,
 ) -> None:

@@ -195,15 +195,24 @@ def _wait_for_s3(server: S3Server, proc: subprocess.Popen[bytes], log_path: Path
             time.sleep(0.3)
 
 
-@pytest.fixture
-def s3_bucket(s3_server: S3Server) -> Iterator[str]:
-    """A fresh, empty bucket for one test; removed afterwards with what it holds."""
-    name = f"wl-{uuid.uuid4().hex[:12]}"
+@contextlib.contextmanager
+def fresh_bucket(s3_server: S3Server, prefix: str = "wl") -> Iterator[str]:
+    """A new, empty bucket; removed afterwards with what it holds."""
+    name = f"{prefix}-{uuid.uuid4().hex[:12]}"
     client = s3_server.client()
     client.create_bucket(Bucket=name)
-    yield name
-    with contextlib.suppress(Exception):
-        client.delete_bucket(Bucket=name)  # SeaweedFS deletes non-empty buckets
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(Exception):
+            client.delete_bucket(Bucket=name)  # SeaweedFS deletes non-empty buckets
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> Iterator[str]:
+    """A fresh, empty bucket for one test."""
+    with fresh_bucket(s3_server) as name:
+        yield name
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ process group terminated, the bucket removed.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import subprocess
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 from integrationkit import UPLOAD_LIMIT, Service, Worker
-from servicekit import ROOT, S3_ACCESS_KEY, S3_SECRET_KEY, S3Server, _stop_group
+from servicekit import ROOT, S3_ACCESS_KEY, S3_SECRET_KEY, S3Server, _stop_group, fresh_bucket
 
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
@@ -39,12 +38,8 @@ def module_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def bucket(s3_server: S3Server) -> Iterator[str]:
-    name = f"wl-int-{uuid.uuid4().hex[:10]}"
-    client = s3_server.client()
-    client.create_bucket(Bucket=name)
-    yield name
-    with contextlib.suppress(Exception):
-        client.delete_bucket(Bucket=name)  # SeaweedFS deletes non-empty buckets
+    with fresh_bucket(s3_server, "wl-int") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
