@@ -122,28 +122,7 @@ def encode_layer(
             "on sparse tensors)"
         )
     k = 1 << r
-    if (codebook is None) != (codes is None):
-        raise InvalidInputError("give both codebook and codes, or neither")
-    if codebook is None:
-        from weightless_core.cluster import kmeans_1d
-
-        cb, values = kmeans_1d(flat[nonzero], k, seed=seed)
-    else:
-        cb = np.asarray(codebook, dtype=np.float32).ravel()
-        if cb.size != k:
-            raise InvalidInputError(f"codebook must have 2**r = {k} entries, got {cb.size}")
-        values = np.asarray(codes)
-        if values.dtype.kind not in "iu":
-            raise InvalidInputError(f"codes must be an integer array, got dtype {values.dtype}")
-        if values.shape != w.shape:
-            raise InvalidInputError(
-                f"codes must have the weight's shape {w.shape}, got {values.shape}"
-            )
-        values = values.ravel()[nonzero]
-        if values.size and (values.min() < 0 or values.max() >= k):
-            raise InvalidInputError(f"codes must lie in [0, {k}) at non-zero positions")
-    if not np.all(np.isfinite(cb)):
-        raise InvalidInputError("codebook holds NaN or Inf")
+    cb, values = cluster_values(flat, nonzero, w.shape, r, codebook, codes, seed)
     table = STRUCTURES[structure].build(
         keys, values.astype(np.uint32), t=t, seed=seed, max_attempts=max_attempts
     )
@@ -156,6 +135,48 @@ def encode_layer(
         nnz=int(keys.size),
         false_positives=fp,
     )
+
+
+def cluster_values(
+    flat: np.ndarray,
+    nonzero: np.ndarray,
+    shape: tuple[int, ...],
+    r: int,
+    codebook: np.ndarray | None,
+    codes: np.ndarray | None,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(float32 codebook, code of each non-zero in position order), checked; shared by both
+    encoders so Weightless and Deep Compression accept exactly the same clustered weights."""
+    k = 1 << r
+    if (codebook is None) != (codes is None):
+        raise InvalidInputError("give both codebook and codes, or neither")
+    if codebook is None:
+        if not nonzero.any():
+            raise InvalidInputError(
+                f"tensor of shape {shape} has no non-zero weights to cluster; pass a codebook "
+                "and codes, or store it plainly"
+            )
+        from weightless_core.cluster import kmeans_1d
+
+        cb, values = kmeans_1d(flat[nonzero], k, seed=seed)
+    else:
+        cb = np.asarray(codebook, dtype=np.float32).ravel()
+        if cb.size != k:
+            raise InvalidInputError(f"codebook must have 2**r = {k} entries, got {cb.size}")
+        values = np.asarray(codes)
+        if values.dtype.kind not in "iu":
+            raise InvalidInputError(f"codes must be an integer array, got dtype {values.dtype}")
+        if values.shape != shape:
+            raise InvalidInputError(
+                f"codes must have the weight's shape {shape}, got {values.shape}"
+            )
+        values = values.ravel()[nonzero]
+        if values.size and (values.min() < 0 or values.max() >= k):
+            raise InvalidInputError(f"codes must lie in [0, {k}) at non-zero positions")
+    if not np.all(np.isfinite(cb)):
+        raise InvalidInputError("codebook holds NaN or Inf")
+    return cb.astype(np.float32), values.astype(np.int64)
 
 
 def _as_float_array(weight: object) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The version-1 file format: round trips, determinism, atomic saves, one error per bad file.
+"""The file format, version 1 (kinds 1-3): round trips, determinism, atomic saves, one error per
+bad file. Version 2 (kind 4, Deep Compression) is tested in test_fileformat_dc.py.
 
 A pure-Python reader written from docs/format.md alone (``_ref_*``) decodes the golden file, so
 the document, the golden bytes and the library are checked against each other.
@@ -253,8 +254,8 @@ def test_bad_magic_says_not_a_weightless_file(tmp_path):
 
 def test_newer_version_says_upgrade(entries):
     data = bytearray(ff.to_bytes(entries))
-    data[8:10] = struct.pack("<H", 2)  # CRC left stale: the version is checked first
-    with pytest.raises(UnsupportedVersionError, match=r"version 2 .*reads versions 1.*upgrade"):
+    data[8:10] = struct.pack("<H", 3)  # CRC left stale: the version is checked first
+    with pytest.raises(UnsupportedVersionError, match=r"version 3 .*reads versions 1, 2.*upgrade"):
         ff.from_bytes(bytes(data))
     data[8:10] = struct.pack("<H", 0)
     with pytest.raises(UnsupportedVersionError, match="version 0"):
@@ -419,7 +420,8 @@ def test_bad_encoded_bodies_are_malformed(layers):
         pytest.param([(3, b"", b'{"a":NaN}')], id="json NaN"),
         pytest.param([(3, b"", b'{"a":"\xff"}')], id="metadata not utf-8"),
         pytest.param([(3, b"", b"[" * 100_000)], id="json too deep"),
-        pytest.param([(4, b"a", b"")], id="unknown kind"),
+        pytest.param([(5, b"a", b"")], id="unknown kind"),
+        pytest.param([(0, b"a", b"")], id="kind 0"),
         pytest.param([(2, b"\xff\xfe", _plain_body(1, (1,), bytes(4)))], id="bad utf-8 name"),
         pytest.param([(2, b"", _plain_body(1, (1,), bytes(4)))], id="empty name"),
         pytest.param([(2, b"a\x00", _plain_body(1, (1,), bytes(4)))], id="NUL in name"),

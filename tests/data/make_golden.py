@@ -1,8 +1,9 @@
-"""Regenerate ``golden_v1.wlss``, the version-1 file every future release must still read.
+"""Regenerate ``golden_v1.wlss`` and ``golden_v2_dc.wlss``, files every release must still read.
 
 Run ``python tests/data/make_golden.py``. The inputs are fixed (seeded generator, explicit
-codebooks and codes, so k-means changes cannot move them). Do not regenerate the committed file
-casually: it exists to catch changes in how version-1 files are read.
+codebooks and codes, so k-means changes cannot move them). Do not regenerate the committed files
+casually: they exist to catch changes in how version-1 and version-2 files are read. The v2 file
+holds Deep Compression records (kind 4) beside a Bloomier layer, plain tensors and metadata.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from weightless_core.deep_compression import DeepCompressedLayer, deep_compress
 from weightless_core.fileformat import save, to_bytes
 from weightless_core.layer import EncodedLayer, encode_layer
 
 GOLDEN = Path(__file__).with_name("golden_v1.wlss")
 METADATA = {"arch": "golden-mlp", "note": "format v1 golden file", "sizes": [12, 10, 4]}
+GOLDEN_V2 = Path(__file__).with_name("golden_v2_dc.wlss")
+METADATA_V2 = {"arch": "golden-dc", "note": "format v2 golden file: Deep Compression records"}
 
 
 def dense_weights() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, int, int, int]]:
@@ -55,6 +59,54 @@ def golden_bytes() -> bytes:
     return to_bytes(build(), metadata=METADATA)
 
 
+def dc_weights() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
+    """name -> (pruned float32 weight, codebook, codes, r): the Deep Compression inputs.
+
+    Each tensor has a long run of zeros, so the gap index needs filler entries (gaps above 255
+    at 8 bits for the conv tensor, above 31 at 5 bits for the fully connected one).
+    """
+    rng = np.random.default_rng(20250101)
+    out = {}
+    for name, shape, r, zeros, run in (
+        ("conv.weight", (6, 4, 4, 4), 3, 0.8, (10, 300)),
+        ("fc.weight", (12, 40), 2, 0.9, (100, 200)),
+    ):
+        codebook = np.linspace(-1.0, 1.0, 1 << r, dtype=np.float32)  # no centroid is 0
+        codes = rng.integers(0, 1 << r, size=shape)
+        weight = codebook[codes]
+        weight[rng.random(shape) < zeros] = 0.0
+        weight.reshape(-1)[run[0] : run[1]] = 0.0
+        out[name] = (weight, codebook, codes, r)
+    return out
+
+
+def build_v2() -> dict[str, DeepCompressedLayer | EncodedLayer | torch.Tensor]:
+    """The version-2 golden entries, in file order."""
+    dc = {
+        name: deep_compress(w, r=r, codebook=cb, codes=codes)
+        for name, (w, cb, codes, r) in dc_weights().items()
+    }
+    w, cb, codes, r, t, seed = dense_weights()["fc2.weight"]
+    return {
+        "conv.weight": dc["conv.weight"],
+        "conv.bias": torch.arange(6, dtype=torch.float32) / 4,
+        "fc.weight": dc["fc.weight"],
+        "fc2.weight": encode_layer(w, r=r, t=t, seed=seed, codebook=cb, codes=codes),
+        "empty.weight": deep_compress(
+            np.zeros((2, 3), dtype=np.float32),
+            r=1,
+            codebook=np.array([-0.5, 0.5], dtype=np.float32),
+            codes=np.zeros((2, 3), dtype=np.int64),
+        ),
+    }
+
+
+def golden_v2_bytes() -> bytes:
+    return to_bytes(build_v2(), metadata=METADATA_V2)
+
+
 if __name__ == "__main__":
     size = save(GOLDEN, build(), metadata=METADATA)
     print(f"wrote {GOLDEN} ({size} bytes)", file=sys.stderr)
+    size = save(GOLDEN_V2, build_v2(), metadata=METADATA_V2)
+    print(f"wrote {GOLDEN_V2} ({size} bytes)", file=sys.stderr)

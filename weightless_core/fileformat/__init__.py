@@ -1,8 +1,9 @@
-"""The encoded-model file format, version 1 (``docs/format.md`` is normative).
+"""The encoded-model file format, versions 1 and 2 (``docs/format.md`` is normative).
 
-A file is a header, one record per tensor (encoded layer, plain tensor, or JSON metadata) and a
-CRC-32 footer. Writing is deterministic and atomic; reading validates every byte before handing
-anything out, so a bad file raises a named ``FormatError`` and never an ``IndexError``.
+A file is a header, one record per tensor (encoded layer, plain tensor, JSON metadata or, from
+version 2 on, a Deep Compression layer) and a CRC-32 footer. Writing is deterministic and
+atomic; reading validates every byte before handing anything out, so a bad file raises a named
+``FormatError`` and never an ``IndexError``.
 
 Layout: ``spec`` (constants, dtype codes, sizes), ``checks`` (rules shared by writer and
 reader), ``writer``, ``reader`` and ``state`` (dense tensors from a file).
@@ -18,6 +19,7 @@ from weightless_core.fileformat.spec import (
     FRAMING_BYTES,
     HASH_SPLITMIX64_V1,
     HEADER_BYTES,
+    KIND_DEEP_COMPRESSION,
     KIND_ENCODED,
     KIND_METADATA,
     KIND_PLAIN,
@@ -33,6 +35,7 @@ from weightless_core.fileformat.spec import (
     EncodedModel,
     Entry,
     PathLike,
+    file_version,
     metadata_nbytes,
     record_nbytes,
 )
@@ -46,6 +49,7 @@ __all__ = [
     "FRAMING_BYTES",
     "HASH_SPLITMIX64_V1",
     "HEADER_BYTES",
+    "KIND_DEEP_COMPRESSION",
     "KIND_ENCODED",
     "KIND_METADATA",
     "KIND_PLAIN",
@@ -61,6 +65,7 @@ __all__ = [
     "EncodedModel",
     "Entry",
     "PathLike",
+    "file_version",
     "from_bytes",
     "load",
     "load_into",

@@ -1,4 +1,4 @@
-"""Validity rules for names, shapes and encoded-layer parameters.
+"""Validity rules for names, shapes and encoded-layer parameters (both kinds of layer).
 
 Shared by the writer (-> ``InvalidInputError``) and the reader (-> ``MalformedRecordError``), so
 the library never writes a file it would refuse to read. Each check returns the problem in
@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from weightless_core.deep_compression import DeepCompressedLayer
+from weightless_core.deep_compression import layer_problem as _deep_rules
 from weightless_core.fileformat.spec import (
     MAX_NAME_BYTES,
     MAX_NDIM,
@@ -77,3 +79,8 @@ def layer_problem(
     if not np.all(np.isfinite(codebook)):
         return "codebook holds NaN or Inf"
     return None
+
+
+def deep_layer_problem(layer: DeepCompressedLayer) -> str | None:
+    """Every rule of a kind-4 record; its streams are decoded, so this costs one decode."""
+    return shape_problem(layer.shape, min_ndim=1, min_dim=1) or _deep_rules(layer)

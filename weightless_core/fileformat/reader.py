@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from weightless_core.deep_compression import MAX_INDEX_BITS, DeepCompressedLayer
 from weightless_core.errors import (
     BadMagicError,
     ChecksumMismatchError,
@@ -25,8 +26,14 @@ from weightless_core.errors import (
     TruncatedFileError,
     UnsupportedVersionError,
 )
-from weightless_core.fileformat.checks import layer_problem, name_problem, shape_problem
+from weightless_core.fileformat.checks import (
+    deep_layer_problem,
+    layer_problem,
+    name_problem,
+    shape_problem,
+)
 from weightless_core.fileformat.spec import (
+    DEEP_PARAMS,
     DTYPES,
     ENCODED_PARAMS,
     END_MAGIC,
@@ -36,15 +43,18 @@ from weightless_core.fileformat.spec import (
     HASH_SPLITMIX64_V1,
     HEADER,
     HEADER_BYTES,
+    KIND_DEEP_COMPRESSION,
     KIND_ENCODED,
     KIND_METADATA,
     KIND_NAMELEN,
+    KIND_NAMES,
     KIND_PLAIN,
     MAGIC,
     MAX_METADATA_BYTES,
     MAX_NDIM,
     MAX_RECORDS,
     MIN_FILE_BYTES,
+    MIN_VERSION_OF_KIND,
     SUPPORTED_VERSIONS,
     EncodedModel,
     Entry,
@@ -121,7 +131,7 @@ def from_bytes(data: bytes | bytearray | memoryview) -> EncodedModel:
             "the file was written by a newer weightless: upgrade to read it"
         )
     _check_footer(buf, count)
-    return _parse_records(buf, count)
+    return _parse_records(buf, count, version)
 
 
 def _check_footer(buf: memoryview, count: int) -> None:
@@ -168,7 +178,7 @@ def _walk_framing(buf: memoryview, count: int, limit: int) -> int | None:
     return pos
 
 
-def _parse_records(buf: memoryview, count: int) -> EncodedModel:
+def _parse_records(buf: memoryview, count: int, version: int) -> EncodedModel:
     if count > MAX_RECORDS:
         raise MalformedRecordError(f"record_count {count} exceeds the cap of {MAX_RECORDS}")
     end = len(buf) - FOOTER_BYTES
@@ -191,14 +201,19 @@ def _parse_records(buf: memoryview, count: int) -> EncodedModel:
                 raise MalformedRecordError(f"{where}: the metadata record must have no name")
             metadata = _parse_metadata(buf[body_start : body_start + body_len], where)
             continue
-        if kind not in (KIND_ENCODED, KIND_PLAIN):
+        if kind not in _PARSERS:
             raise MalformedRecordError(f"{where}: unknown record kind {kind}")
+        if version < MIN_VERSION_OF_KIND[kind]:
+            raise MalformedRecordError(
+                f"{where}: record kind {kind} ({KIND_NAMES[kind]}) needs format version "
+                f"{MIN_VERSION_OF_KIND[kind]}, but the file says version {version}"
+            )
         name = _decode_name(raw_name, where)
         if name in entries:
             raise MalformedRecordError(f"{where}: duplicate name {name!r}")
         body = _Reader(buf, body_start, body_start + body_len, MalformedRecordError, name)
         body.where = f"{where} ({name!r})"
-        entries[name] = _parse_encoded(body) if kind == KIND_ENCODED else _parse_plain(body)
+        entries[name] = _PARSERS[kind](body)
         body.done()
     if framing.pos != end:
         raise MalformedRecordError(
@@ -300,6 +315,46 @@ def _parse_encoded(body: _Reader) -> EncodedLayer:
     )
 
 
+def _parse_deep(body: _Reader) -> DeepCompressedLayer:
+    shape = _parse_shape(body, min_ndim=1, min_dim=1)
+    r, index_bits, nnz, entries, code_bits, gap_bits = DEEP_PARAMS.unpack(
+        body.take(DEEP_PARAMS.size, "parameters")
+    )
+    # Check the sizes of what follows before reading it, so a bad byte cannot ask for much.
+    if not 1 <= r <= MAX_R:
+        raise MalformedRecordError(f"{body.where}: r must be in 1..{MAX_R}, got {r}")
+    if not 1 <= index_bits <= MAX_INDEX_BITS:
+        raise MalformedRecordError(
+            f"{body.where}: index_bits must be in 1..{MAX_INDEX_BITS}, got {index_bits}"
+        )
+    codebook = np.frombuffer(body.take(4 << r, "codebook"), dtype="<f4").astype(np.float32)
+    code_lengths = np.frombuffer(body.take((1 << r) + 1, "code lengths"), dtype=np.uint8)
+    gap_lengths = np.frombuffer(body.take(1 << index_bits, "gap lengths"), dtype=np.uint8)
+    need = (code_bits + 7) // 8 + (gap_bits + 7) // 8
+    if need != body.end - body.pos:
+        raise MalformedRecordError(
+            f"{body.where}: streams of {code_bits} and {gap_bits} bits are {need} bytes, "
+            f"but the body has {body.end - body.pos} bytes left for them"
+        )
+    layer = DeepCompressedLayer(
+        shape=shape,
+        r=r,
+        index_bits=index_bits,
+        codebook=codebook,
+        nnz=nnz,
+        entries=entries,
+        code_lengths=code_lengths.copy(),
+        gap_lengths=gap_lengths.copy(),
+        code_bits=code_bits,
+        gap_bits=gap_bits,
+        payload=bytes(body.take(need, "streams")),
+    )
+    problem = deep_layer_problem(layer)  # decodes both streams
+    if problem:
+        raise MalformedRecordError(f"{body.where}: {problem}")
+    return layer
+
+
 def _parse_plain(body: _Reader) -> torch.Tensor:
     code = body.u8("dtype")
     if code not in DTYPES:
@@ -322,6 +377,13 @@ def _parse_plain(body: _Reader) -> torch.Tensor:
     array = raw.astype(raw.dtype.newbyteorder("="))  # a writable, native-order copy
     tensor = torch.from_numpy(array.reshape(shape))
     return tensor.view(torch.bfloat16) if dtype == torch.bfloat16 else tensor
+
+
+_PARSERS = {
+    KIND_ENCODED: _parse_encoded,
+    KIND_PLAIN: _parse_plain,
+    KIND_DEEP_COMPRESSION: _parse_deep,
+}
 
 
 def read_model(path: PathLike) -> EncodedModel:

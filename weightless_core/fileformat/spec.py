@@ -1,4 +1,4 @@
-"""What a version-1 file looks like: constants, caps, dtype codes, framing and sizes.
+"""What a file looks like: constants, caps, dtype codes, framing, versions and sizes.
 
 Writer and reader both build on these tables, so the two can never disagree about the layout.
 """
@@ -15,11 +15,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from weightless_core.deep_compression import DeepCompressedLayer
 from weightless_core.errors import InvalidInputError
 from weightless_core.layer import EncodedLayer
 
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+# Version 2 adds record kind 4; a file without one is written as version 1, byte for byte as
+# before, so older readers keep reading everything they could.
+FORMAT_VERSION = 2  # the latest version (written only when a file needs it)
+SUPPORTED_VERSIONS = (1, 2)
 MAGIC = b"\x89WLS\r\n\x1a\n"
 END_MAGIC = b"WLS\x00"
 HEADER_BYTES = 16
@@ -30,6 +33,14 @@ FRAMING_BYTES = 11  # kind u8 | name_len u16 | body_len u64 (plus the name itsel
 KIND_ENCODED = 1
 KIND_PLAIN = 2
 KIND_METADATA = 3
+KIND_DEEP_COMPRESSION = 4  # version >= 2 only
+KIND_NAMES = {
+    KIND_ENCODED: "encoded layer",
+    KIND_PLAIN: "plain tensor",
+    KIND_METADATA: "metadata",
+    KIND_DEEP_COMPRESSION: "Deep Compression layer",
+}
+MIN_VERSION_OF_KIND = {KIND_ENCODED: 1, KIND_PLAIN: 1, KIND_METADATA: 1, KIND_DEEP_COMPRESSION: 2}
 HASH_SPLITMIX64_V1 = 1
 
 MAX_RECORDS = 1 << 20
@@ -44,6 +55,7 @@ HEADER = struct.Struct("<8sHHI")
 FOOTER = struct.Struct("<I4s")
 KIND_NAMELEN = struct.Struct("<BH")
 ENCODED_PARAMS = struct.Struct("<BBBBQQQQ")  # structure r t hash seed num_cells nnz fp
+DEEP_PARAMS = struct.Struct("<BBQQQQ")  # r index_bits nnz entries code_bits gap_bits
 
 # dtype code -> (torch dtype, little-endian storage dtype). bfloat16 is stored as its int16 bit
 # pattern (numpy has no bfloat16) and bool as one byte that must be 0 or 1.
@@ -72,7 +84,7 @@ NUMPY_CODES = {  # (kind, itemsize) so byte order does not matter on input
     ("b", 1): 10,
 }
 
-Entry = EncodedLayer | torch.Tensor
+Entry = EncodedLayer | DeepCompressedLayer | torch.Tensor
 PathLike = str | os.PathLike[str]
 
 
@@ -87,15 +99,23 @@ class EncodedModel:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def encoded_layers(self) -> dict[str, EncodedLayer]:
+        """The Bloomier-encoded layers (kind 1)."""
         return {k: v for k, v in self.entries.items() if isinstance(v, EncodedLayer)}
 
+    def deep_compressed_layers(self) -> dict[str, DeepCompressedLayer]:
+        """The Deep Compression layers (kind 4)."""
+        return {k: v for k, v in self.entries.items() if isinstance(v, DeepCompressedLayer)}
+
+    def _weight_layers(self) -> list[EncodedLayer | DeepCompressedLayer]:
+        return [v for v in self.entries.values() if isinstance(v, WEIGHT_LAYERS)]
+
     def original_weight_bytes(self) -> int:
-        """Dense float32 bytes of the encoded layers (numerator of the weights-only ratio)."""
-        return sum(4 * layer.numel for layer in self.encoded_layers().values())
+        """Dense float32 bytes of the encoded layers, both kinds (weights-only numerator)."""
+        return sum(4 * layer.numel for layer in self._weight_layers())
 
     def encoded_weight_bytes(self) -> int:
-        """Record-body bytes of the encoded layers (denominator of the weights-only ratio)."""
-        return sum(layer.nbytes for layer in self.encoded_layers().values())
+        """Record-body bytes of the encoded layers, both kinds (weights-only denominator)."""
+        return sum(layer.nbytes for layer in self._weight_layers())
 
     def file_nbytes(self) -> int:
         """Exact size of the file ``to_bytes(self.entries, metadata=self.metadata)`` gives."""
@@ -106,10 +126,18 @@ class EncodedModel:
         )
 
 
+WEIGHT_LAYERS = (EncodedLayer, DeepCompressedLayer)
+
+
+def file_version(entries: Mapping[str, object]) -> int:
+    """The version a file of ``entries`` is written as: the lowest one that holds them all."""
+    return 2 if any(isinstance(v, DeepCompressedLayer) for v in entries.values()) else 1
+
+
 def record_nbytes(name: str, value: Entry | np.ndarray) -> int:
     """Bytes the record of ``value`` named ``name`` takes in a file, framing included."""
     total = FRAMING_BYTES + len(name.encode("utf-8"))
-    if isinstance(value, EncodedLayer):
+    if isinstance(value, WEIGHT_LAYERS):
         return total + value.nbytes
     if isinstance(value, np.ndarray):
         return total + 2 + 8 * value.ndim + value.nbytes

@@ -8,16 +8,15 @@ import torch
 
 from weightless_core.errors import InvalidInputError
 from weightless_core.fileformat.reader import read_model
-from weightless_core.fileformat.spec import PathLike
-from weightless_core.layer import EncodedLayer
+from weightless_core.fileformat.spec import WEIGHT_LAYERS, PathLike
 
 
 def load(path: PathLike, *, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """The dense ``state_dict`` in file order: encoded layers decoded to float32."""
+    """The dense ``state_dict`` in file order: encoded layers (both kinds) decoded to float32."""
     model = read_model(path)
     out: dict[str, torch.Tensor] = {}
     for name, value in model.entries.items():
-        tensor = torch.from_numpy(value.decode()) if isinstance(value, EncodedLayer) else value
+        tensor = torch.from_numpy(value.decode()) if isinstance(value, WEIGHT_LAYERS) else value
         out[name] = tensor.to(device)
     return out
 

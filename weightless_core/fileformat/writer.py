@@ -18,17 +18,24 @@ from typing import Any
 import numpy as np
 import torch
 
+from weightless_core.deep_compression import DeepCompressedLayer
 from weightless_core.errors import InvalidInputError
-from weightless_core.fileformat.checks import layer_problem, name_problem, shape_problem
+from weightless_core.fileformat.checks import (
+    deep_layer_problem,
+    layer_problem,
+    name_problem,
+    shape_problem,
+)
 from weightless_core.fileformat.spec import (
+    DEEP_PARAMS,
     DTYPES,
     ENCODED_PARAMS,
     END_MAGIC,
     FOOTER,
     FOOTER_BYTES,
-    FORMAT_VERSION,
     HASH_SPLITMIX64_V1,
     HEADER,
+    KIND_DEEP_COMPRESSION,
     KIND_ENCODED,
     KIND_METADATA,
     KIND_NAMELEN,
@@ -38,13 +45,16 @@ from weightless_core.fileformat.spec import (
     NUMPY_CODES,
     TORCH_CODES,
     PathLike,
+    file_version,
     metadata_body,
 )
 from weightless_core.layer import EncodedLayer
 
+Writable = EncodedLayer | DeepCompressedLayer | torch.Tensor | np.ndarray
+
 
 def to_bytes(
-    entries: Mapping[str, EncodedLayer | torch.Tensor | np.ndarray],
+    entries: Mapping[str, Writable],
     *,
     metadata: Mapping[str, Any] | None = None,
 ) -> bytes:
@@ -56,7 +66,7 @@ def to_bytes(
 
 def save(
     path: PathLike,
-    entries: Mapping[str, EncodedLayer | torch.Tensor | np.ndarray],
+    entries: Mapping[str, Writable],
     *,
     metadata: Mapping[str, Any] | None = None,
 ) -> int:
@@ -87,7 +97,7 @@ def save(
 
 def _write(
     sink: Callable[[bytes], object],
-    entries: Mapping[str, EncodedLayer | torch.Tensor | np.ndarray],
+    entries: Mapping[str, Writable],
     metadata: Mapping[str, Any] | None,
 ) -> int:
     """Stream the file into ``sink`` chunk by chunk; returns the bytes written."""
@@ -102,7 +112,7 @@ def _write(
 
 
 def _file_chunks(
-    entries: Mapping[str, EncodedLayer | torch.Tensor | np.ndarray],
+    entries: Mapping[str, Writable],
     metadata: Mapping[str, Any] | None,
 ) -> Iterator[bytes]:
     if not isinstance(entries, Mapping):
@@ -111,7 +121,8 @@ def _file_chunks(
     count = len(entries) + (meta is not None)
     if count > MAX_RECORDS:
         raise InvalidInputError(f"at most {MAX_RECORDS} records per file, got {count}")
-    yield HEADER.pack(MAGIC, FORMAT_VERSION, 0, count)
+    # Version 1 unless a record needs 2, so files without kind 4 stay readable by old readers.
+    yield HEADER.pack(MAGIC, file_version(entries), 0, count)
     if meta is not None:
         yield _framing(KIND_METADATA, b"", len(meta))
         yield meta
@@ -121,6 +132,10 @@ def _file_chunks(
             body = _encoded_body(name, value)
             yield _framing(KIND_ENCODED, encoded_name, len(body))
             yield body
+        elif isinstance(value, DeepCompressedLayer):
+            body = _deep_body(name, value)
+            yield _framing(KIND_DEEP_COMPRESSION, encoded_name, len(body))
+            yield body
         elif isinstance(value, torch.Tensor | np.ndarray):
             head, data = _plain_body(name, value)
             yield _framing(KIND_PLAIN, encoded_name, len(head) + len(data))
@@ -128,7 +143,8 @@ def _file_chunks(
             yield data
         else:
             raise InvalidInputError(
-                f"entry {name!r} must be an EncodedLayer, torch.Tensor or numpy array, "
+                f"entry {name!r} must be an EncodedLayer, DeepCompressedLayer, torch.Tensor or "
+                "numpy array, "
                 f"got {type(value).__name__}"
             )
 
@@ -182,6 +198,29 @@ def _encoded_body(name: str, layer: EncodedLayer) -> bytes:
             ),
             codebook.astype("<f4").tobytes(),
             table,
+        )
+    )
+
+
+def _deep_body(name: str, layer: DeepCompressedLayer) -> bytes:
+    problem = deep_layer_problem(layer)
+    if problem:
+        raise InvalidInputError(f"Deep Compression layer {name!r}: {problem}")
+    return b"".join(
+        (
+            struct.pack(f"<B{len(layer.shape)}Q", len(layer.shape), *layer.shape),
+            DEEP_PARAMS.pack(
+                layer.r,
+                layer.index_bits,
+                layer.nnz,
+                layer.entries,
+                layer.code_bits,
+                layer.gap_bits,
+            ),
+            np.asarray(layer.codebook).astype("<f4").tobytes(),
+            np.asarray(layer.code_lengths).astype(np.uint8).tobytes(),
+            np.asarray(layer.gap_lengths).astype(np.uint8).tobytes(),
+            bytes(layer.payload),
         )
     )
 
