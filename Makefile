@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup system run test lint format bench clean
+.PHONY: setup system run test lint format bench paper clean
 
 setup: $(STAMP) system
 
@@ -34,6 +34,10 @@ bench: setup
 	$(BIN)/python benchmarks/bench_core.py
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_service.py
+
+# Weightless vs Deep Compression at iso-accuracy, four model/data pairs (~30 min on 2 CPUs).
+paper: setup
+	$(BIN)/python benchmarks/paper_table.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .hypothesis

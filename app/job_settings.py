@@ -6,18 +6,13 @@ stores ``model_dump()``; the worker re-validates that JSON and calls ``to_core()
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from weightless_core.errors import InvalidInputError
+from weightless_core.presets import preset_values
 from weightless_core.settings import CompressionSettings, LayerOverride
-
-# Named starting points; explicit fields in a request override the preset's values.
-PRESETS: dict[str, dict[str, Any]] = {
-    "default": {},
-    "fast": {"prune_steps": 1, "prune_epochs": 1, "cluster_epochs": 0, "retrain_epochs": 0},
-}
 
 
 class LayerSettings(BaseModel):
@@ -33,7 +28,8 @@ class JobSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    preset: Literal["default", "fast"] = "default"
+    preset: Literal["default", "fast", "paper", "max"] = "default"
+    method: Literal["weightless", "deep-compression"] | None = None
     sparsity: float | None = Field(default=None, ge=0.0, lt=1.0)
     r: int | None = Field(default=None, ge=1, le=8)
     t: int | None = Field(default=None, ge=2, le=32)
@@ -46,6 +42,7 @@ class JobSettings(BaseModel):
     batch_size: int | None = Field(default=None, ge=1, le=65536)
     lr: float | None = Field(default=None, gt=0.0, le=10.0)
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    finetune_codebooks: bool | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSettings:
@@ -56,10 +53,10 @@ class JobSettings(BaseModel):
         return self
 
     def to_core(self, *, device: str | None = None) -> CompressionSettings:
-        values: dict[str, Any] = dict(PRESETS[self.preset])
+        values = preset_values(self.preset)
         for name in (
-            "sparsity", "r", "t", "min_elements", "prune_steps", "prune_epochs",
-            "cluster_epochs", "retrain_epochs", "batch_size", "lr", "seed",
+            "method", "finetune_codebooks", "sparsity", "r", "t", "min_elements", "prune_steps",
+            "prune_epochs", "cluster_epochs", "retrain_epochs", "batch_size", "lr", "seed",
         ):  # fmt: skip
             v = getattr(self, name)
             if v is not None:

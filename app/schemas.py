@@ -74,15 +74,31 @@ class Progress(BaseModel):
     message: str | None = None
 
 
-class Result(BaseModel):
-    """Sizes and accuracy of a succeeded job; ``layers`` rows are passed through as written."""
+class Baseline(BaseModel):
+    """Deep Compression of the job's own pruned, clustered weights, for comparison."""
 
+    method: str
+    weights_ratio: float | None = None
+    file_bytes: int | None = None
+    accuracy: float | None = None
+
+
+class Result(BaseModel):
+    """Sizes and accuracy of a succeeded job; ``layers`` rows are passed through as written.
+
+    ``weights_ratio`` counts record bytes; ``weights_paper_ratio`` counts as the papers do
+    (codebooks + tables, no headers), the figure ``baseline.weights_ratio`` compares with.
+    """
+
+    method: str | None = None
     original_bytes: int | None = None
     encoded_bytes: int | None = None
     ratio: float | None = None
     weights_ratio: float | None = None
+    weights_paper_ratio: float | None = None
     accuracy_before: float | None = None
     accuracy_after: float | None = None
+    baseline: Baseline | None = None
     layers: list[dict[str, Any]] = Field(default_factory=list)
 
 

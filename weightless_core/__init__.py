@@ -22,14 +22,18 @@ _EXPORTS = {
     "ConstructionError": "errors",
     "DataError": "errors",
     "Dataset": "data",
+    "DeepCompressedLayer": "deep_compression",
     "EncodedLayer": "layer",
     "FormatError": "errors",
     "InvalidInputError": "errors",
     "LayerOverride": "settings",
     "ModelLoadError": "errors",
     "Progress": "pipeline",
+    "SizeRule": "settings",
     "WeightlessError": "errors",
     "compress": "pipeline",
+    "compress_variants": "pipeline",
+    "deep_compress": "deep_compression",
     "encode_layer": "layer",
     "load": "fileformat",
     "load_dataset": "data",
@@ -37,6 +41,7 @@ _EXPORTS = {
     "load_model": "modelio",
     "read_model": "fileformat",
     "save": "fileformat",
+    "settings_for": "presets",
 }
 
 __all__ = [
@@ -45,14 +50,18 @@ __all__ = [
     "ConstructionError",
     "DataError",
     "Dataset",
+    "DeepCompressedLayer",
     "EncodedLayer",
     "FormatError",
     "InvalidInputError",
     "LayerOverride",
     "ModelLoadError",
     "Progress",
+    "SizeRule",
     "WeightlessError",
     "compress",
+    "compress_variants",
+    "deep_compress",
     "encode_layer",
     "load",
     "load_dataset",
@@ -60,6 +69,7 @@ __all__ = [
     "load_model",
     "read_model",
     "save",
+    "settings_for",
 ]
 
 
@@ -78,6 +88,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from weightless_core.data import Dataset, load_dataset
+    from weightless_core.deep_compression import DeepCompressedLayer, deep_compress
     from weightless_core.errors import (
         ConstructionError,
         DataError,
@@ -89,5 +100,6 @@ if TYPE_CHECKING:
     from weightless_core.fileformat import load, load_into, read_model, save
     from weightless_core.layer import EncodedLayer, encode_layer
     from weightless_core.modelio import load_model
-    from weightless_core.pipeline import CompressionResult, Progress, compress
-    from weightless_core.settings import CompressionSettings, LayerOverride
+    from weightless_core.pipeline import CompressionResult, Progress, compress, compress_variants
+    from weightless_core.presets import settings_for
+    from weightless_core.settings import CompressionSettings, LayerOverride, SizeRule

@@ -93,21 +93,38 @@ def compress(
         typer.Option("--dataset", "-d", help="fashion-mnist, mnist, digits or FILE.npz"),
     ] = None,
     arch: ArchOpt = None,
-    sparsity: Annotated[float, typer.Option(help="fraction of each encoded layer pruned")] = 0.92,
-    r: Annotated[int, typer.Option("--r", help="bits per cluster code (1..8)")] = 4,
-    t: Annotated[int, typer.Option("--t", help="bits per table cell (r < t <= 32)")] = 10,
+    preset: Annotated[
+        str, typer.Option(help="default, fast, paper or max (docs/presets.md)")
+    ] = "default",
+    method: Annotated[
+        str | None,
+        typer.Option(help="weightless (default) or deep-compression (the baseline, CSR+Huffman)"),
+    ] = None,
+    sparsity: Annotated[
+        float | None, typer.Option(help="fraction of each encoded layer pruned [0.92]")
+    ] = None,
+    r: Annotated[int | None, typer.Option("--r", help="bits per cluster code, 1..8 [4]")] = None,
+    t: Annotated[
+        int | None, typer.Option("--t", help="bits per table cell, r < t <= 32 [10]")
+    ] = None,
     layer: Annotated[
         list[str] | None,
         typer.Option(help="per-layer override NAME:key=value,... (keys: sparsity, r, t)"),
     ] = None,
-    prune_steps: Annotated[int, typer.Option()] = 3,
-    prune_epochs: Annotated[int, typer.Option()] = 1,
-    cluster_epochs: Annotated[int, typer.Option()] = 1,
-    retrain_epochs: Annotated[int, typer.Option()] = 1,
-    min_elements: Annotated[int, typer.Option(help="smallest tensor that is encoded")] = 1000,
-    batch_size: Annotated[int, typer.Option()] = 128,
-    lr: Annotated[float, typer.Option()] = 1e-3,
-    seed: Annotated[int, typer.Option(min=0)] = 0,
+    prune_steps: Annotated[int | None, typer.Option(help="[3]")] = None,
+    prune_epochs: Annotated[int | None, typer.Option(help="[1]")] = None,
+    cluster_epochs: Annotated[int | None, typer.Option(help="[1]")] = None,
+    retrain_epochs: Annotated[int | None, typer.Option(help="[1]")] = None,
+    finetune_codebooks: Annotated[
+        bool | None,
+        typer.Option(help="keep training an encoded layer's centroids after encoding it [yes]"),
+    ] = None,
+    min_elements: Annotated[
+        int | None, typer.Option(help="smallest tensor that is encoded [1000]")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="[128]")] = None,
+    lr: Annotated[float | None, typer.Option(help="[0.001]")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="[0]")] = None,
     device: Annotated[
         str | None, typer.Option(help="cpu or cuda (default: cuda if present)")
     ] = None,
@@ -116,22 +133,28 @@ def compress(
         bool, typer.Option("--data-free", help="no data: one-shot prune, no retraining")
     ] = False,
 ) -> None:
-    """Compress MODEL with the Weightless method and print the per-layer table."""
-    from weightless_core.settings import CompressionSettings
+    """Compress MODEL (Weightless, or the Deep Compression baseline) and print the table.
+
+    A preset sets the starting values ([defaults] in brackets); options given override it.
+    """
+    from weightless_core.presets import settings_for
 
     def run() -> None:
         if dataset is None and not data_free:
             raise InvalidInputError("give --dataset NAME|FILE.npz, or --data-free")
-        settings = CompressionSettings(
+        settings = settings_for(
+            preset,
+            method=method,
             sparsity=sparsity,
             r=r,
             t=t,
-            layers=parse_layer_overrides(layer or []),
+            layers=parse_layer_overrides(layer or []) or None,
             min_elements=min_elements,
             prune_steps=prune_steps,
             prune_epochs=prune_epochs,
             cluster_epochs=cluster_epochs,
             retrain_epochs=retrain_epochs,
+            finetune_codebooks=finetune_codebooks,
             batch_size=batch_size,
             lr=lr,
             seed=seed,

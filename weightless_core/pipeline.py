@@ -7,8 +7,10 @@ decodes, frozen, and the remaining layers are retrained before the next one is e
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from torch import nn
 from weightless_core import fileformat
 from weightless_core.cluster import kmeans_1d
 from weightless_core.data import Dataset
+from weightless_core.deep_compression import DeepCompressedLayer, deep_compress
 from weightless_core.errors import DataError, InvalidInputError
 from weightless_core.hashing import derive_seed
 from weightless_core.layer import EncodedLayer, encode_layer
@@ -29,12 +32,21 @@ from weightless_core.settings import CompressionSettings
 from weightless_core.training import (
     Constraint,
     accuracy,
+    logits_of,
     parameters_by_name,
     set_mode,
     train_epochs,
 )
 
 STAGES = ("evaluate", "prune", "cluster", "encode", "retrain", "done")
+# Settings that shape pruning and clustering; ``compress_variants`` shares that work, so its
+# variants must agree on them (each layer's sparsity and r, which ``layers`` and ``size_rules``
+# may set, are compared per layer).
+_SHARED_FIELDS = (
+    "method", "sparsity", "r", "encode", "min_elements", "prune_steps",
+    "prune_epochs", "cluster_epochs", "batch_size", "lr", "lr_schedule", "seed", "device",
+    "baseline", "distill",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -59,7 +71,7 @@ class CompressionResult:
     """The compressed model (weights replaced by what the file decodes) and what to save."""
 
     model: nn.Module
-    entries: dict[str, EncodedLayer | torch.Tensor]
+    entries: dict[str, fileformat.Entry]
     metadata: dict[str, Any]
     report: Report
 
@@ -131,6 +143,26 @@ def compress(
     return run.execute()
 
 
+def compress_variants(
+    model: nn.Module,
+    data: Dataset | None,
+    variants: Sequence[CompressionSettings],
+    *,
+    progress: ProgressCallback | None = None,
+) -> list[CompressionResult]:
+    """``compress`` once per settings variant, pruning and clustering only once.
+
+    Variants may differ in ``t``, structure, codebook fine-tuning, the retraining after each
+    encoded layer and per-layer ``t``; each result equals what ``compress`` gives for it alone
+    (a t sweep costs one pruning pass instead of one per point). ``model`` ends pruned and
+    clustered; each result holds its own copy of the compressed model.
+    """
+    if not variants:
+        raise InvalidInputError("give at least one settings variant")
+    run = _Run(model, data, variants[0], progress)
+    return run.execute_variants(variants)
+
+
 class _Run:
     """State of one compression run; split into stages for readability."""
 
@@ -148,7 +180,7 @@ class _Run:
         self.progress = progress
         self.params = parameters_by_name(model)
         self.targets = select_targets(self.params, settings)
-        self.plans = {n: settings.plan(n) for n in self.targets}
+        self.plans = {n: settings.plan(n, self.params[n].numel()) for n in self.targets}
         self.constraints: dict[str, Constraint] = {}
         self.encoded: dict[str, EncodedLayer] = {}
         self.layer_accuracy: dict[str, float | None] = {}
@@ -158,32 +190,105 @@ class _Run:
         s = settings
         trains = data is not None
         self.recluster = s.later_layers == "recluster"
-        self.total_units = (
-            s.prune_steps * (s.prune_epochs if trains else 0)
-            + (s.cluster_epochs if trains else 0)
-            + len(self.targets) * (1 + (s.retrain_epochs if trains else 0))
-            + (len(self.targets) - 1) * (s.cluster_epochs if trains and self.recluster else 0)
-        ) or 1
+        self.weightless = s.method == "weightless"
+        self.baseline: dict[str, DeepCompressedLayer] = {}
+        self.baseline_state: dict[str, torch.Tensor] = {}
+        self.teacher: torch.Tensor | None = None
+        units = s.prune_steps * (s.prune_epochs if trains else 0) + len(self.targets)
+        units += s.cluster_epochs if trains else 0
+        if self.weightless:
+            units += len(self.targets) * (s.retrain_epochs if trains else 0)
+            units += (len(self.targets) - 1) * (
+                s.cluster_epochs if trains and self.recluster else 0
+            )
+        self.total_units = units or 1
         self.units_done = 0
         self.started = time.monotonic()
 
     # -- stages ---------------------------------------------------------------------------
     def execute(self) -> CompressionResult:
+        self._prepare()
+        return self._finish()
+
+    def execute_variants(self, variants: Sequence[CompressionSettings]) -> list[CompressionResult]:
+        """Prune and cluster once, then encode once per variant from that same state."""
+        for v in variants:
+            self._check_variant(v)
+        self._prepare()
+        snapshot = self._snapshot()
+        results = []
+        for v in variants:
+            self._restore(snapshot, v)
+            result = self._finish()
+            result.model = copy.deepcopy(self.model)
+            results.append(result)
+        return results
+
+    def _prepare(self) -> None:
         torch.manual_seed(self.settings.seed)
         for p in self.model.parameters():
             p.requires_grad_(True)
         self._check_data()
         self._timed("evaluate", lambda: self._evaluate("dense"))
+        if self.data is not None and self.settings.distill > 0:
+            self.teacher = logits_of(self.model, self.data.x_train, device=self.device)
         self._timed("prune", self._prune)
         self._timed("cluster", self._cluster)
-        self._timed("encode", self._encode_all)
-        self.accuracy["final"] = self.accuracy.get(f"after:{self.targets[-1]}")
+        if self.settings.baseline or not self.weightless:
+            self._timed("baseline", self._deep_compress_all)
+
+    def _finish(self) -> CompressionResult:
+        if self.weightless:
+            self._timed("encode", self._encode_all)
+            self.accuracy["final"] = self.accuracy.get(f"after:{self.targets[-1]}")
+        else:
+            self.accuracy["final"] = self.accuracy.get("clustered")
         for p in self.model.parameters():
             p.requires_grad_(False)
         set_mode(self.model, False)
         result = self._result()
         self._emit("done", "compression finished", metrics=_metric_dict(self.accuracy))
         return result
+
+    def _check_variant(self, v: CompressionSettings) -> None:
+        base = self.settings
+        same = {f: getattr(base, f) for f in _SHARED_FIELDS}
+        if {f: getattr(v, f) for f in _SHARED_FIELDS} != same:
+            differ = sorted(f for f in _SHARED_FIELDS if getattr(v, f) != same[f])
+            raise InvalidInputError(
+                f"variants may differ only in how layers are encoded; these change pruning or "
+                f"clustering: {differ}"
+            )
+        for name in self.targets:
+            a, b = self.plans[name], v.plan(name, self.params[name].numel())
+            if (a.sparsity, a.r) != (b.sparsity, b.r):
+                raise InvalidInputError(f"variants must keep {name}'s sparsity and r")
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {
+            "state": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "constraints": {n: c.clone() for n, c in self.constraints.items()},
+            "accuracy": dict(self.accuracy),
+            "seconds": dict(self.seconds),
+            "generator": self.generator.get_state(),
+            "units_done": self.units_done,
+        }
+
+    def _restore(self, snapshot: dict[str, Any], settings: CompressionSettings) -> None:
+        with torch.no_grad():
+            self.model.load_state_dict(snapshot["state"])
+        for p in self.model.parameters():
+            p.requires_grad_(True)
+        self.constraints = {n: c.clone() for n, c in snapshot["constraints"].items()}
+        self.accuracy = dict(snapshot["accuracy"])
+        self.seconds = dict(snapshot["seconds"])
+        self.generator.set_state(snapshot["generator"])
+        self.units_done = snapshot["units_done"]
+        self.settings = settings
+        self.plans = {n: settings.plan(n, self.params[n].numel()) for n in self.targets}
+        self.recluster = settings.later_layers == "recluster"
+        self.encoded = {}
+        self.layer_accuracy = {}
 
     def _prune(self) -> None:
         s = self.settings
@@ -224,6 +329,29 @@ class _Run:
         )
         self.constraints[name].project()
 
+    def _deep_compress_all(self) -> None:
+        """Deep Compression of the clustered weights: the baseline, or the run's output."""
+        for name in self.targets:
+            c = self.constraints[name]
+            self.baseline[name] = deep_compress(
+                self.params[name].detach(),
+                codebook=c.centroids.detach().cpu().numpy(),
+                codes=c.codes.cpu().numpy(),
+                r=self.plans[name].r,
+            )
+            if not self.weightless:
+                self.units_done += 1
+                layer = self.baseline[name]
+                self._emit(
+                    "encode",
+                    f"stored {name} as Deep Compression: {layer.nnz} weights, {layer.nbytes} bytes",
+                    layer=name,
+                    metrics={"bytes": float(layer.nbytes)},
+                )
+        self.baseline_state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        if self.weightless:  # the encoded run goes on changing the weights in place
+            self.baseline_state = {k: v.clone() for k, v in self.baseline_state.items()}
+
     def _encode_all(self) -> None:
         for index, name in enumerate(self.targets):
             if self.recluster and index > 0:
@@ -258,13 +386,14 @@ class _Run:
         valid = q < k
         codes = torch.from_numpy(np.where(valid, q, 0).reshape(enc.shape))
         mask = torch.from_numpy(valid.reshape(enc.shape))
-        centroids = torch.from_numpy(enc.codebook.copy())
+        finetune = self.settings.finetune_codebooks
+        centroids = torch.from_numpy(enc.codebook.copy()).to(self.device)
         self.constraints[name] = Constraint(
             p,
             mask=mask.to(self.device),
             codes=codes.to(self.device),
-            centroids=centroids.to(self.device),
-            frozen=True,
+            centroids=centroids.requires_grad_(finetune),
+            frozen=not finetune,
         )
         self.constraints[name].project()
         self.encoded[name] = enc
@@ -345,6 +474,9 @@ class _Run:
             device=self.device,
             on_epoch=on_epoch,
             on_batch=on_batch,
+            schedule=self.settings.lr_schedule,
+            teacher_logits=self.teacher,
+            distill=self.settings.distill,
         )
 
     def _evaluate(self, label: str) -> float | None:
@@ -375,49 +507,100 @@ class _Run:
         return {f"kept:{n}": float(c.mask.float().mean()) for n, c in self.constraints.items()}
 
     def _result(self) -> CompressionResult:
-        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        entries: dict[str, EncodedLayer | torch.Tensor] = {
-            name: self.encoded.get(name, tensor) for name, tensor in state.items()
-        }
-        missing = set(self.encoded) - set(state)
-        if missing:  # a parameter not in state_dict would be silently dropped
-            raise InvalidInputError(f"encoded tensors {sorted(missing)} are not in the state_dict")
-        metadata = {
-            "producer": "weightless",
-            "settings": self.settings.to_dict(),
-            "accuracy": self.accuracy,
-        }
-        data = fileformat.to_bytes(entries, metadata=metadata)
-        rows = [self._row(name, entry) for name, entry in entries.items()]
-        original = sum(t.numel() * t.element_size() for t in state.values())
-        report = Report(
-            layers=rows,
-            accuracy=dict(self.accuracy),
-            original_bytes=original,
-            file_bytes=len(data),
-            seconds=dict(self.seconds),
-            settings=self.settings.to_dict(),
-            device=str(self.device),
-        )
+        for name, enc in self.encoded.items():  # fine-tuned centroids go into the file
+            trained = self.constraints[name].centroids.detach().cpu().numpy().astype(np.float32)
+            if not np.array_equal(trained, enc.codebook):
+                self.encoded[name] = dataclasses.replace(enc, codebook=trained)
+        if self.weightless:
+            # Copies: on CPU .cpu() aliases the parameter, which a later variant overwrites.
+            state = {
+                k: v if k in self.encoded else v.detach().cpu().clone()
+                for k, v in self.model.state_dict().items()
+            }
+            entries = self._entries(state, self.encoded)
+            baseline = self._report(
+                "deep-compression", self._entries(self.baseline_state, self.baseline)
+            )
+            report = self._report("weightless", entries, baseline=baseline)
+        else:
+            entries = self._entries(self.baseline_state, self.baseline)
+            report = self._report("deep-compression", entries, baseline=None)
+        metadata = self._metadata(self.settings.method)
         return CompressionResult(self.model, entries, metadata, report)
 
-    def _row(self, name: str, entry: EncodedLayer | torch.Tensor) -> LayerReport:
+    def _entries(
+        self, state: dict[str, torch.Tensor], encoded: Mapping[str, fileformat.Entry]
+    ) -> dict[str, fileformat.Entry]:
+        missing = set(encoded) - set(state)
+        if missing:  # a parameter not in state_dict would be silently dropped
+            raise InvalidInputError(f"encoded tensors {sorted(missing)} are not in the state_dict")
+        return {name: encoded.get(name, tensor) for name, tensor in state.items()}
+
+    def _metadata(self, method: str) -> dict[str, Any]:
+        accuracy = dict(self.accuracy)
+        if method != self.settings.method:  # the baseline stops after clustering
+            accuracy = {k: v for k, v in accuracy.items() if k in ("dense", "pruned", "clustered")}
+            accuracy["final"] = accuracy.get("clustered")
+        return {
+            "producer": "weightless",
+            "method": method,
+            "settings": self.settings.to_dict(),
+            "accuracy": accuracy,
+        }
+
+    def _report(
+        self, method: str, entries: dict[str, fileformat.Entry], *, baseline: Report | None = None
+    ) -> Report:
+        metadata = self._metadata(method)
+        file_bytes = fileformat.EncodedModel(entries, metadata).file_nbytes()
+        rows = [self._row(name, entry) for name, entry in entries.items()]
+        original = sum(
+            t.numel() * t.element_size() for t in entries.values() if isinstance(t, torch.Tensor)
+        ) + sum(4 * e.numel for e in entries.values() if not isinstance(e, torch.Tensor))
+        seconds = dict(self.seconds)
+        if method != self.settings.method:
+            seconds = {k: v for k, v in seconds.items() if k != "encode"}
+        return Report(
+            layers=rows,
+            accuracy=metadata["accuracy"],
+            original_bytes=original,
+            file_bytes=file_bytes,
+            seconds=seconds,
+            settings=self.settings.to_dict(),
+            device=str(self.device),
+            method=method,
+            baseline=baseline,
+        )
+
+    def _row(self, name: str, entry: fileformat.Entry) -> LayerReport:
         size = fileformat.record_nbytes(name, entry)
-        if isinstance(entry, EncodedLayer):
+        if isinstance(entry, EncodedLayer | DeepCompressedLayer):
+            common: dict[str, Any] = {
+                "name": name,
+                "shape": entry.shape,
+                "encoded": True,
+                "original_bytes": entry.numel * 4,
+                "bytes": size,
+                "kept": entry.nnz / entry.numel,
+                "r": entry.r,
+            }
+            if isinstance(entry, DeepCompressedLayer):
+                return LayerReport(
+                    **common,
+                    structure="csr-huffman",
+                    cells=entry.entries,
+                    false_positives=0,
+                    paper_bytes=(entry.paper_bits + 7) // 8,
+                )
             return LayerReport(
-                name=name,
-                shape=entry.shape,
-                encoded=True,
-                original_bytes=entry.numel * 4,
-                bytes=size,
-                kept=entry.nnz / entry.numel,
-                r=entry.r,
+                **common,
                 t=entry.t,
                 structure=entry.structure.kind,
                 cells=entry.structure.num_cells,
                 false_positives=entry.false_positives,
                 build_attempts=entry.structure.attempts,
                 accuracy_after=self.layer_accuracy.get(name),
+                paper_bytes=entry.structure.table_nbytes + 4 * entry.codebook.size,
             )
         kept = float((entry != 0).float().mean()) if entry.numel() else 1.0
         return LayerReport(

@@ -2,8 +2,9 @@
 
 The same report feeds the CLI table, the JSON written by ``--report`` and, later, the service.
 Sizes follow the papers' conventions: *weights-only* compares weight tensors (>= 2 dims) as
-float32 with their encoding (codebook + table + record header); *whole-file* compares the dense
-state_dict with the complete file.
+float32 with their encoding (codebook + table + record header; ``paper_bytes`` leaves the record
+header out, as both papers count); *whole-file* compares the dense state_dict with the complete
+file. ``baseline`` is the Deep Compression report on the same pruned, clustered weights.
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ class LayerReport:
     false_positives: int | None = None
     build_attempts: int | None = None
     accuracy_after: float | None = None
+    paper_bytes: int | None = None
+
+    @property
+    def payload_bytes(self) -> int:
+        """Bytes as the papers count them (table or streams + codebook); record bytes if plain."""
+        return self.bytes if self.paper_bytes is None else self.paper_bytes
 
     @property
     def ratio(self) -> float:
@@ -52,6 +59,8 @@ class Report:
     seconds: dict[str, float] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
+    method: str = "weightless"
+    baseline: Report | None = None
 
     @property
     def weight_rows(self) -> list[LayerReport]:
@@ -71,6 +80,16 @@ class Report:
         return self.weights_original_bytes / enc if enc else float("inf")
 
     @property
+    def weights_paper_bytes(self) -> int:
+        return sum(row.payload_bytes for row in self.weight_rows)
+
+    @property
+    def weights_paper_ratio(self) -> float:
+        """Weights-only ratio counted as the papers do: codebooks + tables/streams, no headers."""
+        enc = self.weights_paper_bytes
+        return self.weights_original_bytes / enc if enc else float("inf")
+
+    @property
     def file_ratio(self) -> float:
         return self.original_bytes / self.file_bytes if self.file_bytes else float("inf")
 
@@ -83,8 +102,12 @@ class Report:
             "weights_original_bytes": self.weights_original_bytes,
             "weights_encoded_bytes": self.weights_encoded_bytes,
             "weights_ratio": round(self.weights_ratio, 3),
+            "weights_paper_bytes": self.weights_paper_bytes,
+            "weights_paper_ratio": round(self.weights_paper_ratio, 3),
+            "method": self.method,
             "layers": [row.to_dict() for row in self.layers],
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             "settings": self.settings,
             "device": self.device,
+            "baseline": None if self.baseline is None else self.baseline.to_dict(),
         }

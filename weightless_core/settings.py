@@ -17,7 +17,9 @@ from weightless_core.errors import InvalidInputError
 from weightless_core.layer import validate_bits
 from weightless_core.retrieval import STRUCTURES
 
+METHODS = ("weightless", "deep-compression")
 LATER_LAYERS = ("recluster", "shared")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,20 @@ class LayerOverride:
     r: int | None = None
     t: int | None = None
     structure: str | None = None
+
+
+@dataclass(frozen=True)
+class SizeRule:
+    """Values for every encoded tensor of at least ``min_elements`` elements.
+
+    Presets use these instead of layer names so they fit any model: the rule with the largest
+    ``min_elements`` not above a tensor's size applies; explicit ``layers`` entries win over it.
+    """
+
+    min_elements: int
+    sparsity: float | None = None
+    r: int | None = None
+    t: int | None = None
 
 
 @dataclass(frozen=True)
@@ -55,14 +71,31 @@ class CompressionSettings:
     it is encoded: the paper's alternation of simplification and encoding. ``"shared"`` keeps
     their codebooks throughout, leaving them only ``2**r`` values each to adapt with; on
     LeNet-300-100/Fashion-MNIST that ends lower (BENCHMARKS.md, pipeline section).
+
+    ``method="deep-compression"`` runs the same pruning and clustering and then stores each layer
+    as Deep Compression does (relative-gap CSR + Huffman) instead of encoding it; ``t`` and the
+    retraining settings after encoding then do not apply. With ``baseline`` a Weightless run
+    also reports Deep Compression on its own pruned, clustered weights (``Report.baseline``).
+
+    ``finetune_codebooks`` keeps an encoded layer's centroids trainable after it is encoded: its
+    table (which codes sit where, false positives included) is fixed, but the values those codes
+    stand for still learn from the summed gradients of their positions. The paper froze them.
+    ``distill`` in [0, 1) mixes knowledge distillation from the dense model into every
+    retraining loss (0 = labels only). ``lr_schedule`` is ``"constant"`` or ``"cosine"``
+    (decay to 0 within each training stage).
     """
 
+    method: str = "weightless"
     sparsity: float = 0.92
     r: int = 4
     t: int = 10
     structure: str = "bloomier"
     later_layers: str = "recluster"
+    finetune_codebooks: bool = True
+    lr_schedule: str = "constant"
+    distill: float = 0.0
     layers: Mapping[str, LayerOverride] = field(default_factory=dict)
+    size_rules: tuple[SizeRule, ...] = ()
     encode: tuple[str, ...] | None = None
     min_elements: int = 1000
     prune_steps: int = 3
@@ -73,11 +106,14 @@ class CompressionSettings:
     lr: float = 1e-3
     seed: int = 0
     device: str | None = None
+    baseline: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", MappingProxyType(dict(self.layers)))
         if self.encode is not None:
             object.__setattr__(self, "encode", tuple(self.encode))
+        rules = tuple(self.size_rules)
+        object.__setattr__(self, "size_rules", tuple(sorted(rules, key=lambda r: r.min_elements)))
         _check_sparsity("sparsity", self.sparsity)
         validate_bits(self.r, self.t)
         _check_structure(self.structure)
@@ -85,6 +121,22 @@ class CompressionSettings:
             raise InvalidInputError(
                 f"later_layers must be one of {LATER_LAYERS}, got {self.later_layers!r}"
             )
+        if self.method not in METHODS:
+            raise InvalidInputError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InvalidInputError(
+                f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"
+            )
+        for key in ("finetune_codebooks", "baseline"):
+            if not isinstance(getattr(self, key), bool):
+                raise InvalidInputError(f"{key} must be true or false, got {getattr(self, key)!r}")
+        for rule in self.size_rules:
+            if not isinstance(rule, SizeRule):
+                raise InvalidInputError("size_rules must hold SizeRule values")
+            _check_int("size_rules min_elements", rule.min_elements, 1, 1 << 62)
+            self.plan(f"(tensors of >= {rule.min_elements} elements)", rule.min_elements)
+        if len({r.min_elements for r in self.size_rules}) != len(self.size_rules):
+            raise InvalidInputError("size_rules must not repeat a min_elements value")
         for name, o in self.layers.items():
             if not isinstance(o, LayerOverride):
                 raise InvalidInputError(f"layers[{name!r}] must be a LayerOverride")
@@ -96,16 +148,26 @@ class CompressionSettings:
         _check_int("batch_size", self.batch_size, 1, 1 << 20)
         _check_int("min_elements", self.min_elements, 1, 1 << 62)
         _check_int("seed", self.seed, 0, (1 << 63) - 1)
+        if not (isinstance(self.distill, int | float) and 0 <= self.distill < 1):
+            raise InvalidInputError(f"distill must be in [0, 1), got {self.distill!r}")
         if not (isinstance(self.lr, int | float) and 0 < self.lr <= 10):
             raise InvalidInputError(f"lr must be in (0, 10], got {self.lr!r}")
 
-    def plan(self, name: str) -> LayerPlan:
-        """The merged, validated settings for tensor ``name``."""
+    def plan(self, name: str, numel: int | None = None) -> LayerPlan:
+        """The merged, validated settings for tensor ``name`` of ``numel`` elements.
+
+        Precedence: ``layers[name]``, then the matching size rule, then the global values.
+        """
+        values = {"sparsity": self.sparsity, "r": self.r, "t": self.t}
+        if numel is not None:
+            rule = next((r for r in reversed(self.size_rules) if r.min_elements <= numel), None)
+            if rule is not None:
+                values.update({k: getattr(rule, k) for k in values if getattr(rule, k) is not None})
         o = self.layers.get(name, LayerOverride())
         plan = LayerPlan(
-            sparsity=self.sparsity if o.sparsity is None else o.sparsity,
-            r=self.r if o.r is None else o.r,
-            t=self.t if o.t is None else o.t,
+            sparsity=values["sparsity"] if o.sparsity is None else o.sparsity,
+            r=values["r"] if o.r is None else o.r,
+            t=values["t"] if o.t is None else o.t,
             structure=self.structure if o.structure is None else o.structure,
         )
         try:
@@ -130,6 +192,8 @@ class CompressionSettings:
                     k: {a: b for a, b in vars(o).items() if b is not None}
                     for k, o in sorted(v.items())
                 }
+            elif f.name == "size_rules":
+                v = [{a: b for a, b in vars(r).items() if b is not None} for r in v]
             elif isinstance(v, tuple):
                 v = list(v)
             out[f.name] = v

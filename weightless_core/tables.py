@@ -40,8 +40,8 @@ def layer_table(report: Report, *, title: str = "Weightless compression") -> Tab
             _shape(row.shape),
             f"{100 * row.kept:.2f}",
             str(row.r) if enc else "-",
-            str(row.t) if enc else "-",
-            f"{row.cells:,}" if enc else "plain",
+            str(row.t) if row.t is not None else "-",
+            f"{row.cells:,}" if row.cells is not None else "plain",
             f"{row.bytes:,}",
             f"{row.false_positives:,}" if enc else "-",
             _ratio(row.ratio),
@@ -65,6 +65,15 @@ def summary_lines(report: Report) -> list[str]:
         f"([bold]{_ratio(report.weights_ratio)}[/]); whole file: {report.original_bytes:,} -> "
         f"{report.file_bytes:,} bytes ({_ratio(report.file_ratio)})"
     )
+    base = report.baseline
+    if base is not None:
+        gain = base.weights_paper_bytes / max(report.weights_paper_bytes, 1)
+        acc_text = f", accuracy {base.accuracy['final']:.2f}%" if base.accuracy.get("final") else ""
+        lines.append(
+            f"Deep Compression, same pruned and clustered weights: {base.weights_paper_bytes:,} "
+            f"bytes ({_ratio(base.weights_paper_ratio)} as its paper counts){acc_text}; "
+            f"Weightless is {gain:.2f}x smaller ({_ratio(report.weights_paper_ratio)})"
+        )
     secs = ", ".join(f"{k} {v:.1f}s" for k, v in report.seconds.items())
     if secs:
         lines.append(f"time: {secs} on {report.device}")
@@ -73,6 +82,7 @@ def summary_lines(report: Report) -> list[str]:
 
 def inspect_table(model: Any, *, file_bytes: int, title: str) -> Table:
     """Records of an encoded-model file (``fileformat.EncodedModel``)."""
+    from weightless_core.deep_compression import DeepCompressedLayer
     from weightless_core.layer import EncodedLayer
 
     table = Table(title=f"{title} ({file_bytes:,} bytes)", title_justify="left")
@@ -88,6 +98,16 @@ def inspect_table(model: Any, *, file_bytes: int, title: str) -> Table:
                 f"{entry.structure.num_cells:,}",
                 f"{entry.nnz:,}",
                 f"{entry.false_positives:,}",
+            )
+        elif isinstance(entry, DeepCompressedLayer):
+            table.add_row(
+                name,
+                "deep-compression",
+                _shape(entry.shape),
+                f"r={entry.r}, gap bits={entry.index_bits}",
+                f"{entry.entries:,}",
+                f"{entry.nnz:,}",
+                "0",
             )
         else:
             dtype = str(getattr(entry, "dtype", "?")).replace("torch.", "")

@@ -10,6 +10,7 @@ back from its retrieval table (false positives included) and its centroids froze
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,6 +38,19 @@ class Constraint:
     @property
     def shared(self) -> bool:
         return self.codes is not None
+
+    def clone(self) -> Constraint:
+        """A copy whose tensors (not the parameter) are independent of this one's."""
+        centroids = None
+        if self.centroids is not None:
+            centroids = self.centroids.detach().clone().requires_grad_(self.centroids.requires_grad)
+        return Constraint(
+            self.param,
+            mask=None if self.mask is None else self.mask.clone(),
+            codes=None if self.codes is None else self.codes.clone(),
+            centroids=centroids,
+            frozen=self.frozen,
+        )
 
     def project(self) -> None:
         """Write the constrained value into the parameter."""
@@ -99,12 +113,22 @@ def train_epochs(
     device: torch.device,
     on_epoch: Callable[[int, float], None] | None = None,
     on_batch: Callable[[int, int, int], None] | None = None,
+    schedule: str = "constant",
+    teacher_logits: torch.Tensor | None = None,
+    distill: float = 0.0,
+    temperature: float = 2.0,
 ) -> None:
     """Train ``epochs`` epochs of cross-entropy with Adam under ``constraints``.
 
     ``on_epoch(epoch, mean_loss)`` is called after each epoch (epochs count from 1) and
     ``on_batch(epoch, batch, num_batches)`` after each step (batches count from 1); either may
-    raise to stop training (that is how cancellation reaches the loop).
+    raise to stop training (that is how cancellation reaches the loop). ``schedule="cosine"``
+    decays the learning rate to 0 over the stage's steps, so each stage ends settled.
+
+    With ``teacher_logits`` (the dense model's logits for every training sample, in order) and
+    ``distill`` > 0 the loss mixes in knowledge distillation (Hinton et al. 2015): the compressed
+    model also matches the dense model's softened outputs, which carry more signal per sample
+    than the labels while it recovers from pruning and false positives.
     """
     if epochs <= 0:
         return
@@ -118,6 +142,8 @@ def train_epochs(
     x_all, y_all = data.x_train, data.y_train
     n = x_all.shape[0]
     num_batches = (n + batch_size - 1) // batch_size
+    total_steps = epochs * num_batches
+    step = 0
     set_mode(model, True)
     for epoch in range(1, epochs + 1):
         order = torch.randperm(n, generator=generator)
@@ -129,8 +155,22 @@ def train_epochs(
             opt.zero_grad(set_to_none=True)
             for c in constraints.values():
                 c.param.grad = None
-            loss = nn.functional.cross_entropy(model(x), y)
+            logits = model(x)
+            loss = nn.functional.cross_entropy(logits, y)
+            if teacher_logits is not None and distill > 0:
+                soft = teacher_logits[idx].to(device, non_blocking=True)
+                kd = nn.functional.kl_div(
+                    nn.functional.log_softmax(logits / temperature, dim=1),
+                    nn.functional.log_softmax(soft / temperature, dim=1),
+                    reduction="batchmean",
+                    log_target=True,
+                )
+                loss = (1 - distill) * loss + distill * temperature**2 * kd
             loss.backward()
+            if schedule == "cosine":
+                for group in opt.param_groups:
+                    group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
+            step += 1
             for c in constraints.values():
                 if c.frozen:
                     c.param.grad = None
@@ -146,6 +186,14 @@ def train_epochs(
         if on_epoch is not None:
             on_epoch(epoch, total / max(batches, 1))
     set_mode(model, False)
+
+
+@torch.no_grad()
+def logits_of(model: nn.Module, x: torch.Tensor, *, device: torch.device) -> torch.Tensor:
+    """The model's logits for every sample of ``x`` (CPU, float32), in batches of 1,000."""
+    set_mode(model, False)
+    parts = [model(x[i : i + 1000].to(device)).float().cpu() for i in range(0, x.shape[0], 1000)]
+    return torch.cat(parts)
 
 
 @torch.no_grad()

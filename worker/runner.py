@@ -157,13 +157,27 @@ def _execute(
         storage.put_file(artifact_key, model_path)
         storage.put_file(report_key, report_path)
     accuracy = report["accuracy"]
+    base = report.get("baseline")
+    baseline = (
+        None
+        if base is None
+        else {
+            "method": base["method"],
+            "weights_ratio": base["weights_paper_ratio"],
+            "file_bytes": base["file_bytes"],
+            "accuracy": base["accuracy"].get("final"),
+        }
+    )
     return _json_safe({
+        "method": report["method"],
         "original_bytes": report["original_bytes"],
         "encoded_bytes": size,
         "ratio": round(report["original_bytes"] / size, 3),
         "weights_ratio": report["weights_ratio"],
         "accuracy_before": accuracy.get("dense"),
         "accuracy_after": accuracy.get("final"),
+        "weights_paper_ratio": report["weights_paper_ratio"],
+        "baseline": baseline,
         "layers": report["layers"],
     })  # fmt: skip
 

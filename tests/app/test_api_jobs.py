@@ -36,6 +36,7 @@ def _queued_ids(queue) -> list[str]:
         ({"r": 0}, "settings.r"),
         ({"sparsity": 1.0}, "settings.sparsity"),
         ({"preset": "turbo"}, "settings.preset"),
+        ({"method": "zip"}, "settings.method"),
         ({"colour": "blue"}, "settings.colour"),
         ({"layers": {"fc1": {"t": 1}}}, "settings.layers.fc1.t"),
         ({"layers": {"fc1": {"bits": 3}}}, "settings.layers.fc1.bits"),
@@ -131,8 +132,11 @@ def test_job_shows_progress_result_and_error_as_written_by_the_worker(client, al
                 "eta_seconds": 12.0, "message": "encoding fc1"}  # fmt: skip
     set_job(sessions, job, status="running", attempts=1, progress=progress)
     assert client.get(f"/v1/jobs/{job}", headers=alice.auth).json()["progress"] == progress
-    result = {"original_bytes": 1000, "encoded_bytes": 10, "ratio": 100.0, "weights_ratio": 120.0,
+    result = {"method": "weightless", "original_bytes": 1000, "encoded_bytes": 10, "ratio": 100.0,
+              "weights_ratio": 120.0, "weights_paper_ratio": 130.0,
               "accuracy_before": 0.9, "accuracy_after": 0.89,
+              "baseline": {"method": "deep-compression", "weights_ratio": 60.0,
+                           "file_bytes": 20, "accuracy": 0.9},
               "layers": [{"name": "fc1", "t": 8, "custom": [1, 2]}]}  # fmt: skip
     set_job(sessions, job, result=result, **finished())
     body = client.get(f"/v1/jobs/{job}", headers=alice.auth).json()

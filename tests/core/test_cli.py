@@ -180,3 +180,41 @@ def test_truncated_and_corrupt_files_are_refused(reference, tmp_path):
 def test_missing_input_file(tmp_path):
     res = invoke("decode", tmp_path / "nope.wlss", "--out", tmp_path / "x.safetensors")
     _assert_clean_failure(res, "nope.wlss")
+
+
+def test_deep_compression_method_and_presets_from_the_shell(reference, tmp_path):
+    out, report = tmp_path / "dc.wlss", tmp_path / "dc.json"
+    common = ["--dataset", "digits", "--prune-steps", "1", "--retrain-epochs", "0"]
+    res = invoke(
+        "compress", reference, *common, "--out", out, "--method", "deep-compression",
+        "--sparsity", "0.8", "--report", report,
+    )  # fmt: skip
+    assert res.exit_code == 0, output(res)
+    rep = json.loads(report.read_text())
+    assert rep["method"] == "deep-compression" and rep["baseline"] is None
+    assert {row["structure"] for row in rep["layers"] if row["encoded"]} == {"csr-huffman"}
+    res = invoke("inspect", out)
+    assert res.exit_code == 0 and "deep-compression" in output(res)
+
+    out, report = tmp_path / "paper.wlss", tmp_path / "paper.json"
+    res = invoke(
+        "compress", reference, *common, "--out", out, "--preset", "paper",
+        "--prune-epochs", "1", "--cluster-epochs", "1", "--report", report,
+    )  # fmt: skip
+    assert res.exit_code == 0, output(res)
+    assert "Deep Compression, same pruned and clustered weights" in output(res)
+    rep = json.loads(report.read_text())
+    assert rep["settings"]["t"] == 9 and rep["settings"]["finetune_codebooks"] is False
+    assert rep["settings"]["prune_steps"] == 1  # explicit options win over the preset
+    assert rep["baseline"]["method"] == "deep-compression"
+
+
+def test_unknown_preset_and_method_are_refused(reference, tmp_path):
+    for flag, value, message in [
+        ("--preset", "turbo", "unknown preset 'turbo'"),
+        ("--method", "zip", "method must be one of"),
+    ]:
+        res = invoke("compress", reference, "-d", "digits", "-o", tmp_path / "x.wlss", flag, value)
+        assert res.exit_code != 0
+        assert message in output(res)
+        assert not (tmp_path / "x.wlss").exists()

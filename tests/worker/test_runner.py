@@ -60,6 +60,9 @@ def test_whole_job_succeeds_and_decodes_to_its_accuracy(
     assert result["ratio"] == pytest.approx(result["original_bytes"] / out.stat().st_size, 1e-3)
     assert result["weights_ratio"] > 1 and len(result["layers"]) == 6
     assert result["accuracy_before"] > 50
+    assert result["method"] == "weightless"
+    assert result["baseline"]["method"] == "deep-compression"
+    assert result["baseline"]["weights_ratio"] > 1 and result["weights_paper_ratio"] > 1
 
     data = load_dataset("digits")
     model = build_model("lenet-300-100", input_shape=(1, 8, 8), num_classes=10)

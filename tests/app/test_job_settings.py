@@ -1,0 +1,31 @@
+"""Job settings: presets by name, explicit fields on top, the Deep Compression method."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from app.job_settings import JobSettings
+from weightless_core.presets import settings_for
+
+
+@pytest.mark.parametrize("preset", ["default", "fast", "paper", "max"])
+def test_presets_give_the_librarys_settings(preset):
+    assert JobSettings(preset=preset).to_core() == settings_for(preset)
+
+
+def test_explicit_fields_override_the_preset():
+    core = JobSettings(preset="paper", t=11, finetune_codebooks=True).to_core()
+    assert core.t == 11 and core.finetune_codebooks is True and core.sparsity == 0.92
+
+
+def test_method_is_passed_through_and_validated():
+    assert JobSettings(method="deep-compression").to_core().method == "deep-compression"
+    with pytest.raises(ValidationError):
+        JobSettings(method="zip")
+
+
+def test_stored_settings_round_trip_through_json():
+    settings = JobSettings(preset="max", seed=3)
+    again = JobSettings.model_validate_json(settings.model_dump_json())
+    assert again.to_core() == settings.to_core()

@@ -1,0 +1,205 @@
+"""Both methods on identical pruned weights, codebook fine-tuning, size rules and presets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from weightless_core import fileformat
+from weightless_core.deep_compression import DeepCompressedLayer
+from weightless_core.errors import InvalidInputError
+from weightless_core.layer import EncodedLayer
+from weightless_core.pipeline import compress
+from weightless_core.presets import NAMES, preset_values, search_record, settings_for
+from weightless_core.settings import CompressionSettings, SizeRule
+
+SMALL = CompressionSettings(
+    sparsity=0.9,
+    r=4,
+    t=9,
+    prune_steps=1,
+    prune_epochs=1,
+    cluster_epochs=1,
+    retrain_epochs=1,
+    batch_size=64,
+)
+
+
+@pytest.fixture(scope="module")
+def both(fashion_small, trained_state):
+    """A Weightless run (with its baseline) and a Deep Compression run, same inputs and seed."""
+    from weightless_core.models import build_model
+
+    out = {}
+    for method in ("weightless", "deep-compression"):
+        model = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
+        model.load_state_dict(trained_state)
+        out[method] = compress(model, fashion_small, SMALL.with_(method=method))
+    return out
+
+
+def test_baseline_is_deep_compression_of_the_same_clustered_weights(both):
+    wl, dc = both["weightless"], both["deep-compression"]
+    base = wl.report.baseline
+    assert base is not None and base.method == "deep-compression"
+    # Same pruning and clustering (same seed): the baseline equals the separate DC run.
+    assert base.to_dict()["layers"] == dc.report.to_dict()["layers"]
+    assert base.accuracy["final"] == dc.report.accuracy["final"] == wl.report.accuracy["clustered"]
+    # The Weightless run keeps exactly the baseline's pruning mask for its first layer.
+    fc1_dc = dc.entries["fc1.weight"]
+    fc1_wl = wl.entries["fc1.weight"]
+    assert isinstance(fc1_dc, DeepCompressedLayer) and isinstance(fc1_wl, EncodedLayer)
+    assert fc1_dc.nnz == fc1_wl.nnz
+
+
+def test_deep_compression_run_writes_a_file_that_decodes_to_its_model(both, tmp_path):
+    result = both["deep-compression"]
+    path = tmp_path / "dc.wlss"
+    size = result.save(path)
+    assert size == result.report.file_bytes
+    assert fileformat.read_model(path).metadata["method"] == "deep-compression"
+    state = fileformat.load(path)
+    for name, tensor in result.model.state_dict().items():
+        assert torch.equal(state[name], tensor.detach().cpu()), name
+    assert result.report.baseline is None
+    rows = {r.name: r for r in result.report.layers if r.encoded}
+    assert rows["fc1.weight"].structure == "csr-huffman" and rows["fc1.weight"].t is None
+    entry = result.entries["fc1.weight"]
+    assert rows["fc1.weight"].paper_bytes == (entry.paper_bits + 7) // 8
+
+
+def test_paper_bytes_count_table_and_codebook_only(both):
+    wl = both["weightless"]
+    for row in wl.report.layers:
+        if row.encoded:
+            enc = wl.entries[row.name]
+            assert row.paper_bytes == enc.structure.table_nbytes + 4 * (1 << enc.r)
+            assert row.paper_bytes < row.bytes
+    assert wl.report.weights_paper_ratio > wl.report.weights_ratio
+
+
+def test_finetuned_codebooks_are_what_the_file_holds(both, tmp_path):
+    result = both["weightless"]
+    path = tmp_path / "wl.wlss"
+    result.save(path)
+    state = fileformat.load(path)
+    for name, tensor in result.model.state_dict().items():
+        assert torch.equal(state[name], tensor.detach().cpu()), name
+
+
+def test_finetuning_moves_centroids_but_never_the_table(fashion_small, trained_state):
+    from weightless_core.models import build_model
+
+    results = {}
+    for finetune in (False, True):
+        model = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
+        model.load_state_dict(trained_state)
+        settings = SMALL.with_(finetune_codebooks=finetune, baseline=False)
+        results[finetune] = compress(model, fashion_small, settings)
+    frozen, tuned = results[False].entries["fc1.weight"], results[True].entries["fc1.weight"]
+    assert frozen.structure == tuned.structure  # same table, same false positives
+    assert frozen.false_positives == tuned.false_positives
+    assert not np.array_equal(frozen.codebook, tuned.codebook)
+
+
+def test_size_rules_pick_values_by_tensor_size(trained_model):
+    settings = CompressionSettings(
+        sparsity=0.5,
+        t=8,
+        size_rules=(SizeRule(100_000, sparsity=0.97, t=7), SizeRule(10_000, sparsity=0.9)),
+        layers={},
+        prune_steps=1,
+    )
+    assert settings.plan("x", 235_200).sparsity == 0.97
+    assert settings.plan("x", 235_200).t == 7
+    assert settings.plan("x", 30_000).sparsity == 0.9 and settings.plan("x", 30_000).t == 8
+    assert settings.plan("x", 1_000).sparsity == 0.5
+    result = compress(trained_model, None, settings)
+    kept = {r.name: r.kept for r in result.report.layers if r.encoded}
+    assert kept["fc1.weight"] == pytest.approx(0.03, abs=1e-4)
+    assert kept["fc2.weight"] == pytest.approx(0.1, abs=1e-4)
+    assert kept["fc3.weight"] == pytest.approx(0.5, abs=1e-3)
+    assert settings.to_dict()["size_rules"][0] == {"min_elements": 10_000, "sparsity": 0.9}
+
+
+def test_explicit_layer_settings_win_over_size_rules():
+    from weightless_core.settings import LayerOverride
+
+    s = CompressionSettings(
+        size_rules=(SizeRule(1000, t=7),), layers={"fc1.weight": LayerOverride(t=12)}
+    )
+    assert s.plan("fc1.weight", 5000).t == 12
+    assert s.plan("fc2.weight", 5000).t == 7
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"method": "zip"}, "method must be one of"),
+        ({"finetune_codebooks": "yes"}, "finetune_codebooks must be true or false"),
+        ({"lr_schedule": "steps"}, "lr_schedule must be one of"),
+        ({"size_rules": (SizeRule(0, t=8),)}, "size_rules min_elements"),
+        ({"size_rules": (SizeRule(10, t=3),)}, "t (bits per cell) must satisfy"),
+        ({"size_rules": (SizeRule(10, t=8), SizeRule(10, t=9))}, "must not repeat"),
+    ],
+)
+def test_bad_new_settings_are_refused(changes, message):
+    with pytest.raises(InvalidInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        CompressionSettings(**changes)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_preset_validates(name):
+    settings = settings_for(name)
+    assert isinstance(settings, CompressionSettings)
+    assert settings_for(name, seed=7).seed == 7
+
+
+def test_paper_preset_is_the_papers_recipe():
+    paper = settings_for("paper")
+    assert (paper.sparsity, paper.r, paper.t) == (0.92, 4, 9)
+    assert paper.finetune_codebooks is False and paper.method == "weightless"
+
+
+def test_max_preset_comes_from_a_recorded_search():
+    record = search_record("max")
+    assert record["command"].startswith("python benchmarks/search_presets.py")
+    assert record["steps"], "the search path is recorded"
+    chosen = [s for s in record["steps"] if s.get("chosen")]
+    assert chosen, "the chosen configuration is one the search evaluated"
+    values = preset_values("max")
+    assert values["size_rules"], "max sets values per tensor size"
+    assert all(isinstance(r, SizeRule) for r in values["size_rules"])
+
+
+def test_unknown_preset_is_refused():
+    with pytest.raises(InvalidInputError, match="unknown preset 'turbo'"):
+        preset_values("turbo")
+
+
+def test_variants_share_pruning_and_match_separate_runs(fashion_small, trained_state):
+    from weightless_core.models import build_model
+    from weightless_core.pipeline import compress_variants
+
+    def fresh():
+        model = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
+        model.load_state_dict(trained_state)
+        return model
+
+    base = SMALL.with_(baseline=False)
+    variants = [base.with_(t=7), base, base.with_(finetune_codebooks=False)]
+    results = compress_variants(fresh(), fashion_small, variants)
+    alone = compress(fresh(), fashion_small, base)
+    assert results[1].to_bytes() == alone.to_bytes()
+    assert results[1].report.accuracy == alone.report.accuracy
+    fp = [r.report.layers[0].false_positives for r in results]
+    assert fp[0] > fp[1] == fp[2]
+    assert results[0].model is not results[1].model
+
+
+def test_variants_that_change_pruning_are_refused(trained_model):
+    from weightless_core.pipeline import compress_variants
+
+    with pytest.raises(InvalidInputError, match=r"\['sparsity'\]"):
+        compress_variants(trained_model, None, [SMALL, SMALL.with_(sparsity=0.5)])
