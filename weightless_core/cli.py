@@ -7,9 +7,7 @@ traceback; output files are written atomically, so a failed run leaves nothing b
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -129,6 +127,10 @@ def compress(
         str | None, typer.Option(help="cpu or cuda (default: cuda if present)")
     ] = None,
     report: Annotated[Path | None, typer.Option(help="also write the JSON report here")] = None,
+    report_html: Annotated[
+        Path | None,
+        typer.Option("--report-html", help="also write a self-contained HTML report here"),
+    ] = None,
     data_free: Annotated[
         bool, typer.Option("--data-free", help="no data: one-shot prune, no retraining")
     ] = False,
@@ -160,7 +162,7 @@ def compress(
             seed=seed,
             device=device,
         )
-        _compress_and_show(model, out, dataset, arch, settings, report)
+        _compress_and_show(model, out, dataset, arch, settings, report, html_path=report_html)
 
     _guard(run)
 
@@ -172,8 +174,12 @@ def _compress_and_show(
     arch: str | None,
     settings: Any,
     report_path: Path | None,
+    *,
+    html_path: Path | None = None,
 ) -> None:
+    from weightless_core.atomic import write_text_atomic
     from weightless_core.data import load_dataset
+    from weightless_core.html_report import render_html
     from weightless_core.modelio import load_model
     from weightless_core.pipeline import compress as run_pipeline
     from weightless_core.tables import layer_table, summary_lines
@@ -187,9 +193,15 @@ def _compress_and_show(
             bar.update(task, completed=round(100 * p.fraction, 1), description=p.message)
 
         result = run_pipeline(loaded.module, data, settings, progress=on_progress)
+    # Rendered before anything is written, so a rendering bug cannot leave half the outputs.
+    page = None
+    if html_path is not None:
+        page = render_html(result.report.to_dict(), title=f"Weightless: {model_path.name}")
     size = result.save(out)
     if report_path is not None:
         write_json_atomic(report_path, result.report.to_dict())
+    if page is not None:
+        write_text_atomic(html_path, page)
     console.print(layer_table(result.report))
     for line in summary_lines(result.report):
         console.print(line)
@@ -298,16 +310,9 @@ def parse_layer_overrides(specs: list[str]) -> dict[str, Any]:
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON via a temp file and rename, so a reader never sees half a report."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from weightless_core.atomic import write_text_atomic
+
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def _progress() -> Progress:

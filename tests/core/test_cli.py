@@ -218,3 +218,17 @@ def test_unknown_preset_and_method_are_refused(reference, tmp_path):
         assert res.exit_code != 0
         assert message in output(res)
         assert not (tmp_path / "x.wlss").exists()
+
+
+def test_html_report_from_the_shell(reference, tmp_path):
+    out, page = tmp_path / "m.wlss", tmp_path / "out.html"
+    res = invoke(
+        "compress", reference, "--dataset", "digits", "--out", out, "--sparsity", "0.8",
+        "--prune-steps", "1", "--retrain-epochs", "0", "--report-html", page,
+    )  # fmt: skip
+    assert res.exit_code == 0, output(res)
+    html = page.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and "digits.pt" in html
+    for name in ("fc1.weight", "fc2.weight", "fc3.weight"):
+        assert name in html
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.wlss", "out.html"]
