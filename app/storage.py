@@ -16,6 +16,11 @@ from pathlib import Path
 from typing import Protocol
 
 
+def html_report_key(report_key: str) -> str:
+    """Key of a job's self-contained HTML report, beside its JSON one (no column of its own)."""
+    return report_key.removesuffix(".json") + ".html"
+
+
 class StorageError(RuntimeError):
     """The storage backend failed (unreachable, denied, missing object)."""
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.job_settings import JobSettings
-from app.storage import Storage, StorageError
+from app.storage import Storage, StorageError, html_report_key
 from weightless_core.errors import (
     ConstructionError,
     DataError,
@@ -35,6 +35,7 @@ from weightless_core.errors import (
     ModelLoadError,
     WeightlessError,
 )
+from weightless_core.html_report import write_html
 from weightless_core.pipeline import compress
 from worker.claim import Claim, Outcome, claim, finish, settle_unclaimed
 from worker.errors import JobCancelled, JobFailed, JobLost, JobTimeLimit
@@ -153,9 +154,12 @@ def _execute(
         size = compressed.save(model_path)
         report = _json_safe(compressed.report.to_dict())
         report_path.write_text(json.dumps(report, indent=2, allow_nan=False))
+        html_path = scratch / "report.html"
+        write_html(html_path, report, title=f"Weightless job {c.job_id}")
         artifact_key, report_key = artifact_keys(c.job_id)
         storage.put_file(artifact_key, model_path)
         storage.put_file(report_key, report_path)
+        storage.put_file(html_report_key(report_key), html_path)
     accuracy = report["accuracy"]
     base = report.get("baseline")
     baseline = (
@@ -215,7 +219,8 @@ def _fail(
     if not done:
         return Outcome.LOST
     log.info("job %s failed: %s", c.job_id, code)
-    for key in artifact_keys(c.job_id):  # only once failed: nobody else writes these keys now
+    artifact, report = artifact_keys(c.job_id)
+    for key in (artifact, report, html_report_key(report)):  # nobody else writes these now
         try:
             storage.delete(key)
         except StorageError as e:

@@ -65,7 +65,10 @@ def cancel_job(job: OwnedJob, session: SessionDep) -> JobOut:
 
 
 def _download(
-    job: OwnedJob, storage: StorageDep, settings: SettingsDep, what: Literal["artifact", "report"]
+    job: OwnedJob,
+    storage: StorageDep,
+    settings: SettingsDep,
+    what: Literal["artifact", "report", "report_html"],
 ) -> Response:
     out = jobs.download(storage, job, what, expires=settings.presign_seconds)
     if out.url is not None:
@@ -83,3 +86,9 @@ def get_artifact(job: OwnedJob, storage: StorageDep, settings: SettingsDep) -> R
 def get_report(job: OwnedJob, storage: StorageDep, settings: SettingsDep) -> Response:
     """The job's JSON report (a redirect to a short-lived URL, or the file itself)."""
     return _download(job, storage, settings, "report")
+
+
+@router.get("/{job_id}/report.html", response_class=Response)
+def get_report_html(job: OwnedJob, storage: StorageDep, settings: SettingsDep) -> Response:
+    """The job's self-contained HTML report (per-layer table and charts), as a download."""
+    return _download(job, storage, settings, "report_html")

@@ -30,7 +30,7 @@ from app.schemas import JobCreate
 from app.services.pagination import paginate
 from app.services.teams import TeamRef
 from app.services.uploads import parse_id
-from app.storage import Storage
+from app.storage import Storage, html_report_key
 
 
 def fingerprint(body: JobCreate) -> str:
@@ -178,17 +178,28 @@ class Download:
 
 
 def download(
-    storage: Storage, job: Job, what: Literal["artifact", "report"], *, expires: int
+    storage: Storage,
+    job: Job,
+    what: Literal["artifact", "report", "report_html"],
+    *,
+    expires: int,
 ) -> Download:
+    label = "HTML report" if what == "report_html" else what
     if job.status != "succeeded":
-        raise ConflictError(f"the job is {job.status}; its {what} exists once it has succeeded")
+        raise ConflictError(f"the job is {job.status}; its {label} exists once it has succeeded")
     key = job.artifact_key if what == "artifact" else job.report_key
     if what == "artifact":
         filename, media_type = f"{job.id}.wlss", "application/octet-stream"
-    else:
+    elif what == "report":
         filename, media_type = f"{job.id}-report.json", "application/json"
+    else:
+        filename, media_type = f"{job.id}-report.html", "text/html; charset=utf-8"
     if key is None:
-        raise NotFoundError(f"the job has no {what}")
+        raise NotFoundError(f"the job has no {label}")
+    if what == "report_html":
+        key = html_report_key(key)
+        if not storage.exists(key):  # jobs that finished before HTML reports existed
+            raise NotFoundError("the job has no HTML report; its JSON report is at /report")
     url = storage.open_url(key, filename=filename, expires=expires)
     if url is not None:
         return Download(filename, media_type, url=url)

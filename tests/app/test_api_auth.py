@@ -26,6 +26,7 @@ ROUTES = [
     ("POST", "/v1/jobs/{job}/cancel"),
     ("GET", "/v1/jobs/{job}/artifact"),
     ("GET", "/v1/jobs/{job}/report"),
+    ("GET", "/v1/jobs/{job}/report.html"),
 ]
 OWNED = [(m, p) for m, p in ROUTES if "{" in p]
 

@@ -201,7 +201,7 @@ def test_cancel_finished_job_is_409(client, alice, sessions, status):
     assert response.json()["error"]["code"] == "conflict"
 
 
-@pytest.mark.parametrize("what", ["artifact", "report"])
+@pytest.mark.parametrize("what", ["artifact", "report", "report.html"])
 def test_download_unfinished_job_is_409(client, alice, what):
     job = job_id(client, alice)
     response = client.get(f"/v1/jobs/{job}/{what}", headers=alice.auth)
@@ -226,6 +226,15 @@ def test_download_artifact_and_report_of_a_succeeded_job(
     response = client.get(f"/v1/jobs/{job}/report", headers=alice.auth)
     assert response.status_code == 200 and response.json() == {"ratio": 100}
     assert f'filename="{job}-report.json"' in response.headers["content-disposition"]
+    # A job from before HTML reports: a 404 that points at the JSON report.
+    response = client.get(f"/v1/jobs/{job}/report.html", headers=alice.auth)
+    assert response.status_code == 404 and "/report" in response.json()["error"]["message"]
+    (tmp_path / "f").write_text("<!doctype html><title>r</title>")
+    storage.put_file(f"jobs/{job}/report.html", tmp_path / "f")
+    response = client.get(f"/v1/jobs/{job}/report.html", headers=alice.auth)
+    assert response.status_code == 200 and response.text.startswith("<!doctype html>")
+    assert response.headers["content-type"].startswith("text/html")
+    assert f'filename="{job}-report.html"' in response.headers["content-disposition"]
 
 
 def test_download_redirects_when_storage_signs_urls(client, alice, sessions, storage, monkeypatch):

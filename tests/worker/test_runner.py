@@ -19,7 +19,7 @@ from workerkit import load_job
 
 from app.db import make_engine, make_sessionmaker, transaction, upgrade
 from app.models import Job
-from app.storage import LocalStorage, StorageError
+from app.storage import LocalStorage, StorageError, html_report_key
 from weightless_core import load_into
 from weightless_core.data import load_dataset
 from weightless_core.models import build_model
@@ -74,6 +74,9 @@ def test_whole_job_succeeds_and_decodes_to_its_accuracy(
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["accuracy"]["final"] == result["accuracy_after"]
     assert report["layers"] == result["layers"]
+    storage.download(html_report_key(job.report_key), tmp_path / "report.html")
+    page = (tmp_path / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "fc1.weight" in page
 
     seen = progress_log(job_id)
     stages = [p["stage"] for p in seen]
@@ -116,7 +119,8 @@ def _fail(job_id, settings, sessions, storage, code: str) -> Job:
     job = load_job(sessions, job_id)
     assert (job.status, job.error_code) == ("failed", code), job.error_message
     assert job.artifact_key is None and job.result is None and job.finished_at is not None
-    for key in artifact_keys(job_id):
+    artifact, report = artifact_keys(job_id)
+    for key in (artifact, report, html_report_key(report)):
         assert not storage.exists(key)
     return job
 
