@@ -18,21 +18,27 @@ def fashion_small() -> Dataset:
     return load_fashion_mnist().subset(3000, 1000, seed=0)
 
 
-@pytest.fixture(scope="session")
-def trained_state(fashion_small: Dataset) -> dict[str, torch.Tensor]:
-    """State dict of a LeNet-300-100 trained for 3 epochs on ``fashion_small`` (~80%)."""
+def train_lenet_300_100(data: Dataset, epochs: int = 3) -> torch.nn.Module:
+    """A LeNet-300-100 for ``data`` trained ``epochs`` epochs with fixed seeds."""
     torch.manual_seed(0)
-    model = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
+    model = build_model("lenet-300-100", input_shape=data.input_shape, num_classes=10)
     train_epochs(
         model,
         {},
-        fashion_small,
-        epochs=3,
+        data,
+        epochs=epochs,
         lr=1e-3,
         batch_size=64,
         generator=torch.Generator().manual_seed(0),
         device=torch.device("cpu"),
     )
+    return model
+
+
+@pytest.fixture(scope="session")
+def trained_state(fashion_small: Dataset) -> dict[str, torch.Tensor]:
+    """State dict of a LeNet-300-100 trained for 3 epochs on ``fashion_small`` (~80%)."""
+    model = train_lenet_300_100(fashion_small)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import train_lenet_300_100
 
 from weightless_core.data import load_dataset
 from weightless_core.models import build_model
 from weightless_core.preset_search import search_size_rules
 from weightless_core.settings import CompressionSettings
-from weightless_core.training import accuracy, train_epochs
+from weightless_core.training import accuracy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,18 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def digits_model():
     data = load_dataset("digits")
-    torch.manual_seed(0)
-    model = build_model("lenet-300-100", input_shape=data.input_shape, num_classes=10)
-    train_epochs(
-        model,
-        {},
-        data,
-        epochs=3,
-        lr=1e-3,
-        batch_size=64,
-        generator=torch.Generator().manual_seed(0),
-        device=torch.device("cpu"),
-    )
+    model = train_lenet_300_100(data)
     state = {k: v.clone() for k, v in model.state_dict().items()}
 
     def make():
