@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from trainkit import train_lenet_300_100
 
 from weightless_core.data import Dataset, load_fashion_mnist
 from weightless_core.models import build_model
-from weightless_core.training import train_epochs
 
 pytest_plugins = ["servicekit"]
 
@@ -16,23 +16,6 @@ pytest_plugins = ["servicekit"]
 def fashion_small() -> Dataset:
     """3,000 training and 1,000 validation images of real Fashion-MNIST."""
     return load_fashion_mnist().subset(3000, 1000, seed=0)
-
-
-def train_lenet_300_100(data: Dataset, epochs: int = 3) -> torch.nn.Module:
-    """A LeNet-300-100 for ``data`` trained ``epochs`` epochs with fixed seeds."""
-    torch.manual_seed(0)
-    model = build_model("lenet-300-100", input_shape=data.input_shape, num_classes=10)
-    train_epochs(
-        model,
-        {},
-        data,
-        epochs=epochs,
-        lr=1e-3,
-        batch_size=64,
-        generator=torch.Generator().manual_seed(0),
-        device=torch.device("cpu"),
-    )
-    return model
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import train_lenet_300_100
+from trainkit import train_lenet_300_100
 
 from weightless_core.data import load_dataset
 from weightless_core.models import build_model
