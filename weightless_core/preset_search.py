@@ -141,14 +141,17 @@ def search_size_rules(
 
     # The starting point (least pruning, generous t), so there is always one evaluated
     # configuration to fall back on; if even that misses the budget, t is raised further.
-    raised = [
-        {c: ClassValues(v.sparsity, v.r, min(v.t + extra, 32)) for c, v in best.items()}
-        for extra in (0, 2, 4)
-    ]
-    starts = run("start", present[0], raised)
+    configs = [dict(best)]
+    starts = run("start", present[0], configs)
+    if not starts[0].within_budget:  # the raised ones share one pruning pass
+        configs += [
+            {c: ClassValues(v.sparsity, v.r, min(v.t + extra, 32)) for c, v in best.items()}
+            for extra in (2, 4)
+        ]
+        starts += run("start", present[0], configs[1:])
     current = next((s for s in starts if s.within_budget), max(starts, key=lambda s: s.accuracy))
     current.chosen = True
-    best = raised[starts.index(current)]
+    best = configs[starts.index(current)]
     result.feasible = current.within_budget
     margin = best[present[0]].t - best[present[0]].r  # candidates get the start's t margin
 
