@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
@@ -108,9 +108,15 @@ def _as_app_error(exc: Exception) -> AppError:
     return AppError("internal server error")
 
 
-async def handle_error(request: Request, exc: Exception) -> JSONResponse:
-    """The one exception handler: map any error to its status code and the common body."""
+async def handle_error(request: Request, exc: Exception) -> Response:
+    """The one exception handler: map any error to its status code and the common body.
+
+    A browser page (the dashboard registers ``app.state.html_error``) may answer with HTML.
+    """
     err = _as_app_error(exc)
+    html_error = getattr(request.app.state, "html_error", None)
+    if html_error is not None and (page := html_error(request, err)) is not None:
+        return page
     return JSONResponse(err.body(), status_code=err.status_code, headers=err.headers)
 
 

@@ -11,6 +11,7 @@ from anyio import to_thread
 from celery import Celery
 from fastapi import APIRouter, Depends, FastAPI
 
+from app import dashboard
 from app.config import Settings, get_settings
 from app.db import check_migrated, make_engine, make_reader, make_sessionmaker
 from app.deps import current_team
@@ -53,6 +54,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(v1)
     app.include_router(jobs.poll_router, prefix="/v1")  # authenticates in its own dependency
+    dashboard.mount(app)  # /dashboard: pages for people, signed in with an API key
     return app
 
 

