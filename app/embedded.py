@@ -258,6 +258,7 @@ class _Run:
             f"\n[bold green]Weightless is running[/] at {self.url} "
             f"(API docs {self.url}/docs; worker log {self.settings.data_dir / 'worker.log'})\n"
             f"API key for team {LOCAL_TEAM!r} (new on every start, shown once): {self.key}\n"
+            f"Dashboard: {self.url}/dashboard (sign in with that key)\n"
             f"[bold]export WEIGHTLESS_URL={self.url} WEIGHTLESS_API_KEY={self.key}[/]\n",
             highlight=False,
             soft_wrap=True,
@@ -290,7 +291,11 @@ def run_demo(url: str, key: str, *, stop: threading.Event) -> dict[str, Any] | N
             console.print(f"demo: reference accuracy {acc:.2f}%")
         model = client.upload_model(DEMO_MODEL)
         job = client.create_job(str(model["id"]), dataset={"builtin": "fashion-mnist"})
-        console.print(f"demo: job {job['id']} submitted (dataset fashion-mnist, default settings)")
+        console.print(
+            f"demo: job {job['id']} submitted (dataset fashion-mnist, default settings); "
+            f"watch it at {url}/dashboard/jobs/{job['id']}",
+            soft_wrap=True,
+        )
         last: dict[str, Any] = {"line": None, "at": 0.0}
 
         def show(job: dict[str, Any]) -> None:

@@ -296,6 +296,7 @@ def test_pages_fit_a_phone(
     shared: dict[str, str],
 ):  # fmt: skip
     """At 390 px nothing but the tables' own scroll boxes is wider than the screen."""
+    name = f"phone-{path}"
     if path == "job":
         path = f"jobs/{shared['watched']}"
     phone = browser.new_context(viewport=PHONE, storage_state=page.context.storage_state())
@@ -306,6 +307,6 @@ def test_pages_fit_a_phone(
         expect(tab.get_by_role("navigation", name="Dashboard")).to_be_visible()
         overflow = tab.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{path}: {overflow} px wider than the screen"
-        shoot(tab, f"phone-{path.split('/')[0]}")
+        shoot(tab, name)
     finally:
         phone.close()
