@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(default=3, ge=1, le=100)
     job_lease_seconds: int = Field(default=600, ge=5)
     progress_interval_seconds: float = Field(default=1.0, ge=0.0)
+    # Workers re-send jobs whose message was lost (``worker.sweeper``); 0 turns the sweep off.
+    sweep_interval_seconds: float = Field(default=30.0, ge=0.0)
+    requeue_after_seconds: float = Field(default=600.0, ge=1.0)
     scratch_dir: Path | None = None
 
     @model_validator(mode="after")

@@ -254,28 +254,12 @@ class CeleryWorker:
         return self.log_path.read_text(errors="replace")
 
 
-@pytest.fixture
-def celery_worker(
-    pg_url: str, s3_server: S3Server, s3_bucket: str, redis_url: str, tmp_path: Path
-) -> Iterator[CeleryWorker]:
-    """A real worker on the Redis broker, the test database and S3 (its own bucket), started
-    with the solo pool on queue ``compress`` (production uses one prefork child); ready once it
-    answers a ping."""
+def start_worker(values: dict[str, str], log_path: Path) -> CeleryWorker:
+    """Start ``celery -A worker.celery_app worker`` (solo pool, queue ``compress``) with these
+    ``WEIGHTLESS_*`` settings and wait until it answers a ping; stop it with ``stop_worker``."""
     from app.config import Settings
     from app.queue import QUEUE, make_celery
 
-    values = {
-        "environment": "test",
-        "database_url": pg_url,
-        "broker_url": redis_url,
-        "storage_backend": "s3",
-        "s3_endpoint_url": s3_server.endpoint_url,
-        "s3_bucket": s3_bucket,
-        "data_dir": str(tmp_path / "data"),
-        "scratch_dir": str(tmp_path / "scratch"),
-        "progress_interval_seconds": "0.2",
-        "job_lease_seconds": "60",
-    }
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEIGHTLESS_")}
     env.update({f"WEIGHTLESS_{k.upper()}": v for k, v in values.items()})
     env.update(
@@ -290,8 +274,7 @@ def celery_worker(
         "-Q", QUEUE, "--pool=solo", "--concurrency=1", "-n", name, "--loglevel=INFO",
         "--without-gossip", "--without-mingle",
     ]  # fmt: skip
-    log_path = tmp_path / "celery.log"
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -300,8 +283,43 @@ def celery_worker(
         deadline = time.monotonic() + 60
         while not control.control.ping(timeout=0.5):
             if proc.poll() is not None or time.monotonic() > deadline:
+                _stop_group(proc)
                 raise RuntimeError(f"celery worker did not start:\n{log_path.read_text()[-3000:]}")
-        yield CeleryWorker(settings, env, log_path, proc)
     finally:
-        _stop_group(proc, timeout=20)
         control.close()
+    return CeleryWorker(settings, env, log_path, proc)
+
+
+def stop_worker(worker: CeleryWorker) -> None:
+    _stop_group(worker.process, timeout=20)
+
+
+def worker_values(pg_url: str, s3: S3Server, bucket: str, broker: str, tmp: Path) -> dict[str, str]:
+    """The settings of a test worker on S3, as ``WEIGHTLESS_*`` values (add to override)."""
+    return {
+        "environment": "test",
+        "database_url": pg_url,
+        "broker_url": broker,
+        "storage_backend": "s3",
+        "s3_endpoint_url": s3.endpoint_url,
+        "s3_bucket": bucket,
+        "data_dir": str(tmp / "data"),
+        "scratch_dir": str(tmp / "scratch"),
+        "progress_interval_seconds": "0.2",
+        "job_lease_seconds": "60",
+    }
+
+
+@pytest.fixture
+def celery_worker(
+    pg_url: str, s3_server: S3Server, s3_bucket: str, redis_url: str, tmp_path: Path
+) -> Iterator[CeleryWorker]:
+    """A real worker on the Redis broker, the test database and S3 (its own bucket), started
+    with the solo pool on queue ``compress`` (production uses one prefork child); ready once it
+    answers a ping."""
+    values = worker_values(pg_url, s3_server, s3_bucket, redis_url, tmp_path)
+    worker = start_worker(values, tmp_path / "celery.log")
+    try:
+        yield worker
+    finally:
+        stop_worker(worker)

@@ -2,14 +2,43 @@
 
 Run one such process per GPU. The app's configuration (late acks, reject on worker loss,
 prefetch 1, time limits, visibility timeout) lives in ``app.queue.make_celery`` so the API,
-which only sends tasks by name, and the worker can never disagree about it.
+which only sends tasks by name, and the worker can never disagree about it. Once the worker is
+ready it also starts the sweeper thread (``worker.sweeper``) that re-sends lost jobs.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from celery.signals import worker_ready, worker_shutdown
+
 from app.config import get_settings
 from app.queue import make_celery
+from worker.sweeper import Sweeper
 
 celery = make_celery(get_settings())
 
-import worker.tasks  # noqa: E402, F401 - registers the task on ``celery``
+import worker.tasks  # noqa: E402 - registers the task on ``celery``
+
+_sweepers: list[Sweeper] = []
+
+
+@worker_ready.connect
+def _start_sweeper(**_: Any) -> None:
+    settings = get_settings()
+    if settings.sweep_interval_seconds <= 0:
+        return
+    sweeper = Sweeper(
+        worker.tasks.resources().sessions,
+        celery,
+        interval=settings.sweep_interval_seconds,
+        requeue_after=settings.requeue_after_seconds,
+    )
+    sweeper.start()
+    _sweepers.append(sweeper)
+
+
+@worker_shutdown.connect
+def _stop_sweeper(**_: Any) -> None:
+    for sweeper in _sweepers:
+        sweeper.stop()

@@ -15,6 +15,7 @@ import os
 import socket
 import tempfile
 import uuid
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from worker.claim import Claim, Outcome, claim, finish, settle_unclaimed
 from worker.errors import JobCancelled, JobFailed, JobLost, JobTimeLimit
 from worker.inputs import fetch_dataset, fetch_model
 from worker.progress import ProgressWriter
+from worker.watchdog import hard_limit
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +72,13 @@ def run_job(
     settings: Settings,
     sessions: sessionmaker[Session],
     storage: Storage,
+    hard_stop: bool = False,
 ) -> Outcome:
     """Claim the job, compress its model, store the outputs and mark the row.
 
     Returns what this delivery did; ``Outcome.BUSY`` means another run holds a live lease
-    (the Celery task retries later, in case that run has died).
+    (the Celery task retries later, in case that run has died). ``hard_stop`` (the Celery task
+    sets it) ends the process if the run outlives ``job_hard_time_limit`` (``worker.watchdog``).
     """
     try:
         job_uuid = uuid.UUID(str(job_id))
@@ -103,8 +107,22 @@ def run_job(
         lease_seconds=settings.job_lease_seconds,
         time_limit=settings.job_soft_time_limit,
     )
+    hard = settings.job_hard_time_limit
+
+    def stuck() -> None:
+        _fail(
+            sessions, storage, claimed, "time_limit",
+            f"the job ran past the hard limit of {hard} s without reporting progress (stuck, "
+            "for example in an endless loop of the model); it was stopped: check the model's "
+            "forward pass, or use fewer epochs or a smaller model",
+        )  # fmt: skip
+
+    guard = hard_limit(hard, stuck) if hard_stop else nullcontext()
     try:
-        result = _execute(claimed, settings=settings, sessions=sessions, storage=storage, w=writer)
+        with guard:
+            result = _execute(
+                claimed, settings=settings, sessions=sessions, storage=storage, w=writer
+            )
     except JobCancelled:
         log.info("job %s cancelled", job_uuid)
         return Outcome.CANCELLED if finish(sessions, claimed, "cancelled") else Outcome.LOST

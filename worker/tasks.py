@@ -56,7 +56,9 @@ def _max_busy_retries() -> int:
 def compress_job(self: Task, job_id: str) -> str:
     """Run one job; returns the outcome's name (for the worker log; there is no backend)."""
     res = resources()
-    outcome = run_job(job_id, settings=res.settings, sessions=res.sessions, storage=res.storage)
+    outcome = run_job(
+        job_id, settings=res.settings, sessions=res.sessions, storage=res.storage, hard_stop=True
+    )
     if outcome is Outcome.BUSY:
         # Another run holds a live lease. If it is alive it finishes and our retry returns
         # quietly; if it died (worker lost, task re-queued) we take over once its lease ends.
