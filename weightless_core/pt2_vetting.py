@@ -18,7 +18,13 @@ from typing import Any
 import torch
 
 from weightless_core.errors import ModelLoadError
-from weightless_core.model_files import reason, split_members
+from weightless_core.model_files import (
+    DEFAULT_MAX_BYTES,
+    check_unpacked_size,
+    read_member,
+    reason,
+    split_members,
+)
 
 # Members a torch.export.save archive may hold, relative to its single top-level folder.
 _PT2_FIXED_MEMBERS = frozenset(
@@ -44,30 +50,37 @@ _PT2_EXTRA_TARGETS = frozenset({"_operator.getitem"})
 _PT2_SYMBOL = re.compile(r"Symbol\('s\d+'(?:, (?:positive|integer)=True)*\)")
 _PT2_SHAPE_EXPR = re.compile(r"[0-9s+\-*() ]{1,200}")
 _PT2_SYMBOL_NAME = re.compile(r"s\d+")
+# The graph and the configs are parsed whole; no real model needs JSON this large.
+_MAX_MEMBER_READ = 256 << 20
 
 
-def vet_exported_program(blob: bytes, name: str) -> None:
+def vet_exported_program(blob: bytes, name: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
     """Refuse a ``.pt2`` archive unless loading it cannot run code stored in it.
 
     Rules: members from a fixed allowlist only (no AOTInductor libraries, no legacy pickled
     weight files); every weight/constant stored raw (``use_pickle`` false, plain tensors);
     sample inputs loadable with ``weights_only=True``; the graph has no ``guards_code``
     (exec'd), symbolic shapes (``expr_str``, eval'd by sympy) only as plain arithmetic on shape
-    symbols (so a dynamic batch dimension works), and only ATen operator targets.
+    symbols (so a dynamic batch dimension works), and only ATen operator targets. The archive
+    must unpack to at most ``max_bytes``, and members are read only up to their declared size
+    (a zip bomb is refused before anything is inflated).
     """
     try:
         with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+            check_unpacked_size(archive.infolist(), name, max_bytes)
             prefix, members = split_members(archive.namelist(), name)
 
             def read(member: str) -> bytes:
-                return archive.read(f"{prefix}/{member}")
+                return read_member(archive, f"{prefix}/{member}", _MAX_MEMBER_READ)
 
-            _vet_members(members, read, name)
+            _vet_members(members, read, name, max_bytes)
     except (zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
         raise ModelLoadError(f"{name}: damaged exported-program archive: {reason(exc)}") from exc
 
 
-def _vet_members(members: set[str], read: Callable[[str], bytes], name: str) -> None:
+def _vet_members(
+    members: set[str], read: Callable[[str], bytes], name: str, max_bytes: int
+) -> None:
     refuse = f"{name}: refusing exported program"
     for member in sorted(members):
         if member not in _PT2_FIXED_MEMBERS and not any(
@@ -98,9 +111,12 @@ def _vet_members(members: set[str], read: Callable[[str], bytes], name: str) -> 
                         f"{refuse}: {kind} entry {fqn!r} is pickled or not a plain tensor"
                     )
         sample = f"data/sample_inputs/{model}.pt"
-        if sample in members and read(sample):
+        if sample in members and (inputs := read(sample)):
+            if zipfile.is_zipfile(io.BytesIO(inputs)):  # a torch.save zip inside the archive
+                with zipfile.ZipFile(io.BytesIO(inputs)) as inner:
+                    check_unpacked_size(inner.infolist(), f"{name} (sample inputs)", max_bytes)
             try:
-                torch.load(io.BytesIO(read(sample)), map_location="cpu", weights_only=True)
+                torch.load(io.BytesIO(inputs), map_location="cpu", weights_only=True)
             except Exception as exc:  # any failure of the restricted unpickler
                 raise ModelLoadError(f"{refuse}: sample inputs: {reason(exc)}") from exc
         graph = _json(read(f"models/{model}.json"), name)

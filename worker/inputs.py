@@ -2,7 +2,9 @@
 
 User files are read with ``weightless_core``'s loaders, which never unpickle arbitrary objects
 (TorchScript and vetted ``.pt2`` archives, ``weights_only`` state dicts, ``.npz`` without
-pickle), after checking their size against the service limits.
+pickle, safetensors), after checking their size against the service limits. The same limits
+bound what a file may unpack to, so a small zip bomb cannot claim more memory than an
+uncompressed upload could.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from app.config import Settings
 from app.db import transaction
 from app.models import Upload
 from app.storage import Storage
-from weightless_core.data import BUILTIN_DATASETS, Dataset, load_dataset, load_npz
+from weightless_core.data import BUILTIN_DATASETS, Dataset, load_data_file, load_dataset
 from weightless_core.modelio import detect_format, load_model
 from worker.claim import Claim
 from worker.errors import JobFailed
@@ -65,7 +67,8 @@ def fetch_model(
     """The job's model as a CPU module; TorchScript and ``.pt2`` archives carry their graph."""
     upload = _upload(sessions, claim, claim.model_id, "model")
     path = _download(storage, upload, scratch, limit=settings.max_model_bytes, kind="model")
-    fmt = detect_format(path)  # ModelLoadError for anything that is not a model we can read
+    # ModelLoadError for anything that is not a model we can read (damaged, truncated, a bomb)
+    fmt = detect_format(path, max_bytes=settings.max_model_bytes)
     if fmt in ("state-dict", "safetensors"):
         raise JobFailed(
             "arch_required",
@@ -83,11 +86,11 @@ def fetch_dataset(
     scratch: Path,
     settings: Settings,
 ) -> Dataset | None:
-    """The uploaded ``.npz``, a built-in set by name, or ``None`` for data-free compression."""
+    """The uploaded ``.npz``/safetensors file, a built-in set by name, or ``None`` (data-free)."""
     if claim.dataset_id is not None:
         upload = _upload(sessions, claim, claim.dataset_id, "dataset")
         path = _download(storage, upload, scratch, limit=settings.max_dataset_bytes, kind="dataset")
-        return load_npz(path)
+        return load_data_file(path, max_bytes=settings.max_dataset_bytes)
     if claim.dataset_builtin is not None:
         # Only names: load_dataset would also take a path, which must never come from a user.
         if claim.dataset_builtin not in BUILTIN_DATASETS:
