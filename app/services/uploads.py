@@ -24,7 +24,7 @@ from app.errors import ConflictError, NotFoundError, PayloadTooLargeError
 from app.models import Job, Upload
 from app.services.pagination import paginate
 from app.services.teams import TeamRef
-from app.sniff import HEAD_BYTES, sniff
+from app.sniff import HEAD_BYTES, Tail, check_stored, safetensors_size, sniff
 from app.storage import ObjectTooLargeError, Storage, StorageError
 
 log = logging.getLogger(__name__)
@@ -69,27 +69,39 @@ def create_upload(
     session: Session, storage: Storage, team: TeamRef, *, kind: Kind, source: FileSource,
     max_bytes: int,
 ) -> Upload:  # fmt: skip
-    """Sniff, stream to a fresh key, then commit the row (reusing an identical object).
+    """Sniff, stream to a fresh key, check the framing, then commit the row (reusing an
+    identical object).
 
     The row is committed here, so that an object is never left without a row: if anything
-    fails before the commit, the new object is deleted again.
+    fails before the commit (a truncated or damaged file, a zip bomb: ``check_stored``), the
+    new object is deleted again.
     """
     fmt = sniff(source.head(HEAD_BYTES), kind)  # 415 before anything is stored
+    filename = sanitize_filename(source.filename, kind)
+    expected = safetensors_size(source.head, filename) if fmt == "safetensors" else None
+    if expected is not None and expected > max_bytes:
+        raise PayloadTooLargeError(
+            f"{filename}: the safetensors header describes {expected} bytes, more than the "
+            f"limit of {max_bytes} bytes"
+        )
     session.commit()  # hold no connection while a large body streams in
     key = f"uploads/{uuid.uuid4().hex}"
+    tail = Tail()
     try:
-        stored = storage.put_stream(key, source.chunks(), max_bytes=max_bytes)
+        stored = storage.put_stream(key, tail.follow(source.chunks()), max_bytes=max_bytes)
     except ObjectTooLargeError:
         raise PayloadTooLargeError(
             f"the {kind} is larger than the limit of {max_bytes} bytes"
         ) from None
     try:
+        check_stored(fmt, size=stored.size, expected=expected, tail=tail.bytes(),
+                     name=filename, max_unpacked=max_bytes)  # fmt: skip
         _lock_blob(session, stored.sha256)
         existing = session.scalar(
             select(Upload.storage_key).where(Upload.sha256 == stored.sha256).limit(1)
         )
         upload = Upload(
-            team_id=team.id, kind=kind, filename=sanitize_filename(source.filename, kind),
+            team_id=team.id, kind=kind, filename=filename,
             size=stored.size, sha256=stored.sha256, format=fmt, storage_key=existing or key,
         )  # fmt: skip
         session.add(upload)
