@@ -157,6 +157,60 @@ class JobPage(BaseModel):
     next_cursor: str | None
 
 
+class ErrorField(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    fields: list[ErrorField] | None = Field(
+        default=None, description="422 only: the fields at fault"
+    )
+
+
+class ErrorOut(BaseModel):
+    """The body of every error response (``app.errors``): one shape for all status codes."""
+
+    error: ErrorDetail
+
+
+_ERRORS: dict[int, str] = {
+    400: "Malformed request (e.g. a broken multipart body)",
+    401: "Missing, unknown or revoked API key",
+    404: "No such object for this team (another team's id looks the same)",
+    409: "The object's state does not allow this (yet)",
+    413: "The upload is larger than the limit",
+    415: "Unsupported file type (pickles are refused)",
+    422: "Invalid request: the fields at fault",
+    503: "The database, broker or object storage is unavailable; retry later",
+}
+_AUTH_HEADER = {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error codes, all in the ``ErrorOut`` shape.
+
+    Documented so that clients (and the schemathesis fuzz test) can rely on every status code
+    and body the API sends; FastAPI's default 422 (``HTTPValidationError``) is replaced, since
+    ``app.errors`` renders validation errors in the common shape.
+    """
+    responses: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        responses[code] = {"model": ErrorOut, "description": _ERRORS[code]}
+        if code == 401:
+            responses[code]["headers"] = _AUTH_HEADER
+    return responses
+
+
+class Readiness(BaseModel):
+    """``/readyz``: each dependency's check, ``ok`` or ``failed`` (never the reason)."""
+
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, Literal["ok", "failed"]]
+
+
 def upload_page(items: list[Upload], next_cursor: str | None) -> UploadPage:
     return UploadPage(items=[UploadOut.model_validate(u) for u in items], next_cursor=next_cursor)
 

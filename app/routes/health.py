@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from app.db import check_migrated
+from app.schemas import Readiness
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger("weightless.api")
@@ -46,7 +47,11 @@ CHECKS: dict[str, Callable[[Request], None]] = {
 }
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "A dependency failed its check"}},
+)
 def readyz(request: Request) -> JSONResponse:
     """200 when the database (migrated), the broker and the storage all answer, else 503."""
     results: dict[str, str] = {}

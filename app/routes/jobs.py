@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import FileResponse, RedirectResponse
@@ -16,20 +16,20 @@ from app.deps import (
     SettingsDep,
     StorageDep,
 )
-from app.schemas import JobCreate, JobOut, JobPage, JobStatus, job_page
+from app.schemas import JobCreate, JobOut, JobPage, JobStatus, error_responses, job_page
 from app.services import jobs
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=error_responses(401, 422, 503))
 # The status poll, mounted apart from ``router`` because its one dependency authenticates
 # (``app.deps.polled_job``): the ``/v1`` router's ``current_team`` would be a second lookup.
-poll_router = APIRouter(prefix="/jobs", tags=["jobs"])
+poll_router = APIRouter(prefix="/jobs", tags=["jobs"], responses=error_responses(401, 422, 503))
 
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
 ]
 
 
-@router.post("", status_code=202)
+@router.post("", status_code=202, responses=error_responses(400))
 def submit_job(
     body: JobCreate, response: Response, session: SessionDep, celery: CeleryDep,
     team: CurrentTeam, idempotency_key: IdempotencyKey = None,
@@ -52,16 +52,27 @@ def list_jobs(
     return job_page(*jobs.list_jobs(session, team, status=status, limit=limit, cursor=cursor))
 
 
-@poll_router.get("/{job_id}")
+@poll_router.get("/{job_id}", responses=error_responses(404))
 async def get_job(job: PolledJob) -> JobOut:
     """The job's status, progress and result (clients poll this: no transaction, one hop)."""
     return JobOut.of(job)
 
 
-@router.post("/{job_id}/cancel", status_code=202)
+@router.post("/{job_id}/cancel", status_code=202, responses=error_responses(404, 409))
 def cancel_job(job: OwnedJob, session: SessionDep) -> JobOut:
     """Cancel a queued job now, or ask a running one to stop (409 once finished)."""
     return JobOut.of(jobs.cancel_job(session, job))
+
+
+def _download_responses(media_type: str, what: str) -> dict[int | str, dict[str, Any]]:
+    """The file itself (local storage) or a redirect to a presigned URL (S3); 409 until the
+    job has succeeded, 404 when the job (or this output of it) does not exist."""
+    location = {"Location": {"description": "A short-lived URL", "schema": {"type": "string"}}}
+    return {
+        200: {"description": f"{what}, as a download", "content": {media_type: {}}},
+        307: {"description": f"{what}: a short-lived presigned URL", "headers": location},
+        **error_responses(404, 409),
+    }
 
 
 def _download(
@@ -76,19 +87,31 @@ def _download(
     return FileResponse(out.path, media_type=out.media_type, filename=out.filename)  # type: ignore[arg-type]
 
 
-@router.get("/{job_id}/artifact", response_class=Response)
+@router.get(
+    "/{job_id}/artifact",
+    response_class=Response,
+    responses=_download_responses("application/octet-stream", "The encoded model"),
+)
 def get_artifact(job: OwnedJob, storage: StorageDep, settings: SettingsDep) -> Response:
     """The encoded model (a redirect to a short-lived URL, or the file itself)."""
     return _download(job, storage, settings, "artifact")
 
 
-@router.get("/{job_id}/report", response_class=Response)
+@router.get(
+    "/{job_id}/report",
+    response_class=Response,
+    responses=_download_responses("application/json", "The JSON report"),
+)
 def get_report(job: OwnedJob, storage: StorageDep, settings: SettingsDep) -> Response:
     """The job's JSON report (a redirect to a short-lived URL, or the file itself)."""
     return _download(job, storage, settings, "report")
 
 
-@router.get("/{job_id}/report.html", response_class=Response)
+@router.get(
+    "/{job_id}/report.html",
+    response_class=Response,
+    responses=_download_responses("text/html", "The HTML report"),
+)
 def get_report_html(job: OwnedJob, storage: StorageDep, settings: SettingsDep) -> Response:
     """The job's self-contained HTML report (per-layer table and charts), as a download."""
     return _download(job, storage, settings, "report_html")

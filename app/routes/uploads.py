@@ -12,11 +12,11 @@ from fastapi import APIRouter, Query, Request, Response
 
 from app.deps import CurrentTeam, OwnedDataset, OwnedModel, SessionDep, SettingsDep, StorageDep
 from app.multipart import FilePart
-from app.schemas import UploadOut, UploadPage, upload_page
+from app.schemas import UploadOut, UploadPage, error_responses, upload_page
 from app.services import uploads
 from app.services.uploads import Kind
 
-router = APIRouter(tags=["uploads"])
+router = APIRouter(tags=["uploads"], responses=error_responses(401, 422, 503))
 
 Limit = Annotated[int, Query(ge=1, le=100)]
 
@@ -34,6 +34,7 @@ _MULTIPART_BODY: dict[str, Any] = {
         },
     }
 }
+_UPLOAD_ERRORS = error_responses(400, 413, 415)
 
 
 def _upload(
@@ -50,7 +51,7 @@ def _upload(
     return UploadOut.model_validate(upload)
 
 
-@router.post("/models", status_code=201, openapi_extra=_MULTIPART_BODY)
+@router.post("/models", status_code=201, openapi_extra=_MULTIPART_BODY, responses=_UPLOAD_ERRORS)
 def upload_model(
     request: Request, session: SessionDep, storage: StorageDep, settings: SettingsDep,
     team: CurrentTeam,
@@ -61,7 +62,7 @@ def upload_model(
     )
 
 
-@router.post("/datasets", status_code=201, openapi_extra=_MULTIPART_BODY)
+@router.post("/datasets", status_code=201, openapi_extra=_MULTIPART_BODY, responses=_UPLOAD_ERRORS)
 def upload_dataset(
     request: Request, session: SessionDep, storage: StorageDep, settings: SettingsDep,
     team: CurrentTeam,
@@ -90,24 +91,24 @@ def list_datasets(
     )
 
 
-@router.get("/models/{model_id}")
+@router.get("/models/{model_id}", responses=error_responses(404))
 def get_model(model: OwnedModel) -> UploadOut:
     return UploadOut.model_validate(model)
 
 
-@router.get("/datasets/{dataset_id}")
+@router.get("/datasets/{dataset_id}", responses=error_responses(404))
 def get_dataset(dataset: OwnedDataset) -> UploadOut:
     return UploadOut.model_validate(dataset)
 
 
-@router.delete("/models/{model_id}", status_code=204)
+@router.delete("/models/{model_id}", status_code=204, responses=error_responses(404, 409))
 def delete_model(model: OwnedModel, session: SessionDep, storage: StorageDep) -> Response:
     """Delete the model (409 while a queued or running job uses it)."""
     uploads.delete_upload(session, storage, model)
     return Response(status_code=204)
 
 
-@router.delete("/datasets/{dataset_id}", status_code=204)
+@router.delete("/datasets/{dataset_id}", status_code=204, responses=error_responses(404, 409))
 def delete_dataset(dataset: OwnedDataset, session: SessionDep, storage: StorageDep) -> Response:
     """Delete the data set (409 while a queued or running job uses it)."""
     uploads.delete_upload(session, storage, dataset)
