@@ -42,7 +42,7 @@ class FilePart:
         self._eof = False
         self._pending: deque[bytes] = deque()
         self._state = "before"  # -> "in" once our part's headers are read -> "done" at its end
-        self._headers: dict[str, str] = {}
+        self._headers: dict[str, bytes] = {}
         self._hname, self._hvalue = bytearray(), bytearray()
         callbacks = {
             "on_part_begin": self._on_part_begin,
@@ -68,7 +68,9 @@ class FilePart:
 
     def _on_header_end(self) -> None:
         name = self._hname.decode("latin-1").lower()
-        self._headers[name] = self._hvalue.decode("utf-8", errors="replace")
+        # Raw bytes: browsers send UTF-8 file names unescaped, which a str header (parsed as
+        # latin-1 by ``parse_options_header``) could not carry.
+        self._headers[name] = bytes(self._hvalue)
         self._hname, self._hvalue = bytearray(), bytearray()
 
     def _on_headers_finished(self) -> None:
