@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from app.storage import StorageError
 
@@ -33,6 +34,9 @@ class AppError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"error": {"code": self.code, "message": self.message}}
+
+    def response_headers(self) -> dict[str, str] | None:
+        return self.headers
 
 
 class BadRequestError(AppError):
@@ -83,21 +87,54 @@ class ServiceUnavailableError(AppError):
     status_code, code = 503, "service_unavailable"
 
 
+class RoutingError(AppError):
+    """Starlette's and FastAPI's own HTTP errors (unknown path, wrong method, a body that is
+    not text), keeping their headers.
+
+    A 405 must list every method of the path in ``Allow`` (RFC 9110); Starlette names only
+    those of the first route that matched the path, so ``GET`` and ``POST /v1/models`` (two
+    routes) would each claim to be the only one.
+    """
+
+    def __init__(self, exc: HTTPException, request: Request) -> None:
+        super().__init__(str(exc.detail))
+        self.status_code = exc.status_code
+        codes = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
+        self.code = codes.get(exc.status_code, "error")
+        self._headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:
+            self._headers = {**(self._headers or {}), "Allow": _allowed_methods(request)}
+
+    def response_headers(self) -> dict[str, str] | None:
+        return self._headers
+
+
 def _field_name(loc: tuple[int | str, ...]) -> str:
     parts = list(loc[1:] if loc and loc[0] == "body" else loc)
     return ".".join(str(p) for p in parts)
 
 
-def _as_app_error(exc: Exception) -> AppError:
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> str:
+    """The methods some route serves at the request's path (asked of the routes themselves,
+    so routers included into routers are searched too)."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    )
+
+
+def _as_app_error(exc: Exception, request: Request) -> AppError:
     if isinstance(exc, AppError):
         return exc
     if isinstance(exc, RequestValidationError):
         return InvalidRequestError([(_field_name(e["loc"]), e["msg"]) for e in exc.errors()])
-    if isinstance(exc, HTTPException):  # routing: unknown path, wrong method
-        err = AppError(str(exc.detail))
-        err.status_code = exc.status_code
-        err.code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
-        return err
+    if isinstance(exc, HTTPException):  # unknown path, wrong method, unreadable body
+        return RoutingError(exc, request)
     if isinstance(exc, StorageError):
         log.error("storage failed: %s", exc)
         return ServiceUnavailableError("object storage is unavailable; try again later")
@@ -113,11 +150,11 @@ async def handle_error(request: Request, exc: Exception) -> Response:
 
     A browser page (the dashboard registers ``app.state.html_error``) may answer with HTML.
     """
-    err = _as_app_error(exc)
+    err = _as_app_error(exc, request)
     html_error = getattr(request.app.state, "html_error", None)
     if html_error is not None and (page := html_error(request, err)) is not None:
         return page
-    return JSONResponse(err.body(), status_code=err.status_code, headers=err.headers)
+    return JSONResponse(err.body(), status_code=err.status_code, headers=err.response_headers())
 
 
 def install_error_handler(app: FastAPI) -> None:
