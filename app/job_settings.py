@@ -14,9 +14,13 @@ from weightless_core.errors import InvalidInputError
 from weightless_core.presets import preset_values
 from weightless_core.settings import CompressionSettings, LayerOverride
 
+# Strict: the schema says integer / number / boolean, so ``"seed": false`` or ``"t": "9"`` is a
+# 422 rather than silently becoming 0 or 9 (a number field still takes 1 as well as 1.0).
+_STRICT = ConfigDict(extra="forbid", strict=True)
+
 
 class LayerSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     sparsity: float | None = Field(default=None, ge=0.0, lt=1.0)
     r: int | None = Field(default=None, ge=1, le=8)
@@ -26,7 +30,7 @@ class LayerSettings(BaseModel):
 class JobSettings(BaseModel):
     """Compression settings of a job; ``None`` fields take the preset's (or library's) value."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     preset: Literal["default", "fast", "paper", "max"] = "default"
     method: Literal["weightless", "deep-compression"] | None = None
