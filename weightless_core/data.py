@@ -275,7 +275,8 @@ def _npz_x(array: np.ndarray, label: str) -> np.ndarray:
         array = array[:, None, :, :]
     elif array.ndim not in (2, 4):
         raise DataError(f"{label} must be (N, D), (N, H, W) or (N, C, H, W), got {array.shape}")
-    x = np.ascontiguousarray(array, dtype=np.float32)
+    with np.errstate(over="ignore"):  # values past float32 become inf, refused just below
+        x = np.ascontiguousarray(array, dtype=np.float32)
     if not np.isfinite(x).all():
         raise DataError(f"{label} contains NaN or Inf (or values beyond float32 range)")
     return x
