@@ -103,6 +103,7 @@ def read_member(
 # safetensors headers, checked without torch (the API checks uploads with this too)
 
 SAFETENSORS_MAX_HEADER = 100 << 20  # the safetensors library's own cap
+_MAX_DIMS = 64  # bounds the size products below (a 10**5-dimension shape is a CPU sink)
 _SAFETENSORS_BITS = {
     "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "F4": 4,
     "F6_E2M3": 6, "F6_E3M2": 6, "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32,
@@ -169,6 +170,8 @@ def parse_safetensors_header(header: bytes, name: str) -> SafetensorsLayout:
             raise bad(f"tensor {label} has unknown dtype {str(dtype)[:20]!r}")
         if not isinstance(shape, list) or not all(_natural(d) for d in shape):
             raise bad(f"tensor {label} has a shape that is not a list of sizes >= 0")
+        if len(shape) > _MAX_DIMS or any(d >= 1 << 64 for d in shape):
+            raise bad(f"tensor {label} has more than {_MAX_DIMS} dimensions or one past 2**64")
         if (
             not isinstance(offsets, list) or len(offsets) != 2
             or not all(_natural(o) for o in offsets) or offsets[0] > offsets[1]
@@ -177,9 +180,8 @@ def parse_safetensors_header(header: bytes, name: str) -> SafetensorsLayout:
         bits = math.prod(shape) * _SAFETENSORS_BITS[dtype]
         span = offsets[1] - offsets[0]
         if bits % 8 or bits // 8 != span:
-            shown = tuple(shape) if len(str(shape)) < 120 else f"of {len(shape)} dimensions"
             raise bad(
-                f"tensor {label} of shape {shown} and dtype {dtype} needs "
+                f"tensor {label} of shape {tuple(shape)} and dtype {dtype} needs "
                 f"{bits // 8 if bits % 8 == 0 else bits / 8} bytes, but its data_offsets "
                 f"span {span}"
             )
