@@ -373,7 +373,7 @@ def _job_summary(rows: list[dict[str, Any]], total: int) -> dict[str, Any]:
         "not_final_states": dict(Counter(r["status"] for r in rows if r["status"] not in FINISHED)),
         "attempts": {str(k): v for k, v in sorted(Counter(r["attempts"] for r in rows).items())},
         "error_codes": dict(Counter(r["error_code"] for r in rows if r["error_code"])),
-        "per_worker": dict(Counter((r["worker"] or "none").split(":")[0] for r in rows)),
+        "per_worker": dict(Counter(r["worker"] or "none" for r in rows)),  # host:pid
         "run_seconds_median": statistics.median(run) if run else None,
         "run_seconds_max": max(run) if run else None,
         "queue_wait_seconds_max": max(wait) if wait else None,
@@ -526,7 +526,9 @@ def log_findings(api: Stack, workers: list[CeleryWorker]) -> dict[str, Any]:
 
 
 def _ms(value: float | None) -> str:
-    return "failed" if value is None else f"{value:.0f} ms" if value >= 100 else f"{value:.1f} ms"
+    if value is None:  # a percentile that falls on a failed poll
+        return f"> {REQUEST_TIMEOUT:g} s (failed)"
+    return f"{value:.0f} ms" if value >= 100 else f"{value:.1f} ms"
 
 
 def _reading(res: dict[str, Any], sound: bool) -> str:
@@ -541,20 +543,31 @@ def _reading(res: dict[str, Any], sound: bool) -> str:
         f"window (median {_ms(poll['first_tenth_p50_ms'])} in its first tenth, "
         f"{_ms(poll['last_tenth_p50_ms'])} in its last)"
     )
-    cpu = f"{poll['api_cpu_percent']:.0f}% of a CPU"
+    workers = " + ".join(f"{c:.0f}%" for c in res["mixed"]["jobs"]["worker_cpu_percent"])
+    cpu = (
+        f"CPU in the window: API {poll['api_cpu_percent']:.0f}% of one, workers {workers}, "
+        f"load generator {poll['generator_cpu_percent']:.0f}%, the machine "
+        f"{poll['machine_cpu_percent']:.0f}% busy"
+    )
+    busy = (
+        f"; other work was running on this machine (load average {res['load_before']:.1f} "
+        "before the run), so a quiet machine is needed for the service's own figures"
+        if res["load_before"] >= 1.0
+        else ""
+    )
     if sound:
         return (
             f"nothing was refused or lost (every poll answered, all uploads stored, every job "
-            f"succeeded); {pace}: the two workers compete with it for the 2 CPUs and it got "
-            f"{cpu}."
+            f"succeeded); {pace} ({cpu}){busy}."
         )
     kinds = ", ".join(f"{n} {k}" for k, n in poll["transport_errors"].items())
     statuses = ", ".join(str(s) for s in poll["error_statuses"])
     return (
-        f"**not sound under this load**: {pace}; it got {cpu} next to the two workers. Poll "
-        f"errors: {kinds or 'no transport errors'}"
+        f"**not sound under this load**: {pace} ({cpu}). Poll errors: "
+        f"{kinds or 'no transport errors'}"
         + (f", HTTP {statuses}" if statuses else ", no non-2xx answers")
-        + f" (a poll unanswered {REQUEST_TIMEOUT:g} s after its due time counts as an error)."
+        + f" (a poll unanswered {REQUEST_TIMEOUT:g} s after its due time counts as an error)"
+        + f"{busy}."
     )
 
 
