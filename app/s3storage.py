@@ -290,3 +290,28 @@ def content_disposition(filename: str) -> str:
 def _redact(message: str) -> str:
     """botocore messages never carry secrets, but URLs may carry query-string signatures."""
     return re.sub(r"(Signature|X-Amz-Signature|X-Amz-Credential)=[^&\s]+", r"\1=***", message)
+
+
+_SIGNATURE = re.compile(r"(Signature[=:]\s*)[^&\s'\",}]+")
+
+
+class _RedactSignatures(logging.Filter):
+    """Hide request signatures in botocore's DEBUG records (it logs them in full).
+
+    ``botocore.auth`` logs each signature beside its canonical request, which for a presigned
+    URL spells out the whole URL: a download link, valid for ``presign_seconds``, in the log.
+    ``botocore.endpoint`` logs each request's ``Authorization`` header, which can be replayed
+    while S3 accepts the request's date (15 minutes). Only the signature is hidden.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _SIGNATURE.sub(r"\1***", message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+_REDACT_SIGNATURES = _RedactSignatures()
+for _name in ("botocore.auth", "botocore.endpoint"):
+    logging.getLogger(_name).addFilter(_REDACT_SIGNATURES)  # once: addFilter ignores repeats
