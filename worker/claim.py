@@ -140,6 +140,18 @@ def heartbeat(
         ).scalar_one_or_none()
 
 
+def renew_lease(sessions: sessionmaker[Session], c: Claim, *, lease_seconds: int) -> bool:
+    """Extend the lease only; False once the job is no longer ours."""
+    with transaction(sessions) as s:
+        renewed = s.execute(
+            update(Job)
+            .where(_ours(c))
+            .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+            .returning(Job.id)
+        ).one_or_none()
+    return renewed is not None
+
+
 def finish(sessions: sessionmaker[Session], c: Claim, status: str, **values: Any) -> bool:
     """Mark the job finished (``values``: result, error_code, ...) if it is still ours."""
     with transaction(sessions) as s:

@@ -41,6 +41,7 @@ from weightless_core.pipeline import compress
 from worker.claim import Claim, Outcome, claim, finish, settle_unclaimed
 from worker.errors import JobCancelled, JobFailed, JobLost, JobTimeLimit
 from worker.inputs import fetch_dataset, fetch_model
+from worker.lease import keep_lease
 from worker.progress import ProgressWriter
 from worker.watchdog import hard_limit
 
@@ -119,7 +120,7 @@ def run_job(
 
     guard = hard_limit(hard, stuck) if hard_stop else nullcontext()
     try:
-        with guard:
+        with guard, keep_lease(sessions, claimed, lease_seconds=settings.job_lease_seconds):
             result = _execute(
                 claimed, settings=settings, sessions=sessions, storage=storage, w=writer
             )

@@ -99,9 +99,9 @@ class Sweeper(threading.Thread):
             try:
                 sweep(self.sessions, self.celery, requeue_after=self.requeue_after)
             except (SQLAlchemyError, OSError) as e:
-                log.warning("sweep failed, trying again in %.0f s: %s", self.interval, e)
+                log.warning("sweep failed, trying again in %.1f s: %s", self.interval, e)
             except Exception:
-                log.exception("sweep failed, trying again in %.0f s", self.interval)
+                log.exception("sweep failed, trying again in %.1f s", self.interval)
             self._stop_event.wait(self.interval)
 
     def stop(self) -> None:

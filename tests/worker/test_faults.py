@@ -43,7 +43,7 @@ FAST_FAULTS = {
     "requeue_after_seconds": "1",  # ...and re-sent one second later
 }
 # Slow enough to kill in the middle (about 10 s on two CPUs), small enough for `make test`.
-LONG_JOB = {"preset": "fast", "sparsity": 0.8, "t": 9, "retrain_epochs": 3, "batch_size": 8}
+LONG_JOB = {"preset": "fast", "sparsity": 0.8, "t": 9, "retrain_epochs": 2, "batch_size": 16}
 JOB_TIMEOUT_S = 150
 
 
