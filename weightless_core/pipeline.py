@@ -83,13 +83,21 @@ class CompressionResult:
         return fileformat.save(path, self.entries, metadata=self.metadata)
 
 
+def _names(names: Sequence[str], most: int = 8, width: int = 80) -> str:
+    """A list of tensor names for an error message, bounded whatever the user sent."""
+    shown = [n if len(n) <= width else n[: width - 1] + "\N{HORIZONTAL ELLIPSIS}" for n in names]
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return f"[{', '.join(repr(n) for n in shown[:most])}]{more}"
+
+
 def select_targets(params: Mapping[str, nn.Parameter], settings: CompressionSettings) -> list[str]:
     """Names of the tensors to encode, in definition order; validates explicit choices."""
     if settings.encode is not None:
         unknown = [n for n in settings.encode if n not in params]
         if unknown:
             raise InvalidInputError(
-                f"encode names unknown tensors {unknown}; the model has {list(params)}"
+                f"encode names unknown tensors {_names(unknown)}; "
+                f"the model has {_names(list(params))}"
             )
         chosen = set(settings.encode)
         targets = [n for n in params if n in chosen]
@@ -102,7 +110,8 @@ def select_targets(params: Mapping[str, nn.Parameter], settings: CompressionSett
     stray = sorted(set(settings.layers) - set(targets))
     if stray:
         raise InvalidInputError(
-            f"per-layer settings name tensors that are not encoded: {stray}; encoded: {targets}"
+            f"per-layer settings name tensors that are not encoded: {_names(stray)}; "
+            f"encoded: {_names(targets)}"
         )
     if not targets:
         raise InvalidInputError(

@@ -438,12 +438,6 @@ def test_unknown_or_very_long_layer_names_fail_with_bad_settings(
         assert "fc1.weight" in job.error_message  # names what could be set
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the pipeline (weightless_core/pipeline.py, _targets) quotes every stray layer name in "
-    "full: a 10,000-character name makes a 10,000-character error message; outside this "
-    "change's files (cap the names shown there, or the key length in app/job_settings.py)",
-)
 def test_very_long_layer_name_gives_a_short_message(
     local_storage, make_job, settings, sessions, torchscript
 ):
