@@ -27,6 +27,7 @@ def _db_guard(fn: Callable[[Any], T]) -> T:
         transaction,
     )
     from app.errors import AppError
+    from app.storage import StorageError
 
     def run() -> T:
         settings = load_settings()
@@ -51,6 +52,8 @@ def _db_guard(fn: Callable[[Any], T]) -> T:
         raise fail("that conflicts with an existing record (does it exist already?)") from None
     except OperationalError as e:
         raise fail(f"database unavailable: {one_line(e.orig)}") from None
+    except StorageError as e:
+        raise fail(f"object storage unavailable: {one_line(e)}") from None
 
 
 @admin.command()
@@ -103,6 +106,38 @@ def revoke_key(
 
     _db_guard(lambda session: revoke(session, prefix))
     console.print(f"[green]revoked[/] {prefix}")
+
+
+@admin.command()
+def gc(
+    older_than: Annotated[
+        int, typer.Option(min=0, help="only objects older than this many seconds")
+    ] = 86400,
+    dry_run: Annotated[bool, typer.Option(help="list what would go, remove nothing")] = False,
+) -> None:
+    """Remove stored objects no upload or job needs, and abandoned partial uploads (what a
+    process killed mid-write leaves); safe to run while the service runs."""
+    from datetime import timedelta
+
+    from app.services.cleanup import collect_garbage
+    from app.storage_factory import make_storage
+
+    def run(session: Any) -> Any:
+        storage = make_storage(load_settings())
+        return collect_garbage(
+            session, storage, older_than=timedelta(seconds=older_than), dry_run=dry_run
+        )
+
+    found = _db_guard(run)
+    verb = "would remove" if dry_run else "removed"
+    for key in (*found.uploads, *found.job_outputs):
+        console.print(f"{verb} {key}", highlight=False)
+    console.print(
+        f"{verb} {len(found.uploads)} upload object(s), {len(found.job_outputs)} job "
+        f"output(s); aborted {found.aborted_writes} unfinished write(s)"
+        + (" (dry run: none aborted)" if dry_run else ""),
+        highlight=False,
+    )
 
 
 @admin.command("create-bucket")

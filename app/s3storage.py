@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -178,6 +179,28 @@ class S3Storage:
 
     def local_path(self, key: str) -> Path | None:
         return None
+
+    def list_objects(self, prefix: str) -> Iterator[tuple[str, datetime]]:
+        with self._errors("list", prefix):
+            pages = self.client.get_paginator("list_objects_v2")
+            for page in pages.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    yield item["Key"], item["LastModified"]
+
+    def abort_stale_uploads(self, before: datetime) -> int:
+        """Abort multipart uploads begun before ``before``: the parts of a writer that died
+        (a crashed API process) cost storage and are invisible to ``list_objects``."""
+        aborted = 0
+        with self._errors("list uploads", None):
+            pages = self.client.get_paginator("list_multipart_uploads")
+            for page in pages.paginate(Bucket=self.bucket):
+                for item in page.get("Uploads", []):
+                    if item["Initiated"] < before:
+                        self.client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=item["Key"], UploadId=item["UploadId"]
+                        )
+                        aborted += 1
+        return aborted
 
     def check(self) -> None:
         with self._errors("check", None):

@@ -10,8 +10,9 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -19,6 +20,9 @@ from typing import Protocol
 def html_report_key(report_key: str) -> str:
     """Key of a job's self-contained HTML report, beside its JSON one (no column of its own)."""
     return report_key.removesuffix(".json") + ".html"
+
+
+TMP_PREFIX = ".upload-"  # LocalStorage's files being written; renamed into place when complete
 
 
 class StorageError(RuntimeError):
@@ -64,6 +68,13 @@ class Storage(Protocol):
     def check(self) -> None:
         """Raise ``StorageError`` unless the backend is reachable (readiness probe)."""
 
+    def list_objects(self, prefix: str) -> Iterator[tuple[str, datetime]]:
+        """``(key, last modified)`` of every complete object under ``prefix`` (for cleanup)."""
+
+    def abort_stale_uploads(self, before: datetime) -> int:
+        """Discard writes begun before ``before`` that never completed (S3 multipart parts,
+        temporary files of a process that died); returns how many."""
+
 
 class LocalStorage:
     """Objects as files under ``root`` (the embedded deployment)."""
@@ -81,7 +92,7 @@ class LocalStorage:
         dest = self._path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
         digest, size = hashlib.sha256(), 0
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".upload-")
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=TMP_PREFIX)
         try:
             with os.fdopen(fd, "wb") as f:
                 for chunk in chunks:
@@ -121,6 +132,21 @@ class LocalStorage:
     def local_path(self, key: str) -> Path | None:
         path = self._path(key)
         return path if path.is_file() else None
+
+    def list_objects(self, prefix: str) -> Iterator[tuple[str, datetime]]:
+        for path in sorted(self.root.rglob("*")):
+            key = path.relative_to(self.root).as_posix()
+            if path.is_file() and not path.name.startswith(TMP_PREFIX) and key.startswith(prefix):
+                yield key, datetime.fromtimestamp(path.stat().st_mtime, UTC)
+
+    def abort_stale_uploads(self, before: datetime) -> int:
+        stale = [
+            p for p in self.root.rglob(f"{TMP_PREFIX}*")
+            if datetime.fromtimestamp(p.stat().st_mtime, UTC) < before
+        ]  # fmt: skip
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
 
     def check(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
