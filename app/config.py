@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     progress_interval_seconds: float = Field(default=1.0, ge=0.0)
     # Workers re-send jobs whose message was lost (``worker.sweeper``); 0 turns the sweep off.
     sweep_interval_seconds: float = Field(default=30.0, ge=0.0)
+    # Workers lower their CPU priority by this much (``nice``), so that where they share a
+    # machine with the API (the embedded run, a small host) status polls stay fast.
+    worker_nice: int = Field(default=10, ge=0, le=19)
     requeue_after_seconds: float = Field(default=600.0, ge=1.0)
     scratch_dir: Path | None = None
 

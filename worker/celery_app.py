@@ -3,14 +3,16 @@
 Run one such process per GPU. The app's configuration (late acks, reject on worker loss,
 prefetch 1, time limits, visibility timeout) lives in ``app.queue.make_celery`` so the API,
 which only sends tasks by name, and the worker can never disagree about it. Once the worker is
-ready it also starts the sweeper thread (``worker.sweeper``) that re-sends lost jobs.
+ready it also starts the sweeper thread (``worker.sweeper``) that re-sends lost jobs; it runs
+at a lower CPU priority than the API (``worker_nice``).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_ready, worker_shutdown
 
 from app.config import get_settings
 from app.queue import make_celery
@@ -21,6 +23,13 @@ celery = make_celery(get_settings())
 import worker.tasks  # noqa: E402 - registers the task on ``celery``
 
 _sweepers: list[Sweeper] = []
+
+
+@worker_init.connect
+def _lower_priority(**_: Any) -> None:
+    """Compression is batch work: where it shares CPUs with the API, the API goes first."""
+    if (nice := get_settings().worker_nice) > 0:
+        os.nice(nice)
 
 
 @worker_ready.connect

@@ -120,6 +120,8 @@ def test_a_killed_workers_job_is_redelivered_and_finishes_once(
     workers, make_job, digits_model, sessions
 ):
     first = workers()
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, first.process.pid) == min(ours + 10, 19)  # worker_nice
     storage = storage_of(first)
     job_id = make_job(storage, model=digits_model, job_settings=LONG_JOB)
     send(first, job_id)
