@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +24,19 @@ class DatabaseNotMigratedError(RuntimeError):
     """The schema is missing or behind the code's migrations."""
 
 
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _drop_inherited_pools() -> None:
+    """In a forked child (Celery's prefork pool), forget the parent's pooled connections
+    without closing them: their sockets belong to the parent, and sharing one corrupts both."""
+    for engine in list(_ENGINES):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_drop_inherited_pools)
+
+
 def make_engine(url: str, *, pre_ping: bool = True) -> Engine:
     """An engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout (API + worker).
 
@@ -40,10 +55,13 @@ def make_engine(url: str, *, pre_ping: bool = True) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.close()
 
+        _ENGINES.add(engine)
         return engine
-    return create_engine(
+    engine = create_engine(
         url, pool_pre_ping=pre_ping, pool_recycle=RECYCLE_SECONDS, pool_size=10, max_overflow=20
     )
+    _ENGINES.add(engine)
+    return engine
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

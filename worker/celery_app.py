@@ -15,12 +15,13 @@ from typing import Any
 from celery.signals import worker_init, worker_ready, worker_shutdown
 
 from app.config import get_settings
+from app.db import make_engine, make_sessionmaker
 from app.queue import make_celery
 from worker.sweeper import Sweeper
 
 celery = make_celery(get_settings())
 
-import worker.tasks  # noqa: E402 - registers the task on ``celery``
+import worker.tasks  # noqa: E402, F401 - registers the task on ``celery``
 
 _sweepers: list[Sweeper] = []
 
@@ -37,8 +38,11 @@ def _start_sweeper(**_: Any) -> None:
     settings = get_settings()
     if settings.sweep_interval_seconds <= 0:
         return
+    # Its own engine, not the task's cached resources: with the prefork pool this runs in the
+    # parent, and children forked later must not inherit a database session or S3 client.
+    sessions = make_sessionmaker(make_engine(settings.effective_database_url))
     sweeper = Sweeper(
-        worker.tasks.resources().sessions,
+        sessions,
         celery,
         interval=settings.sweep_interval_seconds,
         requeue_after=settings.requeue_after_seconds,
