@@ -25,7 +25,16 @@ from hypothesis import strategies as st
 from weightless_core import _jit, bitpack
 from weightless_core.errors import ConstructionError, InvalidInputError
 from weightless_core.hashing import derive_seed, hash_array, seed_key
-from weightless_core.retrieval import BY_CODE, MAX_T, STRUCTURES, BloomierFilter, RetrievalStructure
+from weightless_core.retrieval import (
+    BY_CODE,
+    MAX_T,
+    STRUCTURES,
+    BinaryFuse3,
+    BinaryFuse4,
+    BloomierFilter,
+    RetrievalStructure,
+)
+from weightless_core.retrieval.fuse import SEGMENT_STEPS, layout, parse_num_cells, size_factor
 
 ROOT = Path(__file__).resolve().parents[2]
 U64 = np.uint64
@@ -52,8 +61,42 @@ def _ref_bloomier(s: RetrievalStructure, keys: np.ndarray) -> np.ndarray:
     return q.astype(np.uint32)
 
 
+def _ref_mix64(z: np.ndarray) -> np.ndarray:
+    z = (z ^ (z >> U64(30))) * U64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> U64(27))) * U64(0x94D049BB133111EB)
+    return z ^ (z >> U64(31))
+
+
+def _ref_fuse(arity: int) -> Callable[[RetrievalStructure, np.ndarray], np.ndarray]:
+    """q(k) = mask ^ X[c_0] ^ ... ^ X[c_{a-1}] over a consecutive segments, from the module
+    docstring and the step table of docs/format.md."""
+
+    def query(s: RetrievalStructure, keys: np.ndarray) -> np.ndarray:
+        m = s.num_cells
+        k = 2 + sum(step <= m for step in SEGMENT_STEPS[arity])
+        seg_len = 1 << k
+        assert m % seg_len == 0
+        segs = m // seg_len - (arity - 1)
+        x = bitpack.unpack(bitpack.bytes_to_words(s.table_bytes(), m, s.t), m, s.t).astype(
+            np.uint64
+        )
+        with np.errstate(over="ignore"):
+            h = hash_array(np.asarray(keys, dtype=np.uint64), s.seed)
+            g = _ref_mix64(h)
+            start = ((h >> U64(32)) * U64(segs)) >> U64(32)
+            q = h & U64((1 << s.t) - 1)
+            for j in range(arity):
+                off = (g >> U64((64 // arity) * j)) & U64(seg_len - 1)
+                q ^= x[((start + U64(j)) * U64(seg_len) + off).astype(np.int64)]
+        return q.astype(np.uint32)
+
+    return query
+
+
 REFERENCE_QUERIES: dict[str, Callable[[RetrievalStructure, np.ndarray], np.ndarray]] = {
     "bloomier": _ref_bloomier,
+    "fuse3": _ref_fuse(3),
+    "fuse4": _ref_fuse(4),
 }
 
 ALL = pytest.mark.parametrize("cls", list(STRUCTURES.values()), ids=list(STRUCTURES))
@@ -76,7 +119,8 @@ def _binomial_ok(count: int, trials: int, p: float, sigmas: float = 5.0) -> bool
 
 
 def test_registry() -> None:
-    assert BloomierFilter in STRUCTURES.values()
+    assert list(STRUCTURES.values()) == [BloomierFilter, BinaryFuse3, BinaryFuse4]
+    assert [s.code for s in STRUCTURES.values()] == [1, 2, 3]
     assert MAX_T == 32
     for kind, cls in STRUCTURES.items():
         assert cls.kind == kind
@@ -276,23 +320,118 @@ def test_bloomier_from_table_cell_count() -> None:
             BloomierFilter.from_table(t=4, seed=0, num_cells=bad, table=b"\x00" * 10)
 
 
+@pytest.mark.parametrize("cls", [BinaryFuse3, BinaryFuse4], ids=["fuse3", "fuse4"])
+def test_fuse_from_table_cell_count(cls: type[RetrievalStructure]) -> None:
+    """Only sizes (S + a - 1) * L with L the segment length of that size are tables."""
+    a = 3 if cls is BinaryFuse3 else 4
+    good = [(segs + a - 1) << k for segs, k in (layout(a, n) for n in (0, 10, 1000, 100_000))]
+    assert good[0] == a * 4 and good[-1] == (118784 if a == 3 else 112640)
+    for m in good:
+        assert parse_num_cells(a, m) is not None
+        blank = bytes(bitpack.packed_nbytes(m, 4))
+        assert cls.from_table(t=4, seed=0, num_cells=m, table=blank).num_cells == m
+    # too small for a segments; not a whole number of segments; (3-wise) 16 cells would need
+    # segments of 8 (16 >= 13, the first step), too few for three
+    for bad in (0, 1, a * 4 - 1, a * 4 + 2, good[-1] + 512, 16 if a == 3 else 17):
+        assert parse_num_cells(a, bad) is None, bad
+        with pytest.raises(InvalidInputError, match="cells"):
+            cls.from_table(t=4, seed=0, num_cells=bad, table=bytes(bitpack.packed_nbytes(bad, 4)))
+
+
+@pytest.mark.parametrize("arity", [3, 4])
+def test_fuse_layout_is_readable_from_the_table_size(arity: int) -> None:
+    """The writer's layout for any n is the one a reader derives from num_cells alone."""
+    sizes = [*range(0, 3000), *np.unique(np.geomspace(3000, 2**32 - 1, 400).astype(np.int64))]
+    for n in sizes:
+        segs, k = layout(arity, int(n))
+        assert parse_num_cells(arity, (segs + arity - 1) << k) == (segs, k), n
+
+
+@pytest.mark.parametrize("arity", [3, 4])
+def test_fuse_segment_steps_follow_the_paper(arity: int) -> None:
+    """Each step is the size aimed at for the first n where the paper's rule (in n) picks the
+    next segment length; so a writer picks the paper's length (or, near a step, the next)."""
+    log_base, shift = (3.33, 2.25) if arity == 3 else (2.91, -0.5)
+
+    def paper_bits(n: int) -> int:
+        return math.floor(math.log(n) / math.log(log_base) + shift)
+
+    steps = SEGMENT_STEPS[arity]
+    assert len(steps) == (16 if arity == 3 else 14)  # up to 2**18 and 2**16 cells
+    for i, step in enumerate(steps):
+        lo, hi = 2, 1 << 40  # the first n with paper_bits(n) >= 3 + i
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if paper_bits(mid) >= 3 + i else (mid + 1, hi)
+        assert step == math.ceil(size_factor(arity, lo) * lo)
+    for n in (100, 10**4, 10**5, 10**6, 4 * 10**6):
+        assert layout(arity, n)[1] == paper_bits(n)
+    # Just below a step, rounding the table up to whole segments can cross it: the next
+    # length, as the paper picks a few keys later.
+    for n in np.unique(np.geomspace(2, 10**9, 3000).astype(np.int64)):
+        expected = min(max(2, paper_bits(int(n))), 18 if arity == 3 else 16)
+        assert layout(arity, int(n))[1] - expected in (0, 1), n
+
+
+# Cells per key: the paper's sizing at 10^5 keys (binary fuse needs more room for smaller n;
+# 1.175 and 1.12 aimed at, rounded up to whole segments), and the large-n figures of 1.125
+# and 1.075 that binary fuse is for.
+CELLS_PER_KEY_1E5 = {"bloomier": 1.2304, "fuse3": 1.19, "fuse4": 1.13}
+
+
+@ALL
+def test_cells_per_key_at_1e5_keys(cls: type[RetrievalStructure]) -> None:
+    n = 100_000
+    keys = np.arange(n, dtype=np.uint64) * U64(13) + U64(5)
+    values = (keys % U64(251)).astype(np.uint32)
+    s = cls.build(keys, values, t=8, seed=4)
+    assert s.num_cells / n <= CELLS_PER_KEY_1E5[cls.kind]
+    np.testing.assert_array_equal(s.query(keys), values)
+
+
+@pytest.mark.parametrize(("arity", "bound"), [(3, 1.13), (4, 1.08)])
+def test_fuse_cells_per_key_for_large_n(arity: int, bound: float) -> None:
+    for n in (4 * 10**6, 10**7, 10**8, 10**9, 2**32 - 1):
+        segs, k = layout(arity, n)
+        assert ((segs + arity - 1) << k) / n <= bound, n
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cls", [BinaryFuse3, BinaryFuse4], ids=["fuse3", "fuse4"])
+def test_fuse_builds_at_4e6_keys(cls: type[RetrievalStructure]) -> None:
+    n = 4_000_000
+    keys = np.arange(n, dtype=np.uint64) * U64(25) + U64(11)
+    values = (keys % U64(127)).astype(np.uint32)
+    s = cls.build(keys, values, t=7, seed=0)
+    assert s.num_cells / n <= (1.13 if cls is BinaryFuse3 else 1.08)
+    np.testing.assert_array_equal(s.query(keys), values)
+
+
 # ------------------------------------------------------------------------------ retries
 
 
-def test_construction_fails_below_threshold() -> None:
+# A table size (cells per key) at which each structure's construction fails often enough at
+# 300 keys that some seed's first attempts fail, yet rarely enough that a retry succeeds.
+NEAR_THRESHOLD = {"bloomier": 1.15, "fuse3": 1.3, "fuse4": 1.4}
+
+
+@ALL
+def test_construction_fails_below_threshold(cls: type[RetrievalStructure]) -> None:
     rng = np.random.default_rng(7)
     keys = _keys(rng, 2000, 100_000)
     values = np.zeros(2000, dtype=np.uint32)
-    with pytest.raises(ConstructionError, match="all 5 attempts"):
-        BloomierFilter.build(keys, values, t=8, seed=0, max_attempts=5, cells_per_key=1.0)
+    with pytest.raises(ConstructionError, match="construction failed all 5 attempts"):
+        cls.build(keys, values, t=8, seed=0, max_attempts=5, cells_per_key=1.0)
 
 
-def test_construction_retries_near_threshold() -> None:
+@ALL
+def test_construction_retries_near_threshold(cls: type[RetrievalStructure]) -> None:
     keys = _keys(np.random.default_rng(0), 300, 100_000)
     values = (keys % U64(61)).astype(np.uint32)
+    factor = NEAR_THRESHOLD[cls.kind]
     found = None
     for seed in range(200):  # deterministic search for a seed whose first attempts fail
-        s = BloomierFilter.build(keys, values, t=6, seed=seed, max_attempts=64, cells_per_key=1.15)
+        s = cls.build(keys, values, t=6, seed=seed, max_attempts=64, cells_per_key=factor)
         if s.attempts > 1:
             found = (seed, s)
             break
@@ -300,11 +439,9 @@ def test_construction_retries_near_threshold() -> None:
     seed, s = found
     assert s.seed == derive_seed(seed, s.attempts - 1) != seed
     np.testing.assert_array_equal(s.query(keys), values)
-    np.testing.assert_array_equal(_ref_bloomier(s, keys), values)
+    np.testing.assert_array_equal(_reference(cls)(s, keys), values)
     with pytest.raises(ConstructionError, match=f"all {s.attempts - 1} attempts"):
-        BloomierFilter.build(
-            keys, values, t=6, seed=seed, max_attempts=s.attempts - 1, cells_per_key=1.15
-        )
+        cls.build(keys, values, t=6, seed=seed, max_attempts=s.attempts - 1, cells_per_key=factor)
 
 
 @ALL
@@ -312,6 +449,29 @@ def test_duplicate_keys_fail_with_a_reason(cls: type[RetrievalStructure]) -> Non
     keys = np.array([1, 2, 3, 2, 5], dtype=np.uint64)
     with pytest.raises(ConstructionError, match="1 keys are duplicates"):
         cls.build(keys, np.zeros(5, dtype=np.uint32), t=4, seed=0, max_attempts=3)
+
+
+@ALL
+@pytest.mark.parametrize("n", [1, 2, 10])
+def test_small_n(cls: type[RetrievalStructure], n: int) -> None:
+    """Tiny tables have the least slack: many seeds, each exact, each as the reference says."""
+    ref = _reference(cls)
+    probe = np.arange(4000, dtype=np.uint64)
+    codebook = np.linspace(-1, 1, 8, dtype=np.float32)
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        keys = _keys(rng, n, 4000)
+        values = rng.integers(0, 128, size=n).astype(np.uint32)
+        s = cls.build(keys, values, t=7, seed=seed)
+        np.testing.assert_array_equal(s.query(keys), values)
+        q = ref(s, probe)
+        np.testing.assert_array_equal(q[keys.astype(np.int64)], values)
+        np.testing.assert_array_equal(s.query(probe), q)
+        out = np.empty(probe.size, dtype=np.float32)
+        s.decode_dense(out, codebook)
+        np.testing.assert_array_equal(out, np.where(q < 8, codebook[np.minimum(q, 7)], 0))
+        back = cls.from_table(t=7, seed=s.seed, num_cells=s.num_cells, table=s.table_bytes())
+        assert back == s
 
 
 @ALL

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from weightless_core.retrieval.base import MAX_T, RetrievalStructure
 from weightless_core.retrieval.bloomier import BloomierFilter
+from weightless_core.retrieval.fuse import BinaryFuse3, BinaryFuse4
 
-STRUCTURES: dict[str, type[RetrievalStructure]] = {BloomierFilter.kind: BloomierFilter}
+STRUCTURES: dict[str, type[RetrievalStructure]] = {
+    s.kind: s for s in (BloomierFilter, BinaryFuse3, BinaryFuse4)
+}
 BY_CODE: dict[int, type[RetrievalStructure]] = {s.code: s for s in STRUCTURES.values()}
 
-__all__ = ["BY_CODE", "MAX_T", "STRUCTURES", "BloomierFilter", "RetrievalStructure"]
+__all__ = [
+    "BY_CODE",
+    "MAX_T",
+    "STRUCTURES",
+    "BinaryFuse3",
+    "BinaryFuse4",
+    "BloomierFilter",
+    "RetrievalStructure",
+]

@@ -1,0 +1,555 @@
+"""Binary fuse retrieval (Graf & Lemire 2022), 3-wise and 4-wise, with a t-bit mask.
+
+Same contract as the Bloomier filter (a stored key queries to its value, any other key to
+uniform t bits), in fewer cells: about 1.125 (3-wise) or 1.075 (4-wise) per key for large
+``n`` instead of 1.23, because each key's cells lie in ``a`` consecutive segments rather than
+anywhere in the table, and such spatially coupled hypergraphs still peel at that density.
+
+Layout (``docs/format.md`` is normative), arity ``a`` in {3, 4}: ``m = (S + a - 1) * L`` cells
+of ``t`` bits, ``S >= 1`` start segments of ``L = 2**k`` cells, ``k = segment_bits(a, m)`` (so
+the table size alone fixes the layout). For key ``key`` with ``h = hash64(seed, key)`` and
+``g = mix64(h)``:
+
+* start segment ``s = ((h >> 32) * S) >> 32`` (``0 <= s < S``),
+* cells ``c_j = (s + j) * L + ((g >> (w*j)) & (L - 1))`` for ``j = 0 .. a-1``, ``w = 64 // a``
+  (distinct: one per segment; ``L <= 2**w`` keeps the offset fields of ``g`` apart),
+* mask ``M = h & (2**t - 1)``,
+* query ``q(key) = M ^ X[c_0] ^ ... ^ X[c_{a-1}]``.
+
+Construction sorts the keys by start segment (so hashing them in touches a sliding window of
+the table, not all of it), peels the hypergraph (a cell touched by exactly one remaining key
+names that key: each cell keeps the xor of its keys' hashes) and assigns cells in reverse peel
+order. Peeling fails with small probability; a failure retries with a derived seed.
+
+Peel order (it fixes the table bytes, which the golden file pins): cells are scanned in
+ascending order; on reaching a cell of count 1, it is pushed on an empty stack, and until the
+stack is empty the top cell is popped and, if its count is still 1, its key is peeled and every
+cell of that key whose count drops to 1 is pushed (in order ``j = 0 .. a-1``). Depth first, so
+the work stays inside the window of segments just touched.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Self
+
+import numpy as np
+
+from weightless_core import bitpack
+from weightless_core._jit import inline, njit, prange, prefetch
+from weightless_core.errors import ConstructionError, InvalidInputError
+from weightless_core.hashing import derive_seed, seed_key
+from weightless_core.retrieval.base import MAX_T, RetrievalStructure
+from weightless_core.retrieval.bloomier import _CHUNK, _check_t, _mix, _wrapping
+
+MAX_KEYS = (1 << 32) - 1  # per-cell key counts are 32-bit
+MIN_SEGMENT_BITS = 2
+MAX_SEGMENTS = (1 << 32) - 1  # the start segment is a 32 x 32-bit product
+
+# SEGMENT_STEPS[a][i] is the smallest table (in cells) whose segments have 2**(3 + i) cells.
+# They are the paper's rule for the segment length, floor(ln(n) / ln(3.33) + 2.25) bits for
+# 3-wise and floor(ln(n) / ln(2.91) - 0.5) for 4-wise (n keys), moved from n to the table size
+# the writer aims at for that n (ceil(size_factor * n)), so that a reader, which knows only
+# the table size, finds the same length. The last step is the largest segment: 2**18 cells as
+# in the paper for 3-wise, 2**16 for 4-wise (four 16-bit offset fields fill a 64-bit hash).
+SEGMENT_STEPS: dict[int, tuple[int, ...]] = {
+    3: (13, 23, 54, 151, 450, 1389, 4372, 13941, 44845, 145153, 472034, 1548363, 5156044,
+        17169623, 57174843, 190392222),
+    4: (80, 199, 521, 1404, 3849, 10676, 29864, 84073, 237850, 676194, 1967723, 5726073,
+        16662870, 48488952),
+}  # fmt: skip
+
+_AHEAD = 16
+"""How many iterations ahead the assignment kernel prefetches the cells it will write."""
+
+
+def segment_bits(arity: int, num_cells: int) -> int:
+    """``k`` of the segment length ``L = 2**k`` of a table of ``num_cells`` cells: 2 plus the
+    number of ``SEGMENT_STEPS[arity]`` not above ``num_cells``."""
+    return MIN_SEGMENT_BITS + sum(1 for step in SEGMENT_STEPS[arity] if step <= num_cells)
+
+
+def field_bits(arity: int) -> int:
+    """Spacing of the ``arity`` offset fields in the offset hash ``g`` (21 or 16 bits)."""
+    return 64 // arity
+
+
+def size_factor(arity: int, n: int) -> float:
+    """Target cells per key for ``n`` keys: the paper's, growing for small ``n`` where the
+    coupling has fewer segments to work with."""
+    if n < 2:
+        return 1.0
+    if arity == 3:
+        return max(1.125, 0.875 + 0.25 * math.log(1e6) / math.log(n))
+    return max(1.075, 0.77 + 0.305 * math.log(6e5) / math.log(n))
+
+
+def layout(arity: int, n: int, cells_per_key: float | None = None) -> tuple[int, int]:
+    """``(S, k)`` for ``n`` keys: the fewest segments that give ``cells_per_key * n`` cells
+    (default ``size_factor``), with ``k`` consistent with the resulting table size."""
+    f = size_factor(arity, n) if cells_per_key is None else cells_per_key
+    target = max(1, math.ceil(f * n))
+    k = segment_bits(arity, target)
+    while True:
+        seg = 1 << k
+        s = max(1, -(-target // seg) - (arity - 1))
+        m = (s + arity - 1) * seg
+        k2 = segment_bits(arity, m)
+        if k2 == k:
+            return s, k
+        k = k2  # m crossed a step of segment_bits: larger segments, same target (rare)
+
+
+def parse_num_cells(arity: int, num_cells: int) -> tuple[int, int] | None:
+    """``(S, k)`` of a stored table of ``num_cells`` cells, or None if no layout has that size."""
+    k = segment_bits(arity, num_cells)
+    seg = 1 << k
+    if num_cells < arity * seg or num_cells % seg:
+        return None
+    s = num_cells // seg - (arity - 1)
+    return (s, k) if s <= MAX_SEGMENTS else None
+
+
+# ------------------------------------------------------------------------------ hashing
+
+
+@inline
+def _start(h: np.uint64, segs: np.uint64) -> np.uint64:
+    return ((h >> np.uint64(32)) * segs) >> np.uint64(32)
+
+
+@inline
+def _cell(base: np.uint64, g: np.uint64, j: np.uint64, k: np.uint64, fb: np.uint64) -> np.uint64:
+    """Cell ``c_j`` of a key whose start segment begins at cell ``base``; ``fb`` is
+    ``field_bits``."""
+    lmask = (np.uint64(1) << k) - np.uint64(1)
+    return base + (j << k) + ((g >> (fb * j)) & lmask)
+
+
+# ------------------------------------------------------------------------------ queries
+#
+# As in the Bloomier kernels: a chunk of keys is hashed in one arithmetic pass (start of the
+# segment window, the offset hash and the mask), then one pass per arity xors in that cell of
+# every key (independent loads the CPU overlaps), then results are written.
+
+
+@njit()
+def _locate_range(start: int, m: int, sk: np.uint64, segs: np.uint64, k: np.uint64, base, gg, acc):
+    """Positions ``start .. start+m-1``: window start, offset hash and mask of each."""
+    first = np.uint64(start) + sk
+    for j in range(m):
+        h = _mix(first + np.uint64(j))
+        gg[j] = _mix(h)
+        base[j] = _start(h, segs) << k
+        acc[j] = h
+
+
+@njit()
+def _locate_keys(
+    keys, start: int, m: int, sk: np.uint64, segs: np.uint64, k: np.uint64, base, gg, acc
+):
+    """Like ``_locate_range`` for ``keys[start : start+m]``."""
+    for j in range(m):
+        h = _mix(np.uint64(keys[start + j]) + sk)
+        gg[j] = _mix(h)
+        base[j] = _start(h, segs) << k
+        acc[j] = h
+
+
+@njit()
+def _xor_segment(
+    words, base, gg, acc, m: int, j: np.uint64, k: np.uint64, fb: np.uint64, t: np.uint64
+) -> None:
+    """``acc[i] ^=`` the stream bits of cell ``c_j`` of key ``i`` (at least 33; callers mask)."""
+    lmask = (np.uint64(1) << k) - np.uint64(1)
+    off = j << k
+    shift = fb * j
+    for i in range(m):
+        p = (base[i] + off + ((gg[i] >> shift) & lmask)) * t
+        w = p >> np.uint64(5)
+        pair = np.uint64(words[w]) | (np.uint64(words[w + np.uint64(1)]) << np.uint64(32))
+        acc[i] ^= pair >> (p & np.uint64(31))
+
+
+@njit()
+def _lookup(words, m: int, arity: np.int64, k: np.uint64, t: np.uint64, base, gg, acc) -> None:
+    fb = np.uint64(64 // arity)
+    for j in range(arity):
+        _xor_segment(words, base, gg, acc, m, np.uint64(j), k, fb, t)
+
+
+@njit(parallel=True)
+def _query_kernel(
+    keys, words, sk: np.uint64, segs: np.int64, k: np.int64, arity: np.int64, t: np.int64, out
+) -> None:
+    ss, kk, tt = np.uint64(segs), np.uint64(k), np.uint64(t)
+    tmask = (np.uint64(1) << tt) - np.uint64(1)
+    n = keys.size
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        start = c * _CHUNK
+        m = min(_CHUNK, n - start)
+        base = np.empty(_CHUNK, dtype=np.uint64)
+        gg = np.empty(_CHUNK, dtype=np.uint64)
+        acc = np.empty(_CHUNK, dtype=np.uint64)
+        _locate_keys(keys, start, m, sk, ss, kk, base, gg, acc)
+        _lookup(words, m, arity, kk, tt, base, gg, acc)
+        for j in range(m):
+            out[start + j] = np.uint32(acc[j] & tmask)
+
+
+@njit(parallel=True)
+def _decode_kernel(
+    out, words, sk: np.uint64, segs: np.int64, k: np.int64, arity: np.int64, t: np.int64, table
+) -> None:
+    # ``table`` is the codebook followed by one 0.0: an out-of-range result selects that last
+    # entry, so the loop has no data-dependent branch. ``out`` is written in place, once.
+    ss, kk, tt = np.uint64(segs), np.uint64(k), np.uint64(t)
+    tmask = (np.uint64(1) << tt) - np.uint64(1)
+    last = np.uint64(table.size - 1)
+    n = out.size
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        start = c * _CHUNK
+        m = min(_CHUNK, n - start)
+        base = np.empty(_CHUNK, dtype=np.uint64)
+        gg = np.empty(_CHUNK, dtype=np.uint64)
+        acc = np.empty(_CHUNK, dtype=np.uint64)
+        _locate_range(start, m, sk, ss, kk, base, gg, acc)
+        _lookup(words, m, arity, kk, tt, base, gg, acc)
+        for j in range(m):
+            out[start + j] = table[min(acc[j] & tmask, last)]
+
+
+@njit(parallel=True)
+def _count_kernel(
+    pruned,
+    words,
+    sk: np.uint64,
+    segs: np.int64,
+    k: np.int64,
+    arity: np.int64,
+    t: np.int64,
+    limit: np.uint64,
+) -> int:
+    ss, kk, tt = np.uint64(segs), np.uint64(k), np.uint64(t)
+    tmask = (np.uint64(1) << tt) - np.uint64(1)
+    n = pruned.size
+    total = 0
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        start = c * _CHUNK
+        m = min(_CHUNK, n - start)
+        base = np.empty(_CHUNK, dtype=np.uint64)
+        gg = np.empty(_CHUNK, dtype=np.uint64)
+        acc = np.empty(_CHUNK, dtype=np.uint64)
+        _locate_range(start, m, sk, ss, kk, base, gg, acc)
+        _lookup(words, m, arity, kk, tt, base, gg, acc)
+        hits = 0
+        for j in range(m):
+            hits += pruned[start + j] and (acc[j] & tmask) < limit
+        total += hits
+    return total
+
+
+# ------------------------------------------------------------------------------ construction
+#
+# Each cell has one 16-byte slot (two uint64 in ``slots``): the xor of the hashes of the keys
+# touching it, and their count (low 32 bits) next to the xor of their values (high 32 bits), as
+# in the Bloomier construction. A cell of count 1 thus names its last key's hash and value.
+
+
+@njit()
+def _build_sort(
+    keys, values, sk: np.uint64, segs: np.int64, hashes, order_h, order_v, bucket
+) -> None:
+    """Hash every key and counting-sort (hash, value) pairs by start segment into ``order_*``."""
+    n = keys.size
+    ss = np.uint64(segs)
+    bucket[:] = 0
+    for i in range(n):
+        h = _mix(np.uint64(keys[i]) + sk)
+        hashes[i] = h
+        bucket[_start(h, ss) + np.uint64(1)] += 1
+    for s in range(segs):
+        bucket[s + 1] += bucket[s]
+    for i in range(n):
+        h = hashes[i]
+        s = _start(h, ss)
+        p = bucket[s]
+        bucket[s] = p + 1
+        order_h[p] = h
+        order_v[p] = values[i]
+
+
+@njit()
+def _build_add(order_h, order_v, segs: np.int64, k: np.int64, arity: np.int64, slots) -> None:
+    """Add every key (in segment order: a sliding window of the table) to the zeroed slots."""
+    ss, kk, fb = np.uint64(segs), np.uint64(k), np.uint64(64 // arity)
+    one = np.uint64(1)
+    for i in range(order_h.size):
+        h = order_h[i]
+        g = _mix(h)
+        base = _start(h, ss) << kk
+        tag = np.uint64(order_v[i]) << np.uint64(32)
+        for j in range(arity):
+            s = _cell(base, g, np.uint64(j), kk, fb) * np.uint64(2)
+            slots[s] ^= h
+            slots[s + one] = (slots[s + one] + one) ^ tag
+
+
+@njit()
+def _build_peel(
+    slots, segs: np.int64, k: np.int64, arity: np.int64, stack, peel_h, peel_v, peel_c
+) -> int:
+    """Peel in the documented order; returns how many keys were peeled (all of them: success)."""
+    ss, kk, fb = np.uint64(segs), np.uint64(k), np.uint64(64 // arity)
+    m = (segs + arity - 1) << k
+    one = np.uint64(1)
+    low = np.uint64(0xFFFFFFFF)
+    sn = 0
+    for c0 in range(m):
+        if slots[2 * c0 + 1] & low != one:
+            continue
+        stack[0] = c0
+        top = 1
+        while top > 0:
+            top -= 1
+            c = stack[top]
+            if slots[2 * c + 1] & low != one:
+                continue
+            h = slots[2 * c]
+            tag = slots[2 * c + 1] & ~low
+            peel_h[sn] = h
+            peel_v[sn] = np.uint32(tag >> np.uint64(32))
+            peel_c[sn] = c
+            sn += 1
+            g = _mix(h)
+            base = _start(h, ss) << kk
+            for j in range(arity):
+                d = _cell(base, g, np.uint64(j), kk, fb)
+                s = d + d
+                slots[s] ^= h
+                cnt = (slots[s + one] - one) ^ tag
+                slots[s + one] = cnt
+                if cnt & low == one:
+                    stack[top] = d
+                    top += 1
+    return sn
+
+
+@njit()
+def _build_assign(
+    peel_h, peel_v, peel_c, segs: np.int64, k: np.int64, arity: np.int64, t: np.int64, x
+) -> None:
+    """Assign cells in reverse peel order so every key's query returns its value."""
+    ss, kk, fb = np.uint64(segs), np.uint64(k), np.uint64(64 // arity)
+    tmask = (np.uint64(1) << np.uint64(t)) - np.uint64(1)
+    for s in range(peel_h.size - 1, -1, -1):
+        if s >= _AHEAD:
+            ha = peel_h[s - _AHEAD]
+            ga = _mix(ha)
+            ba = _start(ha, ss) << kk
+            for j in range(arity):
+                prefetch(x, _cell(ba, ga, np.uint64(j), kk, fb))
+        h = peel_h[s]
+        g = _mix(h)
+        base = _start(h, ss) << kk
+        # x[peel_c[s]] is still 0 here (each cell is peeled at most once), so xoring every cell
+        # of the key, the peeled one included, is the same as xoring the others.
+        v = (np.uint64(peel_v[s]) ^ h) & tmask
+        for j in range(arity):
+            v ^= np.uint64(x[_cell(base, g, np.uint64(j), kk, fb)])
+        x[peel_c[s]] = np.uint32(v)
+
+
+class _Scratch:
+    """Work arrays of one construction, reused across attempts of the same layout."""
+
+    def __init__(self, n: int, segs: int, k: int, arity: int):
+        m = (segs + arity - 1) << k
+        self.slots = np.empty(2 * m, dtype=np.uint64)
+        self.stack = np.empty(m + 1, dtype=np.int64)
+        self.hashes = np.empty(n, dtype=np.uint64)
+        self.order_h = np.empty(n, dtype=np.uint64)
+        self.order_v = np.empty(n, dtype=np.uint32)
+        self.bucket = np.empty(segs + 1, dtype=np.int64)
+        self.peel_h = self.hashes  # free once the keys are sorted
+        self.peel_v = np.empty(n, dtype=np.uint32)
+        self.peel_c = np.empty(n, dtype=np.int64)
+
+
+def build_cells(
+    keys: np.ndarray,
+    values: np.ndarray,
+    sk: int,
+    segs: int,
+    k: int,
+    arity: int,
+    t: int,
+    w: _Scratch,
+) -> np.ndarray | None:
+    """The cell values of one attempt with hash constant ``sk``, or None when peeling fails.
+
+    ``keys`` uint64 and ``values`` uint32, both 1-D and checked by the caller.
+    """
+    ss, kk, aa = np.int64(segs), np.int64(k), np.int64(arity)
+    w.slots.fill(0)
+    with _wrapping():
+        _build_sort(keys, values, np.uint64(sk), ss, w.hashes, w.order_h, w.order_v, w.bucket)
+        _build_add(w.order_h, w.order_v, ss, kk, aa, w.slots)
+        peeled = _build_peel(w.slots, ss, kk, aa, w.stack, w.peel_h, w.peel_v, w.peel_c)
+        if peeled != keys.size:
+            return None
+        x = np.zeros((segs + arity - 1) << k, dtype=np.uint32)
+        _build_assign(w.peel_h, w.peel_v, w.peel_c, ss, kk, aa, np.int64(t), x)
+    return x
+
+
+class _BinaryFuse(RetrievalStructure):
+    """Binary fuse retrieval of arity ``ARITY``; see the module docstring."""
+
+    ARITY: ClassVar[int]
+
+    def __init__(self, *, t: int, seed: int, num_cells: int, words: np.ndarray, attempts: int = 1):
+        layout_ = parse_num_cells(self.ARITY, num_cells)
+        if layout_ is None:
+            raise InvalidInputError(
+                f"{num_cells} cells is not a {self.kind} table size (see docs/format.md)"
+            )
+        self.t = t
+        self.seed = seed
+        self.num_cells = num_cells
+        self.attempts = attempts
+        self._words = words
+        self._segs = np.int64(layout_[0])
+        self._k = np.int64(layout_[1])
+        self._sk = np.uint64(seed_key(seed))
+
+    @property
+    def segment_length(self) -> int:
+        return 1 << int(self._k)
+
+    @property
+    def segment_count(self) -> int:
+        """Start segments ``S`` (the table has ``S + arity - 1`` segments)."""
+        return int(self._segs)
+
+    @classmethod
+    def build(
+        cls,
+        keys: np.ndarray,
+        values: np.ndarray,
+        *,
+        t: int,
+        seed: int,
+        max_attempts: int = 16,
+        cells_per_key: float | None = None,
+    ) -> Self:
+        """See ``RetrievalStructure.build``; ``cells_per_key`` overrides ``size_factor`` (tests
+        lower it below the peeling threshold to exercise the retries)."""
+        _check_t(t)
+        seed_key(seed)  # validates the seed
+        keys = np.ascontiguousarray(keys, dtype=np.uint64).ravel()
+        values = np.ascontiguousarray(values).ravel()
+        if keys.size != values.size:
+            raise InvalidInputError(f"{keys.size} keys but {values.size} values")
+        if keys.size > MAX_KEYS:
+            raise InvalidInputError(f"at most {MAX_KEYS} keys per table, got {keys.size}")
+        if values.size:
+            if values.dtype.kind not in "iub":
+                raise InvalidInputError(f"values must be integers, got dtype {values.dtype}")
+            lo, hi = int(values.min()), int(values.max())
+            if lo < 0 or hi >> t:
+                bad = lo if lo < 0 else hi
+                raise InvalidInputError(f"values must lie in [0, 2**t = {1 << t}), got {bad}")
+        values = np.ascontiguousarray(values.astype(np.uint32, copy=False))
+        if max_attempts < 1:
+            raise InvalidInputError(f"max_attempts must be >= 1, got {max_attempts}")
+        if cells_per_key is not None and not cells_per_key > 0:
+            raise InvalidInputError(f"cells_per_key must be > 0, got {cells_per_key}")
+        segs, k = layout(cls.ARITY, keys.size, cells_per_key)
+        num_cells = (segs + cls.ARITY - 1) << k
+        scratch = _Scratch(keys.size, segs, k, cls.ARITY)
+        for attempt in range(max_attempts):
+            s = derive_seed(seed, attempt)
+            cells = build_cells(keys, values, seed_key(s), segs, k, cls.ARITY, t, scratch)
+            if cells is not None:
+                words = bitpack.pack(cells, t)
+                return cls(t=t, seed=s, num_cells=num_cells, words=words, attempts=attempt + 1)
+        dup = keys.size - np.unique(keys).size
+        why = f"{dup} keys are duplicates" if dup else "the table is too small for these keys"
+        raise ConstructionError(
+            f"{cls.kind} construction failed all {max_attempts} attempts for {keys.size} keys "
+            f"({num_cells} cells): {why}"
+        )
+
+    @classmethod
+    def from_table(cls, *, t: int, seed: int, num_cells: int, table: bytes) -> Self:
+        _check_t(t)
+        seed_key(seed)  # validates the seed
+        if parse_num_cells(cls.ARITY, num_cells) is None:
+            raise InvalidInputError(
+                f"{num_cells} cells is not a {cls.kind} table size: it must be (S + "
+                f"{cls.ARITY - 1}) * 2**segment_bits with 1 <= S < 2**32 (docs/format.md)"
+            )
+        if len(table) != bitpack.packed_nbytes(num_cells, t):
+            raise InvalidInputError(
+                f"table of {num_cells} cells of {t} bits needs "
+                f"{bitpack.packed_nbytes(num_cells, t)} bytes, got {len(table)}"
+            )
+        return cls(
+            t=t, seed=seed, num_cells=num_cells, words=bitpack.bytes_to_words(table, num_cells, t)
+        )
+
+    def table_bytes(self) -> bytes:
+        return bitpack.words_to_bytes(self._words, self.num_cells, self.t)
+
+    def cells(self) -> np.ndarray:
+        """The table unpacked to one uint32 per cell (for inspection and tests)."""
+        return bitpack.unpack(self._words, self.num_cells, self.t)
+
+    def _params(self) -> tuple[np.uint64, np.int64, np.int64, np.int64, np.int64]:
+        return self._sk, self._segs, self._k, np.int64(self.ARITY), np.int64(self.t)
+
+    def query(self, keys: np.ndarray) -> np.ndarray:
+        flat = np.ascontiguousarray(keys, dtype=np.uint64).ravel()
+        out = np.empty(flat.size, dtype=np.uint32)
+        with _wrapping():
+            _query_kernel(flat, self._words, *self._params(), out)
+        return out.reshape(np.shape(keys))
+
+    def decode_dense(self, out: np.ndarray, codebook: np.ndarray) -> None:
+        if not (
+            isinstance(out, np.ndarray)
+            and out.ndim == 1
+            and out.dtype == np.float32
+            and out.flags.c_contiguous
+            and out.flags.writeable
+        ):
+            raise InvalidInputError("out must be a writeable, contiguous 1-D float32 array")
+        table = np.append(np.asarray(codebook, dtype=np.float32).ravel(), np.float32(0.0))
+        with _wrapping():
+            _decode_kernel(out, self._words, *self._params(), table)
+
+    def count_in_range(self, pruned: np.ndarray, limit: int) -> int:
+        if limit < 0:
+            raise InvalidInputError(f"limit must be >= 0, got {limit}")
+        mask = np.ascontiguousarray(pruned, dtype=np.bool_).ravel()
+        lim = np.uint64(min(int(limit), 1 << MAX_T))
+        with _wrapping():
+            n = _count_kernel(mask, self._words, *self._params(), lim)
+        return int(n)
+
+
+class BinaryFuse3(_BinaryFuse):
+    """3-wise binary fuse retrieval: about 1.125 cells per key for large ``n``."""
+
+    kind = "fuse3"
+    code = 2
+    ARITY = 3
+
+
+class BinaryFuse4(_BinaryFuse):
+    """4-wise binary fuse retrieval: about 1.075 cells per key for large ``n``."""
+
+    kind = "fuse4"
+    code = 3
+    ARITY = 4
