@@ -1,5 +1,6 @@
 """The file format, version 1 (kinds 1-3): round trips, determinism, atomic saves, one error per
-bad file. Version 2 (kind 4, Deep Compression) is tested in test_fileformat_dc.py.
+bad file. Version 2 (kind 4, Deep Compression) is tested in test_fileformat_dc.py, version 3
+(binary fuse layers) in test_fileformat_fuse.py.
 
 A pure-Python reader written from docs/format.md alone (``_ref_*``) decodes the golden file, so
 the document, the golden bytes and the library are checked against each other.
@@ -254,8 +255,10 @@ def test_bad_magic_says_not_a_weightless_file(tmp_path):
 
 def test_newer_version_says_upgrade(entries):
     data = bytearray(ff.to_bytes(entries))
-    data[8:10] = struct.pack("<H", 3)  # CRC left stale: the version is checked first
-    with pytest.raises(UnsupportedVersionError, match=r"version 3 .*reads versions 1, 2.*upgrade"):
+    data[8:10] = struct.pack("<H", 4)  # CRC left stale: the version is checked first
+    with pytest.raises(
+        UnsupportedVersionError, match=r"version 4 .*reads versions 1, 2, 3.*upgrade"
+    ):
         ff.from_bytes(bytes(data))
     data[8:10] = struct.pack("<H", 0)
     with pytest.raises(UnsupportedVersionError, match="version 0"):

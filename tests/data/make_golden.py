@@ -1,9 +1,12 @@
-"""Regenerate ``golden_v1.wlss`` and ``golden_v2_dc.wlss``, files every release must still read.
+"""Regenerate ``golden_v1.wlss``, ``golden_v2_dc.wlss`` and ``golden_v3_fuse.wlss``, files every
+release must still read.
 
 Run ``python tests/data/make_golden.py``. The inputs are fixed (seeded generator, explicit
 codebooks and codes, so k-means changes cannot move them). Do not regenerate the committed files
-casually: they exist to catch changes in how version-1 and version-2 files are read. The v2 file
-holds Deep Compression records (kind 4) beside a Bloomier layer, plain tensors and metadata.
+casually: they exist to catch changes in how version-1, -2 and -3 files are read. The v2 file
+holds Deep Compression records (kind 4) beside a Bloomier layer, plain tensors and metadata; the
+v3 file binary fuse layers (3-wise and 4-wise, one and several start segments) beside a
+Bloomier layer, a plain tensor and metadata.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ GOLDEN = Path(__file__).with_name("golden_v1.wlss")
 METADATA = {"arch": "golden-mlp", "note": "format v1 golden file", "sizes": [12, 10, 4]}
 GOLDEN_V2 = Path(__file__).with_name("golden_v2_dc.wlss")
 METADATA_V2 = {"arch": "golden-dc", "note": "format v2 golden file: Deep Compression records"}
+GOLDEN_V3 = Path(__file__).with_name("golden_v3_fuse.wlss")
+METADATA_V3 = {"arch": "golden-fuse", "note": "format v3 golden file: binary fuse layers"}
 
 
 def dense_weights() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, int, int, int]]:
@@ -105,8 +110,46 @@ def golden_v2_bytes() -> bytes:
     return to_bytes(build_v2(), metadata=METADATA_V2)
 
 
+def fuse_weights() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, int, int, int, str]]:
+    """name -> (pruned float32 weight, codebook, codes, r, t, seed, structure) of the v3 file.
+
+    The two small tensors of ``dense_weights`` (one start segment for 3-wise, several for
+    4-wise) and a larger one in each structure (several start segments for both).
+    """
+    small = dense_weights()
+    rng = np.random.default_rng(20260301)
+    r = 3
+    codebook = np.linspace(-1.0, 1.0, 1 << r, dtype=np.float32)  # no centroid is 0
+    codes = rng.integers(0, 1 << r, size=(6, 4, 5, 5))
+    weight = codebook[codes]
+    weight[rng.random(weight.shape) < 0.6] = 0.0  # 60 % pruned: about 240 kept
+    return {
+        "fc1.weight": (*small["fc1.weight"], "fuse3"),
+        "conv.weight": (weight, codebook, codes, r, 7, 5, "fuse3"),
+        "conv4.weight": (weight, codebook, codes, r, 9, 6, "fuse4"),
+        "fc2.weight": (*small["fc2.weight"], "fuse4"),
+        "fc2b.weight": (*small["fc2.weight"], "bloomier"),
+    }
+
+
+def build_v3() -> dict[str, EncodedLayer | torch.Tensor]:
+    """The version-3 golden entries, in file order."""
+    out: dict[str, EncodedLayer | torch.Tensor] = {
+        name: encode_layer(w, r=r, t=t, seed=seed, codebook=cb, codes=codes, structure=structure)
+        for name, (w, cb, codes, r, t, seed, structure) in fuse_weights().items()
+    }
+    out["fc1.bias"] = torch.arange(10, dtype=torch.float32) / 16 - 0.25
+    return out
+
+
+def golden_v3_bytes() -> bytes:
+    return to_bytes(build_v3(), metadata=METADATA_V3)
+
+
 if __name__ == "__main__":
     size = save(GOLDEN, build(), metadata=METADATA)
     print(f"wrote {GOLDEN} ({size} bytes)", file=sys.stderr)
     size = save(GOLDEN_V2, build_v2(), metadata=METADATA_V2)
     print(f"wrote {GOLDEN_V2} ({size} bytes)", file=sys.stderr)
+    size = save(GOLDEN_V3, build_v3(), metadata=METADATA_V3)
+    print(f"wrote {GOLDEN_V3} ({size} bytes)", file=sys.stderr)

@@ -1,7 +1,8 @@
-"""The encoded-model file format, versions 1 and 2 (``docs/format.md`` is normative).
+"""The encoded-model file format, versions 1 to 3 (``docs/format.md`` is normative).
 
 A file is a header, one record per tensor (encoded layer, plain tensor, JSON metadata or, from
-version 2 on, a Deep Compression layer) and a CRC-32 footer. Writing is deterministic and
+version 2 on, a Deep Compression layer) and a CRC-32 footer. Encoded layers use the Bloomier
+filter, or from version 3 on a binary fuse structure. Writing is deterministic and
 atomic; reading validates every byte before handing anything out, so a bad file raises a named
 ``FormatError`` and never an ``IndexError``.
 

@@ -1,4 +1,4 @@
-"""Reading files: every byte is validated before anything is handed out.
+"""Reading files (versions 1 to 3): every byte is validated before anything is handed out.
 
 Checks run in the order of ``docs/format.md``, so a bad file raises the named ``FormatError`` the
 spec gives for it, and never an ``IndexError`` or ``struct.error``.
@@ -55,6 +55,7 @@ from weightless_core.fileformat.spec import (
     MAX_RECORDS,
     MIN_FILE_BYTES,
     MIN_VERSION_OF_KIND,
+    MIN_VERSION_OF_STRUCTURE,
     SUPPORTED_VERSIONS,
     EncodedModel,
     Entry,
@@ -213,7 +214,9 @@ def _parse_records(buf: memoryview, count: int, version: int) -> EncodedModel:
             raise MalformedRecordError(f"{where}: duplicate name {name!r}")
         body = _Reader(buf, body_start, body_start + body_len, MalformedRecordError, name)
         body.where = f"{where} ({name!r})"
-        entries[name] = _PARSERS[kind](body)
+        entries[name] = (
+            _parse_encoded(body, version) if kind == KIND_ENCODED else _PARSERS[kind](body)
+        )
         body.done()
     if framing.pos != end:
         raise MalformedRecordError(
@@ -270,7 +273,7 @@ def _parse_shape(body: _Reader, *, min_ndim: int, min_dim: int) -> tuple[int, ..
     return shape
 
 
-def _parse_encoded(body: _Reader) -> EncodedLayer:
+def _parse_encoded(body: _Reader, version: int) -> EncodedLayer:
     shape = _parse_shape(body, min_ndim=1, min_dim=1)
     code, r, t, hash_code, seed, num_cells, nnz, fp = ENCODED_PARAMS.unpack(
         body.take(ENCODED_PARAMS.size, "parameters")
@@ -278,6 +281,11 @@ def _parse_encoded(body: _Reader) -> EncodedLayer:
     if hash_code != HASH_SPLITMIX64_V1:
         raise MalformedRecordError(
             f"{body.where}: unknown hash code {hash_code} (this reader knows 1 = splitmix64-v1)"
+        )
+    if version < MIN_VERSION_OF_STRUCTURE.get(code, 1):
+        raise MalformedRecordError(
+            f"{body.where}: retrieval structure {code} ({BY_CODE[code].kind}) needs format "
+            f"version {MIN_VERSION_OF_STRUCTURE[code]}, but the file says version {version}"
         )
     # Check r before reading 2**r floats, so a huge r cannot ask for a huge codebook.
     if not 1 <= r <= MAX_R:
@@ -379,7 +387,7 @@ def _parse_plain(body: _Reader) -> torch.Tensor:
     return tensor.view(torch.bfloat16) if dtype == torch.bfloat16 else tensor
 
 
-_PARSERS = {
+_PARSERS = {  # kind 1 is parsed by _parse_encoded, which also needs the file's version
     KIND_ENCODED: _parse_encoded,
     KIND_PLAIN: _parse_plain,
     KIND_DEEP_COMPRESSION: _parse_deep,

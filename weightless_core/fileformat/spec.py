@@ -19,10 +19,11 @@ from weightless_core.deep_compression import DeepCompressedLayer
 from weightless_core.errors import InvalidInputError
 from weightless_core.layer import EncodedLayer
 
-# Version 2 adds record kind 4; a file without one is written as version 1, byte for byte as
-# before, so older readers keep reading everything they could.
-FORMAT_VERSION = 2  # the latest version (written only when a file needs it)
-SUPPORTED_VERSIONS = (1, 2)
+# Version 2 adds record kind 4, version 3 the binary fuse structures (codes 2 and 3) in kind-1
+# records. A file is written at the lowest version that holds it, so a file without them is
+# byte for byte what earlier releases wrote, and older readers keep reading all they could.
+FORMAT_VERSION = 3  # the latest version (written only when a file needs it)
+SUPPORTED_VERSIONS = (1, 2, 3)
 MAGIC = b"\x89WLS\r\n\x1a\n"
 END_MAGIC = b"WLS\x00"
 HEADER_BYTES = 16
@@ -41,13 +42,16 @@ KIND_NAMES = {
     KIND_DEEP_COMPRESSION: "Deep Compression layer",
 }
 MIN_VERSION_OF_KIND = {KIND_ENCODED: 1, KIND_PLAIN: 1, KIND_METADATA: 1, KIND_DEEP_COMPRESSION: 2}
+# Retrieval structure code (kind-1 records) -> first version that has it: 1 = Bloomier filter,
+# 2 = binary fuse 3-wise, 3 = binary fuse 4-wise.
+MIN_VERSION_OF_STRUCTURE = {1: 1, 2: 3, 3: 3}
 HASH_SPLITMIX64_V1 = 1
 
 MAX_RECORDS = 1 << 20
 MAX_NAME_BYTES = 1024
 MAX_NDIM = 8
 MAX_NUMEL = 1 << 40
-MAX_NUM_CELLS = 3 * ((1 << 32) - 1)  # Bloomier block length B must stay below 2**32
+MAX_NUM_CELLS = 3 * ((1 << 32) - 1)  # Bloomier block length B must stay below 2**32 (any kind)
 MAX_METADATA_BYTES = 1 << 24
 U64 = (1 << 64) - 1
 
@@ -99,7 +103,7 @@ class EncodedModel:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def encoded_layers(self) -> dict[str, EncodedLayer]:
-        """The Bloomier-encoded layers (kind 1)."""
+        """The layers in a retrieval structure (kind 1: Bloomier or binary fuse)."""
         return {k: v for k, v in self.entries.items() if isinstance(v, EncodedLayer)}
 
     def deep_compressed_layers(self) -> dict[str, DeepCompressedLayer]:
@@ -131,7 +135,14 @@ WEIGHT_LAYERS = (EncodedLayer, DeepCompressedLayer)
 
 def file_version(entries: Mapping[str, object]) -> int:
     """The version a file of ``entries`` is written as: the lowest one that holds them all."""
-    return 2 if any(isinstance(v, DeepCompressedLayer) for v in entries.values()) else 1
+    version = 1
+    for v in entries.values():
+        if isinstance(v, DeepCompressedLayer):
+            version = max(version, MIN_VERSION_OF_KIND[KIND_DEEP_COMPRESSION])
+        elif isinstance(v, EncodedLayer):
+            # An unknown code keeps version 1 here; the writer refuses the layer itself.
+            version = max(version, MIN_VERSION_OF_STRUCTURE.get(v.structure.code, 1))
+    return version
 
 
 def record_nbytes(name: str, value: Entry | np.ndarray) -> int:

@@ -121,7 +121,8 @@ def _file_chunks(
     count = len(entries) + (meta is not None)
     if count > MAX_RECORDS:
         raise InvalidInputError(f"at most {MAX_RECORDS} records per file, got {count}")
-    # Version 1 unless a record needs 2, so files without kind 4 stay readable by old readers.
+    # The lowest version that holds every record (1 unless a kind-4 record or a binary fuse
+    # layer needs 2 or 3), so files without them stay readable by old readers.
     yield HEADER.pack(MAGIC, file_version(entries), 0, count)
     if meta is not None:
         yield _framing(KIND_METADATA, b"", len(meta))
