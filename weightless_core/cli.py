@@ -105,9 +105,18 @@ def compress(
     t: Annotated[
         int | None, typer.Option("--t", help="bits per table cell, r < t <= 32 [10]")
     ] = None,
+    structure: Annotated[
+        str | None,
+        typer.Option(
+            help="retrieval structure: bloomier (1.23 cells/key), fuse3 (~1.13) or fuse4 "
+            "(~1.08, large layers) [bloomier]"
+        ),
+    ] = None,
     layer: Annotated[
         list[str] | None,
-        typer.Option(help="per-layer override NAME:key=value,... (keys: sparsity, r, t)"),
+        typer.Option(
+            help="per-layer override NAME:key=value,... (keys: sparsity, r, t, structure)"
+        ),
     ] = None,
     prune_steps: Annotated[int | None, typer.Option(help="[3]")] = None,
     prune_epochs: Annotated[int | None, typer.Option(help="[1]")] = None,
@@ -150,6 +159,7 @@ def compress(
             sparsity=sparsity,
             r=r,
             t=t,
+            structure=structure,
             layers=parse_layer_overrides(layer or []) or None,
             min_elements=min_elements,
             prune_steps=prune_steps,

@@ -129,6 +129,33 @@ def test_bad_bits_are_refused(reference, tmp_path):
     _assert_clean_failure(res, "r (bits per cluster code)", out)
 
 
+def test_structure_option_and_per_layer_structures(reference, tmp_path):
+    from weightless_core.fileformat import read_model
+
+    out, report = tmp_path / "fuse.wlss", tmp_path / "fuse.json"
+    res = invoke(
+        "compress", reference, "--out", out, "--data-free", "--structure", "fuse4",
+        "--layer", "fc3.weight:structure=bloomier", "--layer", "fc1.weight:structure=fuse3",
+        "--report", report,
+    )  # fmt: skip
+    assert res.exit_code == 0, output(res)
+    kinds = {name: e.structure.kind for name, e in read_model(out).encoded_layers().items()}
+    assert kinds == {"fc1.weight": "fuse3", "fc2.weight": "fuse4", "fc3.weight": "bloomier"}
+    assert out.read_bytes()[8:10] == b"\x03\x00"  # format version 3: it holds fuse layers
+    rep = json.loads(report.read_text())
+    assert {row["name"]: row["structure"] for row in rep["layers"] if row["encoded"]} == kinds
+    res = invoke("inspect", out)
+    assert res.exit_code == 0 and "fuse3" in output(res) and "fuse4" in output(res)
+
+    bad = tmp_path / "bad.wlss"
+    res = invoke("compress", reference, "--out", bad, "--data-free", "--structure", "cuckoo")
+    _assert_clean_failure(res, "unknown structure", bad)
+    res = invoke(
+        "compress", reference, "--out", bad, "--data-free", "--layer", "fc2.weight:structure=xor"
+    )
+    _assert_clean_failure(res, "unknown structure", bad)
+
+
 def test_layer_without_zeros_is_refused(reference, tmp_path):
     out = tmp_path / "m.wlss"
     res = invoke("compress", reference, "--out", out, "--data-free", "--sparsity", "0")

@@ -47,14 +47,16 @@ def test_decode_exact_at_non_zeros(structure: str, r: int, t: int) -> None:
     assert np.all((pruned_vals == 0) | np.isin(pruned_vals, layer.codebook))
 
 
+@pytest.mark.parametrize("structure", list(STRUCTURES))
 @pytest.mark.parametrize(("r", "t"), [(2, 4), (4, 7), (3, 9)])
-def test_false_positives_counted_exactly(r: int, t: int) -> None:
+def test_false_positives_counted_exactly(structure: str, r: int, t: int) -> None:
     w = _sparse((200, 150), keep=0.1, seed=t)
     k = 1 << r
     codebook = np.linspace(0.5, 2.0, k, dtype=np.float32) * np.where(np.arange(k) % 2, 1, -1)
     codebook = np.sort(codebook).astype(np.float32)  # no centroid is 0
     codes = assign_codes(w.ravel(), codebook).reshape(w.shape)
-    layer = encode_layer(w, r=r, t=t, seed=5, codebook=codebook, codes=codes)
+    layer = encode_layer(w, r=r, t=t, seed=5, codebook=codebook, codes=codes, structure=structure)
+    assert layer.structure.kind == structure
     decoded = layer.decode()
     nz = w != 0
     np.testing.assert_array_equal(decoded[nz], codebook[codes[nz]])

@@ -18,6 +18,20 @@ def test_layer_override_merges_with_globals():
     assert s.to_dict()["layers"] == {"fc1.weight": {"t": 10}}
 
 
+def test_structure_is_chosen_globally_and_per_layer():
+    s = CompressionSettings(
+        structure="fuse4",
+        layers={"fc1.weight": LayerOverride(structure="fuse3"), "fc3.weight": LayerOverride(t=9)},
+    )
+    assert s.plan("fc1.weight").structure == "fuse3"
+    assert s.plan("fc2.weight").structure == "fuse4"
+    assert (s.plan("fc3.weight").structure, s.plan("fc3.weight").t) == ("fuse4", 9)
+    assert s.to_dict()["structure"] == "fuse4"
+    assert s.to_dict()["layers"]["fc1.weight"] == {"structure": "fuse3"}
+    with pytest.raises(InvalidInputError, match=r"layer 'fc2.weight': unknown structure"):
+        CompressionSettings(layers={"fc2.weight": LayerOverride(structure="fuse5")})
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
