@@ -36,11 +36,11 @@ GOLDEN_V3 = ROOT / "tests" / "data" / "golden_v3_fuse.wlss"
 DOC = ROOT / "docs" / "format.md"
 M64 = (1 << 64) - 1
 
-GOLDEN_V3_SHA256 = "f895346fe12545a5556ed88260da69f1c663d9cf624a93b9c2e1e85e410cbff7"
+GOLDEN_V3_SHA256 = "752feeeb2d1878c90fa3c7892a86eace29aff8cca54c393b02958d02dadc6ab4"
 GOLDEN_V3_DECODED_SHA256 = {  # sha256 of each decoded tensor's little-endian float32 bytes
-    "fc1.weight": "64bb3f15e9f9641a10ce3d9ab60f16aa3c6c246becab01bbaf935c0c73c19765",
-    "conv.weight": "9c9d01459f6aa7c7e9ab0d6eb8edcc0d647b05190fd8d1fa374cc842f3cc23bb",
-    "conv4.weight": "001c38205f1b7281971b8ff8d24743ca038a1d20cb6cf5d495b81f4e2a597c02",
+    "fc1.weight": "79ee729622548853b683d30ec43d536424c958666a9059a35891cb47a1316a9d",
+    "conv.weight": "d41f4bb0afdc8020088a95a7bfcbbab19845a41dc2c261f408c43f38899d3ea0",
+    "conv4.weight": "6f8dbc0f9a52fef2ece535c4e7d4bb3c3b49a646111233e31a8f765e7b5155dc",
     "fc2.weight": "284fbebea9b82e3d2d20a738717b6301d9647d9b16ef10140fe34c6fd4c9be7d",
     "fc2b.weight": "284fbebea9b82e3d2d20a738717b6301d9647d9b16ef10140fe34c6fd4c9be7d",
     "fc1.bias": "9261e6ce1ed4b3950d857453066b3f51476974614f525f2d4d333a3fe1b1dbd0",
@@ -48,9 +48,9 @@ GOLDEN_V3_DECODED_SHA256 = {  # sha256 of each decoded tensor's little-endian fl
 # name -> (structure, nnz, num_cells, t, false_positives): one start segment (fc1), several
 # (conv, conv4, fc2), and a Bloomier layer beside them
 GOLDEN_V3_LAYERS = {
-    "fc1.weight": ("fuse3", 25, 96, 5, 9),
-    "conv.weight": ("fuse3", 237, 384, 7, 29),
-    "conv4.weight": ("fuse4", 237, 368, 9, 5),
+    "fc1.weight": ("fuse3", 25, 96, 5, 14),
+    "conv.weight": ("fuse3", 237, 384, 7, 28),
+    "conv4.weight": ("fuse4", 237, 368, 9, 9),
     "fc2.weight": ("fuse4", 9, 24, 8, 0),
     "fc2b.weight": ("bloomier", 9, 45, 8, 0),
 }

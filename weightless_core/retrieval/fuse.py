@@ -16,16 +16,15 @@ the table size alone fixes the layout). For key ``key`` with ``h = hash64(seed, 
 * mask ``M = h & (2**t - 1)``,
 * query ``q(key) = M ^ X[c_0] ^ ... ^ X[c_{a-1}]``.
 
-Construction sorts the keys by start segment (so hashing them in touches a sliding window of
-the table, not all of it), peels the hypergraph (a cell touched by exactly one remaining key
+Construction sorts the keys by start segment (so adding them to the table touches a sliding
+window of it, not all of it), peels the hypergraph (a cell touched by exactly one remaining key
 names that key: each cell keeps the xor of its keys' hashes) and assigns cells in reverse peel
 order. Peeling fails with small probability; a failure retries with a derived seed.
 
-Peel order (it fixes the table bytes, which the golden file pins): cells are scanned in
-ascending order; on reaching a cell of count 1, it is pushed on an empty stack, and until the
-stack is empty the top cell is popped and, if its count is still 1, its key is peeled and every
-cell of that key whose count drops to 1 is pushed (in order ``j = 0 .. a-1``). Depth first, so
-the work stays inside the window of segments just touched.
+Peel order (it fixes the table bytes, which the golden file pins), as in the Bloomier filter:
+cells of count 1 are queued first in ascending cell order, then first in, first out, each newly
+freed cell at the back of the queue (a key's cells in order ``j = 0 .. a-1``); a queued cell
+whose count is no longer 1 when it comes up is skipped.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ from weightless_core._jit import inline, njit, prange, prefetch
 from weightless_core.errors import ConstructionError, InvalidInputError
 from weightless_core.hashing import derive_seed, seed_key
 from weightless_core.retrieval.base import MAX_T, RetrievalStructure
-from weightless_core.retrieval.bloomier import _CHUNK, _check_t, _mix, _wrapping
+from weightless_core.retrieval.bloomier import _CHUNK, _check_t, _mix, _wrapping, _xor_cells
 
 MAX_KEYS = (1 << 32) - 1  # per-cell key counts are 32-bit
 MIN_SEGMENT_BITS = 2
@@ -128,54 +127,54 @@ def _cell(base: np.uint64, g: np.uint64, j: np.uint64, k: np.uint64, fb: np.uint
 
 # ------------------------------------------------------------------------------ queries
 #
-# As in the Bloomier kernels: a chunk of keys is hashed in one arithmetic pass (start of the
-# segment window, the offset hash and the mask), then one pass per arity xors in that cell of
-# every key (independent loads the CPU overlaps), then results are written.
+# As in the Bloomier kernels: one arithmetic pass hashes a chunk of keys to the stream bit
+# positions of their cells and their masks, then one pass per arity xors in that cell of every
+# key (nothing but independent loads, which the CPU overlaps), then results are written.
 
 
-@njit()
-def _locate_range(start: int, m: int, sk: np.uint64, segs: np.uint64, k: np.uint64, base, gg, acc):
-    """Positions ``start .. start+m-1``: window start, offset hash and mask of each."""
-    first = np.uint64(start) + sk
-    for j in range(m):
-        h = _mix(first + np.uint64(j))
-        gg[j] = _mix(h)
-        base[j] = _start(h, segs) << k
-        acc[j] = h
-
-
-@njit()
-def _locate_keys(
-    keys, start: int, m: int, sk: np.uint64, segs: np.uint64, k: np.uint64, base, gg, acc
-):
-    """Like ``_locate_range`` for ``keys[start : start+m]``."""
-    for j in range(m):
-        h = _mix(np.uint64(keys[start + j]) + sk)
-        gg[j] = _mix(h)
-        base[j] = _start(h, segs) << k
-        acc[j] = h
-
-
-@njit()
-def _xor_segment(
-    words, base, gg, acc, m: int, j: np.uint64, k: np.uint64, fb: np.uint64, t: np.uint64
+@inline
+def _positions(
+    h: np.uint64, segs: np.uint64, k: np.uint64, t: np.uint64, fb: np.uint64, four: bool, pos, i
 ) -> None:
-    """``acc[i] ^=`` the stream bits of cell ``c_j`` of key ``i`` (at least 33; callers mask)."""
+    """Stream bit positions ``c_j * t`` of the cells of hash ``h`` into ``pos[:, i]``."""
+    g = _mix(h)
     lmask = (np.uint64(1) << k) - np.uint64(1)
-    off = j << k
-    shift = fb * j
-    for i in range(m):
-        p = (base[i] + off + ((gg[i] >> shift) & lmask)) * t
-        w = p >> np.uint64(5)
-        pair = np.uint64(words[w]) | (np.uint64(words[w + np.uint64(1)]) << np.uint64(32))
-        acc[i] ^= pair >> (p & np.uint64(31))
+    seg = np.uint64(1) << k
+    b = _start(h, segs) << k
+    pos[0, i] = (b + (g & lmask)) * t
+    pos[1, i] = (b + seg + ((g >> fb) & lmask)) * t
+    pos[2, i] = (b + seg + seg + ((g >> (fb + fb)) & lmask)) * t
+    if four:
+        pos[3, i] = (b + seg + seg + seg + ((g >> (fb + fb + fb)) & lmask)) * t
 
 
 @njit()
-def _lookup(words, m: int, arity: np.int64, k: np.uint64, t: np.uint64, base, gg, acc) -> None:
+def _locate_range(start: int, m: int, sk: np.uint64, segs, k, t, arity: np.int64, pos, acc):
+    """Positions ``start .. start+m-1``: stream bit positions of their cells and their masks."""
+    first = np.uint64(start) + sk
     fb = np.uint64(64 // arity)
+    four = arity == 4
+    for i in range(m):
+        h = _mix(first + np.uint64(i))
+        _positions(h, segs, k, t, fb, four, pos, i)
+        acc[i] = h
+
+
+@njit()
+def _locate_keys(keys, start: int, m: int, sk: np.uint64, segs, k, t, arity: np.int64, pos, acc):
+    """Like ``_locate_range`` for ``keys[start : start+m]``."""
+    fb = np.uint64(64 // arity)
+    four = arity == 4
+    for i in range(m):
+        h = _mix(np.uint64(keys[start + i]) + sk)
+        _positions(h, segs, k, t, fb, four, pos, i)
+        acc[i] = h
+
+
+@njit()
+def _lookup(words, m: int, arity: np.int64, pos, acc) -> None:
     for j in range(arity):
-        _xor_segment(words, base, gg, acc, m, np.uint64(j), k, fb, t)
+        _xor_cells(words, pos[j], acc, m)
 
 
 @njit(parallel=True)
@@ -188,11 +187,10 @@ def _query_kernel(
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         start = c * _CHUNK
         m = min(_CHUNK, n - start)
-        base = np.empty(_CHUNK, dtype=np.uint64)
-        gg = np.empty(_CHUNK, dtype=np.uint64)
+        pos = np.empty((4, _CHUNK), dtype=np.uint64)
         acc = np.empty(_CHUNK, dtype=np.uint64)
-        _locate_keys(keys, start, m, sk, ss, kk, base, gg, acc)
-        _lookup(words, m, arity, kk, tt, base, gg, acc)
+        _locate_keys(keys, start, m, sk, ss, kk, tt, arity, pos, acc)
+        _lookup(words, m, arity, pos, acc)
         for j in range(m):
             out[start + j] = np.uint32(acc[j] & tmask)
 
@@ -210,25 +208,17 @@ def _decode_kernel(
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         start = c * _CHUNK
         m = min(_CHUNK, n - start)
-        base = np.empty(_CHUNK, dtype=np.uint64)
-        gg = np.empty(_CHUNK, dtype=np.uint64)
+        pos = np.empty((4, _CHUNK), dtype=np.uint64)
         acc = np.empty(_CHUNK, dtype=np.uint64)
-        _locate_range(start, m, sk, ss, kk, base, gg, acc)
-        _lookup(words, m, arity, kk, tt, base, gg, acc)
+        _locate_range(start, m, sk, ss, kk, tt, arity, pos, acc)
+        _lookup(words, m, arity, pos, acc)
         for j in range(m):
             out[start + j] = table[min(acc[j] & tmask, last)]
 
 
 @njit(parallel=True)
 def _count_kernel(
-    pruned,
-    words,
-    sk: np.uint64,
-    segs: np.int64,
-    k: np.int64,
-    arity: np.int64,
-    t: np.int64,
-    limit: np.uint64,
+    pruned, words, sk: np.uint64, segs: np.int64, k: np.int64, arity: np.int64, t: np.int64, limit
 ) -> int:
     ss, kk, tt = np.uint64(segs), np.uint64(k), np.uint64(t)
     tmask = (np.uint64(1) << tt) - np.uint64(1)
@@ -237,11 +227,10 @@ def _count_kernel(
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         start = c * _CHUNK
         m = min(_CHUNK, n - start)
-        base = np.empty(_CHUNK, dtype=np.uint64)
-        gg = np.empty(_CHUNK, dtype=np.uint64)
+        pos = np.empty((4, _CHUNK), dtype=np.uint64)
         acc = np.empty(_CHUNK, dtype=np.uint64)
-        _locate_range(start, m, sk, ss, kk, base, gg, acc)
-        _lookup(words, m, arity, kk, tt, base, gg, acc)
+        _locate_range(start, m, sk, ss, kk, tt, arity, pos, acc)
+        _lookup(words, m, arity, pos, acc)
         hits = 0
         for j in range(m):
             hits += pruned[start + j] and (acc[j] & tmask) < limit
@@ -284,7 +273,14 @@ def _build_add(order_h, order_v, segs: np.int64, k: np.int64, arity: np.int64, s
     """Add every key (in segment order: a sliding window of the table) to the zeroed slots."""
     ss, kk, fb = np.uint64(segs), np.uint64(k), np.uint64(64 // arity)
     one = np.uint64(1)
-    for i in range(order_h.size):
+    n = order_h.size
+    for i in range(n):
+        if i + _AHEAD < n:
+            ha = order_h[i + _AHEAD]
+            ga = _mix(ha)
+            ba = _start(ha, ss) << kk
+            for j in range(arity):
+                prefetch(slots, _cell(ba, ga, np.uint64(j), kk, fb) * np.uint64(2))
         h = order_h[i]
         g = _mix(h)
         base = _start(h, ss) << kk
@@ -297,41 +293,54 @@ def _build_add(order_h, order_v, segs: np.int64, k: np.int64, arity: np.int64, s
 
 @njit()
 def _build_peel(
-    slots, segs: np.int64, k: np.int64, arity: np.int64, stack, peel_h, peel_v, peel_c
+    slots, segs: np.int64, k: np.int64, arity: np.int64, queue, peel_h, peel_v, peel_c
 ) -> int:
     """Peel in the documented order; returns how many keys were peeled (all of them: success)."""
     ss, kk, fb = np.uint64(segs), np.uint64(k), np.uint64(64 // arity)
     m = (segs + arity - 1) << k
     one = np.uint64(1)
     low = np.uint64(0xFFFFFFFF)
+    qn = 0
+    for c in range(m):
+        if slots[2 * c + 1] & low == one:
+            queue[qn] = c
+            qn += 1
     sn = 0
-    for c0 in range(m):
-        if slots[2 * c0 + 1] & low != one:
+    qi = 0
+    while qi < qn:
+        # Two-stage prefetch: the slot of a cell 2*_AHEAD places ahead in the queue, and the
+        # cells of the key named by the cell _AHEAD places ahead (its slot is cached by now).
+        if qi + 2 * _AHEAD < qn:
+            prefetch(slots, 2 * queue[qi + 2 * _AHEAD])
+        if qi + _AHEAD < qn:
+            e = 2 * queue[qi + _AHEAD]
+            if slots[e + 1] & low == one:
+                ha = slots[e]
+                ga = _mix(ha)
+                ba = _start(ha, ss) << kk
+                for j in range(arity):
+                    prefetch(slots, _cell(ba, ga, np.uint64(j), kk, fb) * np.uint64(2))
+        c = queue[qi]
+        qi += 1
+        if slots[2 * c + 1] & low != one:
             continue
-        stack[0] = c0
-        top = 1
-        while top > 0:
-            top -= 1
-            c = stack[top]
-            if slots[2 * c + 1] & low != one:
-                continue
-            h = slots[2 * c]
-            tag = slots[2 * c + 1] & ~low
-            peel_h[sn] = h
-            peel_v[sn] = np.uint32(tag >> np.uint64(32))
-            peel_c[sn] = c
-            sn += 1
-            g = _mix(h)
-            base = _start(h, ss) << kk
-            for j in range(arity):
-                d = _cell(base, g, np.uint64(j), kk, fb)
-                s = d + d
-                slots[s] ^= h
-                cnt = (slots[s + one] - one) ^ tag
-                slots[s + one] = cnt
-                if cnt & low == one:
-                    stack[top] = d
-                    top += 1
+        h = slots[2 * c]
+        tag = slots[2 * c + 1] & ~low
+        peel_h[sn] = h
+        peel_v[sn] = np.uint32(tag >> np.uint64(32))
+        peel_c[sn] = c
+        sn += 1
+        g = _mix(h)
+        base = _start(h, ss) << kk
+        for j in range(arity):
+            d = _cell(base, g, np.uint64(j), kk, fb)
+            s = d + d
+            slots[s] ^= h
+            cnt = (slots[s + one] - one) ^ tag
+            slots[s + one] = cnt
+            if cnt & low == one:
+                queue[qn] = d
+                qn += 1
     return sn
 
 
@@ -366,7 +375,7 @@ class _Scratch:
     def __init__(self, n: int, segs: int, k: int, arity: int):
         m = (segs + arity - 1) << k
         self.slots = np.empty(2 * m, dtype=np.uint64)
-        self.stack = np.empty(m + 1, dtype=np.int64)
+        self.queue = np.empty(m, dtype=np.int64)
         self.hashes = np.empty(n, dtype=np.uint64)
         self.order_h = np.empty(n, dtype=np.uint64)
         self.order_v = np.empty(n, dtype=np.uint32)
@@ -395,7 +404,7 @@ def build_cells(
     with _wrapping():
         _build_sort(keys, values, np.uint64(sk), ss, w.hashes, w.order_h, w.order_v, w.bucket)
         _build_add(w.order_h, w.order_v, ss, kk, aa, w.slots)
-        peeled = _build_peel(w.slots, ss, kk, aa, w.stack, w.peel_h, w.peel_v, w.peel_c)
+        peeled = _build_peel(w.slots, ss, kk, aa, w.queue, w.peel_h, w.peel_v, w.peel_c)
         if peeled != keys.size:
             return None
         x = np.zeros((segs + arity - 1) << k, dtype=np.uint32)
