@@ -59,7 +59,7 @@ SEGMENT_STEPS: dict[int, tuple[int, ...]] = {
 }  # fmt: skip
 
 _AHEAD = 16
-"""How many iterations ahead the assignment kernel prefetches the cells it will write."""
+"""How many iterations ahead the construction kernels prefetch the cells they will touch."""
 
 
 def segment_bits(arity: int, num_cells: int) -> int:
@@ -68,16 +68,11 @@ def segment_bits(arity: int, num_cells: int) -> int:
     return MIN_SEGMENT_BITS + sum(1 for step in SEGMENT_STEPS[arity] if step <= num_cells)
 
 
-def field_bits(arity: int) -> int:
-    """Spacing of the ``arity`` offset fields in the offset hash ``g`` (21 or 16 bits)."""
-    return 64 // arity
-
-
 def size_factor(arity: int, n: int) -> float:
     """Target cells per key for ``n`` keys: the paper's, growing for small ``n`` where the
     coupling has fewer segments to work with."""
     if n < 2:
-        return 1.0
+        return 1.0  # one key peels in any table: the smallest (a segments of 4 cells)
     if arity == 3:
         return max(1.125, 0.875 + 0.25 * math.log(1e6) / math.log(n))
     return max(1.075, 0.77 + 0.305 * math.log(6e5) / math.log(n))
@@ -119,8 +114,8 @@ def _start(h: np.uint64, segs: np.uint64) -> np.uint64:
 
 @inline
 def _cell(base: np.uint64, g: np.uint64, j: np.uint64, k: np.uint64, fb: np.uint64) -> np.uint64:
-    """Cell ``c_j`` of a key whose start segment begins at cell ``base``; ``fb`` is
-    ``field_bits``."""
+    """Cell ``c_j`` of a key whose start segment begins at cell ``base``; ``fb = 64 // a`` is
+    the spacing of the offset fields in ``g``."""
     lmask = (np.uint64(1) << k) - np.uint64(1)
     return base + (j << k) + ((g >> (fb * j)) & lmask)
 
