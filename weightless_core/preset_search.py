@@ -69,6 +69,7 @@ class SearchResult:
     seconds: float = 0.0
     stopped_early: bool = False
     feasible: bool = False
+    result: CompressionResult | None = field(default=None, repr=False)  # the chosen run
 
     def size_rules(self) -> tuple[SizeRule, ...]:
         return tuple(
@@ -107,14 +108,43 @@ def search_size_rules(
     other setting (epochs, seed...). Classes with no tensor in the model are skipped.
     """
     levels = dict(levels or SPARSITY_LEVELS)
-    started = time.monotonic()
     sizes = _class_sizes(make_model(), base)
     present = [c for c in CLASSES if sizes.get(c)]
+    return greedy_search(
+        make_model, data, base, groups=present, levels=levels, apply=_settings,
+        dense_accuracy=dense_accuracy, budget=budget, time_budget=time_budget,
+        t_margin=t_margin, r_levels=r_levels, log=log,
+    )  # fmt: skip
+
+
+Apply = Callable[[CompressionSettings, Mapping[str, ClassValues]], CompressionSettings]
+
+
+def greedy_search(
+    make_model: Callable[[], nn.Module],
+    data: Dataset,
+    base: CompressionSettings,
+    *,
+    groups: Sequence[str],
+    levels: Mapping[str, Sequence[float]],
+    apply: Apply,
+    dense_accuracy: float,
+    budget: float,
+    time_budget: float,
+    t_margin: int = 8,
+    r_levels: Sequence[int] = R_LEVELS,
+    log: Callable[[str], None] | None = None,
+) -> SearchResult:
+    """The greedy search over ``groups`` (size classes, or single layers), most important first;
+    ``apply(base, values by group)`` turns a configuration into settings."""
+    started = time.monotonic()
+    present = list(groups)
     best = {
         c: ClassValues(levels[c][0], r_levels[0], min(r_levels[0] + t_margin, 32)) for c in present
     }
     result = SearchResult(dense_accuracy, budget, dict(best))
     floor = dense_accuracy - budget
+    runs: dict[int, CompressionResult] = {}  # id(step) -> its run, while it may be chosen
 
     def out_of_time() -> bool:
         if time.monotonic() - started > time_budget:
@@ -124,13 +154,15 @@ def search_size_rules(
 
     def run(phase: str, cls: str, configs: list[dict[str, ClassValues]]) -> list[SearchStep]:
         t0 = time.monotonic()
-        variants = [_settings(base, cfg) for cfg in configs]
+        variants = [apply(base, cfg) for cfg in configs]
         results = compress_variants(make_model(), data, variants)
         each = (time.monotonic() - t0) / len(configs)
         steps = [
             _step(phase, cls, cfg, r, floor, each) for cfg, r in zip(configs, results, strict=True)
         ]
         result.steps.extend(steps)
+        for step, r in zip(steps, results, strict=True):
+            runs[id(step)] = r
         if log is not None:
             for s in steps:
                 log(
@@ -138,6 +170,22 @@ def search_size_rules(
                     f"{s.weights_bytes:,} B {'ok' if s.within_budget else 'over budget'}"
                 )
         return steps
+
+    def choose(step: SearchStep, previous: SearchStep | None) -> SearchStep:
+        if previous is not None:
+            previous.chosen = False
+        step.chosen = True
+        result.result = runs[id(step)]
+        return step
+
+    def forget_others(kept: SearchStep) -> None:
+        """After a batch: only the chosen run's model and tables stay in memory."""
+        for other in [k for k in runs if k != id(kept)]:
+            del runs[other]
+
+    if not present:
+        result.seconds = time.monotonic() - started
+        return result
 
     # The starting point (least pruning, generous t), so there is always one evaluated
     # configuration to fall back on; if even that misses the budget, t is raised further.
@@ -150,12 +198,13 @@ def search_size_rules(
         ]
         starts += run("start", present[0], configs[1:])
     current = next((s for s in starts if s.within_budget), max(starts, key=lambda s: s.accuracy))
-    current.chosen = True
+    current = choose(current, None)
+    forget_others(current)
     best = configs[starts.index(current)]
     result.feasible = current.within_budget
     margin = best[present[0]].t - best[present[0]].r  # candidates get the start's t margin
 
-    for cls in present:  # largest class first: its bytes dominate
+    for cls in present:  # most important (largest) first: its bytes dominate
         for sparsity in levels[cls]:  # sparsity and r: each candidate a full run
             for r in r_levels:
                 values = ClassValues(sparsity, r, min(r + margin, 32))
@@ -163,9 +212,10 @@ def search_size_rules(
                     continue
                 step = run("sparsity-r", cls, [{**best, cls: values}])[0]
                 if _better(step, current):
-                    current.chosen, step.chosen, current = False, True, step
+                    current = choose(step, current)
                     best[cls] = values
                     result.feasible = True
+                forget_others(current)
         v = best[cls]  # then t, all values sharing one pruning pass
         options = [ClassValues(v.sparsity, v.r, t) for t in range(v.r + 1, v.t)]
         if not options or out_of_time():
@@ -173,9 +223,10 @@ def search_size_rules(
         steps = run("t", cls, [{**best, cls: o} for o in options])
         for step, option in zip(steps, options, strict=True):
             if _better(step, current):
-                current.chosen, step.chosen, current = False, True, step
+                current = choose(step, current)
                 best[cls] = option
                 result.feasible = True
+        forget_others(current)
     result.best = best
     result.seconds = time.monotonic() - started
     return result
