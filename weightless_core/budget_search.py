@@ -13,10 +13,12 @@ one pruning pass), so the cost is stated up front by ``evaluations_bound`` and c
 from __future__ import annotations
 
 import copy
+import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from weightless_core.data import Dataset
@@ -44,6 +46,17 @@ class BudgetResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"within_budget": self.within_budget, **self.search.to_dict()}
+
+
+def clone(model: nn.Module) -> nn.Module:
+    """An independent copy; TorchScript modules go through a save/load round trip in memory
+    (``deepcopy`` of a ScriptModule gives parameters that cannot be trained)."""
+    if isinstance(model, torch.jit.ScriptModule):
+        buffer = io.BytesIO()
+        torch.jit.save(model, buffer)
+        buffer.seek(0)
+        return torch.jit.load(buffer)
+    return copy.deepcopy(model)
 
 
 def layer_levels(numel: int) -> tuple[float, ...]:
@@ -86,10 +99,9 @@ def compress_within_budget(
     if time_budget < 0:
         raise InvalidInputError(f"time_budget must be >= 0 seconds, got {time_budget}")
     base = base or CompressionSettings()
-    pristine = copy.deepcopy(model)
-    dense = accuracy(
-        copy.deepcopy(pristine), data.x_val, data.y_val, device=resolve_device(base.device)
-    )
+    pristine = clone(model)
+    device = resolve_device(base.device)
+    dense = accuracy(clone(pristine).to(device), data.x_val, data.y_val, device=device)
     params = parameters_by_name(pristine)
     names = sorted(select_targets(params, base.with_(layers={})), key=lambda n: -params[n].numel())
     per_layer = {n: tuple((levels or {}).get(n) or layer_levels(params[n].numel())) for n in names}
@@ -99,7 +111,7 @@ def compress_within_budget(
         return settings.with_(layers=layers, size_rules=(), baseline=False)
 
     search = greedy_search(
-        lambda: copy.deepcopy(pristine), data, base, groups=names, levels=per_layer,
+        lambda: clone(pristine), data, base, groups=names, levels=per_layer,
         apply=apply, dense_accuracy=dense, budget=max_accuracy_drop, time_budget=time_budget,
         t_margin=t_margin, r_levels=r_levels, log=log,
     )  # fmt: skip

@@ -143,6 +143,16 @@ def compress(
     data_free: Annotated[
         bool, typer.Option("--data-free", help="no data: one-shot prune, no retraining")
     ] = False,
+    max_accuracy_drop: Annotated[
+        float | None,
+        typer.Option(
+            help="search each layer's sparsity, r and t for the smallest file within this many "
+            "accuracy points of the dense model (instead of giving them)"
+        ),
+    ] = None,
+    search_seconds: Annotated[
+        float, typer.Option(min=0, help="time budget of --max-accuracy-drop's search [600]")
+    ] = 600.0,
 ) -> None:
     """Compress MODEL (Weightless, or the Deep Compression baseline) and print the table.
 
@@ -153,6 +163,8 @@ def compress(
     def run() -> None:
         if dataset is None and not data_free:
             raise InvalidInputError("give --dataset NAME|FILE.npz, or --data-free")
+        if max_accuracy_drop is not None and dataset is None:
+            raise InvalidInputError("--max-accuracy-drop needs --dataset: it searches on its data")
         settings = settings_for(
             preset,
             method=method,
@@ -172,7 +184,10 @@ def compress(
             seed=seed,
             device=device,
         )
-        _compress_and_show(model, out, dataset, arch, settings, report, html_path=report_html)
+        budget = None if max_accuracy_drop is None else (max_accuracy_drop, search_seconds)
+        _compress_and_show(
+            model, out, dataset, arch, settings, report, html_path=report_html, budget=budget
+        )
 
     _guard(run)
 
@@ -186,6 +201,7 @@ def _compress_and_show(
     report_path: Path | None,
     *,
     html_path: Path | None = None,
+    budget: tuple[float, float] | None = None,
 ) -> None:
     from weightless_core.atomic import write_text_atomic
     from weightless_core.data import load_dataset
@@ -196,20 +212,39 @@ def _compress_and_show(
 
     data = load_dataset(dataset) if dataset is not None else None
     loaded = load_model(model_path, arch=arch)
-    with _progress() as bar:
-        task = bar.add_task("starting", total=100)
+    search: dict[str, Any] | None = None
+    if budget is not None and data is not None:
+        from weightless_core.budget_search import compress_within_budget
 
-        def on_progress(p: Any) -> None:
-            bar.update(task, completed=round(100 * p.fraction, 1), description=p.message)
+        drop, seconds = budget
+        console.print(f"searching within {drop} accuracy points (at most {seconds:.0f} s)")
+        found = compress_within_budget(
+            loaded.module, data, max_accuracy_drop=drop, base=settings, time_budget=seconds,
+            log=lambda line: console.print(f"  {line}", highlight=False),
+        )  # fmt: skip
+        result, search = found.result, found.to_dict()
+        verdict = "within" if found.within_budget else "[red]not within[/]"
+        note = " (stopped at its time budget)" if found.search.stopped_early else ""
+        runs, took = len(found.search.steps), found.search.seconds
+        console.print(f"search: {runs} runs in {took:.0f} s, {verdict} the budget{note}")
+    else:
+        with _progress() as bar:
+            task = bar.add_task("starting", total=100)
 
-        result = run_pipeline(loaded.module, data, settings, progress=on_progress)
+            def on_progress(p: Any) -> None:
+                bar.update(task, completed=round(100 * p.fraction, 1), description=p.message)
+
+            result = run_pipeline(loaded.module, data, settings, progress=on_progress)
     # Rendered before anything is written, so a rendering bug cannot leave half the outputs.
     page = None
     if html_path is not None:
         page = render_html(result.report.to_dict(), title=f"Weightless: {model_path.name}")
     size = result.save(out)
     if report_path is not None:
-        write_json_atomic(report_path, result.report.to_dict())
+        body = result.report.to_dict()
+        if search is not None:
+            body["search"] = search  # the path the budget search took
+        write_json_atomic(report_path, body)
     if page is not None:
         write_text_atomic(html_path, page)
     console.print(layer_table(result.report))

@@ -259,3 +259,23 @@ def test_html_report_from_the_shell(reference, tmp_path):
     for name in ("fc1.weight", "fc2.weight", "fc3.weight"):
         assert name in html
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.wlss", "out.html"]
+
+
+def test_max_accuracy_drop_searches_and_reports_its_path(reference, tmp_path):
+    out, report = tmp_path / "budget.wlss", tmp_path / "budget.json"
+    res = invoke(
+        "compress", reference, "--dataset", "digits", "--out", out, "--report", report,
+        "--prune-steps", "1", "--prune-epochs", "1", "--cluster-epochs", "0",
+        "--retrain-epochs", "0", "--max-accuracy-drop", "50", "--search-seconds", "0",
+    )  # fmt: skip
+    assert res.exit_code == 0, output(res)
+    text = output(res)
+    assert "searching within 50.0 accuracy points" in text and "stopped at its time budget" in text
+    rep = json.loads(report.read_text())
+    search = rep["search"]
+    assert search["budget"] == 50.0 and search["steps"] and search["stopped_early"]
+    chosen = [s for s in search["steps"] if s["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["accuracy"] == rep["accuracy"]["final"]
+    assert invoke("inspect", out).exit_code == 0
+    res = invoke("compress", reference, "--data-free", "--out", out, "--max-accuracy-drop", "1")
+    _assert_clean_failure(res, "--max-accuracy-drop needs --dataset")
