@@ -47,6 +47,10 @@ class JobSettings(BaseModel):
     lr: float | None = Field(default=None, gt=0.0, le=10.0)
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     finetune_codebooks: bool | None = None
+    # Instead of knobs: search each layer's sparsity, r and t for the smallest file within this
+    # many accuracy points (``weightless_core.budget_search``), for at most search_seconds.
+    max_accuracy_drop: float | None = Field(default=None, ge=0.0, le=100.0)
+    search_seconds: float | None = Field(default=None, ge=0.0, le=7 * 24 * 3600)
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSettings:

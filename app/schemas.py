@@ -62,6 +62,14 @@ class JobCreate(BaseModel):
     dataset: DatasetRef | None = None
     settings: JobSettings = Field(default_factory=JobSettings)
 
+    @model_validator(mode="after")
+    def _search_needs_data(self) -> JobCreate:
+        if self.settings.max_accuracy_drop is not None and self.dataset is None:
+            raise ValueError(
+                "settings.max_accuracy_drop needs a dataset: the search measures accuracy on it"
+            )
+        return self
+
 
 class Progress(BaseModel):
     """Written by the worker while the job runs."""
@@ -100,6 +108,9 @@ class Result(BaseModel):
     accuracy_after: float | None = None
     baseline: Baseline | None = None
     layers: list[dict[str, Any]] = Field(default_factory=list)
+    # A budget search's outcome (within_budget, runs, seconds, stopped_early); its whole path
+    # is in the report.
+    search: dict[str, Any] | None = None
 
 
 class JobError(BaseModel):

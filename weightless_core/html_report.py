@@ -312,7 +312,7 @@ def _comparison(report: Mapping[str, Any]) -> str:
     if not isinstance(base, Mapping):
         return ""
     ours, theirs = _num(report.get("weights_paper_bytes")), _num(base.get("weights_paper_bytes"))
-    factor = theirs / ours if ours and theirs is not None else None
+    factor = theirs / ours if ours and theirs else None  # a zero size compares with nothing
     name = _method_name(_method(report), "This run")
     if factor is None or not math.isfinite(factor):
         verdict = "The two sizes cannot be compared: a byte count is missing."

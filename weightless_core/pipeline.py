@@ -527,9 +527,11 @@ class _Run:
                 for k, v in self.model.state_dict().items()
             }
             entries = self._entries(state, self.encoded)
-            baseline = self._report(
-                "deep-compression", self._entries(self.baseline_state, self.baseline)
-            )
+            baseline = None
+            if self.settings.baseline:  # off: no Deep Compression ran, so no baseline report
+                baseline = self._report(
+                    "deep-compression", self._entries(self.baseline_state, self.baseline)
+                )
             report = self._report("weightless", entries, baseline=baseline)
         else:
             entries = self._entries(self.baseline_state, self.baseline)

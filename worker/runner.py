@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.job_settings import JobSettings
 from app.storage import Storage, StorageError, html_report_key
+from weightless_core.budget_search import compress_within_budget, evaluations_bound
 from weightless_core.errors import (
     ConstructionError,
     DataError,
@@ -37,7 +38,8 @@ from weightless_core.errors import (
     WeightlessError,
 )
 from weightless_core.html_report import write_html
-from weightless_core.pipeline import compress
+from weightless_core.pipeline import compress, select_targets
+from weightless_core.training import parameters_by_name
 from worker.claim import Claim, Outcome, claim, finish, settle_unclaimed
 from worker.errors import JobCancelled, JobFailed, JobLost, JobTimeLimit
 from worker.inputs import fetch_dataset, fetch_model
@@ -164,14 +166,21 @@ def _execute(
     with tempfile.TemporaryDirectory(dir=settings.scratch_dir, prefix=f"job-{c.job_id}-") as tmp:
         scratch = Path(tmp)
         w.update("loading", percent=0.0, message="downloading and checking the inputs")
-        core = JobSettings.model_validate(c.settings).to_core(device=None)  # None: CUDA if any
+        job = JobSettings.model_validate(c.settings)
+        core = job.to_core(device=None)  # None: CUDA if any
         module = fetch_model(sessions, storage, c, scratch, settings)
         data = fetch_dataset(sessions, storage, c, scratch, settings)
-        compressed = compress(module, data, core, progress=w)
+        search: dict[str, Any] | None = None
+        if job.max_accuracy_drop is not None:
+            compressed, search = _search(module, data, core, job, w)
+        else:
+            compressed = compress(module, data, core, progress=w)
         w.update("uploading", percent=100.0, message="storing the encoded model and report")
         model_path, report_path = scratch / "model.wlss", scratch / "report.json"
         size = compressed.save(model_path)
         report = _json_safe(compressed.report.to_dict())
+        if search is not None:
+            report["search"] = _json_safe(search)  # the path the budget search took
         report_path.write_text(json.dumps(report, indent=2, allow_nan=False))
         html_path = scratch / "report.html"
         write_html(html_path, report, title=f"Weightless job {c.job_id}")
@@ -202,7 +211,36 @@ def _execute(
         "weights_paper_ratio": report["weights_paper_ratio"],
         "baseline": baseline,
         "layers": report["layers"],
+        "search": None if search is None else _search_summary(search),
     })  # fmt: skip
+
+
+def _search(
+    module: torch.nn.Module, data: Any, core: Any, job: JobSettings, w: ProgressWriter
+) -> tuple[Any, dict[str, Any]]:
+    """The budget search, its progress shown as runs done out of the most it may take."""
+    if data is None:
+        raise JobFailed("bad_settings", "max_accuracy_drop needs a data set to search on")
+    targets = select_targets(parameters_by_name(module), core.with_(layers={}))
+    bound = evaluations_bound(len(targets))
+    done = 0
+
+    def log(line: str) -> None:
+        nonlocal done
+        done += 1
+        w.update("search", percent=100.0 * min(done / bound, 1.0), message=f"search: {line}")
+
+    w.update("search", percent=0.0, message=f"searching at most {bound} configurations")
+    found = compress_within_budget(
+        module, data, max_accuracy_drop=job.max_accuracy_drop or 0.0, base=core,
+        time_budget=600.0 if job.search_seconds is None else job.search_seconds, log=log,
+    )  # fmt: skip
+    return found.result, found.to_dict()
+
+
+def _search_summary(search: dict[str, Any]) -> dict[str, Any]:
+    keys = ("within_budget", "budget", "seconds", "stopped_early")
+    return {**{k: search[k] for k in keys}, "runs": len(search["steps"])}
 
 
 def _describe(exc: Exception, settings: Settings) -> tuple[str, str]:

@@ -140,7 +140,8 @@ def test_job_shows_progress_result_and_error_as_written_by_the_worker(client, al
               "layers": [{"name": "fc1", "t": 8, "custom": [1, 2]}]}  # fmt: skip
     set_job(sessions, job, result=result, **finished())
     body = client.get(f"/v1/jobs/{job}", headers=alice.auth).json()
-    assert body["result"] == result and body["status"] == "succeeded" and body["attempts"] == 1
+    assert body["result"] == {**result, "search": None}  # no budget search in this job
+    assert body["status"] == "succeeded" and body["attempts"] == 1
     assert body["links"]["artifact"] == f"/v1/jobs/{job}/artifact"
     set_job(sessions, job, error_code="bad_model", error_message="not a model", status="failed")
     body = client.get(f"/v1/jobs/{job}", headers=alice.auth).json()
@@ -292,3 +293,19 @@ def test_concurrent_duplicates_create_one_job(client, alice, sessions, settings,
         thread.join(10)
     assert [j.id for j in results] == [winner.id]
     assert _jobs(sessions) == 1 and _queued_ids(queue) == []
+
+
+def test_an_accuracy_budget_is_checked_and_needs_a_dataset(client, alice):
+    model = upload_id(client, alice)
+    for settings, field in [({"max_accuracy_drop": -1}, "settings.max_accuracy_drop"),
+                            ({"max_accuracy_drop": 0.5, "search_seconds": -1},
+                             "settings.search_seconds")]:  # fmt: skip
+        body = {"model_id": model, "dataset": {"builtin": "digits"}, "settings": settings}
+        response = submit(client, alice, body)
+        assert response.status_code == 422
+        assert field in {f["field"] for f in response.json()["error"]["fields"]}
+    response = submit(client, alice, {"model_id": model, "settings": {"max_accuracy_drop": 0.5}})
+    assert response.status_code == 422 and "needs a dataset" in response.text
+    body = {"model_id": model, "dataset": {"builtin": "digits"},
+            "settings": {"max_accuracy_drop": 0.5, "search_seconds": 120}}  # fmt: skip
+    assert submit(client, alice, body).status_code == 202

@@ -210,3 +210,8 @@ def test_write_html_leaves_only_the_page(report, tmp_path):
     write_html(path, report, title="run 7")
     assert path.read_text(encoding="utf-8") == render_html(report, title="run 7")
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+def test_a_zero_byte_baseline_is_not_compared():
+    page = render_html({"weights_paper_bytes": 100, "baseline": {"weights_paper_bytes": 0}})
+    assert "cannot be compared" in page
