@@ -17,6 +17,7 @@ from weightless_core.settings import CompressionSettings, LayerOverride
 # Strict: the schema says integer / number / boolean, so ``"seed": false`` or ``"t": "9"`` is a
 # 422 rather than silently becoming 0 or 9 (a number field still takes 1 as well as 1.0).
 _STRICT = ConfigDict(extra="forbid", strict=True)
+Structure = Literal["bloomier", "fuse3", "fuse4"]
 
 
 class LayerSettings(BaseModel):
@@ -25,6 +26,7 @@ class LayerSettings(BaseModel):
     sparsity: float | None = Field(default=None, ge=0.0, lt=1.0)
     r: int | None = Field(default=None, ge=1, le=8)
     t: int | None = Field(default=None, ge=2, le=32)
+    structure: Structure | None = None
 
 
 class JobSettings(BaseModel):
@@ -37,6 +39,8 @@ class JobSettings(BaseModel):
     sparsity: float | None = Field(default=None, ge=0.0, lt=1.0)
     r: int | None = Field(default=None, ge=1, le=8)
     t: int | None = Field(default=None, ge=2, le=32)
+    # The retrieval structure: bloomier (1.23 cells/key), fuse3/fuse4 (smaller on large layers)
+    structure: Structure | None = None
     layers: dict[str, LayerSettings] = Field(default_factory=dict, max_length=1000)
     min_elements: int | None = Field(default=None, ge=1)
     prune_steps: int | None = Field(default=None, ge=1, le=100)
@@ -63,7 +67,8 @@ class JobSettings(BaseModel):
     def to_core(self, *, device: str | None = None) -> CompressionSettings:
         values = preset_values(self.preset)
         for name in (
-            "method", "finetune_codebooks", "sparsity", "r", "t", "min_elements", "prune_steps",
+            "method", "finetune_codebooks", "sparsity", "r", "t", "structure", "min_elements",
+            "prune_steps",
             "prune_epochs", "cluster_epochs", "retrain_epochs", "batch_size", "lr", "seed",
         ):  # fmt: skip
             v = getattr(self, name)

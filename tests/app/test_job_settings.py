@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import typing
+
 import pytest
 from pydantic import ValidationError
 
-from app.job_settings import JobSettings
+from app.job_settings import JobSettings, Structure
 from weightless_core.presets import settings_for
+from weightless_core.retrieval import STRUCTURES
 
 
 @pytest.mark.parametrize("preset", ["default", "fast", "paper", "max"])
@@ -29,3 +32,14 @@ def test_stored_settings_round_trip_through_json():
     settings = JobSettings(preset="max", seed=3)
     again = JobSettings.model_validate_json(settings.model_dump_json())
     assert again.to_core() == settings.to_core()
+
+
+def test_structure_is_every_library_structure_globally_and_per_layer():
+    assert set(typing.get_args(Structure)) == set(STRUCTURES)  # the API offers all of them
+    core = JobSettings.model_validate(
+        {"structure": "fuse4", "layers": {"fc1.weight": {"structure": "fuse3"}}}
+    ).to_core()
+    assert core.structure == "fuse4" and core.layers["fc1.weight"].structure == "fuse3"
+    for bad in ({"structure": "ribbon"}, {"layers": {"fc1.weight": {"structure": 3}}}):
+        with pytest.raises(ValidationError):
+            JobSettings.model_validate(bad)
