@@ -100,10 +100,9 @@ def wait_for(
 
 
 def running_attempt(n: int) -> Callable[[Job], bool]:
-    """The ``n``-th attempt is past loading its inputs (well inside the compression)."""
-    return lambda j: (
-        j.status == "running" and j.attempts == n and (j.progress or {}).get("stage") == "prune"
-    )
+    """The ``n``-th attempt is running (claimed and not finished: any stage; waiting for one
+    stage could miss it on a fast machine)."""
+    return lambda j: j.status == "running" and j.attempts == n
 
 
 def finished(job: Job) -> bool:
