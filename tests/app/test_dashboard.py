@@ -17,7 +17,7 @@ from sqlalchemy import select
 from app.dashboard import session as dash_session
 from app.dashboard.views import TIMES
 from app.db import transaction
-from app.models import ApiKey
+from app.models import ApiKey, Job
 from app.services.teams import revoke_key
 
 PAGES = ["/dashboard/jobs", "/dashboard/models", "/dashboard/overview"]
@@ -267,3 +267,16 @@ def test_new_teams_see_empty_pages_not_errors(client, sessions):
         response = client.get(path, headers=HTML)
         assert response.status_code == 200, path
     assert "No jobs match" in client.get("/dashboard/jobs", headers=HTML).text
+
+
+def test_a_budget_searched_job_shows_the_search(client, alice, sessions, storage):
+    jid = job_id(client, alice)
+    succeed(sessions, storage, jid)
+    with transaction(sessions) as s:
+        job = s.get(Job, uuid.UUID(jid))
+        job.result = {**job.result, "search": {"within_budget": False, "budget": 0.5, "runs": 7,
+                                               "seconds": 95.0, "stopped_early": True}}  # fmt: skip
+    sign_in(client, alice)
+    text = client.get(f"/dashboard/jobs/{jid}", headers=HTML).text
+    assert "Not within the budget" in text and "7 runs in 1 min 35 s" in text
+    assert "stopped at its time budget" in text
