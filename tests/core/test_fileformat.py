@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import json
 import math
 import struct
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from goldenkit import make_golden
 
 from weightless_core import fileformat as ff
 from weightless_core.errors import (
@@ -628,14 +628,6 @@ def test_reference_query_matches_the_library(layers):
         assert q == expected[i]
 
 
-def _golden_module():
-    spec = importlib.util.spec_from_file_location("make_golden", GOLDEN.with_name("make_golden.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_golden_file_decodes_to_pinned_values():
     data = GOLDEN.read_bytes()
     assert len(data) < 4096
@@ -657,7 +649,7 @@ def test_golden_file_decodes_to_pinned_values():
         "sizes": [12, 10, 4],
     }
     # Every stored weight reads back exactly; pruned positions are 0 or a false positive.
-    for name, (w, *_rest) in _golden_module().dense_weights().items():
+    for name, (w, *_rest) in make_golden().dense_weights().items():
         layer = model.entries[name]
         decoded = state[name].numpy()
         kept = w != 0
@@ -676,7 +668,7 @@ def test_make_golden_reproduces_the_golden_file():
     """Encoder determinism: same inputs, same bytes. If an intended change to the encoder
     (e.g. Bloomier sizing) breaks this, the committed golden file stays as is (it must stay
     readable); update this test's expectation instead of regenerating it."""
-    assert _golden_module().golden_bytes() == GOLDEN.read_bytes()
+    assert make_golden().golden_bytes() == GOLDEN.read_bytes()
 
 
 def test_metadata_json_is_canonical():

@@ -7,7 +7,6 @@ so the document, the golden bytes and the library are checked against each other
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import math
 import struct
 import zlib
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from goldenkit import header_version, make_golden
 
 from weightless_core import fileformat as ff
 from weightless_core.deep_compression import DeepCompressedLayer, decode_entries, deep_compress
@@ -79,16 +79,12 @@ def mixed(dc_layers) -> dict[str, DeepCompressedLayer | EncodedLayer | torch.Ten
     }
 
 
-def _version(data: bytes) -> int:
-    return struct.unpack_from("<H", data, 8)[0]
-
-
 # ----------------------------------------------------------------------------- round trips
 
 
 def test_round_trip_is_version_2(tmp_path, mixed, dc_layers):
     data = ff.to_bytes(mixed, metadata={"baseline": "deep compression"})
-    assert _version(data) == 2 == ff.file_version(mixed)
+    assert header_version(data) == 2 == ff.file_version(mixed)
     model = ff.from_bytes(data)
     assert list(model.entries) == list(mixed)
     for name, value in mixed.items():
@@ -136,11 +132,11 @@ def test_load_into_a_module(tmp_path):
 
 def test_files_without_kind_4_stay_version_1(mixed):
     plain = {k: v for k, v in mixed.items() if not isinstance(v, DeepCompressedLayer)}
-    assert _version(ff.to_bytes(plain)) == 1 == ff.file_version(plain)
-    assert _version(ff.to_bytes({})) == 1
+    assert header_version(ff.to_bytes(plain)) == 1 == ff.file_version(plain)
+    assert header_version(ff.to_bytes({})) == 1
     golden = GOLDEN_V1.read_bytes()
     model = ff.from_bytes(golden)
-    assert _version(golden) == 1
+    assert header_version(golden) == 1
     assert ff.to_bytes(model.entries, metadata=model.metadata) == golden
 
 
@@ -173,19 +169,9 @@ def test_writer_refuses_bad_layers(tmp_path, dc_layers):
 # ----------------------------------------------------------------------------- golden v2
 
 
-def _golden_module():
-    spec = importlib.util.spec_from_file_location(
-        "make_golden", GOLDEN_V2.with_name("make_golden.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_golden_v2_decodes_to_pinned_values():
     data = GOLDEN_V2.read_bytes()
-    assert len(data) < 4096 and _version(data) == 2
+    assert len(data) < 4096 and header_version(data) == 2
     assert hashlib.sha256(data).hexdigest() == GOLDEN_V2_SHA256
     model = ff.read_model(GOLDEN_V2)
     assert model.metadata == {
@@ -213,14 +199,14 @@ def test_golden_v2_decodes_to_pinned_values():
     assert model.entries["conv.weight"].index_bits == 8
     assert model.entries["fc.weight"].index_bits == 5
     # The stored weights are the clustered inputs exactly, fillers and all.
-    for name, (w, cb, codes, _r) in _golden_module().dc_weights().items():
+    for name, (w, cb, codes, _r) in make_golden().dc_weights().items():
         np.testing.assert_array_equal(state[name].numpy(), np.where(w != 0, cb[codes], 0))
         assert model.entries[name].entries > model.entries[name].nnz
     assert not state["empty.weight"].any()
 
 
 def test_make_golden_reproduces_the_v2_file():
-    assert _golden_module().golden_v2_bytes() == GOLDEN_V2.read_bytes()
+    assert make_golden().golden_v2_bytes() == GOLDEN_V2.read_bytes()
 
 
 def test_every_truncation_and_flip_of_golden_v2_is_detected():

@@ -8,7 +8,6 @@ document, the golden bytes and the library are checked against each other.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import math
 import re
 import struct
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from goldenkit import header_version, make_golden
 
 from weightless_core import fileformat as ff
 from weightless_core.deep_compression import deep_compress
@@ -156,10 +156,6 @@ def _ref_decode_file(data: bytes) -> dict[str, np.ndarray]:
     return out
 
 
-def _version(data: bytes) -> int:
-    return struct.unpack_from("<H", data, 8)[0]
-
-
 def _with_version(data: bytes, version: int) -> bytes:
     head = data[:8] + struct.pack("<H", version) + data[10:-8]
     return head + struct.pack("<I", zlib.crc32(head)) + b"WLS\x00"
@@ -201,8 +197,8 @@ def test_save_load_round_trip_with_each_structure(tmp_path, structure):
     layer = encode_layer(w, r=3, t=7, seed=3, structure=structure)
     entries = {"w": layer, "b": torch.linspace(-1, 1, 24)}
     data = ff.to_bytes(entries, metadata={"structure": structure})
-    assert _version(data) == MIN_VERSION_OF_STRUCTURE[layer.structure.code]
-    assert _version(data) == (1 if structure == "bloomier" else 3) == ff.file_version(entries)
+    assert header_version(data) == MIN_VERSION_OF_STRUCTURE[layer.structure.code]
+    assert header_version(data) == (1 if structure == "bloomier" else 3) == ff.file_version(entries)
     model = ff.from_bytes(data)
     got = model.entries["w"]
     assert isinstance(got, EncodedLayer) and got == layer
@@ -237,7 +233,7 @@ def test_version_is_the_lowest_that_holds_the_file():
     for entries, version in cases:
         assert ff.file_version(entries) == version
         data = ff.to_bytes(entries)
-        assert _version(data) == version
+        assert header_version(data) == version
         assert ff.from_bytes(data).entries.keys() == entries.keys()
 
 
@@ -281,19 +277,9 @@ def test_fuse_table_sizes_are_checked():
 # ----------------------------------------------------------------------------- golden v3
 
 
-def _golden_module():
-    spec = importlib.util.spec_from_file_location(
-        "make_golden", GOLDEN_V3.with_name("make_golden.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_golden_v3_decodes_to_pinned_values():
     data = GOLDEN_V3.read_bytes()
-    assert len(data) < 4096 and _version(data) == 3
+    assert len(data) < 4096 and header_version(data) == 3
     assert hashlib.sha256(data).hexdigest() == GOLDEN_V3_SHA256
     model = ff.read_model(GOLDEN_V3)
     assert model.metadata == {
@@ -320,7 +306,7 @@ def test_golden_v3_decodes_to_pinned_values():
             fp,
         )
     # Every stored weight reads back exactly; pruned positions are 0 or a false positive.
-    for name, (w, cb, codes, *_rest) in _golden_module().fuse_weights().items():
+    for name, (w, cb, codes, *_rest) in make_golden().fuse_weights().items():
         decoded = state[name].numpy()
         kept = w != 0
         np.testing.assert_array_equal(decoded[kept], cb[codes][kept])
@@ -328,7 +314,7 @@ def test_golden_v3_decodes_to_pinned_values():
 
 
 def test_make_golden_reproduces_the_v3_file():
-    assert _golden_module().golden_v3_bytes() == GOLDEN_V3.read_bytes()
+    assert make_golden().golden_v3_bytes() == GOLDEN_V3.read_bytes()
 
 
 def test_every_truncation_and_flip_of_golden_v3_is_detected():
