@@ -22,7 +22,15 @@ from pathlib import Path
 import pytest
 import uvicorn
 from integrationkit import UPLOAD_LIMIT, Service, Worker
-from servicekit import ROOT, S3_ACCESS_KEY, S3_SECRET_KEY, S3Server, _stop_group, fresh_bucket
+from servicekit import (
+    ROOT,
+    S3_ACCESS_KEY,
+    S3_SECRET_KEY,
+    S3Server,
+    _stop_group,
+    fresh_bucket,
+    worker_values,
+)
 
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
@@ -47,21 +55,12 @@ def service_settings(
     pg_url: str, s3_server: S3Server, bucket: str, redis_url: str, module_tmp: Path
 ) -> dict[str, str]:
     """The settings the API and the worker share, as ``WEIGHTLESS_*`` values."""
-    return {
-        "environment": "test",
-        "database_url": pg_url,
-        "broker_url": redis_url,
-        "storage_backend": "s3",
-        "s3_endpoint_url": s3_server.endpoint_url,
-        "s3_bucket": bucket,
-        "data_dir": str(module_tmp / "data"),
-        "scratch_dir": str(module_tmp / "scratch"),
-        "progress_interval_seconds": "0.2",
-        "job_lease_seconds": "60",
-        "max_model_bytes": str(UPLOAD_LIMIT),
-        "max_dataset_bytes": str(UPLOAD_LIMIT),
-        "presign_seconds": "120",
-    }
+    values = worker_values(pg_url, s3_server, bucket, redis_url, module_tmp)
+    values.update(
+        max_model_bytes=str(UPLOAD_LIMIT), max_dataset_bytes=str(UPLOAD_LIMIT),
+        presign_seconds="120",
+    )  # fmt: skip
+    return values
 
 
 @pytest.fixture(scope="module")
