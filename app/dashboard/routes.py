@@ -11,7 +11,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
 from app.dashboard import charts, queries, reports, session, views
@@ -21,6 +21,7 @@ from app.dashboard.views import advice, duration, seconds
 from app.deps import SessionDep, SettingsDep, StorageDep, read_connection
 from app.errors import UnauthorizedError
 from app.models import FINISHED, JOB_STATUSES, Job
+from app.routes.jobs import download_response
 from app.schemas import BuiltinName
 from app.services import jobs as job_service
 from app.services import teams
@@ -210,10 +211,7 @@ def job_download(
     settings: SettingsDep,
 ) -> Response:
     job = _job(s, user, job_id)
-    out = job_service.download(storage, job, DOWNLOADS[what], expires=settings.presign_seconds)  # type: ignore[arg-type]
-    if out.url is not None:
-        return secured(RedirectResponse(out.url, status_code=307))
-    return FileResponse(out.path, media_type=out.media_type, filename=out.filename)  # type: ignore[arg-type]
+    return secured(download_response(job, storage, settings, DOWNLOADS[what]))  # type: ignore[arg-type]
 
 
 @router.get("/models", response_class=HTMLResponse)

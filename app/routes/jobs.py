@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import FileResponse, RedirectResponse
 
+from app.config import Settings
 from app.deps import (
     CeleryDep,
     CurrentTeam,
@@ -16,8 +17,10 @@ from app.deps import (
     SettingsDep,
     StorageDep,
 )
+from app.models import Job
 from app.schemas import JobCreate, JobOut, JobPage, JobStatus, error_responses, job_page
 from app.services import jobs
+from app.storage import Storage
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=error_responses(401, 422, 503))
 # The status poll, mounted apart from ``router`` because its one dependency authenticates
@@ -75,12 +78,13 @@ def _download_responses(media_type: str, what: str) -> dict[int | str, dict[str,
     }
 
 
-def _download(
-    job: OwnedJob,
-    storage: StorageDep,
-    settings: SettingsDep,
+def download_response(
+    job: Job,
+    storage: Storage,
+    settings: Settings,
     what: Literal["artifact", "report", "report_html"],
 ) -> Response:
+    """A job's output: a redirect to a presigned URL, or the file (used by the dashboard too)."""
     out = jobs.download(storage, job, what, expires=settings.presign_seconds)
     if out.url is not None:
         return RedirectResponse(out.url, status_code=307)
@@ -94,7 +98,7 @@ def _download(
 )
 def get_artifact(job: OwnedJob, storage: StorageDep, settings: SettingsDep) -> Response:
     """The encoded model (a redirect to a short-lived URL, or the file itself)."""
-    return _download(job, storage, settings, "artifact")
+    return download_response(job, storage, settings, "artifact")
 
 
 @router.get(
@@ -104,7 +108,7 @@ def get_artifact(job: OwnedJob, storage: StorageDep, settings: SettingsDep) -> R
 )
 def get_report(job: OwnedJob, storage: StorageDep, settings: SettingsDep) -> Response:
     """The job's JSON report (a redirect to a short-lived URL, or the file itself)."""
-    return _download(job, storage, settings, "report")
+    return download_response(job, storage, settings, "report")
 
 
 @router.get(
@@ -114,4 +118,4 @@ def get_report(job: OwnedJob, storage: StorageDep, settings: SettingsDep) -> Res
 )
 def get_report_html(job: OwnedJob, storage: StorageDep, settings: SettingsDep) -> Response:
     """The job's self-contained HTML report (per-layer table and charts), as a download."""
-    return _download(job, storage, settings, "report_html")
+    return download_response(job, storage, settings, "report_html")
