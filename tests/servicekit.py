@@ -265,9 +265,9 @@ class CeleryWorker:
 
 def start_worker(values: dict[str, str], log_path: Path) -> CeleryWorker:
     """Start ``celery -A worker.celery_app worker`` (solo pool, queue ``compress``) with these
-    ``WEIGHTLESS_*`` settings and wait until it answers a ping; stop it with ``stop_worker``."""
+    ``WEIGHTLESS_*`` settings and wait until it consumes; stop it with ``stop_worker``."""
     from app.config import Settings
-    from app.queue import QUEUE, make_celery
+    from app.queue import QUEUE
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEIGHTLESS_")}
     env.update({f"WEIGHTLESS_{k.upper()}": v for k, v in values.items()})
@@ -287,16 +287,21 @@ def start_worker(values: dict[str, str], log_path: Path) -> CeleryWorker:
         proc = subprocess.Popen(
             args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-    control = make_celery(settings)
-    try:
-        deadline = time.monotonic() + 60
-        while not control.control.ping(timeout=0.5):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                _stop_group(proc)
-                raise RuntimeError(f"celery worker did not start:\n{log_path.read_text()[-3000:]}")
-    finally:
-        control.close()
+    # Celery logs "<name> ready." once it consumes. A ping would do too, but a solo worker
+    # that takes a job at once answers no ping until that job ends, and a test that waits for
+    # the job to be running would then miss it.
+    ready = f"{name.split('@')[0]}@"
+    deadline = time.monotonic() + 60
+    while not any(ready in line and line.endswith(" ready.") for line in _lines(log_path)):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _stop_group(proc)
+            raise RuntimeError(f"celery worker did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.1)
     return CeleryWorker(settings, env, log_path, proc)
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text(errors="replace").splitlines()
 
 
 def stop_worker(worker: CeleryWorker) -> None:
