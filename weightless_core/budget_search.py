@@ -83,6 +83,7 @@ def compress_within_budget(
     levels: Mapping[str, tuple[float, ...]] | None = None,
     r_levels: tuple[int, ...] = R_LEVELS,
     t_margin: int = 8,
+    baseline: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> BudgetResult:
     """The smallest compression of ``model`` found within ``max_accuracy_drop`` points.
@@ -90,7 +91,8 @@ def compress_within_budget(
     ``base`` gives every other setting (epochs, structure, seed...); its per-layer sparsity, r
     and t are what the search sets. ``levels`` (layer name -> sparsities, least first) overrides
     the size-class defaults. If no configuration keeps the budget, the most accurate one tried
-    is returned with ``within_budget`` false.
+    is returned with ``within_budget`` false. ``baseline`` runs Deep Compression on every
+    evaluated run's weights too (for comparisons on the same weights; costs a little per run).
     """
     if not 0 <= max_accuracy_drop <= 100:
         raise InvalidInputError(
@@ -108,7 +110,7 @@ def compress_within_budget(
 
     def apply(settings: CompressionSettings, cfg: Mapping[str, ClassValues]) -> CompressionSettings:
         layers = {n: LayerOverride(sparsity=v.sparsity, r=v.r, t=v.t) for n, v in cfg.items()}
-        return settings.with_(layers=layers, size_rules=(), baseline=False)
+        return settings.with_(layers=layers, size_rules=(), baseline=baseline)
 
     search = greedy_search(
         lambda: clone(pristine), data, base, groups=names, levels=per_layer,

@@ -87,7 +87,11 @@ def test_paper_table_quick_run_writes_table_plot_and_json(tmp_path, monkeypatch)
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     data = json.loads((tmp_path / "results.json").read_text())
     (combo,) = data["combos"]
-    assert set(combo["runs"]) == {"paper", "max"}
+    assert set(combo["runs"]) == {"paper", "max", "budget"}
+    budget = combo["runs"]["budget"]
+    assert budget["search"]["evaluations"] >= 1 and budget["search"]["time_budget"] == 5.0
+    assert {row["structure"] for row in budget["layers"] if row["encoded"]} == {"fuse4"}
+    assert "### Budget search" in text and "| budget |" in text
     for run in combo["runs"].values():
         wl, dc = run["weightless"], run["deep_compression"]
         assert wl["weights_ratio"] > 1 and dc["weights_ratio"] > 1
