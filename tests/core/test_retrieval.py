@@ -220,7 +220,12 @@ def test_non_keys_are_uniform(cls: type[RetrievalStructure], t: int) -> None:
 
 
 @ALL
-@pytest.mark.parametrize(("n", "t", "seed"), [(1, 1, 0), (37, 5, 1), (2500, 7, 2), (4000, 32, 3)])
+@pytest.mark.parametrize(
+    ("n", "t", "seed"),
+    # t <= 8 and t <= 16 decode from unpacked byte / two-byte cells, t > 16 from the stream
+    [(1, 1, 0), (37, 5, 1), (2500, 7, 2), (300, 8, 4), (300, 9, 5), (300, 16, 6), (300, 17, 7),
+     (4000, 32, 3)],
+)  # fmt: skip
 def test_fast_paths_match_reference(
     cls: type[RetrievalStructure], n: int, t: int, seed: int
 ) -> None:
@@ -250,12 +255,12 @@ def test_fast_paths_match_reference(
 
 @ALL
 def test_decode_dense_odd_sizes(cls: type[RetrievalStructure]) -> None:
-    """Sizes around the kernels' chunking (1024 positions) decode like the reference."""
+    """Sizes around the kernels' chunking (1024 and 4096 positions) decode like the reference."""
     rng = np.random.default_rng(4)
     keys = _keys(rng, 300, 5000)
     s = cls.build(keys, rng.integers(0, 4, size=300).astype(np.uint32), t=4, seed=0)
     codebook = np.array([-1.5, -0.5, 0.5, 1.5], dtype=np.float32)
-    for numel in (0, 1, 1023, 1024, 1025, 2049, 4097):
+    for numel in (0, 1, 1023, 1024, 1025, 2049, 4095, 4096, 4097, 8193):
         q = _reference(cls)(s, np.arange(numel, dtype=np.uint64))
         out = np.empty(numel, dtype=np.float32)
         s.decode_dense(out, codebook)

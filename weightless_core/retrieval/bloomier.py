@@ -28,6 +28,7 @@ from weightless_core import bitpack
 from weightless_core._jit import inline, njit, prange, prefetch
 from weightless_core.errors import ConstructionError, InvalidInputError
 from weightless_core.hashing import MIX1, MIX2, derive_seed, seed_key
+from weightless_core.retrieval import narrow
 from weightless_core.retrieval.base import MAX_T, RetrievalStructure
 
 CELLS_PER_KEY = 1.23
@@ -178,6 +179,35 @@ def _decode_kernel(
         _lookup(words, m, p0, p1, p2, acc)
         for j in range(m):
             out[start + j] = table[min(acc[j] & tmask, k)]
+
+
+@njit(parallel=True)
+def _decode_narrow_kernel(
+    out: np.ndarray, cells: np.ndarray, sk: np.uint64, b: np.int64, t: np.int64, table: np.ndarray
+) -> None:
+    """``_decode_kernel`` on the unpacked cells (``narrow.narrow_cells``): same results."""
+    lo = np.uint64(0xFFFFFFFF)
+    b32 = np.uint64(b) & lo  # B < 2**32: masked, every product is 32 x 32 bits (one SIMD op)
+    tmask = (np.uint64(1) << np.uint64(t)) - np.uint64(1)
+    ch = narrow.CHUNK
+    n = out.size
+    for c in prange((n + ch - 1) // ch):
+        start = c * ch
+        m = min(ch, n - start)
+        i0 = np.empty(ch, dtype=np.uint32)
+        i1 = np.empty(ch, dtype=np.uint32)
+        i2 = np.empty(ch, dtype=np.uint32)
+        acc = np.empty(ch, dtype=np.uint32)
+        first = np.uint64(start) + sk
+        for j in range(m):
+            h = _mix(first + np.uint64(j))
+            c0, c1, c2 = _cells(h, b32)
+            i0[j], i1[j], i2[j] = np.uint32(c0), np.uint32(c1), np.uint32(c2)
+            acc[j] = np.uint32((h ^ (h >> np.uint64(32))) & tmask)
+        narrow.xor_gather(cells, i0, acc, m)
+        narrow.xor_gather(cells, i1, acc, m)
+        narrow.xor_gather(cells, i2, acc, m)
+        narrow.write_decoded(out, start, acc, m, table)
 
 
 @njit(parallel=True)
@@ -434,17 +464,14 @@ class BloomierFilter(RetrievalStructure):
         return out.reshape(np.shape(keys))
 
     def decode_dense(self, out: np.ndarray, codebook: np.ndarray) -> None:
-        if not (
-            isinstance(out, np.ndarray)
-            and out.ndim == 1
-            and out.dtype == np.float32
-            and out.flags.c_contiguous
-            and out.flags.writeable
-        ):
-            raise InvalidInputError("out must be a writeable, contiguous 1-D float32 array")
-        table = np.append(np.asarray(codebook, dtype=np.float32).ravel(), np.float32(0.0))
+        narrow.check_dense_out(out)
+        table = narrow.decode_table(codebook)
+        cells = narrow.narrow_cells(self._words, self.num_cells, self.t)
         with _wrapping():
-            _decode_kernel(out, self._words, self._sk, self._b, np.int64(self.t), table)
+            if cells is not None:
+                _decode_narrow_kernel(out, cells, self._sk, self._b, np.int64(self.t), table)
+            else:
+                _decode_kernel(out, self._words, self._sk, self._b, np.int64(self.t), table)
 
     def count_in_range(self, pruned: np.ndarray, limit: int) -> int:
         if limit < 0:

@@ -38,6 +38,7 @@ from weightless_core import bitpack
 from weightless_core._jit import inline, njit, prange, prefetch
 from weightless_core.errors import ConstructionError, InvalidInputError
 from weightless_core.hashing import derive_seed, seed_key
+from weightless_core.retrieval import narrow
 from weightless_core.retrieval.base import MAX_T, RetrievalStructure
 from weightless_core.retrieval.bloomier import _CHUNK, _check_t, _mix, _wrapping, _xor_cells
 
@@ -209,6 +210,39 @@ def _decode_kernel(
         _lookup(words, m, arity, pos, acc)
         for j in range(m):
             out[start + j] = table[min(acc[j] & tmask, last)]
+
+
+@njit(parallel=True)
+def _decode_narrow_kernel(
+    out, cells, sk: np.uint64, segs: np.int64, k: np.int64, arity: np.int64, t: np.int64, table
+) -> None:
+    """``_decode_kernel`` on the unpacked cells (``narrow.narrow_cells``): same results."""
+    lo = np.uint64(0xFFFFFFFF)
+    ss, kk = np.uint64(segs) & lo, np.uint64(k)  # S < 2**32: 32 x 32-bit products
+    fb = np.uint64(64 // arity)
+    lmask = (np.uint64(1) << kk) - np.uint64(1)
+    seg = np.uint64(1) << kk
+    tmask = (np.uint64(1) << np.uint64(t)) - np.uint64(1)
+    ch = narrow.CHUNK
+    n = out.size
+    for c in prange((n + ch - 1) // ch):
+        start = c * ch
+        m = min(ch, n - start)
+        index = np.empty((4, ch), dtype=np.uint32)
+        acc = np.empty(ch, dtype=np.uint32)
+        first = np.uint64(start) + sk
+        for j in range(m):
+            h = _mix(first + np.uint64(j))
+            g = _mix(h)
+            b = _start(h, ss) << kk
+            index[0, j] = np.uint32(b + (g & lmask))
+            index[1, j] = np.uint32(b + seg + ((g >> fb) & lmask))
+            index[2, j] = np.uint32(b + seg + seg + ((g >> (fb + fb)) & lmask))
+            index[3, j] = np.uint32(b + seg + seg + seg + ((g >> (fb + fb + fb)) & lmask))
+            acc[j] = np.uint32(h & tmask)
+        for i in range(arity):
+            narrow.xor_gather(cells, index[i], acc, m)
+        narrow.write_decoded(out, start, acc, m, table)
 
 
 @njit(parallel=True)
@@ -521,17 +555,14 @@ class _BinaryFuse(RetrievalStructure):
         return out.reshape(np.shape(keys))
 
     def decode_dense(self, out: np.ndarray, codebook: np.ndarray) -> None:
-        if not (
-            isinstance(out, np.ndarray)
-            and out.ndim == 1
-            and out.dtype == np.float32
-            and out.flags.c_contiguous
-            and out.flags.writeable
-        ):
-            raise InvalidInputError("out must be a writeable, contiguous 1-D float32 array")
-        table = np.append(np.asarray(codebook, dtype=np.float32).ravel(), np.float32(0.0))
+        narrow.check_dense_out(out)
+        table = narrow.decode_table(codebook)
+        cells = narrow.narrow_cells(self._words, self.num_cells, self.t)
         with _wrapping():
-            _decode_kernel(out, self._words, *self._params(), table)
+            if cells is not None:
+                _decode_narrow_kernel(out, cells, *self._params(), table)
+            else:
+                _decode_kernel(out, self._words, *self._params(), table)
 
     def count_in_range(self, pruned: np.ndarray, limit: int) -> int:
         if limit < 0:
