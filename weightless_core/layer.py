@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from weightless_core.errors import InvalidInputError
 from weightless_core.retrieval import MAX_T, STRUCTURES, RetrievalStructure
 
+if TYPE_CHECKING:
+    import torch
+
 MAX_R = 8
+Backend = Literal["auto", "numba", "torch"]
 # Bytes of an encoded record body besides the shape, codebook and table (see docs/format.md):
 # ndim u8, structure/r/t/hash u8 x4, seed/num_cells/nnz/false_positives u64 x4.
 _FIXED_BODY_BYTES = 1 + 4 + 8 * 4
@@ -60,6 +65,23 @@ class EncodedLayer:
         out = np.empty(self.numel, dtype=np.float32)
         self.structure.decode_dense(out, self.codebook)
         return out.reshape(self.shape)
+
+    def to_torch(
+        self, device: str | torch.device = "cpu", *, backend: Backend = "auto"
+    ) -> torch.Tensor:
+        """The dense tensor on ``device``. ``auto`` decodes on the device itself when it is a
+        GPU (only the table travels there) and with the numba kernels on CPU (the fastest
+        there); ``torch`` forces the torch kernels, ``numba`` the CPU decode and a copy."""
+        import torch
+
+        from weightless_core.retrieval import torch_decode
+
+        dev = torch.device(device)
+        if backend not in ("auto", "numba", "torch"):
+            raise InvalidInputError(f"backend must be auto, numba or torch, got {backend!r}")
+        if backend == "torch" or (backend == "auto" and dev.type != "cpu"):
+            return torch_decode.decode_dense(self.structure, self.codebook, self.shape, device=dev)
+        return torch.from_numpy(self.decode()).to(dev)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, EncodedLayer):

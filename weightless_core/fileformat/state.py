@@ -9,15 +9,26 @@ import torch
 from weightless_core.errors import InvalidInputError
 from weightless_core.fileformat.reader import read_model
 from weightless_core.fileformat.spec import WEIGHT_LAYERS, PathLike
+from weightless_core.layer import Backend, EncodedLayer
 
 
-def load(path: PathLike, *, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """The dense ``state_dict`` in file order: encoded layers (both kinds) decoded to float32."""
+def load(
+    path: PathLike, *, device: str | torch.device = "cpu", backend: Backend = "auto"
+) -> dict[str, torch.Tensor]:
+    """The dense ``state_dict`` in file order: encoded layers (both kinds) decoded to float32.
+
+    On a GPU ``device`` the Weightless layers decode there (``EncodedLayer.to_torch``): the
+    dense weights never exist in host memory.
+    """
     model = read_model(path)
     out: dict[str, torch.Tensor] = {}
     for name, value in model.entries.items():
-        tensor = torch.from_numpy(value.decode()) if isinstance(value, WEIGHT_LAYERS) else value
-        out[name] = tensor.to(device)
+        if isinstance(value, EncodedLayer):
+            out[name] = value.to_torch(device, backend=backend)
+        elif isinstance(value, WEIGHT_LAYERS):
+            out[name] = torch.from_numpy(value.decode()).to(device)
+        else:
+            out[name] = value.to(device)
     return out
 
 
@@ -25,9 +36,12 @@ def load_into(module: torch.nn.Module, path: PathLike, *, strict: bool = True) -
     """Copy the file's tensors into ``module``; mismatches raise ``InvalidInputError``.
 
     Checked up front so the message names every offending key and shape instead of torch's
-    ``RuntimeError`` (and so nothing is copied when the file does not fit).
+    ``RuntimeError`` (and so nothing is copied when the file does not fit). Tensors decode on
+    the GPU itself for a CUDA module, on CPU otherwise.
     """
-    state = load(path)
+    first = next(iter(module.parameters()), None)
+    on_gpu = first is not None and first.device.type == "cuda"
+    state = load(path, device=first.device if on_gpu else "cpu")
     own = module.state_dict()
     problems: list[str] = []
     if strict:

@@ -14,7 +14,9 @@ from typing import ClassVar, Self
 
 import numpy as np
 
+from weightless_core import bitpack
 from weightless_core.bitpack import MAX_T
+from weightless_core.retrieval import narrow
 
 __all__ = ["MAX_T", "RetrievalStructure"]
 
@@ -29,6 +31,7 @@ class RetrievalStructure(ABC):
     seed: int
     num_cells: int
     attempts: int
+    _words: np.ndarray  # the packed stream as padded uint32 words (``bitpack``)
 
     @classmethod
     @abstractmethod
@@ -63,6 +66,12 @@ class RetrievalStructure(ABC):
     @abstractmethod
     def count_in_range(self, pruned: np.ndarray, limit: int) -> int:
         """How many positions ``i`` with ``pruned[i]`` query to a value ``< limit``."""
+
+    def narrow_cells(self) -> np.ndarray:
+        """One uint8, uint16 or uint32 per cell (the narrowest that holds t bits): what
+        decoders on other devices copy there instead of the packed stream."""
+        cells = narrow.narrow_cells(self._words, self.num_cells, self.t)
+        return cells if cells is not None else bitpack.unpack(self._words, self.num_cells, self.t)
 
     @property
     def table_nbytes(self) -> int:
