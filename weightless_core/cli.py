@@ -257,13 +257,16 @@ def _compress_and_show(
 def decode(
     file: Annotated[Path, typer.Argument(help="encoded model file")],
     out: Annotated[Path, typer.Option("--out", "-o", help="safetensors file to write")],
+    device: Annotated[
+        str, typer.Option(help="where to decode: cpu (numba kernels) or cuda (on the GPU)")
+    ] = "cpu",
 ) -> None:
     """Decode an encoded model back into a dense safetensors state_dict."""
     from weightless_core.fileformat import load
     from weightless_core.modelio import save_state_dict
 
     def run() -> None:
-        state = load(file)
+        state = {k: v.cpu() for k, v in load(file, device=device).items()}
         save_state_dict(state, out)
         console.print(f"[green]wrote[/] {out}: {len(state)} tensors")
 

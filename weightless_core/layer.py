@@ -76,7 +76,7 @@ class EncodedLayer:
 
         from weightless_core.retrieval import torch_decode
 
-        dev = torch.device(device)
+        dev = torch_decode.checked_device(device)
         if backend not in ("auto", "numba", "torch"):
             raise InvalidInputError(f"backend must be auto, numba or torch, got {backend!r}")
         if backend == "torch" or (backend == "auto" and dev.type != "cpu"):

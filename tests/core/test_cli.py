@@ -202,6 +202,9 @@ def test_truncated_and_corrupt_files_are_refused(reference, tmp_path):
     _assert_clean_failure(invoke("decode", cut, "--out", out), "trunc", out)
     _assert_clean_failure(invoke("decode", flipped, "--out", out), "corrupt", out)
     _assert_clean_failure(invoke("inspect", reference), "not a Weightless", out)
+    _assert_clean_failure(invoke("decode", good, "--out", out, "--device", "gpu0"), "torch", out)
+    res = invoke("decode", good, "--out", out, "--device", "cpu")
+    assert res.exit_code == 0, output(res)
 
 
 def test_missing_input_file(tmp_path):

@@ -84,6 +84,10 @@ def test_bad_backend_and_missing_gpu_are_refused() -> None:
         layer.to_torch(backend="cupy")  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="chunk must be"):
         torch_decode.decode_dense(layer.structure, layer.codebook, (8, 8), chunk=0)
+    with pytest.raises(InvalidInputError, match="not a torch device"):
+        layer.to_torch("gpu0")
+    with pytest.raises(InvalidInputError, match="cpu or cuda"):
+        layer.to_torch("meta")
     with pytest.raises(InvalidInputError, match="int64"):
         torch_decode.query(layer.structure, torch.zeros(3, dtype=torch.int32))
     if not torch.cuda.is_available():

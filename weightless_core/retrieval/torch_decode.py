@@ -145,8 +145,14 @@ def _lookup(layout: _Layout, table: torch.Tensor, keys: torch.Tensor, w: _Scratc
     return w.mask.bitwise_xor_(acc)
 
 
-def _device(device: str | torch.device) -> torch.device:
-    dev = torch.device(device)
+def checked_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device, refused with a clear error if it is no device here."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise InvalidInputError(f"{device!r} is not a torch device (cpu, cuda, cuda:1...)") from e
+    if dev.type not in ("cpu", "cuda"):
+        raise InvalidInputError(f"decoding runs on cpu or cuda, not {dev.type!r}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InvalidInputError("device 'cuda' was asked for but torch sees no CUDA device")
     return dev
@@ -173,7 +179,7 @@ def query(
         keys = torch.from_numpy(np.ascontiguousarray(keys, dtype=np.uint64).view(np.int64))
     if keys.dtype != torch.int64:
         raise InvalidInputError(f"keys must be int64 (uint64 bits), got {keys.dtype}")
-    dev = _device(device if device is not None else keys.device)
+    dev = checked_device(device if device is not None else keys.device)
     step = _chunk(dev, chunk)
     layout = _Layout(structure)
     table = _device_cells(structure, dev)
@@ -196,7 +202,7 @@ def decode_dense(
 ) -> torch.Tensor:
     """The dense float32 tensor of ``shape`` on ``device``, as ``structure.decode_dense`` fills
     it: a result below ``len(codebook)`` selects that centroid, anything else 0."""
-    dev = _device(device)
+    dev = checked_device(device)
     step = _chunk(dev, chunk)
     layout = _Layout(structure)
     table = _device_cells(structure, dev)
