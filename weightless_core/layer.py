@@ -66,6 +66,17 @@ class EncodedLayer:
         self.structure.decode_dense(out, self.codebook)
         return out.reshape(self.shape)
 
+    def read_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(codes, valid)`` of every position, shaped like the tensor: the cluster code the
+        table gives (int64, 0 where invalid) and whether it is one (kept weights and false
+        positives). One range decode with codebook ``1..2**r``, so no key array is built."""
+        out = np.empty(self.numel, dtype=np.float32)
+        self.structure.decode_dense(out, np.arange(1, (1 << self.r) + 1, dtype=np.float32))
+        plus_one = out.astype(np.int64)
+        valid = plus_one > 0
+        np.subtract(plus_one, 1, out=plus_one, where=valid)
+        return plus_one.reshape(self.shape), valid.reshape(self.shape)
+
     def to_torch(
         self, device: str | torch.device = "cpu", *, backend: Backend = "auto"
     ) -> torch.Tensor:

@@ -390,11 +390,8 @@ class _Run:
             codes=c.codes.cpu().numpy(),
             structure=plan.structure,
         )
-        q = enc.structure.query(np.arange(enc.numel, dtype=np.uint64)).astype(np.int64)
-        k = 1 << plan.r
-        valid = q < k
-        codes = torch.from_numpy(np.where(valid, q, 0).reshape(enc.shape))
-        mask = torch.from_numpy(valid.reshape(enc.shape))
+        codes_np, valid = enc.read_codes()
+        codes, mask = torch.from_numpy(codes_np), torch.from_numpy(valid)
         finetune = self.settings.finetune_codebooks
         centroids = torch.from_numpy(enc.codebook.copy()).to(self.device)
         self.constraints[name] = Constraint(

@@ -187,3 +187,17 @@ def test_bad_codebooks_and_codes() -> None:
         encode_layer(w, r=2, t=5, codebook=np.zeros(4, np.float32), codes=codes + 4)
     with pytest.raises(InvalidInputError, match="codes must be an integer array"):
         encode_layer(w, r=2, t=5, codebook=np.zeros(4, np.float32), codes=codes + 0.5)
+
+
+@pytest.mark.parametrize("structure", ["bloomier", "fuse3", "fuse4"])
+def test_read_codes_matches_a_query_of_every_position(structure: str) -> None:
+    rng = np.random.default_rng(9)
+    w = rng.standard_normal((120, 70)).astype(np.float32)
+    w[rng.random(w.shape) < 0.85] = 0
+    layer = encode_layer(w, r=3, t=6, seed=4, structure=structure)
+    q = layer.structure.query(np.arange(layer.numel, dtype=np.uint64)).reshape(w.shape)
+    codes, valid = layer.read_codes()
+    assert codes.dtype == np.int64 and codes.shape == w.shape
+    np.testing.assert_array_equal(valid, q < 8)
+    np.testing.assert_array_equal(codes, np.where(q < 8, q, 0))
+    assert int(valid.sum()) == layer.nnz + layer.false_positives
