@@ -46,14 +46,14 @@ TARGET_S = 0.5
 TARGET_FLOOR_RATIO = 3.0
 
 
-def fc6_weight() -> np.ndarray:
+def fc6_weight(shape: tuple[int, int]) -> np.ndarray:
     rng = np.random.default_rng(0)
-    numel = FC6[0] * FC6[1]
+    numel = shape[0] * shape[1]
     weight = np.zeros(numel, dtype=np.float32)
     kept = np.flatnonzero(rng.random(numel, dtype=np.float32) < KEEP)
     weight[kept] = rng.standard_normal(kept.size, dtype=np.float32) + np.float32(0.01)
     weight[kept[weight[kept] == 0]] = 1.0
-    return weight.reshape(FC6)
+    return weight.reshape(shape)
 
 
 def packed_decode(layer) -> np.ndarray:
@@ -68,12 +68,12 @@ def packed_decode(layer) -> np.ndarray:
     return out.reshape(layer.shape)
 
 
-def cpu_floor() -> None:
-    np.empty(FC6, dtype=np.float32).fill(1.0)
+def cpu_floor(shape: tuple[int, int]) -> None:
+    np.empty(shape, dtype=np.float32).fill(1.0)
 
 
-def cuda_floor() -> None:
-    torch.empty(FC6, dtype=torch.float32, device="cuda").fill_(1.0)
+def cuda_floor(shape: tuple[int, int]) -> None:
+    torch.empty(shape, dtype=torch.float32, device="cuda").fill_(1.0)
     torch.cuda.synchronize()
 
 
@@ -88,8 +88,8 @@ def timed(fn: Callable[[], object], sync: bool = False) -> float:
     return seconds
 
 
-def bench(runs: int, cuda: bool) -> dict:
-    weight = fc6_weight()
+def bench(runs: int, cuda: bool, shape: tuple[int, int] = FC6) -> dict:
+    weight = fc6_weight(shape)
     layers = {}
     for kind in STRUCTURES:
         t0 = time.perf_counter()
@@ -107,9 +107,11 @@ def bench(runs: int, cuda: bool) -> dict:
             on_gpu = layer.to_torch("cuda").cpu().numpy()
             assert np.array_equal(on_gpu, ref), kind
         del ref, got
-    paths: dict[str, tuple[Callable[[], object], bool]] = {"floor (CPU)": (cpu_floor, False)}
+    paths: dict[str, tuple[Callable[[], object], bool]] = {
+        "floor (CPU)": (lambda: cpu_floor(shape), False)
+    }
     if cuda:
-        paths["floor (CUDA)"] = (cuda_floor, True)
+        paths["floor (CUDA)"] = (lambda: cuda_floor(shape), True)
     for kind, layer in layers.items():
         paths[f"{kind}: decode()"] = (layer.decode, False)
         paths[f"{kind}: packed stream (before)"] = (lambda lay=layer: packed_decode(lay), False)
@@ -126,7 +128,7 @@ def bench(runs: int, cuda: bool) -> dict:
             times[name].append(timed(fn, sync))
         print(f"run {i + 1}/{runs}", flush=True)
     return {
-        "shape": list(FC6),
+        "shape": list(shape),
         "r": R,
         "t": T,
         "cuda": cuda,
@@ -147,7 +149,7 @@ def bench(runs: int, cuda: bool) -> dict:
 
 def render(res: dict, runs: int) -> str:
     med, best = res["median"], res["best"]
-    numel = FC6[0] * FC6[1]
+    numel = res["shape"][0] * res["shape"][1]
     out_bytes = numel * 4
     lines = [
         f"Medians of {runs} interleaved runs (the torch CPU rows: {max(1, runs // 3)}); each "
@@ -193,14 +195,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=7, help="timed runs per path")
     parser.add_argument("--no-record", action="store_true", help="print only")
+    parser.add_argument(
+        "--shape", type=int, nargs=2, default=FC6, help="another layer shape (implies --no-record)"
+    )
     args = parser.parse_args(argv)
+    shape = tuple(args.shape)
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     start = time.perf_counter()
     print(machine_info(), flush=True)
-    res = bench(args.runs, torch.cuda.is_available())
+    res = bench(args.runs, torch.cuda.is_available(), shape)  # type: ignore[arg-type]
     markdown = render(res, args.runs)
     print(markdown)
-    if not args.no_record:
+    if not args.no_record and shape == FC6:
         python = os.path.relpath(sys.executable, ROOT)
         script = os.path.relpath(Path(__file__).resolve(), ROOT)
         record(
