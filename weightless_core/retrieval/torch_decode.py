@@ -14,6 +14,8 @@ bytes per position of a chunk) whatever the layer's size.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -35,25 +37,29 @@ def _signed(x: int) -> int:
     return x - (1 << 64) if x >= 1 << 63 else x
 
 
+@dataclass
 class _Scratch:
     """Work tensors of one chunk, reused for every chunk: allocating fresh ones per op would
     cost more than the arithmetic (page faults on CPU, allocator traffic on CUDA)."""
 
-    def __init__(self, size: int, arity: int, device: torch.device):
+    h: torch.Tensor
+    g: torch.Tensor
+    tmp: torch.Tensor
+    mask: torch.Tensor
+    cells: list[torch.Tensor]
+
+    @classmethod
+    def allocate(cls, size: int, arity: int, device: torch.device) -> _Scratch:
         def make() -> torch.Tensor:
             return torch.empty(size, dtype=torch.int64, device=device)
 
-        self.h, self.g, self.tmp, self.mask = make(), make(), make(), make()
-        self.cells = [make() for _ in range(arity)]
+        return cls(make(), make(), make(), make(), [make() for _ in range(arity)])
 
     def view(self, n: int) -> _Scratch:
         """The first ``n`` positions of every buffer (the last chunk may be short)."""
-        short = object.__new__(_Scratch)
-        short.h, short.g, short.tmp, short.mask = (
-            x[:n] for x in (self.h, self.g, self.tmp, self.mask)
+        return _Scratch(
+            self.h[:n], self.g[:n], self.tmp[:n], self.mask[:n], [c[:n] for c in self.cells]
         )
-        short.cells = [c[:n] for c in self.cells]
-        return short
 
 
 def _srl(z: torch.Tensor, s: int, out: torch.Tensor) -> torch.Tensor:
@@ -185,7 +191,7 @@ def query(
     table = _device_cells(structure, dev)
     flat = keys.reshape(-1)
     out = torch.empty(flat.numel(), dtype=torch.int64, device=dev)
-    scratch = _Scratch(min(step, flat.numel()), layout.arity, dev)
+    scratch = _Scratch.allocate(min(step, flat.numel()), layout.arity, dev)
     for start in range(0, flat.numel(), step):
         part = flat[start : start + step].to(dev)
         out[start : start + part.numel()] = _lookup(layout, table, part, scratch.view(part.numel()))
@@ -210,7 +216,7 @@ def decode_dense(
     last = values.numel() - 1
     numel = int(np.prod(shape, dtype=np.int64)) if shape else 1
     out = torch.empty(numel, dtype=torch.float32, device=dev)
-    scratch = _Scratch(min(step, numel), layout.arity, dev)
+    scratch = _Scratch.allocate(min(step, numel), layout.arity, dev)
     keys = torch.empty(min(step, numel), dtype=torch.int64, device=dev)
     for start in range(0, numel, step):
         stop = min(numel, start + step)
