@@ -51,6 +51,8 @@ class JobSettings(BaseModel):
     lr: float | None = Field(default=None, gt=0.0, le=10.0)
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     finetune_codebooks: bool | None = None
+    # Store each layer as its Weightless table or as Deep Compression, whichever is smaller.
+    hybrid: bool | None = None
     # Instead of knobs: search each layer's sparsity, r and t for the smallest file within this
     # many accuracy points (``weightless_core.budget_search``), for at most search_seconds.
     max_accuracy_drop: float | None = Field(default=None, ge=0.0, le=100.0)
@@ -67,8 +69,8 @@ class JobSettings(BaseModel):
     def to_core(self, *, device: str | None = None) -> CompressionSettings:
         values = preset_values(self.preset)
         for name in (
-            "method", "finetune_codebooks", "sparsity", "r", "t", "structure", "min_elements",
-            "prune_steps",
+            "method", "finetune_codebooks", "hybrid", "sparsity", "r", "t", "structure",
+            "min_elements", "prune_steps",
             "prune_epochs", "cluster_epochs", "retrain_epochs", "batch_size", "lr", "seed",
         ):  # fmt: skip
             v = getattr(self, name)

@@ -126,6 +126,13 @@ def compress(
         bool | None,
         typer.Option(help="keep training an encoded layer's centroids after encoding it [yes]"),
     ] = None,
+    hybrid: Annotated[
+        bool | None,
+        typer.Option(
+            help="store each layer as its Weightless table or as Deep Compression, whichever "
+            "is smaller [no]"
+        ),
+    ] = None,
     min_elements: Annotated[
         int | None, typer.Option(help="smallest tensor that is encoded [1000]")
     ] = None,
@@ -179,6 +186,7 @@ def compress(
             cluster_epochs=cluster_epochs,
             retrain_epochs=retrain_epochs,
             finetune_codebooks=finetune_codebooks,
+            hybrid=hybrid,
             batch_size=batch_size,
             lr=lr,
             seed=seed,

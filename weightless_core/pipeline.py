@@ -191,7 +191,7 @@ class _Run:
         self.targets = select_targets(self.params, settings)
         self.plans = {n: settings.plan(n, self.params[n].numel()) for n in self.targets}
         self.constraints: dict[str, Constraint] = {}
-        self.encoded: dict[str, EncodedLayer] = {}
+        self.encoded: dict[str, EncodedLayer | DeepCompressedLayer] = {}
         self.layer_accuracy: dict[str, float | None] = {}
         self.accuracy: dict[str, float | None] = {}
         self.seconds: dict[str, float] = {}
@@ -390,9 +390,30 @@ class _Run:
             codes=c.codes.cpu().numpy(),
             structure=plan.structure,
         )
+        finetune = self.settings.finetune_codebooks
+        if self.settings.hybrid:
+            dc = deep_compress(
+                p.detach(), codebook=enc.codebook, codes=c.codes.cpu().numpy(), r=plan.r
+            )
+            if dc.nbytes < enc.nbytes:  # stored as clustered: its mask and codes stay as they are
+                centroids = torch.from_numpy(dc.codebook.copy()).to(self.device)
+                self.constraints[name] = Constraint(
+                    p, mask=c.mask, codes=c.codes, centroids=centroids.requires_grad_(finetune),
+                    frozen=not finetune,
+                )  # fmt: skip
+                self.constraints[name].project()
+                self.encoded[name] = dc
+                self.units_done += 1
+                self._emit(
+                    "encode",
+                    f"stored {name} as Deep Compression: {dc.nbytes} bytes, smaller than its "
+                    f"table's {enc.nbytes}",
+                    layer=name,
+                    metrics={"false_positives": 0.0, "bytes": float(dc.nbytes)},
+                )
+                return
         codes_np, valid = enc.read_codes()
         codes, mask = torch.from_numpy(codes_np), torch.from_numpy(valid)
-        finetune = self.settings.finetune_codebooks
         centroids = torch.from_numpy(enc.codebook.copy()).to(self.device)
         self.constraints[name] = Constraint(
             p,
@@ -593,11 +614,13 @@ class _Run:
                 "r": entry.r,
             }
             if isinstance(entry, DeepCompressedLayer):
+                chosen = self.encoded.get(name) is entry  # a hybrid run stored it this way
                 return LayerReport(
                     **common,
                     structure="csr-huffman",
                     cells=entry.entries,
                     false_positives=0,
+                    accuracy_after=self.layer_accuracy.get(name) if chosen else None,
                     paper_bytes=(entry.paper_bits + 7) // 8,
                 )
             return LayerReport(

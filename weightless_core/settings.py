@@ -80,6 +80,10 @@ class CompressionSettings:
     ``finetune_codebooks`` keeps an encoded layer's centroids trainable after it is encoded: its
     table (which codes sit where, false positives included) is fixed, but the values those codes
     stand for still learn from the summed gradients of their positions. The paper froze them.
+    ``hybrid`` stores each encoded layer the smaller of two ways, chosen when it is encoded: its
+    Weightless table (false positives included) or Deep Compression's encoding of the same
+    clustered weights (no false positives). Large layers that tolerate a small t go to tables,
+    small or denser ones to Deep Compression; later layers retrain around what was stored.
     ``distill`` in [0, 1) mixes knowledge distillation from the dense model into every
     retraining loss (0 = labels only). ``lr_schedule`` is ``"constant"`` or ``"cosine"``
     (decay to 0 within each training stage).
@@ -92,6 +96,7 @@ class CompressionSettings:
     structure: str = "bloomier"
     later_layers: str = "recluster"
     finetune_codebooks: bool = True
+    hybrid: bool = False
     lr_schedule: str = "constant"
     distill: float = 0.0
     layers: Mapping[str, LayerOverride] = field(default_factory=dict)
@@ -127,7 +132,7 @@ class CompressionSettings:
             raise InvalidInputError(
                 f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"
             )
-        for key in ("finetune_codebooks", "baseline"):
+        for key in ("finetune_codebooks", "baseline", "hybrid"):
             if not isinstance(getattr(self, key), bool):
                 raise InvalidInputError(f"{key} must be true or false, got {getattr(self, key)!r}")
         for rule in self.size_rules:

@@ -22,6 +22,13 @@ def test_explicit_fields_override_the_preset():
     assert core.t == 11 and core.finetune_codebooks is True and core.sparsity == 0.92
 
 
+def test_hybrid_is_passed_through_and_strict():
+    assert JobSettings(hybrid=True).to_core().hybrid is True
+    assert JobSettings().to_core().hybrid is False
+    with pytest.raises(ValidationError):
+        JobSettings.model_validate({"hybrid": "yes"})
+
+
 def test_method_is_passed_through_and_validated():
     assert JobSettings(method="deep-compression").to_core().method == "deep-compression"
     with pytest.raises(ValidationError):

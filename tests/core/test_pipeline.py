@@ -213,3 +213,46 @@ def test_per_layer_settings_are_applied(trained_model):
     assert (fc2.r, fc2.t) == (2, 5)
     assert fc2.nnz == 300 * 100 // 2
     assert np.unique(result.model.state_dict()["fc2.weight"].numpy()).size <= 5
+
+
+def test_hybrid_stores_each_layer_the_smaller_way(fashion_small, trained_model, tmp_path):
+    from weightless_core.deep_compression import DeepCompressedLayer
+    from weightless_core.settings import LayerOverride
+
+    settings = FAST.with_(
+        hybrid=True,
+        structure="fuse4",
+        layers={
+            "fc1.weight": LayerOverride(sparsity=0.97, r=2, t=5),  # big, sparse, small t: table
+            "fc3.weight": LayerOverride(sparsity=0.5, r=4, t=12),  # small and dense: DC
+        },
+    )
+    events: list[Progress] = []
+    result = compress(trained_model, fashion_small, settings, progress=events.append)
+    fc1, fc3 = result.entries["fc1.weight"], result.entries["fc3.weight"]
+    assert isinstance(fc1, EncodedLayer) and isinstance(fc3, DeepCompressedLayer)
+    stored = [e.message for e in events if e.stage == "encode" and e.layer == "fc3.weight"]
+    assert any("stored fc3.weight as Deep Compression" in m for m in stored), stored
+    rows = {row.name: row for row in result.report.layers}
+    assert rows["fc3.weight"].structure == "csr-huffman"
+    assert rows["fc3.weight"].false_positives == 0
+    assert rows["fc3.weight"].accuracy_after is not None  # it was stored by this run
+    assert rows["fc1.weight"].structure == "fuse4" and rows["fc1.weight"].false_positives > 0
+    # A Deep Compression layer holds exactly the clustered weights: no false positives.
+    weight = result.model.state_dict()["fc3.weight"].cpu()
+    np.testing.assert_array_equal(fc3.decode(), weight.numpy())
+    from weightless_core.html_report import render_html
+
+    page = render_html(result.report.to_dict(), title="hybrid")
+    assert "fc3.weight" in page and "csr-huffman" in page
+    path = tmp_path / "hybrid.wlss"
+    result.save(path)
+    fresh = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
+    load_into(fresh, path)
+    acc = accuracy(fresh, fashion_small.x_val, fashion_small.y_val, device=torch.device("cpu"))
+    assert acc == pytest.approx(result.report.accuracy["final"])
+
+
+def test_hybrid_must_be_a_bool():
+    with pytest.raises(InvalidInputError, match="hybrid must be true or false"):
+        CompressionSettings(hybrid="yes")  # type: ignore[arg-type]
