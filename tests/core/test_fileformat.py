@@ -234,6 +234,13 @@ def test_failed_save_keeps_the_old_file(tmp_path):
     assert list(tmp_path.iterdir()) == [target]
 
 
+def test_arguments_in_torch_save_order_are_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InvalidInputError, match="path first"):
+        ff.save({"w": torch.ones(3)}, tmp_path / "m.wlss")  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("metadata", [{"x": float("inf")}, {"x": object()}, {1: 2, "a": 3}, [1]])
 def test_bad_metadata_is_refused(metadata):
     with pytest.raises(InvalidInputError):

@@ -76,6 +76,10 @@ def save(
     complete, so a failure (bad entry, full disk, Ctrl-C) leaves ``path`` as it was and no
     temporary file behind. Equal inputs always give identical bytes.
     """
+    if isinstance(path, Mapping):  # save(entries, path): the order of torch.save
+        raise InvalidInputError(
+            "save(path, entries): give the file's path first and the tensors by name second"
+        )
     target = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(target))
     base = os.path.basename(target)[:100]
