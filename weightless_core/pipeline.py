@@ -390,48 +390,41 @@ class _Run:
             codes=c.codes.cpu().numpy(),
             structure=plan.structure,
         )
-        finetune = self.settings.finetune_codebooks
+        stored: EncodedLayer | DeepCompressedLayer = enc
+        message = (
+            f"encoded {name}: {enc.nnz} weights in {enc.structure.num_cells} cells, "
+            f"{enc.false_positives} false positives"
+        )
         if self.settings.hybrid:
             dc = deep_compress(
                 p.detach(), codebook=enc.codebook, codes=c.codes.cpu().numpy(), r=plan.r
             )
-            if dc.nbytes < enc.nbytes:  # stored as clustered: its mask and codes stay as they are
-                centroids = torch.from_numpy(dc.codebook.copy()).to(self.device)
-                self.constraints[name] = Constraint(
-                    p, mask=c.mask, codes=c.codes, centroids=centroids.requires_grad_(finetune),
-                    frozen=not finetune,
-                )  # fmt: skip
-                self.constraints[name].project()
-                self.encoded[name] = dc
-                self.units_done += 1
-                self._emit(
-                    "encode",
+            if dc.nbytes < enc.nbytes:
+                stored = dc
+                message = (
                     f"stored {name} as Deep Compression: {dc.nbytes} bytes, smaller than its "
-                    f"table's {enc.nbytes}",
-                    layer=name,
-                    metrics={"false_positives": 0.0, "bytes": float(dc.nbytes)},
+                    f"table's {enc.nbytes}"
                 )
-                return
-        codes_np, valid = enc.read_codes()
-        codes, mask = torch.from_numpy(codes_np), torch.from_numpy(valid)
-        centroids = torch.from_numpy(enc.codebook.copy()).to(self.device)
+        if stored is enc:  # the table's reading of every position, false positives included
+            codes_np, valid = enc.read_codes()
+            codes = torch.from_numpy(codes_np).to(self.device)
+            mask = torch.from_numpy(valid).to(self.device)
+        else:  # stored as clustered: its mask and codes stay as they are
+            codes, mask = c.codes, c.mask
+        finetune = self.settings.finetune_codebooks
+        centroids = torch.from_numpy(stored.codebook.copy()).to(self.device)
         self.constraints[name] = Constraint(
-            p,
-            mask=mask.to(self.device),
-            codes=codes.to(self.device),
-            centroids=centroids.requires_grad_(finetune),
+            p, mask=mask, codes=codes, centroids=centroids.requires_grad_(finetune),
             frozen=not finetune,
-        )
+        )  # fmt: skip
         self.constraints[name].project()
-        self.encoded[name] = enc
+        self.encoded[name] = stored
         self.units_done += 1
+        fps = enc.false_positives if stored is enc else 0
         self._emit(
-            "encode",
-            f"encoded {name}: {enc.nnz} weights in {enc.structure.num_cells} cells, "
-            f"{enc.false_positives} false positives",
-            layer=name,
-            metrics={"false_positives": float(enc.false_positives), "bytes": float(enc.nbytes)},
-        )
+            "encode", message, layer=name,
+            metrics={"false_positives": float(fps), "bytes": float(stored.nbytes)},
+        )  # fmt: skip
 
     # -- helpers --------------------------------------------------------------------------
     def _check_data(self) -> None:
