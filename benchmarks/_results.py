@@ -35,6 +35,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import sys
 from collections.abc import Iterator
 from importlib import metadata
@@ -141,6 +142,14 @@ def _replace_section(document: str, section: str, block: str) -> str:
             raise ValueError(f"{BENCHMARKS_MD.name}: section {section!r} has no end marker")
         return document[:i] + block + document[j + len(end) :]
     return document.rstrip("\n") + "\n\n" + block + "\n"
+
+
+def command_line(script: str, argv: list[str] | None) -> str:
+    """The command that ran ``script`` (a ``__file__``) with ``argv`` (``None``: this process's
+    arguments), with paths relative to the repository, for ``record(command=...)``."""
+    python = os.path.relpath(sys.executable, ROOT)
+    path = os.path.relpath(Path(script).resolve(), ROOT)
+    return shlex.join([python, path, *(argv if argv is not None else sys.argv[1:])])
 
 
 def record(section: str, *, title: str, command: str, markdown: str, data: dict) -> None:

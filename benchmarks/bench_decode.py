@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import ROOT, machine_info, record
+from _results import ROOT, command_line, machine_info, record
 
 sys.path.insert(0, str(ROOT))
 from weightless_core.layer import encode_layer
@@ -207,12 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     markdown = render(res, args.runs)
     print(markdown)
     if not args.no_record and shape == FC6:
-        python = os.path.relpath(sys.executable, ROOT)
-        script = os.path.relpath(Path(__file__).resolve(), ROOT)
         record(
             "decode",
             title="Decode throughput: VGG-16 fc6 shape against the memory-bandwidth floor",
-            command=shlex.join([python, script, *(argv if argv is not None else sys.argv[1:])]),
+            command=command_line(__file__, argv),
             markdown=markdown,
             data={"runs": args.runs, **res},
         )

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _paper import DENSE_EPOCHS, fresh_model, train_dense
-from _results import ROOT, machine_info, record
+from _results import ROOT, command_line, machine_info, record
 
 sys.path.insert(0, str(ROOT))
 from weightless_core.budget_search import compress_within_budget
@@ -186,12 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     markdown = render(combos)
     print(markdown)
     if not args.no_record:
-        python = os.path.relpath(sys.executable, ROOT)
-        script = os.path.relpath(Path(__file__).resolve(), ROOT)
         record(
             "hybrid",
             title="Hybrid storage: the smaller of table and Deep Compression, per layer",
-            command=shlex.join([python, script, *(argv if argv is not None else sys.argv[1:])]),
+            command=command_line(__file__, argv),
             markdown=markdown,
             data={"combos": combos, "search_seconds": args.search_seconds},
         )

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -25,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import ROOT, machine_info, record
+from _results import ROOT, command_line, machine_info, record
 
 sys.path.insert(0, str(ROOT))
 from weightless_core.errors import ConstructionError
@@ -252,12 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     markdown = render(results, args.runs)
     print(markdown)
     if not args.no_record:
-        python = os.path.relpath(sys.executable, ROOT)
-        script = os.path.relpath(Path(__file__).resolve(), ROOT)
         record(
             "structures",
             title="Retrieval structures: Bloomier filter and binary fuse (3-wise, 4-wise)",
-            command=shlex.join([python, script, *(argv if argv is not None else sys.argv[1:])]),
+            command=command_line(__file__, argv),
             markdown=markdown,
             data={"runs": args.runs, "t": T, "r": R, "sizes": results},
         )
