@@ -23,7 +23,8 @@ Effects:
 
 Both files are written atomically (temporary file, then rename) under an exclusive lock, so
 scripts may run concurrently. numpy scalars and arrays in ``data`` are converted to JSON.
-``machine_info()`` is exposed for scripts that want to print it.
+``machine_info()`` is exposed for scripts that want to print it, and ``command_line(__file__,
+argv)`` builds the ``command`` of a script run as ``python benchmarks/<name>.py``.
 """
 
 from __future__ import annotations
