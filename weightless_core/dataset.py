@@ -1,4 +1,5 @@
-"""The ``Dataset`` every loader returns: train and validation tensors, checked once on creation.
+"""The ``Dataset`` every loader returns: train, validation and (optionally) test tensors, checked
+once on creation.
 
 Its own module so the built-in loaders (``builtin_data``) and ``data`` can both build one
 without importing each other.
@@ -16,7 +17,11 @@ from weightless_core.errors import DataError, InvalidInputError
 
 @dataclass(frozen=True)
 class Dataset:
-    """Train and validation tensors of one data set.
+    """Train, validation and optional test tensors of one data set.
+
+    Every choice (pruning schedule, search, early stopping) is made on the validation split;
+    the test split, when there is one, is only ever scored, so it measures what a model does on
+    data no choice saw. Built-ins all have one; a user's file may add ``x_test, y_test``.
 
     ``x_*`` is float32 ``(N, C, H, W)`` (built-ins scaled to [0, 1]) or ``(N, D)`` for flat user
     data; ``y_*`` is int64 ``(N,)`` of class ids ``>= 0``. ``classes`` pins the class count when
@@ -29,9 +34,13 @@ class Dataset:
     x_val: torch.Tensor
     y_val: torch.Tensor
     classes: int | None = None
+    x_test: torch.Tensor | None = None
+    y_test: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
-        for split in ("train", "val"):
+        if (self.x_test is None) != (self.y_test is None):
+            raise DataError(f"{self.name}: give both x_test and y_test, or neither")
+        for split in self.splits:
             x = getattr(self, f"x_{split}")
             y = getattr(self, f"y_{split}")
             if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
@@ -50,12 +59,14 @@ class Dataset:
                     f"{self.name}: x_{split} has {len(x)} samples and y_{split} {len(y)}; "
                     "they must match and be non-empty"
                 )
-        if self.x_train.shape[1:] != self.x_val.shape[1:]:
-            raise DataError(
-                f"{self.name}: train samples are {tuple(self.x_train.shape[1:])} but validation "
-                f"samples are {tuple(self.x_val.shape[1:])}"
-            )
-        low = min(int(self.y_train.min()), int(self.y_val.min()))
+        for split in self.splits[1:]:
+            x = getattr(self, f"x_{split}")
+            if self.x_train.shape[1:] != x.shape[1:]:
+                raise DataError(
+                    f"{self.name}: train samples are {tuple(self.x_train.shape[1:])} but "
+                    f"{_SPLIT_NAMES[split]} samples are {tuple(x.shape[1:])}"
+                )
+        low = min(int(getattr(self, f"y_{split}").min()) for split in self.splits)
         if low < 0:
             raise DataError(f"{self.name}: class ids must be >= 0, found {low}")
         if self.classes is not None and self._max_label() >= self.classes:
@@ -63,8 +74,17 @@ class Dataset:
                 f"{self.name}: class id {self._max_label()} out of range for {self.classes} classes"
             )
 
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """``("train", "val")``, plus ``"test"`` when the set has a test split."""
+        return ("train", "val") if self.x_test is None else ("train", "val", "test")
+
+    @property
+    def has_test(self) -> bool:
+        return self.x_test is not None
+
     def _max_label(self) -> int:
-        return max(int(self.y_train.max()), int(self.y_val.max()))
+        return max(int(getattr(self, f"y_{split}").max()) for split in self.splits)
 
     @property
     def num_classes(self) -> int:
@@ -80,7 +100,7 @@ class Dataset:
         """A deterministic random subset (same ``seed`` -> same samples), kept in original order.
 
         Counts larger than available keep every sample; the class count is pinned to this
-        set's ``num_classes``.
+        set's ``num_classes``. The test split, if any, is kept whole.
         """
         for label, n in (("n_train", n_train), ("n_val", n_val)):
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -98,6 +118,9 @@ class Dataset:
             y_val=self.y_val[val_idx],
             classes=self.num_classes,
         )
+
+
+_SPLIT_NAMES = {"train": "train", "val": "validation", "test": "test"}
 
 
 def _pick(rng: np.random.Generator, size: int, n: int) -> torch.Tensor:

