@@ -15,12 +15,15 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from weightless_core.errors import InvalidInputError
+from weightless_core.liveness import Liveness
 from weightless_core.retrieval import MAX_T, STRUCTURES, RetrievalStructure
 
 if TYPE_CHECKING:
     import torch
 
 MAX_R = 8
+AUTO = "auto"
+"""Structure name that builds every structure and keeps the smallest table."""
 Backend = Literal["auto", "numba", "torch"]
 # Bytes of an encoded record body besides the shape, codebook and table (see docs/format.md):
 # ndim u8, structure/r/t/hash u8 x4, seed/num_cells/nnz/false_positives u64 x4.
@@ -32,7 +35,9 @@ class EncodedLayer:
     """A weight tensor as stored in a file: shape, codebook and the retrieval table.
 
     ``codebook`` is float32 of shape ``(2**r,)``; ``nnz`` counts stored positions and
-    ``false_positives`` the pruned positions that decode to a centroid.
+    ``false_positives`` the pruned positions that decode to a centroid. With ``live`` the table
+    holds only the grid of live rows and columns (its keys are positions in that grid) and
+    everything else decodes to 0.
     """
 
     shape: tuple[int, ...]
@@ -41,6 +46,7 @@ class EncodedLayer:
     structure: RetrievalStructure
     nnz: int
     false_positives: int
+    live: Liveness | None = None
 
     @property
     def t(self) -> int:
@@ -51,28 +57,46 @@ class EncodedLayer:
         return math.prod(self.shape)
 
     @property
+    def queried(self) -> int:
+        """Positions the table is queried at: every one, or the live grid's."""
+        return self.numel if self.live is None else self.live.grid_size
+
+    @property
     def nbytes(self) -> int:
-        """Exact bytes of this layer's record body in the file (docs/format.md, kind 1)."""
+        """Exact bytes of this layer's record body in the file (docs/format.md, kinds 1, 5)."""
         return (
             _FIXED_BODY_BYTES
             + 8 * len(self.shape)
             + 4 * self.codebook.size
+            + (0 if self.live is None else self.live.nbytes)
             + self.structure.table_nbytes
         )
 
+    @property
+    def paper_nbytes(self) -> int:
+        """Bytes as the papers count a layer: table, codebook and (ours) liveness bitmaps; no
+        record header."""
+        live = 0 if self.live is None else self.live.nbytes
+        return self.structure.table_nbytes + 4 * self.codebook.size + live
+
     def decode(self) -> np.ndarray:
-        """The dense float32 tensor, false positives included (no extra memory beyond it)."""
-        out = np.empty(self.numel, dtype=np.float32)
+        """The dense float32 tensor, false positives included (no extra memory beyond it
+        without liveness; the live grid's size more with it)."""
+        out = np.empty(self.queried, dtype=np.float32)
         self.structure.decode_dense(out, self.codebook)
+        if self.live is not None:
+            out = self.live.expand(out)
         return out.reshape(self.shape)
 
     def read_codes(self) -> tuple[np.ndarray, np.ndarray]:
         """``(codes, valid)`` of every position, shaped like the tensor: the cluster code the
         table gives (int64, 0 where invalid) and whether it is one (kept weights and false
         positives). One range decode with codebook ``1..2**r``, so no key array is built."""
-        out = np.empty(self.numel, dtype=np.float32)
+        out = np.empty(self.queried, dtype=np.float32)
         self.structure.decode_dense(out, np.arange(1, (1 << self.r) + 1, dtype=np.float32))
         plus_one = out.astype(np.int64)
+        if self.live is not None:
+            plus_one = self.live.expand(plus_one)
         valid = plus_one > 0
         np.subtract(plus_one, 1, out=plus_one, where=valid)
         return plus_one.reshape(self.shape), valid.reshape(self.shape)
@@ -91,7 +115,14 @@ class EncodedLayer:
         if backend not in ("auto", "numba", "torch"):
             raise InvalidInputError(f"backend must be auto, numba or torch, got {backend!r}")
         if backend == "torch" or (backend == "auto" and dev.type != "cpu"):
-            return torch_decode.decode_dense(self.structure, self.codebook, self.shape, device=dev)
+            if self.live is None:
+                return torch_decode.decode_dense(
+                    self.structure, self.codebook, self.shape, device=dev
+                )
+            grid = torch_decode.decode_dense(
+                self.structure, self.codebook, (self.queried,), device=dev
+            )
+            return self.live.expand_torch(grid).reshape(self.shape)
         return torch.from_numpy(self.decode()).to(dev)
 
     def __eq__(self, other: object) -> bool:
@@ -103,6 +134,8 @@ class EncodedLayer:
             and np.array_equal(self.codebook, other.codebook)
             and self.structure == other.structure
             and (self.nnz, self.false_positives) == (other.nnz, other.false_positives)
+            and (self.live is None) == (other.live is None)
+            and (self.live is None or self.live == other.live)
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -119,6 +152,15 @@ def validate_bits(r: int, t: int) -> None:
         )
 
 
+def check_structure(structure: str) -> None:
+    """Refuse a structure name that is neither a retrieval structure nor ``"auto"``."""
+    if structure != AUTO and structure not in STRUCTURES:
+        raise InvalidInputError(
+            f"unknown structure {structure!r}; choose from {sorted(STRUCTURES)} or {AUTO!r} "
+            "(the smallest of them per layer)"
+        )
+
+
 def encode_layer(
     weight: object,
     *,
@@ -129,18 +171,19 @@ def encode_layer(
     codes: np.ndarray | None = None,
     structure: str = "bloomier",
     max_attempts: int = 16,
+    liveness: bool = False,
 ) -> EncodedLayer:
     """Encode ``weight`` (torch tensor or ndarray, any shape; exact zeros are pruned).
 
     Without ``codebook``/``codes`` the non-zeros are clustered by k-means (linear init) into
     ``2**r`` centroids. With them, ``codebook`` is float32 ``(2**r,)`` and ``codes`` an integer
     array of ``weight``'s shape giving each non-zero's centroid (entries at zeros are ignored).
+    ``structure="auto"`` builds every structure and keeps the one with the fewest cells.
+    ``liveness`` stores the live rows and columns (``weightless_core.liveness``) and a table of
+    the live grid only; it is dropped when every row and column is live (it would only cost).
     """
     validate_bits(r, t)
-    if structure not in STRUCTURES:
-        raise InvalidInputError(
-            f"unknown structure {structure!r}; choose from {sorted(STRUCTURES)}"
-        )
+    check_structure(structure)
     w = _as_float_array(weight)
     flat = w.ravel()
     nonzero = flat != 0
@@ -156,9 +199,20 @@ def encode_layer(
         )
     k = 1 << r
     cb, values = cluster_values(flat, nonzero, w.shape, r, codebook, codes, seed)
-    table = STRUCTURES[structure].build(
-        keys, values.astype(np.uint32), t=t, seed=seed, max_attempts=max_attempts
-    )
+    live = Liveness.of(nonzero, w.shape) if liveness else None
+    if live is not None and live.grid_size == flat.size:
+        live = None
+    if live is not None:
+        nonzero = live.compact(nonzero)
+        keys = np.flatnonzero(nonzero).astype(np.uint64)  # same order: grid order is C order
+    values = values.astype(np.uint32)
+    kinds = list(STRUCTURES) if structure == AUTO else [structure]
+    table: RetrievalStructure | None = None
+    for kind in kinds:  # "auto": the fewest cells wins, ties to the first listed
+        built = STRUCTURES[kind].build(keys, values, t=t, seed=seed, max_attempts=max_attempts)
+        if table is None or built.num_cells < table.num_cells:
+            table = built
+    assert table is not None
     fp = table.count_in_range(~nonzero, k)
     return EncodedLayer(
         shape=tuple(int(d) for d in w.shape),
@@ -167,6 +221,7 @@ def encode_layer(
         structure=table,
         nnz=int(keys.size),
         false_positives=fp,
+        live=live,
     )
 
 

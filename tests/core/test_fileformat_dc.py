@@ -148,8 +148,8 @@ def test_kind_4_in_a_version_1_file_is_refused(dc_layers):
 
 
 def test_unknown_versions_are_refused():
-    with pytest.raises(UnsupportedVersionError, match="reads versions 1, 2, 3"):
-        ff.from_bytes(_file([], version=4))
+    with pytest.raises(UnsupportedVersionError, match="reads versions 1, 2, 3, 4"):
+        ff.from_bytes(_file([], version=5))
 
 
 def test_writer_refuses_bad_layers(tmp_path, dc_layers):

@@ -1,12 +1,14 @@
-"""Regenerate ``golden_v1.wlss``, ``golden_v2_dc.wlss`` and ``golden_v3_fuse.wlss``, files every
-release must still read.
+"""Regenerate ``golden_v1.wlss``, ``golden_v2_dc.wlss``, ``golden_v3_fuse.wlss`` and
+``golden_v4_ribbon.wlss``, files every release must still read.
 
 Run ``python tests/data/make_golden.py``. The inputs are fixed (seeded generator, explicit
 codebooks and codes, so k-means changes cannot move them). Do not regenerate the committed files
 casually: they exist to catch changes in how version-1, -2 and -3 files are read. The v2 file
 holds Deep Compression records (kind 4) beside a Bloomier layer, plain tensors and metadata; the
 v3 file binary fuse layers (3-wise and 4-wise, one and several start segments) beside a
-Bloomier layer, a plain tensor and metadata.
+Bloomier layer, a plain tensor and metadata; the v4 file ribbon layers (the smallest table and a
+larger one) and kind-5 layers with liveness bitmaps (ribbon and binary fuse), a plain tensor and
+metadata.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ GOLDEN_V2 = Path(__file__).with_name("golden_v2_dc.wlss")
 METADATA_V2 = {"arch": "golden-dc", "note": "format v2 golden file: Deep Compression records"}
 GOLDEN_V3 = Path(__file__).with_name("golden_v3_fuse.wlss")
 METADATA_V3 = {"arch": "golden-fuse", "note": "format v3 golden file: binary fuse layers"}
+GOLDEN_V4 = Path(__file__).with_name("golden_v4_ribbon.wlss")
+METADATA_V4 = {"arch": "golden-ribbon", "note": "format v4 golden file: ribbon and liveness"}
 
 
 def dense_weights() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, int, int, int]]:
@@ -146,6 +150,49 @@ def golden_v3_bytes() -> bytes:
     return to_bytes(build_v3(), metadata=METADATA_V3)
 
 
+def live_weight() -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(pruned float32 weight, codebook, codes, r) of shape (9, 3, 2, 2), 70 % pruned, with
+    dead rows (output units 0, 4, 8) and dead columns (inputs 1 and 11 of 12)."""
+    rng = np.random.default_rng(20261201)
+    r = 2
+    codebook = np.array([-0.75, -0.25, 0.5, 1.0], dtype=np.float32)  # no centroid is 0
+    codes = rng.integers(0, 1 << r, size=(9, 3, 2, 2))
+    weight = codebook[codes]
+    weight[rng.random(weight.shape) < 0.7] = 0.0
+    matrix = weight.reshape(9, 12)
+    matrix[[0, 4, 8], :] = 0.0
+    matrix[:, [1, 11]] = 0.0
+    matrix[1, 0] = matrix[2, 2] = codebook[1]  # every other row and column keeps a weight
+    for row in (3, 5, 6, 7):
+        matrix[row, row] = codebook[2]
+    matrix[1, [3, 4, 6, 7, 8, 9, 10]] = codebook[3]
+    return weight, codebook, codes, r
+
+
+def build_v4() -> dict[str, EncodedLayer | torch.Tensor]:
+    """The version-4 golden entries, in file order."""
+    small = dense_weights()["fc1.weight"]
+    big = fuse_weights()["conv.weight"]
+    lw, lcb, lcodes, lr = live_weight()
+    return {
+        "small.weight": _encode(*small[:5], seed=3, structure="ribbon"),
+        "conv.weight": _encode(*big[:5], seed=9, structure="ribbon"),
+        "live.weight": _encode(lw, lcb, lcodes, lr, 6, seed=2, structure="ribbon", live=True),
+        "live3.weight": _encode(lw, lcb, lcodes, lr, 5, seed=4, structure="fuse3", live=True),
+        "live.bias": torch.arange(9, dtype=torch.float32) / 4 - 1,
+    }
+
+
+def _encode(w, cb, codes, r, t, *, seed, structure, live=False) -> EncodedLayer:
+    return encode_layer(
+        w, r=r, t=t, seed=seed, codebook=cb, codes=codes, structure=structure, liveness=live
+    )
+
+
+def golden_v4_bytes() -> bytes:
+    return to_bytes(build_v4(), metadata=METADATA_V4)
+
+
 if __name__ == "__main__":
     size = save(GOLDEN, build(), metadata=METADATA)
     print(f"wrote {GOLDEN} ({size} bytes)", file=sys.stderr)
@@ -153,3 +200,5 @@ if __name__ == "__main__":
     print(f"wrote {GOLDEN_V2} ({size} bytes)", file=sys.stderr)
     size = save(GOLDEN_V3, build_v3(), metadata=METADATA_V3)
     print(f"wrote {GOLDEN_V3} ({size} bytes)", file=sys.stderr)
+    size = save(GOLDEN_V4, build_v4(), metadata=METADATA_V4)
+    print(f"wrote {GOLDEN_V4} ({size} bytes)", file=sys.stderr)

@@ -21,6 +21,7 @@ from weightless_core.fileformat.spec import (
     U64,
 )
 from weightless_core.layer import MAX_R
+from weightless_core.liveness import Liveness, matrix_shape
 from weightless_core.retrieval import BY_CODE, MAX_T
 
 
@@ -78,6 +79,20 @@ def layer_problem(
         return f"codebook must have shape ({1 << r},) for r={r}, got {codebook.shape}"
     if not np.all(np.isfinite(codebook)):
         return "codebook holds NaN or Inf"
+    return None
+
+
+def live_problem(live: Liveness, shape: tuple[int, ...]) -> str | None:
+    """A kind-5 record's bitmaps: the matrix view's sizes, and at least one live row and
+    column (a layer with none stores nothing to query)."""
+    rows, cols = matrix_shape(shape)
+    if (live.rows.size, live.cols.size) != (rows, cols):
+        return (
+            f"liveness bitmaps of {live.rows.size} rows and {live.cols.size} columns do not "
+            f"fit shape {shape} ({rows} x {cols})"
+        )
+    if not live.rows.any() or not live.cols.any():
+        return "liveness bitmaps need at least one live row and one live column"
     return None
 
 

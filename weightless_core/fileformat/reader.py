@@ -29,6 +29,7 @@ from weightless_core.errors import (
 from weightless_core.fileformat.checks import (
     deep_layer_problem,
     layer_problem,
+    live_problem,
     name_problem,
     shape_problem,
 )
@@ -45,6 +46,7 @@ from weightless_core.fileformat.spec import (
     HEADER_BYTES,
     KIND_DEEP_COMPRESSION,
     KIND_ENCODED,
+    KIND_ENCODED_LIVE,
     KIND_METADATA,
     KIND_NAMELEN,
     KIND_NAMES,
@@ -62,6 +64,7 @@ from weightless_core.fileformat.spec import (
     PathLike,
 )
 from weightless_core.layer import MAX_R, EncodedLayer
+from weightless_core.liveness import Liveness, matrix_shape
 from weightless_core.retrieval import BY_CODE
 
 
@@ -214,9 +217,10 @@ def _parse_records(buf: memoryview, count: int, version: int) -> EncodedModel:
             raise MalformedRecordError(f"{where}: duplicate name {name!r}")
         body = _Reader(buf, body_start, body_start + body_len, MalformedRecordError, name)
         body.where = f"{where} ({name!r})"
-        entries[name] = (
-            _parse_encoded(body, version) if kind == KIND_ENCODED else _PARSERS[kind](body)
-        )
+        if kind in (KIND_ENCODED, KIND_ENCODED_LIVE):
+            entries[name] = _parse_encoded(body, version, live=kind == KIND_ENCODED_LIVE)
+        else:
+            entries[name] = _PARSERS[kind](body)
         body.done()
     if framing.pos != end:
         raise MalformedRecordError(
@@ -273,7 +277,7 @@ def _parse_shape(body: _Reader, *, min_ndim: int, min_dim: int) -> tuple[int, ..
     return shape
 
 
-def _parse_encoded(body: _Reader, version: int) -> EncodedLayer:
+def _parse_encoded(body: _Reader, version: int, *, live: bool = False) -> EncodedLayer:
     shape = _parse_shape(body, min_ndim=1, min_dim=1)
     code, r, t, hash_code, seed, num_cells, nnz, fp = ENCODED_PARAMS.unpack(
         body.take(ENCODED_PARAMS.size, "parameters")
@@ -291,8 +295,19 @@ def _parse_encoded(body: _Reader, version: int) -> EncodedLayer:
     if not 1 <= r <= MAX_R:
         raise MalformedRecordError(f"{body.where}: r must be in 1..{MAX_R}, got {r}")
     codebook = np.frombuffer(body.take(4 << r, "codebook"), dtype="<f4").astype(np.float32)
+    liveness = None
+    if live:
+        rows, cols = matrix_shape(shape)
+        raw = bytes(body.take((rows + 7) // 8 + (cols + 7) // 8, "liveness bitmaps"))
+        try:
+            liveness = Liveness.from_bytes(raw, shape)
+        except InvalidInputError as e:
+            raise MalformedRecordError(f"{body.where}: {e}") from None
+        problem = live_problem(liveness, shape)
+        if problem:
+            raise MalformedRecordError(f"{body.where}: {problem}")
     problem = layer_problem(
-        numel=math.prod(shape),
+        numel=math.prod(shape) if liveness is None else liveness.grid_size,
         code=code,
         r=r,
         t=t,
@@ -319,7 +334,13 @@ def _parse_encoded(body: _Reader, version: int) -> EncodedLayer:
     except InvalidInputError as e:
         raise MalformedRecordError(f"{body.where}: {e}") from None
     return EncodedLayer(
-        shape=shape, r=r, codebook=codebook, structure=structure, nnz=nnz, false_positives=fp
+        shape=shape,
+        r=r,
+        codebook=codebook,
+        structure=structure,
+        nnz=nnz,
+        false_positives=fp,
+        live=liveness,
     )
 
 
@@ -387,8 +408,9 @@ def _parse_plain(body: _Reader) -> torch.Tensor:
     return tensor.view(torch.bfloat16) if dtype == torch.bfloat16 else tensor
 
 
-_PARSERS = {  # kind 1 is parsed by _parse_encoded, which also needs the file's version
+_PARSERS = {  # kinds 1 and 5 are parsed by _parse_encoded, which also needs the file's version
     KIND_ENCODED: _parse_encoded,
+    KIND_ENCODED_LIVE: _parse_encoded,
     KIND_PLAIN: _parse_plain,
     KIND_DEEP_COMPRESSION: _parse_deep,
 }

@@ -20,10 +20,11 @@ from weightless_core.errors import InvalidInputError
 from weightless_core.layer import EncodedLayer
 
 # Version 2 adds record kind 4, version 3 the binary fuse structures (codes 2 and 3) in kind-1
-# records. A file is written at the lowest version that holds it, so a file without them is
-# byte for byte what earlier releases wrote, and older readers keep reading all they could.
-FORMAT_VERSION = 3  # the latest version (written only when a file needs it)
-SUPPORTED_VERSIONS = (1, 2, 3)
+# records, version 4 ribbon retrieval (code 4) and record kind 5 (a table of the live grid). A
+# file is written at the lowest version that holds it, so a file without them is byte for byte
+# what earlier releases wrote, and older readers keep reading all they could.
+FORMAT_VERSION = 4  # the latest version (written only when a file needs it)
+SUPPORTED_VERSIONS = (1, 2, 3, 4)
 MAGIC = b"\x89WLS\r\n\x1a\n"
 END_MAGIC = b"WLS\x00"
 HEADER_BYTES = 16
@@ -35,16 +36,24 @@ KIND_ENCODED = 1
 KIND_PLAIN = 2
 KIND_METADATA = 3
 KIND_DEEP_COMPRESSION = 4  # version >= 2 only
+KIND_ENCODED_LIVE = 5  # version >= 4 only: kind 1 plus liveness bitmaps, keys in the live grid
 KIND_NAMES = {
     KIND_ENCODED: "encoded layer",
     KIND_PLAIN: "plain tensor",
     KIND_METADATA: "metadata",
     KIND_DEEP_COMPRESSION: "Deep Compression layer",
+    KIND_ENCODED_LIVE: "encoded layer with liveness",
 }
-MIN_VERSION_OF_KIND = {KIND_ENCODED: 1, KIND_PLAIN: 1, KIND_METADATA: 1, KIND_DEEP_COMPRESSION: 2}
-# Retrieval structure code (kind-1 records) -> first version that has it: 1 = Bloomier filter,
-# 2 = binary fuse 3-wise, 3 = binary fuse 4-wise.
-MIN_VERSION_OF_STRUCTURE = {1: 1, 2: 3, 3: 3}
+MIN_VERSION_OF_KIND = {
+    KIND_ENCODED: 1,
+    KIND_PLAIN: 1,
+    KIND_METADATA: 1,
+    KIND_DEEP_COMPRESSION: 2,
+    KIND_ENCODED_LIVE: 4,
+}
+# Retrieval structure code (kinds 1 and 5) -> first version that has it: 1 = Bloomier filter,
+# 2 = binary fuse 3-wise, 3 = binary fuse 4-wise, 4 = ribbon.
+MIN_VERSION_OF_STRUCTURE = {1: 1, 2: 3, 3: 3, 4: 4}
 HASH_SPLITMIX64_V1 = 1
 
 MAX_RECORDS = 1 << 20
@@ -142,6 +151,8 @@ def file_version(entries: Mapping[str, object]) -> int:
         elif isinstance(v, EncodedLayer):
             # An unknown code keeps version 1 here; the writer refuses the layer itself.
             version = max(version, MIN_VERSION_OF_STRUCTURE.get(v.structure.code, 1))
+            if v.live is not None:
+                version = max(version, MIN_VERSION_OF_KIND[KIND_ENCODED_LIVE])
     return version
 
 

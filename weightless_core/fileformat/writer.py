@@ -7,7 +7,6 @@ so a bad entry is an ``InvalidInputError`` here rather than an unreadable file l
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import secrets
 import struct
@@ -23,6 +22,7 @@ from weightless_core.errors import InvalidInputError
 from weightless_core.fileformat.checks import (
     deep_layer_problem,
     layer_problem,
+    live_problem,
     name_problem,
     shape_problem,
 )
@@ -37,6 +37,7 @@ from weightless_core.fileformat.spec import (
     HEADER,
     KIND_DEEP_COMPRESSION,
     KIND_ENCODED,
+    KIND_ENCODED_LIVE,
     KIND_METADATA,
     KIND_NAMELEN,
     KIND_PLAIN,
@@ -135,7 +136,8 @@ def _file_chunks(
         encoded_name = _encode_name(name)
         if isinstance(value, EncodedLayer):
             body = _encoded_body(name, value)
-            yield _framing(KIND_ENCODED, encoded_name, len(body))
+            kind = KIND_ENCODED if value.live is None else KIND_ENCODED_LIVE
+            yield _framing(kind, encoded_name, len(body))
             yield body
         elif isinstance(value, DeepCompressedLayer):
             body = _deep_body(name, value)
@@ -174,8 +176,11 @@ def _encode_name(name: object) -> bytes:
 def _encoded_body(name: str, layer: EncodedLayer) -> bytes:
     s = layer.structure
     codebook = np.asarray(layer.codebook)
-    problem = shape_problem(layer.shape, min_ndim=1, min_dim=1) or layer_problem(
-        numel=math.prod(layer.shape),
+    problem = shape_problem(layer.shape, min_ndim=1, min_dim=1)
+    if not problem and layer.live is not None:
+        problem = live_problem(layer.live, layer.shape)
+    problem = problem or layer_problem(
+        numel=layer.queried,
         code=s.code,
         r=layer.r,
         t=s.t,
@@ -202,6 +207,7 @@ def _encoded_body(name: str, layer: EncodedLayer) -> bytes:
                 layer.false_positives,
             ),
             codebook.astype("<f4").tobytes(),
+            b"" if layer.live is None else layer.live.to_bytes(),
             table,
         )
     )

@@ -23,6 +23,7 @@ from weightless_core.errors import InvalidInputError
 from weightless_core.hashing import MIX1, MIX2, seed_key
 from weightless_core.retrieval import narrow
 from weightless_core.retrieval.base import RetrievalStructure
+from weightless_core.retrieval.ribbon import RibbonRetrieval
 
 CPU_CHUNK = 1 << 20
 """Positions per chunk on CPU (about 80 MiB of temporaries)."""
@@ -140,15 +141,88 @@ def _device_cells(structure: RetrievalStructure, device: torch.device) -> torch.
     return torch.from_numpy(cells).to(device)
 
 
-def _lookup(layout: _Layout, table: torch.Tensor, keys: torch.Tensor, w: _Scratch) -> torch.Tensor:
-    """int64 t-bit results (in ``w.mask``) for int64 ``keys`` (bits of uint64 keys)."""
-    layout.locate(keys, w)
-    acc = torch.index_select(table, 0, w.cells[0])  # faster than ``table[index]`` on CPU
-    for c in w.cells[1:]:
-        acc.bitwise_xor_(torch.index_select(table, 0, c))
-    if acc.dtype != torch.int64:
-        acc = acc.to(torch.int64).bitwise_and_((1 << layout.t) - 1)
-    return w.mask.bitwise_xor_(acc)
+class _CellLookup:
+    """Structures whose query xors a few cells (Bloomier, binary fuse)."""
+
+    def __init__(self, structure: RetrievalStructure, device: torch.device):
+        self.layout = _Layout(structure)
+        self.table = _device_cells(structure, device)
+        self.t = structure.t
+
+    def scratch(self, size: int, device: torch.device) -> _Scratch:
+        return _Scratch.allocate(size, self.layout.arity, device)
+
+    def __call__(self, keys: torch.Tensor, w: _Scratch) -> torch.Tensor:
+        """int64 t-bit results (in ``w.mask``) for int64 ``keys`` (bits of uint64 keys)."""
+        self.layout.locate(keys, w)
+        acc = torch.index_select(self.table, 0, w.cells[0])  # faster than ``table[i]`` on CPU
+        for c in w.cells[1:]:
+            acc.bitwise_xor_(torch.index_select(self.table, 0, c))
+        if acc.dtype != torch.int64:
+            acc = acc.to(torch.int64).bitwise_and_((1 << self.t) - 1)
+        return w.mask.bitwise_xor_(acc)
+
+
+class _RibbonLookup:
+    """Ribbon retrieval: per bit plane, the parity of the key's 128-bit row ANDed with the
+    plane's window at its start (``ribbon._query_one``), on int64 bits."""
+
+    def __init__(self, structure: RibbonRetrieval, device: torch.device):
+        planes = np.ascontiguousarray(structure.planes()).view(np.int64)
+        self.planes = torch.from_numpy(planes.reshape(-1).copy()).to(device)
+        self.t = structure.t
+        self.sk = _signed(seed_key(structure.seed))
+        self.spots = structure.num_cells - 127
+
+    def scratch(self, size: int, device: torch.device) -> _Scratch:
+        return _Scratch.allocate(size, 4, device)
+
+    def __call__(self, keys: torch.Tensor, w: _Scratch) -> torch.Tensor:
+        h, tmp, out = w.h, w.tmp, w.mask
+        lo, hi, first, off = w.cells
+        torch.add(keys, self.sk, out=h)
+        _mix_(h, tmp)
+        lo.copy_(h)
+        _mix_(lo, tmp)
+        hi.copy_(lo)
+        _mix_(hi, tmp)
+        lo.bitwise_or_(1)
+        start = _srl(h, 32, first)
+        _mulhi32_(start, self.spots, tmp)
+        torch.bitwise_and(start, 63, out=off)
+        first.bitwise_right_shift_(6).mul_(self.t)  # index of the first word's plane 0
+        shifted = off != 0
+        safe = torch.where(shifted, off, torch.ones_like(off))
+        keep = torch.bitwise_left_shift(torch.ones_like(safe), 64 - safe).sub_(1)
+        out.zero_()
+        for b in range(self.t):
+            a0 = torch.index_select(self.planes, 0, first + b)
+            a1 = torch.index_select(self.planes, 0, first + (self.t + b))
+            a2 = torch.index_select(self.planes, 0, first + (2 * self.t + b))
+            w0 = _window(a0, a1, safe, keep, shifted)
+            w1 = _window(a1, a2, safe, keep, shifted)
+            x = w0.bitwise_and_(lo).bitwise_xor_(w1.bitwise_and_(hi))
+            for shift in (32, 16, 8, 4):  # arithmetic shifts: the low bits fold the same
+                x.bitwise_xor_(torch.bitwise_right_shift(x, shift))
+            parity = torch.bitwise_right_shift(torch.full_like(x, 0x6996), x.bitwise_and_(15))
+            out.bitwise_or_(parity.bitwise_and_(1).bitwise_left_shift_(b))
+        return out.bitwise_xor_(h.bitwise_and_((1 << self.t) - 1))
+
+
+def _window(
+    a: torch.Tensor, b: torch.Tensor, safe: torch.Tensor, keep: torch.Tensor, shifted: torch.Tensor
+) -> torch.Tensor:
+    """64 bits from bit ``off`` of the 128-bit ``b:a`` (``off`` 0..63; ``safe`` is ``off``
+    with 0 replaced by 1 and ``keep`` the mask of a logical shift by it)."""
+    right = torch.bitwise_right_shift(a, safe).bitwise_and_(keep)
+    right.bitwise_or_(torch.bitwise_left_shift(b, 64 - safe))
+    return torch.where(shifted, right, a)
+
+
+def _lookup_for(structure: RetrievalStructure, device: torch.device) -> _CellLookup | _RibbonLookup:
+    if isinstance(structure, RibbonRetrieval):
+        return _RibbonLookup(structure, device)
+    return _CellLookup(structure, device)
 
 
 def checked_device(device: str | torch.device) -> torch.device:
@@ -187,14 +261,13 @@ def query(
         raise InvalidInputError(f"keys must be int64 (uint64 bits), got {keys.dtype}")
     dev = checked_device(device if device is not None else keys.device)
     step = _chunk(dev, chunk)
-    layout = _Layout(structure)
-    table = _device_cells(structure, dev)
+    lookup = _lookup_for(structure, dev)
     flat = keys.reshape(-1)
     out = torch.empty(flat.numel(), dtype=torch.int64, device=dev)
-    scratch = _Scratch.allocate(min(step, flat.numel()), layout.arity, dev)
+    scratch = lookup.scratch(min(step, flat.numel()), dev)
     for start in range(0, flat.numel(), step):
         part = flat[start : start + step].to(dev)
-        out[start : start + part.numel()] = _lookup(layout, table, part, scratch.view(part.numel()))
+        out[start : start + part.numel()] = lookup(part, scratch.view(part.numel()))
     return out.reshape(keys.shape)
 
 
@@ -210,18 +283,17 @@ def decode_dense(
     it: a result below ``len(codebook)`` selects that centroid, anything else 0."""
     dev = checked_device(device)
     step = _chunk(dev, chunk)
-    layout = _Layout(structure)
-    table = _device_cells(structure, dev)
+    lookup = _lookup_for(structure, dev)
     values = torch.from_numpy(narrow.decode_table(codebook)).to(dev)
     last = values.numel() - 1
     numel = int(np.prod(shape, dtype=np.int64)) if shape else 1
     out = torch.empty(numel, dtype=torch.float32, device=dev)
-    scratch = _Scratch.allocate(min(step, numel), layout.arity, dev)
+    scratch = lookup.scratch(min(step, numel), dev)
     keys = torch.empty(min(step, numel), dtype=torch.int64, device=dev)
     for start in range(0, numel, step):
         stop = min(numel, start + step)
         n = stop - start
         torch.arange(start, stop, dtype=torch.int64, device=dev, out=keys[:n])
-        q = _lookup(layout, table, keys[:n], scratch.view(n)).clamp_(max=last)
+        q = lookup(keys[:n], scratch.view(n)).clamp_(max=last)
         torch.index_select(values, 0, q, out=out[start:stop])
     return out.reshape(shape)

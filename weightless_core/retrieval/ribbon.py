@@ -1,0 +1,385 @@
+"""Standard ribbon retrieval (Dillinger and Walzer 2021), w = 128, with a t-bit mask.
+
+Same contract as the Bloomier filter and binary fuse (a stored key queries to its value, any
+other key to uniform t bits), in about 1.01-1.03 cells per key at the 1k-50k keys of a pruned
+LeNet layer, where binary fuse needs 1.2-1.3: the table solves a linear system over GF(2)
+instead of peeling a hypergraph. Each key is one equation over a window of 128 consecutive cells
+starting at a hashed position, so the system is banded and Gaussian elimination on the fly
+(each new row is reduced against the rows already placed, then stored at its leading column)
+builds it in ``O(n * w)`` word operations.
+
+Layout (``docs/format.md`` is normative): ``m >= 128`` cells of ``t`` bits, ``X[c]`` cell ``c``.
+For key ``k`` with ``h = hash64(seed, k)``:
+
+* start ``s = ((h >> 32) * (m - 127)) >> 32`` (``0 <= s <= m - 128``),
+* coefficients ``lo = mix64(h) | 1`` and ``hi = mix64(mix64(h))``: the 128-bit row ``hi:lo``,
+  bit ``j`` covering cell ``s + j``,
+* mask ``M = h & (2**t - 1)``,
+* query ``q(k) = M ^ XOR of X[s + j] over the set bits j of hi:lo``.
+
+Construction may fail (two keys' rows end up dependent with different values); it then retries
+with a derived seed and, every two attempts, a table 1-2 % larger (``SIZE_STEPS``), so the
+writer finds close to the smallest table that solves. Cells no row leads are free; they are 0.
+
+Decoding reads the table as ``t`` bit planes of 64-bit words (cells ``64i .. 64i+63`` of plane
+``b`` in word ``i``), so a query is, per plane, two 128-bit windows ANDed with the row and a
+parity: ``t`` times a few word operations, instead of 64 cell reads on average.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Self
+
+import numpy as np
+
+from weightless_core import bitpack
+from weightless_core._jit import inline, njit, prange
+from weightless_core.errors import ConstructionError, InvalidInputError
+from weightless_core.hashing import derive_seed, seed_key
+from weightless_core.retrieval.base import MAX_T, RetrievalStructure
+from weightless_core.retrieval.bloomier import _check_t, _mix, _wrapping
+
+WIDTH = 128
+MIN_CELLS = WIDTH
+MAX_CELLS = 1 << 32  # (h >> 32) * (m - 127) stays below 2**64
+MAX_KEYS = MAX_CELLS - 1
+SIZE_STEPS = (1.01, 1.02, 1.03, 1.05, 1.08, 1.12, 1.2, 1.35, 1.6, 2.0)
+"""Cells per key tried in turn, two seeds each: at 1k-50k keys about half the first seeds
+solve at 1.01 and nearly all at 1.02-1.03 (``benchmarks/bench_structures.py``)."""
+
+_CHUNK = 4096
+_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
+_DEBRUIJN_TABLE = np.array(
+    [0, 1, 48, 2, 57, 49, 28, 3, 61, 58, 50, 42, 38, 29, 17, 4, 62, 55, 59, 36, 53, 51, 43, 22,
+     45, 39, 33, 30, 24, 18, 12, 5, 63, 47, 56, 27, 60, 41, 37, 16, 54, 35, 52, 21, 44, 32, 23,
+     11, 46, 26, 40, 15, 34, 20, 31, 10, 25, 14, 19, 9, 13, 8, 7, 6],
+    dtype=np.int64,
+)  # fmt: skip
+
+
+def size_for(n: int, cells_per_key: float) -> int:
+    """Table cells for ``n`` keys at ``cells_per_key``: at least ``MIN_CELLS``."""
+    return max(MIN_CELLS, math.ceil(cells_per_key * n))
+
+
+# ------------------------------------------------------------------------------ hashing
+
+
+@inline
+def _start(h: np.uint64, spots: np.uint64) -> np.uint64:
+    return ((h >> np.uint64(32)) * spots) >> np.uint64(32)
+
+
+@inline
+def _row(h: np.uint64) -> tuple[np.uint64, np.uint64]:
+    g = _mix(h)
+    return g | np.uint64(1), _mix(g)
+
+
+@inline
+def _ctz(x: np.uint64) -> np.int64:
+    """Trailing zeros of a non-zero word (de Bruijn multiplication)."""
+    low = x & (~x + np.uint64(1))
+    return _DEBRUIJN_TABLE[(low * _DEBRUIJN) >> np.uint64(58)]
+
+
+@inline
+def _parity(x: np.uint64) -> np.uint64:
+    x ^= x >> np.uint64(32)
+    x ^= x >> np.uint64(16)
+    x ^= x >> np.uint64(8)
+    x ^= x >> np.uint64(4)
+    return (np.uint64(0x6996) >> (x & np.uint64(15))) & np.uint64(1)
+
+
+@inline
+def _window(plane_lo: np.uint64, plane_mid: np.uint64, off: np.uint64) -> np.uint64:
+    """64 plane bits from bit ``off`` of the 128-bit ``plane_mid:plane_lo`` (``off < 64``)."""
+    if off == np.uint64(0):
+        return plane_lo
+    return (plane_lo >> off) | (plane_mid << (np.uint64(64) - off))
+
+
+@inline
+def _query_one(h: np.uint64, planes, spots: np.uint64, t: np.int64) -> np.uint64:
+    s = _start(h, spots)
+    lo, hi = _row(h)
+    wi = np.int64(s >> np.uint64(6))
+    off = s & np.uint64(63)
+    acc = np.uint64(0)
+    for b in range(t):
+        a0 = planes[wi, b]
+        a1 = planes[wi + 1, b]
+        a2 = planes[wi + 2, b]
+        x = (_window(a0, a1, off) & lo) ^ (_window(a1, a2, off) & hi)
+        acc |= _parity(x) << np.uint64(b)
+    return acc ^ (h & ((np.uint64(1) << np.uint64(t)) - np.uint64(1)))
+
+
+# ------------------------------------------------------------------------------ queries
+
+
+@njit(parallel=True)
+def _query_kernel(keys, planes, sk: np.uint64, spots: np.int64, t: np.int64, out) -> None:
+    sp = np.uint64(spots)
+    n = keys.size
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
+            out[i] = np.uint32(_query_one(_mix(np.uint64(keys[i]) + sk), planes, sp, t))
+
+
+@njit(parallel=True)
+def _decode_kernel(out, planes, sk: np.uint64, spots: np.int64, t: np.int64, table) -> None:
+    # ``table`` is the codebook followed by 0.0; a result past the codebook selects the 0.0.
+    sp = np.uint64(spots)
+    last = np.uint64(table.size - 1)
+    n = out.size
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
+            q = _query_one(_mix(np.uint64(i) + sk), planes, sp, t)
+            out[i] = table[min(q, last)]
+
+
+@njit(parallel=True)
+def _count_kernel(pruned, planes, sk: np.uint64, spots: np.int64, t: np.int64, limit) -> int:
+    sp = np.uint64(spots)
+    n = pruned.size
+    total = 0
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        hits = 0
+        for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
+            if pruned[i]:
+                hits += _query_one(_mix(np.uint64(i) + sk), planes, sp, t) < limit
+        total += hits
+    return total
+
+
+@njit()
+def _to_planes(cells, t: np.int64, planes) -> None:
+    """Bit ``b`` of cell ``c`` into bit ``c % 64`` of ``planes[c // 64, b]`` (zeroed)."""
+    for c in range(cells.size):
+        v = np.uint64(cells[c])
+        w = c >> 6
+        bit = np.uint64(1) << np.uint64(c & 63)
+        for b in range(t):
+            if (v >> np.uint64(b)) & np.uint64(1):
+                planes[w, b] |= bit
+
+
+def planes_of(cells: np.ndarray, t: int) -> np.ndarray:
+    """The decode layout of a table: ``(ceil(m/64) + 2, t)`` uint64 words (two words of zero
+    padding, so a window never reads past the end)."""
+    planes = np.zeros(((cells.size + 63) // 64 + 2, t), dtype=np.uint64)
+    _to_planes(cells, np.int64(t), planes)
+    return planes
+
+
+# ------------------------------------------------------------------------------ construction
+
+
+@njit()
+def _band(keys, values, sk: np.uint64, m: np.int64, t: np.int64, row_lo, row_hi, rhs) -> bool:
+    """Reduce every key's equation into the band (rows stored at their leading cell);
+    False when one reduces to 0 = non-zero (dependent rows with different values)."""
+    spots = np.uint64(m - 127)
+    tmask = (np.uint64(1) << np.uint64(t)) - np.uint64(1)
+    for i in range(keys.size):
+        h = _mix(np.uint64(keys[i]) + sk)
+        s = np.int64(_start(h, spots))
+        lo, hi = _row(h)
+        v = (np.uint64(values[i]) ^ h) & tmask
+        while True:
+            if lo == np.uint64(0):
+                if hi == np.uint64(0):
+                    if v != np.uint64(0):
+                        return False
+                    break  # a consistent duplicate of rows already placed
+                lo, hi = hi, np.uint64(0)
+                s += 64
+            z = _ctz(lo)
+            if z > 0:
+                zz = np.uint64(z)
+                lo = (lo >> zz) | (hi << (np.uint64(64) - zz))
+                hi >>= zz
+                s += z
+            if row_lo[s] == np.uint64(0):  # a stored row has bit 0 set: this cell is free
+                row_lo[s], row_hi[s], rhs[s] = lo, hi, v
+                break
+            lo ^= row_lo[s]
+            hi ^= row_hi[s]
+            v ^= rhs[s]
+    return True
+
+
+@njit()
+def _solve(row_lo, row_hi, rhs, cells) -> None:
+    """Back substitution from the last cell: a led cell is its value xor the cells its row
+    covers after it; a free cell is 0."""
+    m = cells.size
+    for s in range(m - 1, -1, -1):
+        lo = row_lo[s]
+        if lo == np.uint64(0):
+            cells[s] = 0
+            continue
+        acc = rhs[s]
+        rest = lo & ~np.uint64(1)  # bit 0 is this cell itself
+        while rest != np.uint64(0):
+            acc ^= np.uint64(cells[s + _ctz(rest)])
+            rest &= rest - np.uint64(1)
+        rest = row_hi[s]
+        while rest != np.uint64(0):
+            acc ^= np.uint64(cells[s + 64 + _ctz(rest)])
+            rest &= rest - np.uint64(1)
+        cells[s] = np.uint32(acc)
+
+
+def build_cells(keys: np.ndarray, values: np.ndarray, sk: int, m: int, t: int) -> np.ndarray | None:
+    """The ``m`` cell values for hash constant ``sk``, or None when the system has no
+    solution for this seed and size."""
+    row_lo = np.zeros(m, dtype=np.uint64)
+    row_hi = np.zeros(m, dtype=np.uint64)
+    rhs = np.zeros(m, dtype=np.uint64)
+    with _wrapping():
+        if not _band(keys, values, np.uint64(sk), np.int64(m), np.int64(t), row_lo, row_hi, rhs):
+            return None
+        cells = np.zeros(m, dtype=np.uint32)
+        _solve(row_lo, row_hi, rhs, cells)
+    return cells
+
+
+class RibbonRetrieval(RetrievalStructure):
+    """Standard ribbon retrieval, 128-bit rows (see the module docstring)."""
+
+    kind = "ribbon"
+    code = 4
+
+    def __init__(self, *, t: int, seed: int, num_cells: int, words: np.ndarray, attempts: int = 1):
+        self.t = t
+        self.seed = seed
+        self.num_cells = num_cells
+        self.attempts = attempts
+        self._words = words
+        self._sk = np.uint64(seed_key(seed))
+        self._spots = np.int64(num_cells - (WIDTH - 1))
+        self._planes = planes_of(bitpack.unpack(words, num_cells, t), t)
+
+    @classmethod
+    def build(
+        cls,
+        keys: np.ndarray,
+        values: np.ndarray,
+        *,
+        t: int,
+        seed: int,
+        max_attempts: int = 16,
+        cells_per_key: float | None = None,
+    ) -> Self:
+        """See ``RetrievalStructure.build``. Attempt ``a`` uses seed ``derive_seed(seed, a)``
+        and ``SIZE_STEPS[a // 2]`` cells per key (the last step from then on), or a fixed
+        ``cells_per_key`` (tests use one below 1 to exercise the retries)."""
+        _check_t(t)
+        seed_key(seed)  # validates the seed
+        keys, values = _checked(keys, values, t)
+        dup = _duplicates(keys)
+        if dup:  # their equal rows would solve when their values agree: refuse them anyway
+            raise ConstructionError(
+                f"ribbon construction failed all {max_attempts} attempts for {keys.size} keys: "
+                f"{dup} keys are duplicates"
+            )
+        if max_attempts < 1:
+            raise InvalidInputError(f"max_attempts must be >= 1, got {max_attempts}")
+        if cells_per_key is not None and not cells_per_key > 0:
+            raise InvalidInputError(f"cells_per_key must be > 0, got {cells_per_key}")
+        m = 0
+        for attempt in range(max_attempts):
+            f = cells_per_key or SIZE_STEPS[min(attempt // 2, len(SIZE_STEPS) - 1)]
+            m = size_for(keys.size, f)
+            if m > MAX_CELLS:
+                raise InvalidInputError(f"a ribbon table holds at most {MAX_CELLS} cells")
+            s = derive_seed(seed, attempt)
+            cells = build_cells(keys, values, seed_key(s), m, t)
+            if cells is not None:
+                words = bitpack.pack(cells, t)
+                return cls(t=t, seed=s, num_cells=m, words=words, attempts=attempt + 1)
+        raise ConstructionError(
+            f"ribbon construction failed all {max_attempts} attempts for {keys.size} keys "
+            f"(last {m} cells): the table is too small for these keys"
+        )
+
+    @classmethod
+    def from_table(cls, *, t: int, seed: int, num_cells: int, table: bytes) -> Self:
+        _check_t(t)
+        seed_key(seed)  # validates the seed
+        if not MIN_CELLS <= num_cells <= MAX_CELLS:
+            raise InvalidInputError(
+                f"a ribbon table has {MIN_CELLS} to {MAX_CELLS} cells, got {num_cells}"
+            )
+        if len(table) != bitpack.packed_nbytes(num_cells, t):
+            raise InvalidInputError(
+                f"table of {num_cells} cells of {t} bits needs "
+                f"{bitpack.packed_nbytes(num_cells, t)} bytes, got {len(table)}"
+            )
+        return cls(
+            t=t, seed=seed, num_cells=num_cells, words=bitpack.bytes_to_words(table, num_cells, t)
+        )
+
+    def table_bytes(self) -> bytes:
+        return bitpack.words_to_bytes(self._words, self.num_cells, self.t)
+
+    def cells(self) -> np.ndarray:
+        """The table unpacked to one uint32 per cell (for inspection and tests)."""
+        return bitpack.unpack(self._words, self.num_cells, self.t)
+
+    def planes(self) -> np.ndarray:
+        """The decode layout (``planes_of``): what decoders on other devices copy there."""
+        return self._planes
+
+    def query(self, keys: np.ndarray) -> np.ndarray:
+        flat = np.ascontiguousarray(keys, dtype=np.uint64).ravel()
+        out = np.empty(flat.size, dtype=np.uint32)
+        with _wrapping():
+            _query_kernel(flat, self._planes, self._sk, self._spots, np.int64(self.t), out)
+        return out.reshape(np.shape(keys))
+
+    def decode_dense(self, out: np.ndarray, codebook: np.ndarray) -> None:
+        from weightless_core.retrieval import narrow
+
+        narrow.check_dense_out(out)
+        table = narrow.decode_table(codebook)
+        with _wrapping():
+            _decode_kernel(out, self._planes, self._sk, self._spots, np.int64(self.t), table)
+
+    def count_in_range(self, pruned: np.ndarray, limit: int) -> int:
+        if limit < 0:
+            raise InvalidInputError(f"limit must be >= 0, got {limit}")
+        mask = np.ascontiguousarray(pruned, dtype=np.bool_).ravel()
+        lim = np.uint64(min(int(limit), 1 << MAX_T))
+        with _wrapping():
+            n = _count_kernel(mask, self._planes, self._sk, self._spots, np.int64(self.t), lim)
+        return int(n)
+
+
+def _duplicates(keys: np.ndarray) -> int:
+    """How many keys repeat an earlier one (a linear check when they are sorted, as a layer's
+    positions are)."""
+    if keys.size < 2 or bool(np.all(keys[1:] > keys[:-1])):
+        return 0
+    return int(keys.size - np.unique(keys).size)
+
+
+def _checked(keys: np.ndarray, values: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
+    keys = np.ascontiguousarray(keys, dtype=np.uint64).ravel()
+    values = np.ascontiguousarray(values).ravel()
+    if keys.size != values.size:
+        raise InvalidInputError(f"{keys.size} keys but {values.size} values")
+    if keys.size > MAX_KEYS:
+        raise InvalidInputError(f"at most {MAX_KEYS} keys per table, got {keys.size}")
+    if values.size:
+        if values.dtype.kind not in "iub":
+            raise InvalidInputError(f"values must be integers, got dtype {values.dtype}")
+        lo, hi = int(values.min()), int(values.max())
+        if lo < 0 or hi >> t:
+            bad = lo if lo < 0 else hi
+            raise InvalidInputError(f"values must lie in [0, 2**t = {1 << t}), got {bad}")
+    return keys, np.ascontiguousarray(values.astype(np.uint32, copy=False))
