@@ -17,7 +17,7 @@ from weightless_core.settings import CompressionSettings, LayerOverride
 # Strict: the schema says integer / number / boolean, so ``"seed": false`` or ``"t": "9"`` is a
 # 422 rather than silently becoming 0 or 9 (a number field still takes 1 as well as 1.0).
 _STRICT = ConfigDict(extra="forbid", strict=True)
-Structure = Literal["bloomier", "fuse3", "fuse4"]
+Structure = Literal["bloomier", "fuse3", "fuse4", "ribbon", "auto"]
 
 
 class LayerSettings(BaseModel):
@@ -39,7 +39,8 @@ class JobSettings(BaseModel):
     sparsity: float | None = Field(default=None, ge=0.0, lt=1.0)
     r: int | None = Field(default=None, ge=1, le=8)
     t: int | None = Field(default=None, ge=2, le=32)
-    # The retrieval structure: bloomier (1.23 cells/key), fuse3/fuse4 (smaller on large layers)
+    # The retrieval structure: bloomier (1.23 cells/key), fuse3/fuse4 (smaller on large layers),
+    # ribbon (~1.01-1.03 cells/key) or auto (the smallest of them per layer)
     structure: Structure | None = None
     layers: dict[str, LayerSettings] = Field(default_factory=dict, max_length=1000)
     min_elements: int | None = Field(default=None, ge=1)
@@ -53,6 +54,14 @@ class JobSettings(BaseModel):
     finetune_codebooks: bool | None = None
     # Store each layer as its Weightless table or as Deep Compression, whichever is smaller.
     hybrid: bool | None = None
+    # Prune with regrowth; liveness bitmaps; encode the largest layer first; tables built per
+    # layer to pick from; distillation from the dense model; the learning-rate schedule.
+    regrowth: bool | None = None
+    liveness: bool | None = None
+    encode_order: Literal["definition", "size"] | None = None
+    seed_candidates: int | None = Field(default=None, ge=1, le=64)
+    distill: float | None = Field(default=None, ge=0.0, lt=1.0)
+    lr_schedule: Literal["constant", "cosine"] | None = None
     # Instead of knobs: search each layer's sparsity, r and t for the smallest file within this
     # many accuracy points (``weightless_core.budget_search``), for at most search_seconds.
     max_accuracy_drop: float | None = Field(default=None, ge=0.0, le=100.0)
@@ -70,6 +79,7 @@ class JobSettings(BaseModel):
         values = preset_values(self.preset)
         for name in (
             "method", "finetune_codebooks", "hybrid", "sparsity", "r", "t", "structure",
+            "regrowth", "liveness", "encode_order", "seed_candidates", "distill", "lr_schedule",
             "min_elements", "prune_steps",
             "prune_epochs", "cluster_epochs", "retrain_epochs", "batch_size", "lr", "seed",
         ):  # fmt: skip

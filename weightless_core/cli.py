@@ -88,7 +88,7 @@ def compress(
     out: Annotated[Path, typer.Option("--out", "-o", help="encoded model file to write")],
     dataset: Annotated[
         str | None,
-        typer.Option("--dataset", "-d", help="fashion-mnist, mnist, digits or FILE.npz"),
+        typer.Option("--dataset", "-d", help="fashion-mnist, mnist, mnist-10k, digits or FILE.npz"),
     ] = None,
     arch: ArchOpt = None,
     preset: Annotated[
@@ -108,8 +108,9 @@ def compress(
     structure: Annotated[
         str | None,
         typer.Option(
-            help="retrieval structure: bloomier (1.23 cells/key), fuse3 (~1.13) or fuse4 "
-            "(~1.08, large layers) [bloomier]"
+            help="retrieval structure: bloomier (1.23 cells/key), fuse3 (~1.13), fuse4 "
+            "(~1.08, large layers), ribbon (~1.01-1.03) or auto (the smallest per layer) "
+            "[bloomier]"
         ),
     ] = None,
     layer: Annotated[
@@ -132,6 +133,28 @@ def compress(
             help="store each layer as its Weightless table or as Deep Compression, whichever "
             "is smaller [no]"
         ),
+    ] = None,
+    regrowth: Annotated[
+        bool | None,
+        typer.Option(help="prune with regrowth: pruned weights keep training and may return [no]"),
+    ] = None,
+    liveness: Annotated[
+        bool | None,
+        typer.Option(help="store live rows and columns as bitmaps; query only those [no]"),
+    ] = None,
+    encode_order: Annotated[
+        str | None,
+        typer.Option(help="definition (first layer first) or size (largest first) [definition]"),
+    ] = None,
+    seed_candidates: Annotated[
+        int | None,
+        typer.Option(help="tables built per layer; the one costing least loss is kept [1]"),
+    ] = None,
+    distill: Annotated[
+        float | None, typer.Option(help="weight of distillation from the dense model, [0, 1) [0]")
+    ] = None,
+    lr_schedule: Annotated[
+        str | None, typer.Option(help="constant or cosine (within each stage) [constant]")
     ] = None,
     min_elements: Annotated[
         int | None, typer.Option(help="smallest tensor that is encoded [1000]")
@@ -187,6 +210,12 @@ def compress(
             retrain_epochs=retrain_epochs,
             finetune_codebooks=finetune_codebooks,
             hybrid=hybrid,
+            regrowth=regrowth,
+            liveness=liveness,
+            encode_order=encode_order,
+            seed_candidates=seed_candidates,
+            distill=distill,
+            lr_schedule=lr_schedule,
             batch_size=batch_size,
             lr=lr,
             seed=seed,

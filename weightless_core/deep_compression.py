@@ -78,6 +78,11 @@ class DeepCompressedLayer:
         """Size as the paper counts it: coded codes + coded index + float32 codebook."""
         return self.code_bits + self.gap_bits + 32 * (1 << self.r)
 
+    @property
+    def paper_nbytes(self) -> int:
+        """``paper_bits`` in whole bytes."""
+        return (self.paper_bits + 7) // 8
+
     def sizes(self) -> dict[str, int]:
         """Bits of each part of the record body; they sum to ``8 * nbytes``.
 

@@ -20,13 +20,14 @@ import torch
 from torch import nn
 
 from weightless_core import fileformat
+from weightless_core.baselines import deep_compress_best, entropy_bound_bits
 from weightless_core.cluster import kmeans_1d
 from weightless_core.data import Dataset
-from weightless_core.deep_compression import DeepCompressedLayer, deep_compress
+from weightless_core.deep_compression import DeepCompressedLayer
 from weightless_core.errors import DataError, InvalidInputError
 from weightless_core.hashing import derive_seed
 from weightless_core.layer import EncodedLayer, encode_layer
-from weightless_core.prune import magnitude_mask, schedule
+from weightless_core.prune import kept_count, magnitude_mask, schedule
 from weightless_core.report import LayerReport, Report
 from weightless_core.settings import CompressionSettings
 from weightless_core.training import (
@@ -45,7 +46,7 @@ STAGES = ("evaluate", "prune", "cluster", "encode", "retrain", "done")
 _SHARED_FIELDS = (
     "method", "sparsity", "r", "encode", "min_elements", "prune_steps",
     "prune_epochs", "cluster_epochs", "batch_size", "lr", "lr_schedule", "seed", "device",
-    "baseline", "distill",
+    "baseline", "distill", "regrowth",
 )  # fmt: skip
 
 
@@ -201,6 +202,7 @@ class _Run:
         self.recluster = s.later_layers == "recluster"
         self.weightless = s.method == "weightless"
         self.baseline: dict[str, DeepCompressedLayer] = {}
+        self.bounds: dict[str, float] = {}  # entropy bound (bits) of each clustered layer
         self.baseline_state: dict[str, torch.Tensor] = {}
         self.teacher: torch.Tensor | None = None
         units = s.prune_steps * (s.prune_epochs if trains else 0) + len(self.targets)
@@ -238,7 +240,7 @@ class _Run:
         for p in self.model.parameters():
             p.requires_grad_(True)
         self._check_data()
-        self._timed("evaluate", lambda: self._evaluate("dense"))
+        self._timed("evaluate", lambda: (self._evaluate("dense"), self._score_test("dense")))
         if self.data is not None and self.settings.distill > 0:
             self.teacher = logits_of(self.model, self.data.x_train, device=self.device)
         self._timed("prune", self._prune)
@@ -249,9 +251,12 @@ class _Run:
     def _finish(self) -> CompressionResult:
         if self.weightless:
             self._timed("encode", self._encode_all)
-            self.accuracy["final"] = self.accuracy.get(f"after:{self.targets[-1]}")
+            self.accuracy["final"] = self.accuracy.get(f"after:{self.encode_sequence()[-1]}")
+            self._score_test("final")
         else:
             self.accuracy["final"] = self.accuracy.get("clustered")
+            if "test:clustered" in self.accuracy:
+                self.accuracy["test:final"] = self.accuracy["test:clustered"]
         for p in self.model.parameters():
             p.requires_grad_(False)
         set_mode(self.model, False)
@@ -303,16 +308,26 @@ class _Run:
         s = self.settings
         steps = s.prune_steps if self.data is not None else 1
         ramps = {n: schedule(self.plans[n].sparsity, steps) for n in self.targets}
+        regrow = s.regrowth and self.data is not None
         for step in range(steps):
             for name in self.targets:
                 p = self.params[name]
                 old = self.constraints.get(name)
-                mask = magnitude_mask(p, ramps[name][step], keep=None if old is None else old.mask)
-                self.constraints[name] = Constraint(p, mask=mask)
-                self.constraints[name].project()
+                if regrow:  # masks follow the dense copy's magnitudes: pruned weights may return
+                    keep = kept_count(p.numel(), ramps[name][step])
+                    dense = p.detach().clone() if old is None else old.dense
+                    c = Constraint(p, mask=old.mask if old else None, dense=dense, keep=keep)
+                    c.refresh()
+                else:
+                    prior = None if old is None else old.mask
+                    c = Constraint(p, mask=magnitude_mask(p, ramps[name][step], keep=prior))
+                self.constraints[name] = c
+                c.project()
             label = f"pruning step {step + 1}/{steps}"
             self._emit("prune", label, metrics=self._sparsity_metrics())
             self._train("prune", s.prune_epochs, label)
+        for name in self.targets:
+            self.constraints[name] = self.constraints[name].settle()
         self._evaluate("pruned")
 
     def _cluster(self) -> None:
@@ -321,6 +336,7 @@ class _Run:
         self._emit("cluster", "weights clustered")
         self._train("cluster", self.settings.cluster_epochs, "weight-sharing retraining")
         self._evaluate("clustered")
+        self._score_test("clustered")
 
     def _share(self, name: str) -> None:
         """Cluster the layer's surviving weights; from now on it trains by weight sharing."""
@@ -342,12 +358,15 @@ class _Run:
         """Deep Compression of the clustered weights: the baseline, or the run's output."""
         for name in self.targets:
             c = self.constraints[name]
-            self.baseline[name] = deep_compress(
+            codes = c.codes.cpu().numpy()
+            self.baseline[name] = deep_compress_best(
                 self.params[name].detach(),
                 codebook=c.centroids.detach().cpu().numpy(),
-                codes=c.codes.cpu().numpy(),
+                codes=codes,
                 r=self.plans[name].r,
             )
+            counts = np.bincount(codes[c.mask.cpu().numpy()], minlength=1 << self.plans[name].r)
+            self.bounds[name] = entropy_bound_bits(codes.size, counts)
             if not self.weightless:
                 self.units_done += 1
                 layer = self.baseline[name]
@@ -361,15 +380,22 @@ class _Run:
         if self.weightless:  # the encoded run goes on changing the weights in place
             self.baseline_state = {k: v.clone() for k, v in self.baseline_state.items()}
 
+    def encode_sequence(self) -> list[str]:
+        """The targets in the order they are encoded (``settings.encode_order``)."""
+        if self.settings.encode_order == "size":  # stable: equal sizes keep definition order
+            return sorted(self.targets, key=lambda n: -self.params[n].numel())
+        return list(self.targets)
+
     def _encode_all(self) -> None:
-        for index, name in enumerate(self.targets):
-            if self.recluster and index > 0:
+        order = self.encode_sequence()
+        for step, name in enumerate(order):
+            if self.recluster and step > 0:
                 self._share(name)
                 label = f"re-clustering {name} before encoding it"
                 self._train("cluster", self.settings.cluster_epochs, label, layer=name)
-            self._encode_one(index, name)
+            self._encode_one(self.targets.index(name), name)
             if self.recluster:  # later layers absorb the errors with all their surviving weights
-                for later in self.targets[index + 1 :]:
+                for later in order[step + 1 :]:
                     c = self.constraints[later]
                     self.constraints[later] = Constraint(c.param, mask=c.mask)
             after = f"retraining the layers after {name}"
@@ -381,29 +407,21 @@ class _Run:
         plan = self.plans[name]
         c = self.constraints[name]
         p = self.params[name]
-        enc = encode_layer(
-            p.detach(),
-            r=plan.r,
-            t=plan.t,
-            seed=derive_seed(self.settings.seed, index + 1),
-            codebook=c.centroids.detach().cpu().numpy(),
-            codes=c.codes.cpu().numpy(),
-            structure=plan.structure,
-        )
+        enc = self._best_table(name, index)
         stored: EncodedLayer | DeepCompressedLayer = enc
         message = (
             f"encoded {name}: {enc.nnz} weights in {enc.structure.num_cells} cells, "
             f"{enc.false_positives} false positives"
         )
         if self.settings.hybrid:
-            dc = deep_compress(
+            dc = deep_compress_best(
                 p.detach(), codebook=enc.codebook, codes=c.codes.cpu().numpy(), r=plan.r
             )
-            if dc.nbytes < enc.nbytes:
+            if dc.paper_nbytes < enc.paper_nbytes:  # the count the ratios are reported in
                 stored = dc
                 message = (
-                    f"stored {name} as Deep Compression: {dc.nbytes} bytes, smaller than its "
-                    f"table's {enc.nbytes}"
+                    f"stored {name} as Deep Compression: {dc.paper_nbytes} bytes, smaller than "
+                    f"its table's {enc.paper_nbytes}"
                 )
         if stored is enc:  # the table's reading of every position, false positives included
             codes_np, valid = enc.read_codes()
@@ -425,6 +443,54 @@ class _Run:
             "encode", message, layer=name,
             metrics={"false_positives": float(fps), "bytes": float(stored.nbytes)},
         )  # fmt: skip
+
+    def _best_table(self, name: str, index: int) -> EncodedLayer:
+        """The layer's table; with ``seed_candidates`` > 1, of that many seeds the one whose
+        false positives cost the least training loss (the table is fixed once chosen, so this
+        is the only point where where its errors land can still be picked)."""
+        plan = self.plans[name]
+        c = self.constraints[name]
+        first = derive_seed(self.settings.seed, index + 1)
+        seeds = [first] + [derive_seed(first, k) for k in range(1, self.settings.seed_candidates)]
+        best: tuple[float, EncodedLayer] | None = None
+        for seed in seeds:
+            enc = encode_layer(
+                self.params[name].detach(),
+                r=plan.r,
+                t=plan.t,
+                seed=seed,
+                codebook=c.centroids.detach().cpu().numpy(),
+                codes=c.codes.cpu().numpy(),
+                structure=plan.structure,
+                liveness=self.settings.liveness,
+            )
+            if len(seeds) == 1 or self.data is None:
+                return enc
+            loss = self._loss_with(name, enc)
+            if best is None or loss < best[0]:
+                best = (loss, enc)
+        assert best is not None
+        return best[1]
+
+    @torch.no_grad()
+    def _loss_with(self, name: str, enc: EncodedLayer) -> float:
+        """Training loss (cross-entropy, on a fixed sample of up to 4,096 training examples)
+        with ``name``'s weights replaced by what ``enc`` decodes; the weights are put back."""
+        p = self.params[name]
+        saved = p.detach().clone()
+        p.copy_(torch.from_numpy(enc.decode()).to(p.device, p.dtype))
+        d = self.data
+        n = min(4096, d.x_train.shape[0])
+        idx = torch.randperm(d.x_train.shape[0], generator=torch.Generator().manual_seed(0))[:n]
+        set_mode(self.model, False)
+        total = 0.0
+        for start in range(0, n, 1024):
+            part = idx[start : start + 1024]
+            logits = self.model(d.x_train[part].to(self.device))
+            y = d.y_train[part].to(self.device)
+            total += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+        p.copy_(saved)
+        return total / n
 
     # -- helpers --------------------------------------------------------------------------
     def _check_data(self) -> None:
@@ -508,6 +574,15 @@ class _Run:
         self._emit("evaluate", f"accuracy ({label}): {acc:.2f}%", metrics={"accuracy": acc})
         return acc
 
+    def _score_test(self, label: str) -> None:
+        """Accuracy on the test split, if the data has one, as ``test:<label>``: only ever
+        recorded, never read by any choice (those use the validation split)."""
+        d = self.data
+        if d is None or d.x_test is None or d.y_test is None:
+            return
+        acc = accuracy(self.model, d.x_test, d.y_test, device=self.device)
+        self.accuracy[f"test:{label}"] = acc
+
     def _emit(self, stage: str, message: str, *, partial: float = 0.0, **kw: Any) -> None:
         if self.progress is None:
             return
@@ -561,8 +636,11 @@ class _Run:
     def _metadata(self, method: str) -> dict[str, Any]:
         accuracy = dict(self.accuracy)
         if method != self.settings.method:  # the baseline stops after clustering
-            accuracy = {k: v for k, v in accuracy.items() if k in ("dense", "pruned", "clustered")}
+            kept = ("dense", "pruned", "clustered", "test:dense", "test:clustered")
+            accuracy = {k: v for k, v in accuracy.items() if k in kept}
             accuracy["final"] = accuracy.get("clustered")
+            if "test:clustered" in accuracy:
+                accuracy["test:final"] = accuracy["test:clustered"]
         return {
             "producer": "weightless",
             "method": method,
@@ -605,6 +683,7 @@ class _Run:
                 "bytes": size,
                 "kept": entry.nnz / entry.numel,
                 "r": entry.r,
+                "bound_bits": self.bounds.get(name),
             }
             if isinstance(entry, DeepCompressedLayer):
                 chosen = self.encoded.get(name) is entry  # a hybrid run stored it this way
@@ -614,7 +693,7 @@ class _Run:
                     cells=entry.entries,
                     false_positives=0,
                     accuracy_after=self.layer_accuracy.get(name) if chosen else None,
-                    paper_bytes=(entry.paper_bits + 7) // 8,
+                    paper_bytes=entry.paper_nbytes,
                 )
             return LayerReport(
                 **common,
@@ -624,7 +703,7 @@ class _Run:
                 false_positives=entry.false_positives,
                 build_attempts=entry.structure.attempts,
                 accuracy_after=self.layer_accuracy.get(name),
-                paper_bytes=entry.structure.table_nbytes + 4 * entry.codebook.size,
+                paper_bytes=entry.paper_nbytes,
             )
         kept = float((entry != 0).float().mean()) if entry.numel() else 1.0
         return LayerReport(

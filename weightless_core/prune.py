@@ -24,6 +24,12 @@ def schedule(final_sparsity: float, steps: int) -> list[float]:
     return [final_sparsity * (1 - (1 - i / steps) ** 3) for i in range(1, steps + 1)]
 
 
+def kept_count(numel: int, sparsity: float) -> int:
+    """Weights a tensor of ``numel`` keeps at ``sparsity``: ``round((1 - sparsity) * numel)``,
+    at least one."""
+    return max(1, math.floor((1.0 - sparsity) * numel + 0.5))
+
+
 def magnitude_mask(
     weight: torch.Tensor, sparsity: float, *, keep: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -35,7 +41,7 @@ def magnitude_mask(
     if not 0.0 <= sparsity < 1.0:
         raise InvalidInputError(f"sparsity must be in [0, 1), got {sparsity}")
     numel = weight.numel()
-    n_keep = max(1, math.floor((1.0 - sparsity) * numel + 0.5))
+    n_keep = kept_count(numel, sparsity)
     mag = weight.detach().abs().flatten().cpu().numpy().astype(np.float64)
     if keep is not None:
         mag[~keep.flatten().cpu().numpy()] = -1.0

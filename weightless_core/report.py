@@ -4,11 +4,15 @@ The same report feeds the CLI table, the JSON written by ``--report`` and, later
 Sizes follow the papers' conventions: *weights-only* compares weight tensors (>= 2 dims) as
 float32 with their encoding (codebook + table + record header; ``paper_bytes`` leaves the record
 header out, as both papers count); *whole-file* compares the dense state_dict with the complete
-file. ``baseline`` is the Deep Compression report on the same pruned, clustered weights.
+file. ``baseline`` is the Deep Compression report on the same pruned, clustered weights (its
+index width chosen per layer, ``baselines.deep_compress_best``), and ``bound_bits`` of an
+encoded layer is the entropy bound of any sparse-index coder on those weights
+(``baselines.entropy_bound_bits``): the three figures a user compares.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,6 +35,25 @@ class LayerReport:
     build_attempts: int | None = None
     accuracy_after: float | None = None
     paper_bytes: int | None = None
+    bound_bits: float | None = None
+
+    @property
+    def bound_bytes(self) -> int | None:
+        """The entropy bound in bytes with the float32 codebook any coder also stores
+        (``None`` for plain rows or when no bound was computed)."""
+        if self.bound_bits is None or self.r is None:
+            return None
+        return math.ceil(self.bound_bits / 8) + 4 * (1 << self.r)
+
+    @property
+    def nnz(self) -> int:
+        """Kept weights (rounded from ``kept``, exact for encoded rows)."""
+        return round(self.kept * math.prod(self.shape))
+
+    def bits_per_kept(self, nbytes: int | None = None) -> float | None:
+        """``8 * nbytes / nnz`` (default: ``payload_bytes``); None without kept weights."""
+        n = self.nnz
+        return None if n == 0 else 8 * (self.payload_bytes if nbytes is None else nbytes) / n
 
     @property
     def payload_bytes(self) -> int:
@@ -45,6 +68,7 @@ class LayerReport:
         d = asdict(self)
         d["shape"] = list(self.shape)
         d["ratio"] = round(self.ratio, 3)
+        d["bound_bits"] = _round(self.bound_bits)
         return d
 
 
@@ -90,6 +114,35 @@ class Report:
         return self.weights_original_bytes / enc if enc else float("inf")
 
     @property
+    def kept_weights(self) -> int:
+        """Weights kept (stored, false positives not counted) over the encoded layers."""
+        return sum(row.nnz for row in self.weight_rows if row.encoded)
+
+    def bits_per_kept(self, nbytes: int | None) -> float | None:
+        """``8 * nbytes`` over the kept weights of the encoded layers (None if none)."""
+        kept = self.kept_weights
+        return None if nbytes is None or not kept else 8 * nbytes / kept
+
+    @property
+    def weights_bound_bytes(self) -> int | None:
+        """Weights-only bytes at the entropy bound: bound + codebook per encoded layer, plain
+        weight tensors as they are; None when a layer has no bound."""
+        total = 0
+        for row in self.weight_rows:
+            if not row.encoded:
+                total += row.payload_bytes
+            elif row.bound_bytes is None:
+                return None
+            else:
+                total += row.bound_bytes
+        return total
+
+    @property
+    def weights_bound_ratio(self) -> float | None:
+        b = self.weights_bound_bytes
+        return None if b is None else (self.weights_original_bytes / b if b else float("inf"))
+
+    @property
     def file_ratio(self) -> float:
         return self.original_bytes / self.file_bytes if self.file_bytes else float("inf")
 
@@ -104,6 +157,9 @@ class Report:
             "weights_ratio": round(self.weights_ratio, 3),
             "weights_paper_bytes": self.weights_paper_bytes,
             "weights_paper_ratio": round(self.weights_paper_ratio, 3),
+            "weights_bound_bytes": self.weights_bound_bytes,
+            "weights_bound_ratio": _round(self.weights_bound_ratio),
+            "kept_weights": self.kept_weights,
             "method": self.method,
             "layers": [row.to_dict() for row in self.layers],
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
@@ -111,3 +167,7 @@ class Report:
             "device": self.device,
             "baseline": None if self.baseline is None else self.baseline.to_dict(),
         }
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)

@@ -14,12 +14,12 @@ from types import MappingProxyType
 from typing import Any
 
 from weightless_core.errors import InvalidInputError
-from weightless_core.layer import validate_bits
-from weightless_core.retrieval import STRUCTURES
+from weightless_core.layer import check_structure, validate_bits
 
 METHODS = ("weightless", "deep-compression")
 LATER_LAYERS = ("recluster", "shared")
 LR_SCHEDULES = ("constant", "cosine")
+ENCODE_ORDERS = ("definition", "size")
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,15 @@ class CompressionSettings:
     ``distill`` in [0, 1) mixes knowledge distillation from the dense model into every
     retraining loss (0 = labels only). ``lr_schedule`` is ``"constant"`` or ``"cosine"``
     (decay to 0 within each training stage).
+
+    ``regrowth`` prunes with regrowth: pruned weights keep training in a dense copy and the
+    masks follow its magnitudes, so a weight cut too early comes back (pruning only).
+    ``encode_order`` is ``"definition"`` (the paper: first layer first) or ``"size"`` (largest
+    first: the layer that dominates the file is encoded while every other layer can still
+    retrain around its false positives). ``liveness`` stores each table's live rows and
+    columns as bitmaps and queries only that grid (``weightless_core.liveness``).
+    ``seed_candidates`` builds each table with that many seeds and keeps the one whose false
+    positives cost the least training loss.
     """
 
     method: str = "weightless"
@@ -99,6 +108,10 @@ class CompressionSettings:
     hybrid: bool = False
     lr_schedule: str = "constant"
     distill: float = 0.0
+    regrowth: bool = False
+    encode_order: str = "definition"
+    liveness: bool = False
+    seed_candidates: int = 1
     layers: Mapping[str, LayerOverride] = field(default_factory=dict)
     size_rules: tuple[SizeRule, ...] = ()
     encode: tuple[str, ...] | None = None
@@ -121,7 +134,7 @@ class CompressionSettings:
         object.__setattr__(self, "size_rules", tuple(sorted(rules, key=lambda r: r.min_elements)))
         _check_sparsity("sparsity", self.sparsity)
         validate_bits(self.r, self.t)
-        _check_structure(self.structure)
+        check_structure(self.structure)
         if self.later_layers not in LATER_LAYERS:
             raise InvalidInputError(
                 f"later_layers must be one of {LATER_LAYERS}, got {self.later_layers!r}"
@@ -132,7 +145,12 @@ class CompressionSettings:
             raise InvalidInputError(
                 f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"
             )
-        for key in ("finetune_codebooks", "baseline", "hybrid"):
+        if self.encode_order not in ENCODE_ORDERS:
+            raise InvalidInputError(
+                f"encode_order must be one of {ENCODE_ORDERS}, got {self.encode_order!r}"
+            )
+        _check_int("seed_candidates", self.seed_candidates, 1, 64)
+        for key in ("finetune_codebooks", "baseline", "hybrid", "regrowth", "liveness"):
             if not isinstance(getattr(self, key), bool):
                 raise InvalidInputError(f"{key} must be true or false, got {getattr(self, key)!r}")
         for rule in self.size_rules:
@@ -178,7 +196,7 @@ class CompressionSettings:
         try:
             _check_sparsity("sparsity", plan.sparsity)
             validate_bits(plan.r, plan.t)
-            _check_structure(plan.structure)
+            check_structure(plan.structure)
         except InvalidInputError as e:
             raise InvalidInputError(f"layer {name!r}: {e}") from None
         return plan
@@ -209,13 +227,6 @@ def _check_sparsity(name: str, value: float) -> None:
     if not (isinstance(value, int | float) and 0.0 <= value < 1.0):
         raise InvalidInputError(
             f"{name} (fraction of weights pruned) must be in [0, 1), got {value!r}"
-        )
-
-
-def _check_structure(structure: str) -> None:
-    if structure not in STRUCTURES:
-        raise InvalidInputError(
-            f"unknown structure {structure!r}; choose from {sorted(STRUCTURES)}"
         )
 
 

@@ -5,6 +5,11 @@ positions stay zero. A *shared* tensor is ``centroids[codes]`` on its mask: the 
 the centroids by the summed gradient of their members (Deep Compression's weight sharing), so
 the tensor keeps at most ``2**r`` distinct values. An encoded tensor is shared with codes read
 back from its retrieval table (false positives included) and its centroids frozen.
+
+A *regrowing* tensor (pruning with regrowth: Dynamic Network Surgery's splicing, Lin et al.'s
+dynamic pruning with feedback) keeps a dense copy that the optimiser trains with the gradient
+taken at the pruned weights; the mask is recomputed from the dense copy's magnitudes every few
+steps, so a weight pruned too early grows back once its gradient says it matters.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ class Constraint:
 
     ``mask`` (bool, param's shape) marks positions that may be non-zero; ``codes`` (int64,
     param's shape, ignored off the mask) and ``centroids`` (float32, (k,)) make it shared;
-    ``frozen`` keeps the whole tensor fixed.
+    ``frozen`` keeps the whole tensor fixed. ``dense`` (param's shape) makes it regrowing: the
+    parameter is ``dense * mask`` and ``refresh`` keeps the ``keep`` largest entries of
+    ``dense``.
     """
 
     param: nn.Parameter
@@ -34,10 +41,29 @@ class Constraint:
     codes: torch.Tensor | None = None
     centroids: torch.Tensor | None = None
     frozen: bool = False
+    dense: torch.Tensor | None = None
+    keep: int | None = None
 
     @property
     def shared(self) -> bool:
         return self.codes is not None
+
+    @property
+    def regrowing(self) -> bool:
+        return self.dense is not None
+
+    def refresh(self) -> None:
+        """Regrowing only: the mask keeps the ``keep`` largest-magnitude entries of ``dense``."""
+        flat = self.dense.detach().abs().flatten()
+        top = torch.topk(flat, self.keep, sorted=False).indices
+        mask = torch.zeros_like(flat, dtype=torch.bool)
+        mask[top] = True
+        self.mask = mask.view(self.dense.shape)
+
+    def settle(self) -> Constraint:
+        """A plain masked constraint holding what a regrowing one has now (pruning is over)."""
+        self.project()
+        return Constraint(self.param, mask=self.mask)
 
     def clone(self) -> Constraint:
         """A copy whose tensors (not the parameter) are independent of this one's."""
@@ -50,12 +76,16 @@ class Constraint:
             codes=None if self.codes is None else self.codes.clone(),
             centroids=centroids,
             frozen=self.frozen,
+            dense=None if self.dense is None else self.dense.detach().clone(),
+            keep=self.keep,
         )
 
     def project(self) -> None:
         """Write the constrained value into the parameter."""
         with torch.no_grad():
-            if self.shared:
+            if self.regrowing:
+                self.param.copy_(self.dense * self.mask)
+            elif self.shared:
                 value = self.centroids[self.codes].to(self.param.dtype)
                 self.param.copy_(torch.where(self.mask, value, torch.zeros_like(value)))
             elif self.mask is not None:
@@ -66,7 +96,10 @@ class Constraint:
         g = self.param.grad
         if g is None:
             return
-        if self.shared:
+        if self.regrowing:  # straight through: every dense weight learns, pruned ones included
+            self.dense.grad = g
+            self.param.grad = None
+        elif self.shared:
             if self.centroids.requires_grad:
                 member = g[self.mask].to(self.centroids.dtype)
                 summed = torch.zeros_like(self.centroids).index_add_(
@@ -87,6 +120,8 @@ def trainable_tensors(model: nn.Module, constraints: dict[str, Constraint]) -> l
             out.append(p)
         elif c.frozen:
             continue
+        elif c.regrowing:
+            out.append(c.dense)
         elif c.shared:
             if c.centroids.requires_grad:
                 out.append(c.centroids)
@@ -117,6 +152,7 @@ def train_epochs(
     teacher_logits: torch.Tensor | None = None,
     distill: float = 0.0,
     temperature: float = 2.0,
+    refresh_every: int = 16,
 ) -> None:
     """Train ``epochs`` epochs of cross-entropy with Adam under ``constraints``.
 
@@ -129,6 +165,8 @@ def train_epochs(
     ``distill`` > 0 the loss mixes in knowledge distillation (Hinton et al. 2015): the compressed
     model also matches the dense model's softened outputs, which carry more signal per sample
     than the labels while it recovers from pruning and false positives.
+
+    Regrowing constraints recompute their masks every ``refresh_every`` steps.
     """
     if epochs <= 0:
         return
@@ -139,6 +177,7 @@ def train_epochs(
         return
     opt = torch.optim.Adam(params, lr=lr)
     active = [c for c in constraints.values() if not c.frozen]
+    regrowing = [c for c in active if c.regrowing]
     x_all, y_all = data.x_train, data.y_train
     n = x_all.shape[0]
     num_batches = (n + batch_size - 1) // batch_size
@@ -177,6 +216,9 @@ def train_epochs(
                 else:
                     c.route_gradient()
             opt.step()
+            if regrowing and step % refresh_every == 0:
+                for c in regrowing:
+                    c.refresh()
             for c in active:
                 c.project()
             total += float(loss.detach())

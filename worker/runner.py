@@ -198,6 +198,7 @@ def _execute(
             "weights_ratio": base["weights_paper_ratio"],
             "file_bytes": base["file_bytes"],
             "accuracy": base["accuracy"].get("final"),
+            "bound_weights_ratio": base.get("weights_bound_ratio"),
         }
     )
     return _json_safe({

@@ -256,3 +256,75 @@ def test_hybrid_stores_each_layer_the_smaller_way(fashion_small, trained_model, 
 def test_hybrid_must_be_a_bool():
     with pytest.raises(InvalidInputError, match="hybrid must be true or false"):
         CompressionSettings(hybrid="yes")  # type: ignore[arg-type]
+
+
+def test_largest_first_liveness_auto_structure_and_seed_choice(
+    fashion_small, trained_state, tmp_path
+):
+    """The options that let a layer tolerate a small t, together: the largest layer is encoded
+    first, each table covers only its live grid, the smallest structure is picked per layer and
+    of several seeds the table whose false positives cost least training loss is kept."""
+    from weightless_core.settings import LayerOverride
+
+    settings = FAST.with_(
+        encode_order="size",
+        liveness=True,
+        structure="auto",
+        seed_candidates=3,
+        regrowth=True,
+        layers={"fc1.weight": LayerOverride(sparsity=0.98, r=2, t=6)},
+    )
+    model = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
+    model.load_state_dict(trained_state)
+    events: list[Progress] = []
+    result = compress(model, fashion_small, settings, progress=events.append)
+    encoded = [e.layer for e in events if e.stage == "encode"]
+    assert encoded == ["fc1.weight", "fc2.weight", "fc3.weight"]  # 235k, 30k, 1k elements
+    fc1 = result.entries["fc1.weight"]
+    assert isinstance(fc1, EncodedLayer) and fc1.live is not None
+    assert fc1.structure.kind == "ribbon"  # ~1.01 cells per key: the smallest at 4.7k keys
+    grid = fc1.decode().reshape(300, 784)
+    assert not grid[~fc1.live.rows].any() and not grid[:, ~fc1.live.cols].any()
+    assert result.report.accuracy["final"] == result.report.accuracy["after:fc3.weight"]
+    result.save(tmp_path / "m.wlss")  # the file holds what the model computes with
+    state = load(tmp_path / "m.wlss")
+    for name, tensor in result.model.state_dict().items():
+        np.testing.assert_array_equal(state[name].numpy(), tensor.numpy())
+
+
+def test_seed_candidates_keep_the_table_with_the_lowest_training_loss(fashion_small, trained_state):
+    from weightless_core.pipeline import _Run
+
+    settings = FAST.with_(seed_candidates=4, prune_steps=1, retrain_epochs=0, cluster_epochs=0)
+    model = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
+    model.load_state_dict(trained_state)
+    run = _Run(model, fashion_small, settings, None)
+    run._prepare()
+    losses = {}
+    original = run._loss_with
+
+    def spy(name, enc):
+        loss = original(name, enc)
+        losses[enc.structure.seed] = loss
+        return loss
+
+    run._loss_with = spy  # type: ignore[method-assign]
+    chosen = run._best_table("fc1.weight", 0)
+    assert len(losses) == 4
+    assert chosen.structure.seed == min(losses, key=losses.get)
+
+
+def test_test_split_is_scored_but_never_chosen_on(fashion_small, trained_state):
+    model = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
+    model.load_state_dict(trained_state)
+    with_test = fashion_small
+    assert with_test.x_test is not None
+    result = compress(model, with_test, FAST)
+    acc = result.report.accuracy
+    assert {"test:dense", "test:clustered", "test:final"} <= set(acc)
+    expected = accuracy(
+        result.model, with_test.x_test, with_test.y_test, device=torch.device("cpu")
+    )
+    assert acc["test:final"] == pytest.approx(expected)
+    assert result.report.baseline is not None
+    assert result.report.baseline.accuracy["test:final"] == acc["test:clustered"]

@@ -88,3 +88,42 @@ def test_frozen_tensor_does_not_change():
     )
     assert torch.equal(w.detach(), before)
     assert not torch.equal(model[1].bias.detach(), torch.zeros(2))
+
+
+def test_regrowing_weights_train_densely_and_the_mask_follows_magnitudes():
+    """Pruning with regrowth: the optimiser trains the dense copy with the gradient taken at the
+    pruned weights, so a weight pruned while small grows back once it matters."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(8, 2))
+    w = model[1].weight
+    with torch.no_grad():
+        w.copy_(torch.linspace(-0.8, 0.8, 16).reshape(2, 8))
+        w[:, 0] = 0.001  # tiny now: pruned by the first mask
+    dense = w.detach().clone()
+    c = Constraint(w, dense=dense, keep=8)
+    c.refresh()
+    first = c.mask.clone()
+    assert not first[:, 0].any() and int(first.sum()) == 8
+    data = _tiny_data()
+    # a target that only input 0 explains: its weights must grow back to fit it
+    x = data.x_train
+    y = (x.flatten(1)[:, 0] > 0.5).long()
+    from weightless_core.data import Dataset
+
+    train_epochs(
+        model,
+        {"1.weight": c},
+        Dataset("toy", x, y, x[:16], y[:16]),
+        epochs=30,
+        lr=0.05,
+        batch_size=8,
+        generator=torch.Generator().manual_seed(0),
+        device=torch.device("cpu"),
+        refresh_every=4,
+    )
+    assert int(c.mask.sum()) == 8  # always the same number kept
+    assert c.mask[:, 0].any()  # input 0's weights came back
+    assert torch.equal(w.detach(), c.dense * c.mask)  # the parameter is the pruned dense copy
+    assert torch.count_nonzero(c.dense) > 8  # pruned entries kept training too
+    settled = c.settle()
+    assert not settled.regrowing and torch.equal(settled.mask, c.mask)
+    assert torch.all(w[~c.mask] == 0)

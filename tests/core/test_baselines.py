@@ -1,0 +1,88 @@
+"""The baselines a table is measured against: Deep Compression with its best index width, and
+the entropy bound of any sparse-index coder."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from weightless_core.baselines import (
+    INDEX_BITS_SEARCHED,
+    binary_entropy,
+    code_entropy,
+    deep_compress_best,
+    entropy_bound_bits,
+)
+from weightless_core.deep_compression import deep_compress
+from weightless_core.errors import InvalidInputError
+
+
+def _clustered(shape, density, *, r=2, seed=0):
+    rng = np.random.default_rng(seed)
+    codebook = np.linspace(-1, 1, 1 << r, dtype=np.float32)
+    codes = rng.integers(0, 1 << r, size=shape)
+    w = codebook[codes]
+    w[rng.random(shape) >= density] = 0
+    return w, codebook, codes
+
+
+def test_best_width_is_the_smallest_of_every_width_tried():
+    w, cb, codes = _clustered((300, 400), 0.01)
+    best = deep_compress_best(w, r=2, codebook=cb, codes=codes)
+    sizes = {
+        b: deep_compress(w, r=2, codebook=cb, codes=codes, index_bits=b).paper_bits
+        for b in INDEX_BITS_SEARCHED
+    }
+    assert best.paper_bits == min(sizes.values())
+    assert best.index_bits == min(b for b, bits in sizes.items() if bits == best.paper_bits)
+    np.testing.assert_array_equal(best.decode(), w)
+
+
+def test_best_width_beats_the_papers_fixed_width_at_high_sparsity():
+    """At 1 % kept the mean gap is ~100 positions: the paper's 5-bit field for fully connected
+    layers pays for a filler entry every 32 positions, a wider field does not."""
+    w, cb, codes = _clustered((200, 500), 0.01, seed=1)
+    best = deep_compress_best(w, r=2, codebook=cb, codes=codes)
+    paper = deep_compress(w, r=2, codebook=cb, codes=codes)  # 5 bits for 2-D
+    assert best.index_bits > 5 and best.fillers < paper.fillers // 10
+    assert best.paper_bits < 0.8 * paper.paper_bits
+
+
+def test_best_width_needs_a_width():
+    w, cb, codes = _clustered((10, 10), 0.2)
+    with pytest.raises(InvalidInputError, match="index width"):
+        deep_compress_best(w, r=2, codebook=cb, codes=codes, widths=())
+
+
+def test_entropies_by_hand():
+    assert binary_entropy(0.5) == 1.0
+    assert binary_entropy(0.0) == binary_entropy(1.0) == 0.0
+    assert binary_entropy(0.25) == pytest.approx(0.811278, abs=1e-6)
+    assert code_entropy(np.array([1, 1, 1, 1])) == 2.0
+    assert code_entropy(np.array([3, 0, 1])) == pytest.approx(0.811278, abs=1e-6)
+    assert code_entropy(np.array([0, 0])) == 0.0
+    with pytest.raises(InvalidInputError):
+        binary_entropy(1.5)
+
+
+def test_entropy_bound_by_hand():
+    # 16 positions, 4 kept (d = 1/4), codes used 2, 1, 1 times: 16 * H(1/4) + 4 * 1.5 bits
+    bound = entropy_bound_bits(16, np.array([2, 1, 1, 0]))
+    assert bound == pytest.approx(16 * 0.8112781244591328 + 4 * 1.5)
+    assert entropy_bound_bits(10, np.array([0, 0])) == 0.0  # nothing kept: nothing to say
+    with pytest.raises(InvalidInputError):
+        entropy_bound_bits(3, np.array([2, 2]))
+
+
+def test_deep_compression_never_beats_the_entropy_bound():
+    for density in (0.005, 0.02, 0.1):
+        w, cb, codes = _clustered((200, 400), density, seed=2)
+        kept = w != 0
+        bound = entropy_bound_bits(w.size, np.bincount(codes[kept], minlength=4))
+        best = deep_compress_best(w, r=2, codebook=cb, codes=codes)
+        assert best.code_bits + best.gap_bits >= bound
+        # and it is not far above it: Huffman of codes and gaps loses at most ~1 bit a symbol
+        assert best.code_bits + best.gap_bits <= bound + 2.5 * best.entries
+        assert math.isfinite(bound)
