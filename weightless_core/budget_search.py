@@ -28,6 +28,7 @@ from weightless_core.preset_search import (
     CLASSES,
     R_LEVELS,
     SPARSITY_LEVELS,
+    T_MARGIN,
     ClassValues,
     SearchResult,
     greedy_search,
@@ -67,7 +68,12 @@ def layer_levels(numel: int) -> tuple[float, ...]:
     return SPARSITY_LEVELS["small"]
 
 
-def evaluations_bound(layers: int, *, levels: int = 4, r_levels: int = len(R_LEVELS)) -> int:
+_MOST_LEVELS = max(len(v) for v in SPARSITY_LEVELS.values())
+
+
+def evaluations_bound(
+    layers: int, *, levels: int = _MOST_LEVELS, r_levels: int = len(R_LEVELS)
+) -> int:
     """At most this many compression runs: 3 starts, then per layer every (sparsity, r) pair
     and one shared-pruning pass for its t values."""
     return 3 + layers * (levels * r_levels + 1)
@@ -82,7 +88,7 @@ def compress_within_budget(
     time_budget: float = 600.0,
     levels: Mapping[str, tuple[float, ...]] | None = None,
     r_levels: tuple[int, ...] = R_LEVELS,
-    t_margin: int = 8,
+    t_margin: int = T_MARGIN,
     baseline: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> BudgetResult:

@@ -4,9 +4,12 @@ Values are chosen per *size class* of encoded tensor (``SizeRule``), so the resu
 model. Greedy, one class at a time from the largest (its bytes dominate), keeping the smallest
 configuration that stays within ``budget`` points of the dense model on ``data.x_val``:
 
-1. sparsity and r (both change pruning and clustering, so each candidate is a full run, with a
-   generous t = r + ``t_margin``);
-2. then t for that class; all its t values share one pruning pass (``compress_variants``).
+1. sparsity and r (both change pruning and clustering, so each candidate is a full run) at a
+   false-positive rate of ``2**-t_margin`` (t = r + ``t_margin``), sparsities down to 0.3 %
+   kept and r down to 1; once no r keeps the budget at a sparsity, sparser ones are skipped
+   (they only lose more);
+2. then t for that class, downwards from there; all its t values share one pruning pass
+   (``compress_variants``).
 
 If even the least pruned, most generous configuration misses the budget, the search keeps the
 most accurate one it tried and says so (``feasible`` is false). Every evaluation is recorded
@@ -32,11 +35,13 @@ from weightless_core.settings import CompressionSettings, SizeRule
 # Size classes (smallest tensor of each) and the values tried for them, least aggressive first.
 CLASSES: dict[str, int] = {"large": 100_000, "medium": 10_000, "small": 1_000}
 SPARSITY_LEVELS: dict[str, tuple[float, ...]] = {
-    "large": (0.9, 0.92, 0.95, 0.97),
-    "medium": (0.85, 0.9, 0.93, 0.95),
-    "small": (0.6, 0.7, 0.8, 0.9),
+    "large": (0.9, 0.95, 0.97, 0.98, 0.99, 0.993, 0.995, 0.997),
+    "medium": (0.85, 0.9, 0.93, 0.95, 0.97, 0.98),
+    "small": (0.6, 0.7, 0.8, 0.9, 0.95),
 }
-R_LEVELS = (4, 3, 2)
+R_LEVELS = (4, 3, 2, 1)
+T_MARGIN = 6
+"""Start each candidate at a false-positive rate of 2**-6 (t = r + 6), then search t down."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,7 @@ def search_size_rules(
     dense_accuracy: float,
     budget: float = 0.2,
     time_budget: float = 1800.0,
-    t_margin: int = 8,
+    t_margin: int = T_MARGIN,
     levels: Mapping[str, Sequence[float]] | None = None,
     r_levels: Sequence[int] = R_LEVELS,
     log: Callable[[str], None] | None = None,
@@ -131,7 +136,7 @@ def greedy_search(
     dense_accuracy: float,
     budget: float,
     time_budget: float,
-    t_margin: int = 8,
+    t_margin: int = T_MARGIN,
     r_levels: Sequence[int] = R_LEVELS,
     log: Callable[[str], None] | None = None,
 ) -> SearchResult:
@@ -206,16 +211,20 @@ def greedy_search(
 
     for cls in present:  # most important (largest) first: its bytes dominate
         for sparsity in levels[cls]:  # sparsity and r: each candidate a full run
+            kept_budget = sparsity == best[cls].sparsity and current.within_budget
             for r in r_levels:
                 values = ClassValues(sparsity, r, min(r + margin, 32))
                 if values == best[cls] or out_of_time():
                     continue
                 step = run("sparsity-r", cls, [{**best, cls: values}])[0]
+                kept_budget = kept_budget or step.within_budget
                 if _better(step, current):
                     current = choose(step, current)
                     best[cls] = values
                     result.feasible = True
                 forget_others(current)
+            if not kept_budget:  # pruning further only loses more accuracy
+                break
         v = best[cls]  # then t, all values sharing one pruning pass
         options = [ClassValues(v.sparsity, v.r, t) for t in range(v.r + 1, v.t)]
         if not options or out_of_time():
