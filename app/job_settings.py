@@ -55,8 +55,10 @@ class JobSettings(BaseModel):
     # Store each layer as its Weightless table or as Deep Compression, whichever is smaller.
     hybrid: bool | None = None
     # Prune with regrowth; liveness bitmaps; encode the largest layer first; tables built per
-    # layer to pick from; distillation from the dense model; the learning-rate schedule.
+    # layer to pick from; simulated false positives in training; distillation from the dense
+    # model; the learning-rate schedule.
     regrowth: bool | None = None
+    fp_noise: bool | None = None
     liveness: bool | None = None
     encode_order: Literal["definition", "size"] | None = None
     seed_candidates: int | None = Field(default=None, ge=1, le=64)
@@ -79,7 +81,8 @@ class JobSettings(BaseModel):
         values = preset_values(self.preset)
         for name in (
             "method", "finetune_codebooks", "hybrid", "sparsity", "r", "t", "structure",
-            "regrowth", "liveness", "encode_order", "seed_candidates", "distill", "lr_schedule",
+            "regrowth", "liveness", "encode_order", "seed_candidates", "fp_noise", "distill",
+            "lr_schedule",
             "min_elements", "prune_steps",
             "prune_epochs", "cluster_epochs", "retrain_epochs", "batch_size", "lr", "seed",
         ):  # fmt: skip

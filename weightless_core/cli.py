@@ -150,6 +150,10 @@ def compress(
         int | None,
         typer.Option(help="tables built per layer; the one costing least loss is kept [1]"),
     ] = None,
+    fp_noise: Annotated[
+        bool | None,
+        typer.Option(help="train layers that will be tables with simulated false positives [no]"),
+    ] = None,
     distill: Annotated[
         float | None, typer.Option(help="weight of distillation from the dense model, [0, 1) [0]")
     ] = None,
@@ -214,6 +218,7 @@ def compress(
             liveness=liveness,
             encode_order=encode_order,
             seed_candidates=seed_candidates,
+            fp_noise=fp_noise,
             distill=distill,
             lr_schedule=lr_schedule,
             batch_size=batch_size,

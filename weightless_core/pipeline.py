@@ -46,7 +46,7 @@ STAGES = ("evaluate", "prune", "cluster", "encode", "retrain", "done")
 _SHARED_FIELDS = (
     "method", "sparsity", "r", "encode", "min_elements", "prune_steps",
     "prune_epochs", "cluster_epochs", "batch_size", "lr", "lr_schedule", "seed", "device",
-    "baseline", "distill", "regrowth",
+    "baseline", "distill", "regrowth", "fp_noise",
 )  # fmt: skip
 
 
@@ -203,6 +203,7 @@ class _Run:
         self.weightless = s.method == "weightless"
         self.baseline: dict[str, DeepCompressedLayer] = {}
         self.bounds: dict[str, float] = {}  # entropy bound (bits) of each clustered layer
+        self.fp_noise: dict[str, tuple[float, torch.Tensor]] = {}  # rate, positions
         self.baseline_state: dict[str, torch.Tensor] = {}
         self.teacher: torch.Tensor | None = None
         units = s.prune_steps * (s.prune_epochs if trains else 0) + len(self.targets)
@@ -328,7 +329,40 @@ class _Run:
             self._train("prune", s.prune_epochs, label)
         for name in self.targets:
             self.constraints[name] = self.constraints[name].settle()
+        if s.fp_noise and self.weightless and self.data is not None:
+            self._plan_false_positives()
         self._evaluate("pruned")
+
+    def _plan_false_positives(self) -> None:
+        """From now on the layers likely to be stored as tables train with simulated false
+        positives at their table's rate, on the positions their table will query (the live
+        grid with ``liveness``). With ``hybrid``, a layer whose table would not beat the
+        entropy bound of a sparse index by 10 % (so Deep Compression will likely store it)
+        trains without them."""
+        for name in self.targets:
+            plan = self.plans[name]
+            mask = self.constraints[name].mask
+            assert mask is not None
+            n, numel = int(mask.sum()), mask.numel()
+            grid = ~mask
+            live_bits = 0
+            if self.settings.liveness:
+                m = mask.reshape(mask.shape[0], -1)
+                rows, cols = m.any(dim=1), m.any(dim=0)
+                grid &= (rows[:, None] & cols[None, :]).reshape(mask.shape)
+                live_bits = m.shape[0] + m.shape[1]
+            table_bits = 1.02 * plan.t * n + live_bits
+            index_bits = entropy_bound_bits(numel, np.array([n])) + n * plan.r
+            if self.settings.hybrid and table_bits > index_bits / 1.1:
+                continue
+            self.fp_noise[name] = (2.0 ** (plan.r - plan.t), grid)
+            self.constraints[name] = self._noisy(name, self.constraints[name])
+
+    def _noisy(self, name: str, c: Constraint) -> Constraint:
+        """``c`` with the layer's simulated false positives, if it trains with them."""
+        if name in self.fp_noise and name not in self.encoded:
+            c.fp_rate, c.fp_grid = self.fp_noise[name]
+        return c
 
     def _cluster(self) -> None:
         for name in self.targets:
@@ -346,11 +380,14 @@ class _Run:
         centroids, codes = kmeans_1d(values, k, seed=self.settings.seed)
         full = torch.zeros(c.mask.shape, dtype=torch.int64)
         full[c.mask.cpu()] = torch.from_numpy(codes)
-        self.constraints[name] = Constraint(
-            c.param,
-            mask=c.mask,
-            codes=full.to(self.device),
-            centroids=torch.from_numpy(centroids).to(self.device).requires_grad_(True),
+        self.constraints[name] = self._noisy(
+            name,
+            Constraint(
+                c.param,
+                mask=c.mask,
+                codes=full.to(self.device),
+                centroids=torch.from_numpy(centroids).to(self.device).requires_grad_(True),
+            ),
         )
         self.constraints[name].project()
 
@@ -397,7 +434,7 @@ class _Run:
             if self.recluster:  # later layers absorb the errors with all their surviving weights
                 for later in order[step + 1 :]:
                     c = self.constraints[later]
-                    self.constraints[later] = Constraint(c.param, mask=c.mask)
+                    self.constraints[later] = self._noisy(later, Constraint(c.param, mask=c.mask))
             after = f"retraining the layers after {name}"
             self._train("retrain", self.settings.retrain_epochs, after, layer=name)
             acc = self._evaluate(f"after:{name}")

@@ -95,7 +95,10 @@ class CompressionSettings:
     retrain around its false positives). ``liveness`` stores each table's live rows and
     columns as bitmaps and queries only that grid (``weightless_core.liveness``).
     ``seed_candidates`` builds each table with that many seeds and keeps the one whose false
-    positives cost the least training loss.
+    positives cost the least training loss. ``fp_noise`` trains each layer that will be a table
+    with simulated false positives (a fresh random pattern at its table's rate every step) from
+    the end of pruning until it is encoded, so the network is robust to its table's errors
+    before they exist.
     """
 
     method: str = "weightless"
@@ -112,6 +115,7 @@ class CompressionSettings:
     encode_order: str = "definition"
     liveness: bool = False
     seed_candidates: int = 1
+    fp_noise: bool = False
     layers: Mapping[str, LayerOverride] = field(default_factory=dict)
     size_rules: tuple[SizeRule, ...] = ()
     encode: tuple[str, ...] | None = None
@@ -150,7 +154,7 @@ class CompressionSettings:
                 f"encode_order must be one of {ENCODE_ORDERS}, got {self.encode_order!r}"
             )
         _check_int("seed_candidates", self.seed_candidates, 1, 64)
-        for key in ("finetune_codebooks", "baseline", "hybrid", "regrowth", "liveness"):
+        for key in ("finetune_codebooks", "baseline", "hybrid", "regrowth", "liveness", "fp_noise"):
             if not isinstance(getattr(self, key), bool):
                 raise InvalidInputError(f"{key} must be true or false, got {getattr(self, key)!r}")
         for rule in self.size_rules:

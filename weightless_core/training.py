@@ -6,6 +6,12 @@ the centroids by the summed gradient of their members (Deep Compression's weight
 the tensor keeps at most ``2**r`` distinct values. An encoded tensor is shared with codes read
 back from its retrieval table (false positives included) and its centroids frozen.
 
+A tensor with ``fp_rate`` > 0 trains with *simulated false positives*: before each step, each
+pruned position of ``fp_grid`` takes a random one of the layer's values with probability
+``fp_rate`` (fresh each step), as the table it will be stored in will do once (with its own
+fixed pattern). A network trained to shrug off random false positives is already robust to the
+one pattern its table ends up with.
+
 A *regrowing* tensor (pruning with regrowth: Dynamic Network Surgery's splicing, Lin et al.'s
 dynamic pruning with feedback) keeps a dense copy that the optimiser trains with the gradient
 taken at the pruned weights; the mask is recomputed from the dense copy's magnitudes every few
@@ -43,10 +49,30 @@ class Constraint:
     frozen: bool = False
     dense: torch.Tensor | None = None
     keep: int | None = None
+    fp_rate: float = 0.0
+    fp_grid: torch.Tensor | None = None
 
     @property
     def shared(self) -> bool:
         return self.codes is not None
+
+    def simulate_false_positives(self) -> None:
+        """Write a fresh random false-positive pattern into the parameter (``project``
+        removes it again): positions of ``fp_grid`` with probability ``fp_rate``, each a
+        uniformly random centroid (or, before clustering, a random kept weight)."""
+        if self.fp_rate <= 0 or self.fp_grid is None or self.mask is None:
+            return
+        with torch.no_grad():
+            p = self.param
+            hits = (torch.rand(p.shape, device=p.device) < self.fp_rate) & self.fp_grid
+            count = int(hits.sum())
+            if count == 0:
+                return
+            pool = self.centroids.detach() if self.shared else p.detach()[self.mask]
+            if pool.numel() == 0:
+                return
+            pick = torch.randint(pool.numel(), (count,), device=p.device)
+            p[hits] = pool[pick].to(p.dtype)
 
     @property
     def regrowing(self) -> bool:
@@ -63,7 +89,7 @@ class Constraint:
     def settle(self) -> Constraint:
         """A plain masked constraint holding what a regrowing one has now (pruning is over)."""
         self.project()
-        return Constraint(self.param, mask=self.mask)
+        return Constraint(self.param, mask=self.mask, fp_rate=self.fp_rate, fp_grid=self.fp_grid)
 
     def clone(self) -> Constraint:
         """A copy whose tensors (not the parameter) are independent of this one's."""
@@ -78,6 +104,8 @@ class Constraint:
             frozen=self.frozen,
             dense=None if self.dense is None else self.dense.detach().clone(),
             keep=self.keep,
+            fp_rate=self.fp_rate,
+            fp_grid=self.fp_grid,
         )
 
     def project(self) -> None:
@@ -178,6 +206,7 @@ def train_epochs(
     opt = torch.optim.Adam(params, lr=lr)
     active = [c for c in constraints.values() if not c.frozen]
     regrowing = [c for c in active if c.regrowing]
+    noisy = [c for c in active if c.fp_rate > 0 and not c.regrowing]
     x_all, y_all = data.x_train, data.y_train
     n = x_all.shape[0]
     num_batches = (n + batch_size - 1) // batch_size
@@ -194,6 +223,8 @@ def train_epochs(
             opt.zero_grad(set_to_none=True)
             for c in constraints.values():
                 c.param.grad = None
+            for c in noisy:
+                c.simulate_false_positives()
             logits = model(x)
             loss = nn.functional.cross_entropy(logits, y)
             if teacher_logits is not None and distill > 0:

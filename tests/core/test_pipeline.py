@@ -328,3 +328,35 @@ def test_test_split_is_scored_but_never_chosen_on(fashion_small, trained_state):
     assert acc["test:final"] == pytest.approx(expected)
     assert result.report.baseline is not None
     assert result.report.baseline.accuracy["test:final"] == acc["test:clustered"]
+
+
+def test_simulated_false_positives_only_for_layers_that_will_be_tables(
+    fashion_small, trained_state
+):
+    """With hybrid storage, a small dense layer (Deep Compression will store it) trains clean;
+    the large sparse one trains with false positives at its table's rate on its live grid."""
+    from weightless_core.pipeline import _Run
+    from weightless_core.settings import LayerOverride
+
+    settings = FAST.with_(
+        fp_noise=True,
+        hybrid=True,
+        liveness=True,
+        prune_steps=1,
+        layers={
+            "fc1.weight": LayerOverride(sparsity=0.98, r=2, t=6),
+            "fc3.weight": LayerOverride(sparsity=0.5, r=4, t=12),
+        },
+    )
+    model = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
+    model.load_state_dict(trained_state)
+    run = _Run(model, fashion_small, settings, None)
+    run._prepare()
+    assert "fc1.weight" in run.fp_noise and "fc3.weight" not in run.fp_noise
+    rate, grid = run.fp_noise["fc1.weight"]
+    assert rate == 2.0**-4
+    c = run.constraints["fc1.weight"]
+    assert c.fp_rate == rate and c.shared  # survives clustering
+    assert not (grid & c.mask).any()  # only pruned positions
+    rows = c.mask.any(dim=1)
+    assert not grid[~rows].any()  # never in a dead row

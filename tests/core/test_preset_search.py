@@ -79,24 +79,24 @@ def test_paper_table_quick_run_writes_table_plot_and_json(tmp_path, monkeypatch)
     sys.modules.pop("paper_table", None)
     import paper_table
 
-    paper_table.main(["--quick", "--out-dir", str(tmp_path)])
+    paper_table.main(["--quick", "--out-dir", str(tmp_path), "--presets", "paper", "default"])
     text = (tmp_path / "paper.md").read_text()
-    assert "| lenet-300-100 | digits |" in text
-    assert "Deep Compression" in text and "![Ratio vs accuracy](paper_plot.png)" in text
+    assert "| lenet-300-100 | digits | paper |" in text
+    assert "| lenet-300-100 | digits | default |" in text
+    assert "Deep Compression" in text and "![Ratio vs test accuracy](paper_plot.png)" in text
+    assert "### Every seed" in text and "### The largest layer" in text
     png = (tmp_path / "paper_plot.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     data = json.loads((tmp_path / "results.json").read_text())
-    (combo,) = data["combos"]
-    assert set(combo["runs"]) == {"paper", "max", "budget"}
-    budget = combo["runs"]["budget"]
-    assert budget["search"]["evaluations"] >= 1 and budget["search"]["time_budget"] == 5.0
-    assert {row["structure"] for row in budget["layers"] if row["encoded"]} == {"fuse4"}
-    assert "### Budget search" in text and "| budget |" in text
-    for run in combo["runs"].values():
-        wl, dc = run["weightless"], run["deep_compression"]
-        assert wl["weights_ratio"] > 1 and dc["weights_ratio"] > 1
-        # Same pruned weights: every layer keeps the same fraction in both methods' rows.
-        assert all(0 < row["kept"] < 1 for row in run["layers"] if row["encoded"])
-    assert len(combo["sweep"]["points"]) == len(paper_table.T_DELTAS)
-    fps = [p["false_positives"] for p in combo["sweep"]["points"]]
-    assert fps[0] > fps[-1]  # lower t, more false positives
+    (pair,) = data["pairs"]
+    assert set(pair["runs"]) == {"paper", "default"} and len(pair["dense"]) == 2
+    for runs in pair["runs"].values():
+        assert [r["seed"] for r in runs] == [0, 1]
+        for run in runs:
+            wl, dc, bound = run["weightless"], run["deep_compression"], run["bound"]
+            assert wl["weights_ratio"] > 1 and dc["weights_ratio"] > 1
+            assert 0 <= wl["test"] <= 100 and 0 <= dc["test"] <= 100
+            assert 0 < bound["weights_bytes"] and bound["weights_ratio"] > 1
+            assert all(0 < row["kept"] < 1 for row in run["layers"] if row["encoded"])
+    aggregate = data["aggregates"]["lenet-300-100/digits/paper"]
+    assert {"iso", "gain", "layer_gain", "dense_test"} <= set(aggregate)

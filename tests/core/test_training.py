@@ -127,3 +127,27 @@ def test_regrowing_weights_train_densely_and_the_mask_follows_magnitudes():
     settled = c.settle()
     assert not settled.regrowing and torch.equal(settled.mask, c.mask)
     assert torch.all(w[~c.mask] == 0)
+
+
+def test_simulated_false_positives_land_only_on_the_grid_at_the_rate_and_never_stay():
+    torch.manual_seed(0)
+    w = nn.Parameter(torch.zeros(200, 100))
+    mask = torch.zeros(200, 100, dtype=torch.bool)
+    mask[::10, ::10] = True  # 200 kept positions
+    grid = ~mask
+    grid[100:] = False  # only the first half of the rows may be hit
+    codes = torch.zeros(200, 100, dtype=torch.int64)
+    codes[mask] = torch.arange(200) % 4
+    centroids = torch.tensor([-2.0, -1.0, 1.0, 2.0])
+    c = Constraint(w, mask=mask, codes=codes, centroids=centroids, fp_rate=0.05, fp_grid=grid)
+    c.project()
+    kept = w.detach()[mask].clone()
+    c.simulate_false_positives()
+    hits = (w.detach() != 0) & ~mask
+    assert not hits[100:].any() and hits.any()
+    rate = float(hits.sum()) / float(grid.sum())
+    assert 0.04 < rate < 0.06  # 9,900 eligible positions at 5 %
+    assert set(w.detach()[hits].tolist()) <= {-2.0, -1.0, 1.0, 2.0}
+    assert torch.equal(w.detach()[mask], kept)  # stored weights untouched
+    c.project()
+    assert not ((w.detach() != 0) & ~mask).any()  # gone again after the step
