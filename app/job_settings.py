@@ -27,6 +27,7 @@ class LayerSettings(BaseModel):
     r: int | None = Field(default=None, ge=1, le=8)
     t: int | None = Field(default=None, ge=2, le=32)
     structure: Structure | None = None
+    unit_sparsity: float | None = Field(default=None, ge=0.0, lt=1.0)
 
 
 class JobSettings(BaseModel):
@@ -59,6 +60,7 @@ class JobSettings(BaseModel):
     # model; the learning-rate schedule.
     regrowth: bool | None = None
     fp_noise: bool | None = None
+    unit_sparsity: float | None = Field(default=None, ge=0.0, lt=1.0)
     liveness: bool | None = None
     encode_order: Literal["definition", "size"] | None = None
     seed_candidates: int | None = Field(default=None, ge=1, le=64)
@@ -82,7 +84,7 @@ class JobSettings(BaseModel):
         for name in (
             "method", "finetune_codebooks", "hybrid", "sparsity", "r", "t", "structure",
             "regrowth", "liveness", "encode_order", "seed_candidates", "fp_noise", "distill",
-            "lr_schedule",
+            "lr_schedule", "unit_sparsity",
             "min_elements", "prune_steps",
             "prune_epochs", "cluster_epochs", "retrain_epochs", "batch_size", "lr", "seed",
         ):  # fmt: skip

@@ -116,7 +116,8 @@ def compress(
     layer: Annotated[
         list[str] | None,
         typer.Option(
-            help="per-layer override NAME:key=value,... (keys: sparsity, r, t, structure)"
+            help="per-layer override NAME:key=value,... (keys: sparsity, r, t, structure, "
+            "unit_sparsity)"
         ),
     ] = None,
     prune_steps: Annotated[int | None, typer.Option(help="[3]")] = None,
@@ -149,6 +150,10 @@ def compress(
     seed_candidates: Annotated[
         int | None,
         typer.Option(help="tables built per layer; the one costing least loss is kept [1]"),
+    ] = None,
+    unit_sparsity: Annotated[
+        float | None,
+        typer.Option(help="fraction of each layer's rows and of its columns pruned whole [0]"),
     ] = None,
     fp_noise: Annotated[
         bool | None,
@@ -219,6 +224,7 @@ def compress(
             encode_order=encode_order,
             seed_candidates=seed_candidates,
             fp_noise=fp_noise,
+            unit_sparsity=unit_sparsity,
             distill=distill,
             lr_schedule=lr_schedule,
             batch_size=batch_size,
@@ -380,7 +386,7 @@ def parse_layer_overrides(specs: list[str]) -> dict[str, Any]:
             key, eq, raw = item.partition("=")
             key = key.strip()
             try:
-                if key == "sparsity":
+                if key in ("sparsity", "unit_sparsity"):
                     values[key] = float(raw)
                 elif key in ("r", "t"):
                     values[key] = int(raw)
@@ -388,7 +394,8 @@ def parse_layer_overrides(specs: list[str]) -> dict[str, Any]:
                     values[key] = raw
                 else:
                     raise InvalidInputError(
-                        f"--layer {spec!r}: unknown key {key!r} (use sparsity, r, t, structure)"
+                        f"--layer {spec!r}: unknown key {key!r} "
+                        "(use sparsity, r, t, structure, unit_sparsity)"
                     )
             except ValueError:
                 raise InvalidInputError(f"--layer {spec!r}: bad value for {key}: {raw!r}") from None

@@ -275,6 +275,12 @@ def _summary(report: Mapping[str, Any]) -> str:
         report, "weights_paper_ratio", "weights_original_bytes", "weights_paper_bytes"
     )
     f_ratio = _ratio_of(report, "file_ratio", "original_bytes", "file_bytes")
+    if acc.get("test:dense") is not None and acc.get("test:final") is not None:
+        accuracy += (
+            '<br><span class="step"><small>test split, seen by no choice: dense</small> '
+            f"{_e(_pct(acc.get('test:dense')))} →</span> "
+            f'<span class="step"><small>final</small> {_e(_pct(acc.get("test:final")))}</span>'
+        )
     figures = [
         _figure("Accuracy", f'<span class="steps">{accuracy}</span>', cls="fig wide"),
         _figure("Weights only", _e(_times(w_ratio)), weights),

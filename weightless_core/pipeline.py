@@ -27,7 +27,7 @@ from weightless_core.deep_compression import DeepCompressedLayer
 from weightless_core.errors import DataError, InvalidInputError
 from weightless_core.hashing import derive_seed
 from weightless_core.layer import EncodedLayer, encode_layer
-from weightless_core.prune import kept_count, magnitude_mask, schedule
+from weightless_core.prune import kept_count, magnitude_mask, schedule, unit_grid
 from weightless_core.report import LayerReport, Report
 from weightless_core.settings import CompressionSettings
 from weightless_core.training import (
@@ -309,18 +309,26 @@ class _Run:
         s = self.settings
         steps = s.prune_steps if self.data is not None else 1
         ramps = {n: schedule(self.plans[n].sparsity, steps) for n in self.targets}
+        units = {n: schedule(self.plans[n].unit_sparsity, steps) for n in self.targets}
         regrow = s.regrowth and self.data is not None
         for step in range(steps):
             for name in self.targets:
                 p = self.params[name]
                 old = self.constraints.get(name)
+                unit = units[name][step]
                 if regrow:  # masks follow the dense copy's magnitudes: pruned weights may return
                     keep = kept_count(p.numel(), ramps[name][step])
                     dense = p.detach().clone() if old is None else old.dense
-                    c = Constraint(p, mask=old.mask if old else None, dense=dense, keep=keep)
+                    grid = unit_grid(dense, unit) if unit > 0 else None
+                    c = Constraint(
+                        p, mask=old.mask if old else None, dense=dense, keep=keep, grid=grid
+                    )
                     c.refresh()
                 else:
                     prior = None if old is None else old.mask
+                    if unit > 0:  # whole rows and columns go first, by norm
+                        grid = unit_grid(p, unit)
+                        prior = grid if prior is None else prior & grid
                     c = Constraint(p, mask=magnitude_mask(p, ramps[name][step], keep=prior))
                 self.constraints[name] = c
                 c.project()

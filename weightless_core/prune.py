@@ -51,3 +51,27 @@ def magnitude_mask(
     if keep is not None:
         flat &= keep.flatten().cpu().numpy()
     return torch.from_numpy(flat).reshape(weight.shape).to(weight.device)
+
+
+def unit_grid(weight: torch.Tensor, unit_sparsity: float) -> torch.Tensor:
+    """Bool mask of ``weight``'s shape: the rows and the columns of its matrix view (rows =
+    dim 0, columns = everything else) with the largest L2 norms, ``1 - unit_sparsity`` of each.
+
+    Pruning whole rows (output units) and columns (inputs) makes a layer's live grid small, so a
+    table with liveness bitmaps queries fewer positions and makes fewer false positives for the
+    same kept weights. Ties go to the lower index; at least one row and column stay.
+    """
+    if not 0.0 <= unit_sparsity < 1.0:
+        raise InvalidInputError(f"unit_sparsity must be in [0, 1), got {unit_sparsity}")
+    w = weight.detach().reshape(weight.shape[0], -1).float()
+    rows = _top(w.pow(2).sum(dim=1), unit_sparsity)
+    cols = _top(w.pow(2).sum(dim=0), unit_sparsity)
+    return (rows[:, None] & cols[None, :]).reshape(weight.shape)
+
+
+def _top(norms: torch.Tensor, sparsity: float) -> torch.Tensor:
+    keep = kept_count(norms.numel(), sparsity)
+    order = np.argsort(-norms.cpu().numpy().astype(np.float64), kind="stable")
+    out = np.zeros(norms.numel(), dtype=bool)
+    out[order[:keep]] = True
+    return torch.from_numpy(out).to(norms.device)

@@ -30,6 +30,7 @@ class LayerOverride:
     r: int | None = None
     t: int | None = None
     structure: str | None = None
+    unit_sparsity: float | None = None
 
 
 @dataclass(frozen=True)
@@ -44,16 +45,19 @@ class SizeRule:
     sparsity: float | None = None
     r: int | None = None
     t: int | None = None
+    unit_sparsity: float | None = None
 
 
 @dataclass(frozen=True)
 class LayerPlan:
-    """What one encoded tensor gets: fraction pruned, code bits, cell bits, structure."""
+    """What one encoded tensor gets: fraction pruned, code bits, cell bits, structure, and the
+    fraction of its rows and of its columns pruned whole."""
 
     sparsity: float
     r: int
     t: int
     structure: str
+    unit_sparsity: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,10 @@ class CompressionSettings:
     first: the layer that dominates the file is encoded while every other layer can still
     retrain around its false positives). ``liveness`` stores each table's live rows and
     columns as bitmaps and queries only that grid (``weightless_core.liveness``).
+    ``unit_sparsity`` prunes that fraction of each encoded layer's rows (output units) and of
+    its columns (inputs) whole, by L2 norm and on the same gradual schedule, before the weight
+    pruning inside what is left: the live grid a table with ``liveness`` queries shrinks, and
+    with it the false positives, for the same kept weights (``prune.unit_grid``).
     ``seed_candidates`` builds each table with that many seeds and keeps the one whose false
     positives cost the least training loss. ``fp_noise`` trains each layer that will be a table
     with simulated false positives (a fresh random pattern at its table's rate every step) from
@@ -116,6 +124,7 @@ class CompressionSettings:
     liveness: bool = False
     seed_candidates: int = 1
     fp_noise: bool = False
+    unit_sparsity: float = 0.0
     layers: Mapping[str, LayerOverride] = field(default_factory=dict)
     size_rules: tuple[SizeRule, ...] = ()
     encode: tuple[str, ...] | None = None
@@ -185,7 +194,12 @@ class CompressionSettings:
 
         Precedence: ``layers[name]``, then the matching size rule, then the global values.
         """
-        values = {"sparsity": self.sparsity, "r": self.r, "t": self.t}
+        values = {
+            "sparsity": self.sparsity,
+            "r": self.r,
+            "t": self.t,
+            "unit_sparsity": self.unit_sparsity,
+        }
         if numel is not None:
             rule = next((r for r in reversed(self.size_rules) if r.min_elements <= numel), None)
             if rule is not None:
@@ -196,9 +210,11 @@ class CompressionSettings:
             r=values["r"] if o.r is None else o.r,
             t=values["t"] if o.t is None else o.t,
             structure=self.structure if o.structure is None else o.structure,
+            unit_sparsity=values["unit_sparsity"] if o.unit_sparsity is None else o.unit_sparsity,
         )
         try:
             _check_sparsity("sparsity", plan.sparsity)
+            _check_sparsity("unit_sparsity", plan.unit_sparsity)
             validate_bits(plan.r, plan.t)
             check_structure(plan.structure)
         except InvalidInputError as e:

@@ -8,6 +8,8 @@ from rich.table import Table
 
 from weightless_core.report import Report
 
+METHOD_NAMES = {"weightless": "Weightless", "deep-compression": "Deep Compression"}
+
 
 def _shape(shape: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in shape) or "scalar"
@@ -87,7 +89,7 @@ def baseline_lines(report: Report, base: Report) -> list[str]:
     held = f" (clustered accuracy {acc:.2f}%)" if acc is not None else ""
     lines = [f"against the same pruned, clustered weights{held}, weights as the papers count:"]
     rows = [
-        (f"this run ({report.method})", ours),
+        (f"this run ({METHOD_NAMES.get(report.method, report.method)})", ours),
         ("Deep Compression, best index width", base.weights_paper_bytes),
         ("entropy bound of any sparse index", base.weights_bound_bytes),
     ]
@@ -98,7 +100,8 @@ def baseline_lines(report: Report, base: Report) -> list[str]:
         per = f", {bits:.2f} bits per kept weight" if bits is not None else ""
         ratio = report.weights_original_bytes / nbytes if nbytes else float("inf")
         lines.append(f"  {label}: {nbytes:,} bytes ({_ratio(ratio)}){per}")
-    dc = comparison(report.method, ours, "Deep Compression", base.weights_paper_bytes)
+    name = METHOD_NAMES.get(report.method, report.method)
+    dc = comparison(name, ours, "Deep Compression", base.weights_paper_bytes)
     lines.append(f"  {dc}")
     return lines
 

@@ -51,6 +51,7 @@ class Constraint:
     keep: int | None = None
     fp_rate: float = 0.0
     fp_grid: torch.Tensor | None = None
+    grid: torch.Tensor | None = None  # regrowing: the positions the mask may use (None: all)
 
     @property
     def shared(self) -> bool:
@@ -81,6 +82,8 @@ class Constraint:
     def refresh(self) -> None:
         """Regrowing only: the mask keeps the ``keep`` largest-magnitude entries of ``dense``."""
         flat = self.dense.detach().abs().flatten()
+        if self.grid is not None:  # outside the grid nothing may be kept
+            flat = torch.where(self.grid.flatten(), flat, torch.full_like(flat, -1.0))
         top = torch.topk(flat, self.keep, sorted=False).indices
         mask = torch.zeros_like(flat, dtype=torch.bool)
         mask[top] = True
@@ -104,6 +107,7 @@ class Constraint:
             frozen=self.frozen,
             dense=None if self.dense is None else self.dense.detach().clone(),
             keep=self.keep,
+            grid=self.grid,
             fp_rate=self.fp_rate,
             fp_grid=self.fp_grid,
         )

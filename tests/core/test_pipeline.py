@@ -360,3 +360,25 @@ def test_simulated_false_positives_only_for_layers_that_will_be_tables(
     assert not (grid & c.mask).any()  # only pruned positions
     rows = c.mask.any(dim=1)
     assert not grid[~rows].any()  # never in a dead row
+
+
+@pytest.mark.parametrize("regrowth", [False, True])
+def test_unit_sparsity_prunes_whole_rows_and_columns_first(
+    fashion_small, trained_model, regrowth
+):
+    from weightless_core.settings import LayerOverride
+
+    settings = FAST.with_(
+        regrowth=regrowth,
+        liveness=True,
+        prune_steps=2,
+        retrain_epochs=0,
+        layers={"fc1.weight": LayerOverride(sparsity=0.98, unit_sparsity=0.5)},
+    )
+    result = compress(trained_model, fashion_small, settings)
+    fc1 = result.entries["fc1.weight"]
+    assert isinstance(fc1, EncodedLayer) and fc1.live is not None
+    rows, cols = fc1.live.grid_shape
+    assert rows <= 150 and cols <= 392  # half of 300 units, half of 784 inputs
+    assert fc1.nnz == round(0.02 * 300 * 784)  # the same weights kept, inside the grid
+    assert fc1.live.grid_size <= 0.25 * 300 * 784

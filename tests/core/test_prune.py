@@ -43,3 +43,25 @@ def test_mask_keeps_at_least_one_weight():
 def test_mask_rejects_bad_sparsity():
     with pytest.raises(InvalidInputError, match="sparsity"):
         magnitude_mask(torch.randn(4), 1.0)
+
+
+def test_unit_grid_keeps_the_rows_and_columns_of_largest_norm():
+    import torch
+
+    from weightless_core.prune import unit_grid
+
+    w = torch.zeros(4, 2, 3)  # matrix view 4 x 6
+    m = w.view(4, 6)
+    m[0] = 0.1
+    m[2] = 1.0
+    m[3] = 0.5
+    m[:, 5] += 2.0
+    m[:, 1] += 1.0
+    grid = unit_grid(w, 0.5).view(4, 6)
+    rows = grid.any(dim=1).tolist()
+    cols = grid.any(dim=0).tolist()
+    assert rows == [False, False, True, True]  # squared norms 5.66, 5, 17, 9.5
+    # squared norms 1.26, 8.46, 1.26, 1.26, 1.26, 23.66: columns 5 and 1, then the first tie
+    assert cols == [True, True, False, False, False, True]
+    assert torch.equal(grid, torch.tensor(rows)[:, None] & torch.tensor(cols)[None, :])
+    assert unit_grid(w, 0.0).all()
