@@ -83,6 +83,19 @@ class InvalidRequestError(AppError):
         return body
 
 
+class TooManyRequestsError(AppError):
+    """429: a cap on concurrent work was reached; ``Retry-After`` says when to try again."""
+
+    status_code, code = 429, "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def response_headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after)}
+
+
 class ServiceUnavailableError(AppError):
     status_code, code = 503, "service_unavailable"
 

@@ -32,7 +32,7 @@ IdempotencyKey = Annotated[
 ]
 
 
-@router.post("", status_code=202, responses=error_responses(400))
+@router.post("", status_code=202, responses=error_responses(400, 408, 413))
 def submit_job(
     body: JobCreate, response: Response, session: SessionDep, celery: CeleryDep,
     team: CurrentTeam, idempotency_key: IdempotencyKey = None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 
 import pytest
@@ -12,6 +14,7 @@ from servicekit import _admin
 from app.config import Settings
 from app.db import DatabaseNotMigratedError, upgrade
 from app.main import create_app
+from app.routes import health
 from app.storage import LocalStorage
 
 
@@ -95,6 +98,34 @@ def test_openapi_and_docs_are_served(anon_client):
     assert "/v1/jobs/{job_id}" in schema["paths"]
     assert "multipart/form-data" in schema["paths"]["/v1/models"]["post"]["requestBody"]["content"]
     assert anon_client.get("/docs").status_code == 200
+
+
+def test_probes_answer_head(anon_client):
+    """Load balancers probe with HEAD (it was a 405)."""
+    for path in ("/healthz", "/readyz"):
+        response = anon_client.head(path)
+        assert response.status_code == 200, path
+        assert response.content == b""
+    allowed = anon_client.post("/healthz").headers["allow"]
+    assert allowed == "GET, HEAD"
+
+
+def test_a_hanging_readiness_check_fails_at_the_deadline(settings, storage, monkeypatch):
+    """Checks run on the probe's own threads under a deadline: one that never returns reads
+    as failed instead of holding /readyz (and never takes a thread of the shared pool)."""
+    release = threading.Event()
+    monkeypatch.setitem(health.CHECKS, "broker", lambda request: release.wait(60))
+    monkeypatch.setattr(health, "READY_TIMEOUT_S", 0.5)
+    try:
+        with TestClient(create_app(settings, storage=storage)) as client:
+            started = time.monotonic()
+            response = client.get("/readyz")
+            elapsed = time.monotonic() - started
+    finally:
+        release.set()
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"database": "ok", "broker": "failed", "storage": "ok"}
+    assert elapsed < 10  # the deadline is 0.5 s; generous for a loaded machine
 
 
 def test_unknown_route_has_the_common_error_body(anon_client):
