@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Row
 
-from app.job_settings import JobSettings
+from app.job_settings import RequestedJobSettings
 from app.models import Job, Upload
 
 BuiltinName = Literal["fashion-mnist", "mnist", "mnist-10k", "digits"]
@@ -60,7 +60,7 @@ class JobCreate(BaseModel):
 
     model_id: uuid.UUID
     dataset: DatasetRef | None = None
-    settings: JobSettings = Field(default_factory=JobSettings)
+    settings: RequestedJobSettings = Field(default_factory=RequestedJobSettings)
 
     @model_validator(mode="after")
     def _search_needs_data(self) -> JobCreate:

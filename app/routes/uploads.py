@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from app.deps import CurrentTeam, OwnedDataset, OwnedModel, SessionDep, SettingsDep, StorageDep
+from app.limits import MAX_CURSOR
 from app.multipart import FilePart
 from app.schemas import UploadOut, UploadPage, error_responses, upload_page
 from app.services import uploads
@@ -22,6 +23,7 @@ from app.upload_slots import UploadSlot
 router = APIRouter(tags=["uploads"], responses=error_responses(401, 422, 503))
 
 Limit = Annotated[int, Query(ge=1, le=100)]
+Cursor = Annotated[str | None, Query(max_length=MAX_CURSOR)]
 
 _MULTIPART_BODY: dict[str, Any] = {
     "requestBody": {
@@ -78,7 +80,7 @@ def upload_dataset(
 
 @router.get("/models")
 def list_models(
-    session: SessionDep, team: CurrentTeam, limit: Limit = 20, cursor: str | None = None
+    session: SessionDep, team: CurrentTeam, limit: Limit = 20, cursor: Cursor = None
 ) -> UploadPage:
     return upload_page(
         *uploads.list_uploads(session, team, kind="model", limit=limit, cursor=cursor)
@@ -87,7 +89,7 @@ def list_models(
 
 @router.get("/datasets")
 def list_datasets(
-    session: SessionDep, team: CurrentTeam, limit: Limit = 20, cursor: str | None = None
+    session: SessionDep, team: CurrentTeam, limit: Limit = 20, cursor: Cursor = None
 ) -> UploadPage:
     return upload_page(
         *uploads.list_uploads(session, team, kind="dataset", limit=limit, cursor=cursor)
