@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     # Connections (``app.server``): time to send a request's headers, and idle keep-alive.
     header_timeout_seconds: float = Field(default=10.0, gt=0.0)
     keep_alive_seconds: int = Field(default=5, ge=1)
+    # /docs and /redoc (served from the pinned fastapi-offline assets, never a CDN).
+    api_docs: bool = True
 
     job_soft_time_limit: int = Field(default=6 * 3600, ge=10)
     job_hard_time_limit: int = Field(default=6 * 3600 + 300, ge=20)

@@ -11,7 +11,7 @@ from anyio import to_thread
 from celery import Celery
 from fastapi import APIRouter, Depends, FastAPI
 
-from app import dashboard
+from app import api_docs, dashboard
 from app.body_guard import BodyGuard, BodyGuardCounts, BodyLimits
 from app.config import Settings, get_settings
 from app.db import check_migrated, make_engine, make_reader, make_sessionmaker
@@ -43,6 +43,8 @@ def create_app(
         version="1",
         summary="Compress PyTorch models with lossy Bloomier-filter weight encoding.",
         lifespan=lifespan,
+        docs_url=None,  # app.api_docs serves them from local assets (or not at all)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -69,6 +71,8 @@ def create_app(
     app.include_router(v1)
     app.include_router(jobs.poll_router, prefix="/v1")  # authenticates in its own dependency
     dashboard.mount(app)  # /dashboard: pages for people, signed in with an API key
+    if settings.api_docs:
+        api_docs.mount(app)
     return app
 
 
