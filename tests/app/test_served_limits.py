@@ -25,11 +25,12 @@ from pathlib import Path
 import httpx
 import pytest
 from apikit import Team, make_team
-from dashkit import HTML
+from dashkit import HTML, csrf_of, post_sign_in
 from servicekit import S3Server, served
 from sqlalchemy import func, select
 
 from app.config import Settings
+from app.dashboard import session as dash_session
 from app.db import transaction
 from app.main import create_app
 from app.models import Upload
@@ -335,3 +336,33 @@ def test_head_healthz_over_http(settings: Settings, storage):
     with served(create_app(settings, storage=storage), settings) as url:
         response = httpx.head(f"{url}/healthz")
     assert response.status_code == 200 and response.content == b""
+
+
+def test_sign_in_csrf_is_refused_and_a_session_dies_at_sign_out(
+    db, sessions, settings: Settings, storage
+):
+    """Over real HTTP: a cross-site sign-in with another team's key changes nothing; a
+    cookie captured before signing out is dead afterwards (it lived 12 h before)."""
+    alice, mallory = make_team(sessions, "alice"), make_team(sessions, "mallory")
+    with served(create_app(settings, storage=storage), settings) as url:
+        with httpx.Client(base_url=url) as victim:
+            assert post_sign_in(victim, alice.key).status_code == 303
+            forged = victim.post(
+                "/dashboard/login", data={"api_key": mallory.key, "next": "/dashboard/jobs"},
+                headers={**HTML, "Origin": "http://evil.example"}, follow_redirects=False,
+            )  # fmt: skip
+            assert forged.status_code == 403 and "set-cookie" not in {
+                k for k, v in forged.headers.multi_items() if dash_session.COOKIE in v
+            }
+            page = victim.get("/dashboard/jobs", headers=HTML)
+            assert alice.name in page.text and mallory.name not in page.text
+            captured = victim.cookies.get(dash_session.COOKIE)
+            token = csrf_of(page.text)
+            out = victim.post("/dashboard/logout", data={"csrf": token}, headers=HTML,
+                              follow_redirects=False)  # fmt: skip
+            assert out.status_code == 303
+        with httpx.Client(base_url=url) as thief:
+            thief.cookies.set(dash_session.COOKIE, captured, path="/dashboard")
+            replay = thief.get("/dashboard/jobs", headers=HTML, follow_redirects=False)
+            assert replay.status_code == 303
+            assert replay.headers["location"].startswith("/dashboard/login")
