@@ -137,7 +137,9 @@ class Sampler:
             return "no sample"
         ms = sorted(t * 1000 for t in self.times)
         fail = f", {self.failures} failed or timed out (5 s)" if self.failures else ""
-        return f"median {statistics.median(ms):.0f} ms, max {ms[-1]:.0f} ms ({len(ms)} samples{fail})"
+        return (
+            f"median {statistics.median(ms):.0f} ms, max {ms[-1]:.0f} ms ({len(ms)} samples{fail})"
+        )
 
 
 def _raw_request(url: str, head: bytes, body: Iterator[bytes], *, timeout: float = 120.0
@@ -211,8 +213,12 @@ def probe_stalled_uploads(url: str, key: str, *, n: int = 45, wait: float = 90.0
     t0 = time.monotonic()
     time.sleep(1.0)
     auth = {"Authorization": f"Bearer {key}"}
-    samplers = [Sampler(url, "/healthz", 0.1), Sampler(url, "/readyz", 0.5),
-                Sampler(url, "/v1/models", 0.5, auth), Sampler(url, "/dashboard/login", 0.5)]
+    samplers = [
+        Sampler(url, "/healthz", 0.1),
+        Sampler(url, "/readyz", 0.5),
+        Sampler(url, "/v1/models", 0.5, auth),
+        Sampler(url, "/dashboard/login", 0.5),
+    ]
     answers: dict[str, int] = {}
     closed_at: list[float] = []
     with contextlib.ExitStack() as stack:
@@ -287,8 +293,8 @@ def probe_sessions(url: str, key: str, other: str) -> dict[str, Any]:
             headers={**HTML, "Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"},
         )  # fmt: skip
         switched = "set-cookie" in forged.headers and forged.status_code == 303
-        out["cross-site sign-in with another team's key"] = (
-            f"{forged.status_code}, " + ("session switched team" if switched else "refused")
+        out["cross-site sign-in with another team's key"] = f"{forged.status_code}, " + (
+            "session switched team" if switched else "refused"
         )
     with httpx.Client(base_url=url, timeout=30) as browser:
         _sign_in(browser, key)
