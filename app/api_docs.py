@@ -13,6 +13,7 @@ both pages off.
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 from pathlib import Path
 
@@ -60,6 +61,14 @@ def vendor_dir() -> Path:
     return Path(str(importlib.resources.files("fastapi_offline") / "static"))
 
 
+@functools.cache
+def _redoc_script() -> str:
+    """Redoc's bundle with its CDN logo pointed at our icon (read once per process).
+    tests/integration/test_dashboard_browser.py fails if a new version asks another host."""
+    script = (vendor_dir() / "redoc.standalone.js").read_text(encoding="utf-8")
+    return script.replace(REDOC_LOGO, f"{ASSETS}/favicon.png")
+
+
 def _swagger_page(title: str) -> str:
     head = f'<link rel="stylesheet" href="{ASSETS}/swagger-ui.css">'
     body = (f'<div id="swagger-ui"></div>\n<script src="{ASSETS}/swagger-ui-bundle.js"></script>\n'
@@ -89,12 +98,8 @@ def mount(app: FastAPI) -> None:
     async def swagger_init() -> Response:
         return Response(SWAGGER_INIT, media_type="text/javascript", headers=HEADERS)
 
-    redoc_js = (vendor_dir() / "redoc.standalone.js").read_text(encoding="utf-8")
-    # (tests/integration/test_dashboard_browser.py fails if a new version asks another host)
-    redoc_js = redoc_js.replace(REDOC_LOGO, f"{ASSETS}/favicon.png")
-
     @app.get(f"{ASSETS}/redoc.standalone.js", include_in_schema=False)
     async def redoc_script() -> Response:  # before the mount below, so it wins
-        return Response(redoc_js, media_type="text/javascript", headers=HEADERS)
+        return Response(_redoc_script(), media_type="text/javascript", headers=HEADERS)
 
     app.mount(ASSETS, StaticFiles(directory=vendor_dir()), name="docs-assets")

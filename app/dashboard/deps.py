@@ -39,14 +39,17 @@ User = Annotated[session.DashboardUser, Depends(signed_in)]
 
 
 def cross_site(request: Request) -> bool:
-    """Whether the browser says the request comes from another site.
+    """Whether the browser says the request comes from another site (or another origin).
 
-    ``Sec-Fetch-Site`` where the browser sends it, else ``Origin`` against our own ``Host``
-    (``null``, from sandboxed frames and data: pages, counts as another site). A request
-    with neither (scripts, old browsers) is left to the CSRF token.
+    ``Sec-Fetch-Site`` where the browser sends it (all current ones do): it is computed by the
+    browser, so a proxy that rewrites ``Host`` cannot confuse it. Else ``Origin`` against our
+    own ``Host`` (``null``, from sandboxed frames and data: pages, counts as another site;
+    behind a proxy, pass ``Host`` through). A request with neither (scripts, old browsers) is
+    left to the CSRF token.
     """
-    if request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
-        return True
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site not in ("same-origin", "none")
     origin = request.headers.get("origin")
     if origin is None:
         return False

@@ -103,6 +103,13 @@ def test_sign_in_from_another_site_is_refused(client, alice, bob, how, headers, 
     assert alice.name in page.text and bob.name not in page.text
 
 
+def test_sign_in_behind_a_proxy_that_rewrites_host(client, alice):
+    """The browser's own Sec-Fetch-Site decides where it says so: a proxy that sends the app
+    another Host than the public one the page came from does not lock people out."""
+    headers = {"Origin": "https://weightless.example.com", "Sec-Fetch-Site": "same-origin"}
+    assert post_sign_in(client, alice.key, **headers).status_code == 303
+
+
 def test_a_tampered_expired_or_unknown_cookie_is_signed_out(client, alice, sessions):
     sign_in(client, alice)
     good = client.cookies.get(dash_session.COOKIE)
