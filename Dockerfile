@@ -1,5 +1,6 @@
 # One image for every production role; the command picks the role (see docker-compose.yml):
 #   API     (default)  uvicorn --factory app.main:build_app --host 0.0.0.0 --port 8000
+#                        --http app.server:GuardedH11Protocol   (a deadline for request headers)
 #   worker             celery -A worker.celery_app worker -Q compress --pool=prefork --concurrency=1
 #   migrate (one-shot) weightless admin migrate
 #   bucket  (one-shot) weightless admin create-bucket
@@ -53,4 +54,4 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 
-CMD ["uvicorn", "--factory", "app.main:build_app", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["uvicorn", "--factory", "app.main:build_app", "--host", "0.0.0.0", "--port", "8000", "--http", "app.server:GuardedH11Protocol"]

@@ -69,13 +69,25 @@ def serve(
         bool, typer.Option("--demo/--no-demo", help="submit the Fashion-MNIST demo job")
     ] = True,
     access_log: Annotated[bool, typer.Option(help="log every HTTP request")] = False,
+    insecure_secret: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-secret",
+            help="allow a placeholder WEIGHTLESS_SECRET_KEY on an address other machines reach",
+        ),
+    ] = False,
 ) -> None:
     """Run the API and a worker on this machine (embedded defaults: SQLite, local folder)."""
     from app.embedded import EmbeddedError
     from app.embedded import serve as run_embedded
 
     try:
-        code = guard(lambda: run_embedded(host=host, port=port, demo=demo, access_log=access_log))
+        code = guard(
+            lambda: run_embedded(
+                host=host, port=port, demo=demo, access_log=access_log,
+                allow_weak_secret=insecure_secret,
+            )
+        )  # fmt: skip
     except EmbeddedError as e:
         raise fail(str(e)) from None
     raise typer.Exit(code)

@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "dev-secret-not-for-production"}
+MiB = 1 << 20
 GiB = 1 << 30
 
 
@@ -40,6 +41,21 @@ class Settings(BaseSettings):
 
     max_model_bytes: int = Field(default=2 * GiB, ge=1)
     max_dataset_bytes: int = Field(default=4 * GiB, ge=1)
+    # Every other request body (JSON, forms), refused before it is parsed (``app.body_guard``).
+    max_json_bytes: int = Field(default=MiB, ge=1024)
+    # A request body that sends nothing for this long, or averages under the rate below once
+    # it has been waited for this long, is aborted (408) and its upload cleaned up.
+    body_read_timeout_seconds: float = Field(default=30.0, gt=0.0)
+    body_min_bytes_per_second: int = Field(default=1024, ge=0)
+    # Uploads in progress at once, per team and in all; more get 429 with Retry-After.
+    max_concurrent_uploads: int = Field(default=16, ge=1)
+    max_concurrent_uploads_per_team: int = Field(default=4, ge=1)
+    upload_retry_after_seconds: int = Field(default=10, ge=1)
+    # Connections (``app.server``): time to send a request's headers, and idle keep-alive.
+    header_timeout_seconds: float = Field(default=10.0, gt=0.0)
+    keep_alive_seconds: int = Field(default=5, ge=1)
+    # /docs and /redoc (served from the pinned fastapi-offline assets, never a CDN).
+    api_docs: bool = True
 
     job_soft_time_limit: int = Field(default=6 * 3600, ge=10)
     job_hard_time_limit: int = Field(default=6 * 3600 + 300, ge=20)

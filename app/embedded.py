@@ -5,13 +5,20 @@ Same code path as production, chosen by settings alone (SQLite under ``.weightle
 ``local`` exists, mint a fresh API key, start one Celery worker as a child process with the very
 same settings, and serve the API in-process with uvicorn until Ctrl-C / SIGTERM. With ``demo``,
 submit the main job (LeNet-300-100 on Fashion-MNIST) through the HTTP client and follow it.
+
+The secret that signs the dashboard's CSRF tokens is never the placeholder in the source: with
+``WEIGHTLESS_SECRET_KEY`` unset, a random one is made on first start and kept in the data
+folder (``SECRET_FILE``, mode 0600). A placeholder or short secret set on purpose is refused
+on an address other machines can reach, unless ``allow_weak_secret`` (``--insecure-secret``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -24,7 +31,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from app.config import Settings
+from app.config import PLACEHOLDER_SECRETS, Settings
 from weightless_core.cli import console, err_console
 
 LOCAL_TEAM = "local"
@@ -34,6 +41,8 @@ WORKER_COMMAND = [
     "-Q", "compress", "--pool=solo", "--concurrency=1", "--loglevel=INFO",
 ]  # fmt: skip
 WORKER_GRACE_SECONDS = 15.0
+SECRET_FILE = "session-secret"
+MIN_SECRET = 16
 
 
 class EmbeddedError(RuntimeError):
@@ -47,12 +56,16 @@ def serve(
     demo: bool = True,
     access_log: bool = False,
     settings: Settings | None = None,
+    allow_weak_secret: bool = False,
 ) -> int:
     """Run API + worker until interrupted; returns the process exit code."""
     import uvicorn
 
+    from app.server import uvicorn_config
+
     settings = absolute(settings or Settings())
-    sock = bind(host, port)  # first, so a taken port fails before anything else happens
+    settings = with_secret(settings, host, allow_weak=allow_weak_secret)
+    sock = bind(host, port)  # before anything else happens, so a taken port fails at once
     previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM cleans up like Ctrl-C
     worker: subprocess.Popen[bytes] | None = None
     run: _Run | None = None
@@ -64,7 +77,7 @@ def serve(
         api = create_app(settings)
         worker = start_worker(settings)
         server = uvicorn.Server(
-            uvicorn.Config(api, log_level="info", access_log=access_log, lifespan="on")
+            uvicorn_config(api, settings, log_level="info", access_log=access_log, lifespan="on")
         )
         run = _Run(worker, server, url=local_url(host, port), key=key, settings=settings)
         threading.Thread(target=run.watch_worker, name="watch-worker", daemon=True).start()
@@ -90,6 +103,61 @@ def _interrupt(signum: int, frame: Any) -> None:
 def absolute(settings: Settings) -> Settings:
     """The settings with ``data_dir`` made absolute, so every process agrees whatever its cwd."""
     return settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address ``host`` names is a loopback one (a wildcard is not)."""
+    if host in ("", "0.0.0.0", "::"):
+        return False
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return False
+    return all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
+
+
+def stored_secret(data_dir: Path) -> str:
+    """The data folder's own secret, made (random, 256 bits, mode 0600) on first use."""
+    path = data_dir / SECRET_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        secret = path.read_text().strip()
+        if len(secret) < 32:
+            raise EmbeddedError(
+                f"{path} holds no usable secret (fewer than 32 characters); delete it and a "
+                "new one is made on the next start"
+            ) from None
+        return secret
+    secret = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+    return secret
+
+
+def with_secret(settings: Settings, host: str, *, allow_weak: bool = False) -> Settings:
+    """The settings with a real secret: the data folder's when none was set; a placeholder
+    or short one set on purpose only on loopback, or with ``allow_weak``."""
+    if "secret_key" not in settings.model_fields_set:
+        secret = SecretStr(stored_secret(settings.data_dir))
+        return settings.model_copy(update={"secret_key": secret})
+    value = settings.secret_key.get_secret_value()
+    if value not in PLACEHOLDER_SECRETS and len(value) >= MIN_SECRET:
+        return settings
+    if not is_loopback(host) and not allow_weak:
+        raise EmbeddedError(
+            f"WEIGHTLESS_SECRET_KEY is a placeholder or shorter than {MIN_SECRET} characters, "
+            f"and --host {host} is reachable from other machines: anyone who has read the "
+            "source could forge dashboard tokens. Unset it (a random secret is kept in "
+            f"{settings.data_dir / SECRET_FILE}), set a real one, or pass --insecure-secret"
+        )
+    err_console.print(
+        "[yellow]warning:[/] WEIGHTLESS_SECRET_KEY is a placeholder or short; fine on this "
+        "machine only",
+        highlight=False,
+    )
+    return settings
 
 
 def bind(host: str, port: int) -> socket.socket:

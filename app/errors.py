@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
+from app.limits import MAX_FIELD_PATH, MAX_MESSAGE, shorten
 from app.storage import StorageError
 
 log = logging.getLogger("weightless.api")
@@ -33,7 +34,7 @@ class AppError(Exception):
         self.message = message
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message}}
+        return {"error": {"code": self.code, "message": shorten(self.message, MAX_MESSAGE)}}
 
     def response_headers(self) -> dict[str, str] | None:
         return self.headers
@@ -79,8 +80,23 @@ class InvalidRequestError(AppError):
 
     def body(self) -> dict[str, Any]:
         body = super().body()
-        body["error"]["fields"] = [{"field": f, "message": m} for f, m in self.fields]
+        body["error"]["fields"] = [
+            {"field": f, "message": shorten(m, MAX_MESSAGE)} for f, m in self.fields
+        ]
         return body
+
+
+class TooManyRequestsError(AppError):
+    """429: a cap on concurrent work was reached; ``Retry-After`` says when to try again."""
+
+    status_code, code = 429, "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def response_headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class ServiceUnavailableError(AppError):
@@ -110,8 +126,9 @@ class RoutingError(AppError):
 
 
 def _field_name(loc: tuple[int | str, ...]) -> str:
+    """The path of a field at fault; keys a client chose are parts of it, so it is bounded."""
     parts = list(loc[1:] if loc and loc[0] == "body" else loc)
-    return ".".join(str(p) for p in parts)
+    return shorten(".".join(shorten(str(p)) for p in parts), MAX_FIELD_PATH)
 
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.limits import MAX_LAYER_NAME, MAX_LAYERS, LayerName, check_names
 from weightless_core.errors import InvalidInputError
 from weightless_core.presets import preset_values
 from weightless_core.settings import CompressionSettings, LayerOverride
@@ -43,7 +44,7 @@ class JobSettings(BaseModel):
     # The retrieval structure: bloomier (1.23 cells/key), fuse3/fuse4 (smaller on large layers),
     # ribbon (~1.01-1.03 cells/key) or auto (the smallest of them per layer)
     structure: Structure | None = None
-    layers: dict[str, LayerSettings] = Field(default_factory=dict, max_length=1000)
+    layers: dict[str, LayerSettings] = Field(default_factory=dict, max_length=MAX_LAYERS)
     min_elements: int | None = Field(default=None, ge=1)
     prune_steps: int | None = Field(default=None, ge=1, le=100)
     prune_epochs: int | None = Field(default=None, ge=0, le=1000)
@@ -96,3 +97,21 @@ class JobSettings(BaseModel):
             for name, o in self.layers.items()
         }
         return CompressionSettings(device=device, **values)
+
+
+class RequestedJobSettings(JobSettings):
+    """``JobSettings`` as a client sends them to the API: layer names bounded
+    (``app.limits``), since they are stored with the job and returned on every poll.
+
+    The worker reads stored settings with ``JobSettings``, so jobs stored before the limit
+    still run (and fail with a short ``bad_settings`` if a name matches no layer).
+    """
+
+    layers: dict[LayerName, LayerSettings] = Field(default_factory=dict, max_length=MAX_LAYERS)
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _bounded_names(cls, layers: object) -> object:
+        if isinstance(layers, dict):  # anything else gets pydantic's own type error
+            check_names("layer name", layers, MAX_LAYER_NAME)
+        return layers

@@ -11,7 +11,8 @@ from anyio import to_thread
 from celery import Celery
 from fastapi import APIRouter, Depends, FastAPI
 
-from app import dashboard
+from app import api_docs, dashboard
+from app.body_guard import BodyGuard, BodyGuardCounts, BodyLimits
 from app.config import Settings, get_settings
 from app.db import check_migrated, make_engine, make_reader, make_sessionmaker
 from app.deps import current_team
@@ -20,6 +21,7 @@ from app.queue import make_celery
 from app.routes import health, jobs, uploads
 from app.storage import Storage
 from app.storage_factory import make_storage
+from app.upload_slots import UploadSlots
 
 
 def create_app(
@@ -27,11 +29,13 @@ def create_app(
 ) -> FastAPI:
     """The API wired to ``settings``; refuses to start on a database Alembic has not migrated."""
     engine = make_engine(settings.effective_database_url, pre_ping=False)
+    probes = health.probe_executor()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await to_thread.run_sync(check_migrated, engine)  # DatabaseNotMigratedError stops startup
         yield
+        probes.shutdown(wait=False, cancel_futures=True)
         engine.dispose()
 
     app = FastAPI(
@@ -39,6 +43,8 @@ def create_app(
         version="1",
         summary="Compress PyTorch models with lossy Bloomier-filter weight encoding.",
         lifespan=lifespan,
+        docs_url=None,  # app.api_docs serves them from local assets (or not at all)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -46,6 +52,16 @@ def create_app(
     app.state.reader = make_reader(engine)
     app.state.storage = storage if storage is not None else make_storage(settings)
     app.state.celery = celery if celery is not None else make_celery(settings)
+    app.state.probe_executor = probes
+    app.state.upload_slots = UploadSlots(
+        total=settings.max_concurrent_uploads,
+        per_team=settings.max_concurrent_uploads_per_team,
+        retry_after=settings.upload_retry_after_seconds,
+    )
+    app.state.body_guard_counts = BodyGuardCounts()
+    # Outermost of our code: bodies are bounded before routing, parsing or authentication.
+    app.add_middleware(BodyGuard, limits=BodyLimits.from_settings(settings),
+                       counts=app.state.body_guard_counts)  # fmt: skip
     install_error_handler(app)
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(current_team)])
@@ -55,6 +71,8 @@ def create_app(
     app.include_router(v1)
     app.include_router(jobs.poll_router, prefix="/v1")  # authenticates in its own dependency
     dashboard.mount(app)  # /dashboard: pages for people, signed in with an API key
+    if settings.api_docs:
+        api_docs.mount(app)
     return app
 
 

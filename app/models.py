@@ -70,6 +70,23 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class DashboardSession(Base):
+    """A signed-in browser: the cookie holds a random token, this row only its SHA-256.
+
+    Server-side, so signing out or revoking the key ends it at once (the row goes), and the
+    cookie says nothing about the key or the team.
+    """
+
+    __tablename__ = "dashboard_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 class Upload(Base):
     """A model or data set file in object storage (``kind`` is ``model`` or ``dataset``)."""
 

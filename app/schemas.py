@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Row
 
-from app.job_settings import JobSettings
+from app.job_settings import RequestedJobSettings
 from app.models import Job, Upload
 
 BuiltinName = Literal["fashion-mnist", "mnist", "mnist-10k", "digits"]
@@ -60,7 +60,7 @@ class JobCreate(BaseModel):
 
     model_id: uuid.UUID
     dataset: DatasetRef | None = None
-    settings: JobSettings = Field(default_factory=JobSettings)
+    settings: RequestedJobSettings = Field(default_factory=RequestedJobSettings)
 
     @model_validator(mode="after")
     def _search_needs_data(self) -> JobCreate:
@@ -194,13 +194,18 @@ _ERRORS: dict[int, str] = {
     400: "Malformed request (e.g. a broken multipart body)",
     401: "Missing, unknown or revoked API key",
     404: "No such object for this team (another team's id looks the same)",
+    408: "The request body stalled or arrived too slowly, and was abandoned",
     409: "The object's state does not allow this (yet)",
-    413: "The upload is larger than the limit",
+    413: "The request body (an upload, or JSON) is larger than the limit of its route",
     415: "Unsupported file type (pickles are refused)",
     422: "Invalid request: the fields at fault",
+    429: "Too many uploads in progress (for the team or in all); retry after Retry-After",
     503: "The database, broker or object storage is unavailable; retry later",
 }
 _AUTH_HEADER = {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}}
+_RETRY_HEADER = {
+    "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "string"}}
+}
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -215,6 +220,8 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         responses[code] = {"model": ErrorOut, "description": _ERRORS[code]}
         if code == 401:
             responses[code]["headers"] = _AUTH_HEADER
+        if code == 429:
+            responses[code]["headers"] = _RETRY_HEADER
     return responses
 
 

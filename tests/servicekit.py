@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -337,3 +338,47 @@ def celery_worker(
         yield worker
     finally:
         stop_worker(worker)
+
+
+# ---------------------------------------------------------------------------------------------
+# The API served for real
+
+
+def free_socket() -> socket.socket:
+    """A socket bound to a free loopback port (for uvicorn's ``sockets=``)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextlib.contextmanager
+def served(app: Any, settings: Any, **options: Any) -> Iterator[str]:
+    """``app`` behind a real uvicorn on a free loopback port, in a thread of this process;
+    yields its base URL. Configured as production serves it (``app.server.uvicorn_config``:
+    the protocol with the header deadline, the settings' keep-alive); ``options`` go to
+    ``uvicorn.Config``. Stopped and joined afterwards."""
+    import uvicorn
+
+    from app.server import uvicorn_config
+
+    options = {"log_level": "warning", "lifespan": "on", "timeout_graceful_shutdown": 5,
+               **options}  # fmt: skip
+    sock = free_socket()
+    server = uvicorn.Server(uvicorn_config(app, settings, **options))
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="wl-api", daemon=True
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the API server did not start (see the captured log)")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
+        assert not thread.is_alive(), "the API server thread did not stop"

@@ -188,6 +188,14 @@ def test_api_command_is_the_uvicorn_factory():
     assert cmd[cmd.index("--port") + 1] == "8000" and cmd[cmd.index("--host") + 1] == "0.0.0.0"
 
 
+@pytest.mark.parametrize("where", ["compose", "Dockerfile"])
+def test_api_is_served_with_the_header_deadline_protocol(where: str):
+    """uvicorn alone never closes a connection whose headers never end (issue 13)."""
+    cmd = command("api") if where == "compose" else dockerfile_json("CMD")
+    assert cmd[cmd.index("--http") + 1] == "app.server:GuardedH11Protocol"
+    assert module_defines("app.server", "GuardedH11Protocol")
+
+
 def test_worker_command_consumes_the_queue_the_api_sends_to():
     cmd = command("worker")
     assert cmd[:2] == ["celery", "-A"] and cmd[2] == "worker.celery_app" and "worker" in cmd[3:]

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from starlette.routing import Match
 
 from app.dashboard import views
 from app.errors import AppError
@@ -61,9 +62,25 @@ def safe_next(target: str | None) -> str:
     return f"{PREFIX}/jobs"
 
 
+def _page_to_return_to(request: Request) -> str:
+    """Where a browser goes back to after signing in: the URL it asked for, or, for a form
+    post (a cancel or sign-out refused for want of a session, e.g. sent by another site),
+    the page that form belongs to. The post itself is not repeated, and a GET of a POST-only
+    URL would be a 405."""
+    if request.method in ("GET", "HEAD"):
+        return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    parent = request.url.path.rstrip("/").rsplit("/", 1)[0]
+    probe = {**request.scope, "method": "GET", "path": parent}
+    if parent.startswith(PREFIX + "/") and any(
+        r.matches(probe)[0] == Match.FULL for r in request.app.router.routes
+    ):
+        return parent
+    return f"{PREFIX}/jobs"
+
+
 def sign_in_redirect(request: Request) -> Response:
-    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return secured(RedirectResponse(f"{PREFIX}/login?next={quote(path, safe='')}", 303))
+    target = quote(_page_to_return_to(request), safe="")
+    return secured(RedirectResponse(f"{PREFIX}/login?next={target}", 303))
 
 
 def html_error(request: Request, err: AppError) -> Response | None:

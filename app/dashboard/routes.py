@@ -15,11 +15,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
 from app.dashboard import charts, queries, reports, session, views
-from app.dashboard.deps import CheckedForm, User, signed_in
+from app.dashboard.deps import CheckedForm, User, cross_site, secret_of, signed_in
 from app.dashboard.pages import PREFIX, render, safe_next, secured
 from app.dashboard.views import advice, duration, seconds
 from app.deps import SessionDep, SettingsDep, StorageDep, read_connection
 from app.errors import UnauthorizedError
+from app.limits import MAX_CURSOR
 from app.models import FINISHED, JOB_STATUSES, Job
 from app.routes.jobs import download_response
 from app.schemas import BuiltinName
@@ -48,6 +49,23 @@ def home() -> Response:
     return secured(RedirectResponse(f"{PREFIX}/jobs", 303))
 
 
+def _signin_page(
+    request: Request, next: str | None, *, failed: bool = False, refused: bool = False,
+    status_code: int = 200,
+) -> Response:  # fmt: skip
+    """The sign-in form, with a fresh sign-in cookie and the CSRF token bound to it."""
+    token = session.new_token()
+    csrf = session.signin_token(secret_of(request), token)
+    context = {"user": None, "active": None, "next": safe_next(next), "failed": failed,
+               "refused": refused, "csrf": csrf}  # fmt: skip
+    response = render(request, "login.html", context, status_code=status_code)
+    response.set_cookie(
+        session.SIGNIN_COOKIE, token, max_age=session.SIGNIN_SECONDS, path=session.SIGNIN_PATH,
+        httponly=True, samesite="strict", secure=_cookie_secure(request),
+    )  # fmt: skip
+    return response
+
+
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, next: str | None = None) -> Response:
     try:
@@ -55,34 +73,44 @@ def login_form(request: Request, next: str | None = None) -> Response:
         return secured(RedirectResponse(safe_next(next), 303))
     except UnauthorizedError:
         pass
-    context = {"user": None, "active": None, "csrf": "", "next": safe_next(next), "failed": False}
-    return render(request, "login.html", context)
+    return _signin_page(request, next)
 
 
 @router.post("/login", response_class=HTMLResponse)
 def login(
     request: Request,
+    s: SessionDep,
     api_key: Annotated[str, Form(max_length=256)] = "",
     next: Annotated[str, Form(max_length=2048)] = "",
+    csrf: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
-    """Exchange an API key for a session cookie (the key itself is never stored in it)."""
+    """Exchange an API key for a session cookie (the key itself is never stored in it).
+
+    Only the form this site served may sign in (login CSRF): a post from another site, or
+    without the token of the sign-in cookie, gets the form again (403) and changes nothing.
+    """
+    signin_cookie = request.cookies.get(session.SIGNIN_COOKIE)
+    if cross_site(request) or not session.signin_ok(secret_of(request), signin_cookie, csrf):
+        return _signin_page(request, next, refused=True, status_code=403)
     with read_connection(request) as conn:
         found = teams.find_active_key(conn, api_key.strip())
     if found is None:
-        context = {"user": None, "active": None, "csrf": "", "next": safe_next(next),
-                   "failed": True}  # fmt: skip
-        return render(request, "login.html", context, status_code=401)
-    secret = request.app.state.settings.secret_key.get_secret_value()
+        return _signin_page(request, next, failed=True, status_code=401)
+    token = session.open_session(s, found[0])
     response = secured(RedirectResponse(safe_next(next), 303))
     response.set_cookie(
-        session.COOKIE, session.issue(secret, found[0]), max_age=session.LIFETIME_SECONDS,
+        session.COOKIE, token, max_age=session.LIFETIME_SECONDS,
         path=session.COOKIE_PATH, httponly=True, samesite="lax", secure=_cookie_secure(request),
     )  # fmt: skip
+    response.delete_cookie(session.SIGNIN_COOKIE, path=session.SIGNIN_PATH, httponly=True,
+                           samesite="strict", secure=_cookie_secure(request))  # fmt: skip
     return response
 
 
 @router.post("/logout", dependencies=[CheckedForm])
-def logout(request: Request) -> Response:
+def logout(request: Request, s: SessionDep, user: User) -> Response:
+    """Sign out: the session ends on the server, not only in this browser."""
+    session.close_session(s, user.cookie)
     response = secured(RedirectResponse(f"{PREFIX}/login", 303))
     response.delete_cookie(
         session.COOKIE, path=session.COOKIE_PATH, httponly=True, samesite="lax",
@@ -116,12 +144,13 @@ def _job_rows(s: SessionDep, user: User, filters: queries.JobFilters, cursor: st
 
 
 Filter = Annotated[str | None, Query(max_length=64)]
+Cursor = Annotated[str | None, Query(max_length=MAX_CURSOR)]
 
 
 @router.get("/jobs", response_class=HTMLResponse)
 def jobs_page(
     request: Request, s: SessionDep, user: User, status: Filter = None, model: Filter = None,
-    dataset: Filter = None, preset: Filter = None, cursor: Annotated[str | None, Query()] = None,
+    dataset: Filter = None, preset: Filter = None, cursor: Cursor = None,
 ) -> Response:  # fmt: skip
     filters = _filters(status, model, dataset, preset)
     page, next_cursor, names = _job_rows(s, user, filters, cursor)
@@ -138,7 +167,7 @@ def jobs_page(
 @router.get("/jobs/rows", response_class=HTMLResponse)
 def jobs_rows(
     request: Request, s: SessionDep, user: User, status: Filter = None, model: Filter = None,
-    dataset: Filter = None, preset: Filter = None, cursor: Annotated[str | None, Query()] = None,
+    dataset: Filter = None, preset: Filter = None, cursor: Cursor = None,
 ) -> Response:  # fmt: skip
     """The jobs table's rows alone, polled by the list page while it is open."""
     filters = _filters(status, model, dataset, preset)

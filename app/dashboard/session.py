@@ -1,28 +1,36 @@
-"""The dashboard's sign-in: an API key is exchanged for a signed, expiring session cookie.
+"""The dashboard's sign-in: an API key is exchanged for a server-side session.
 
-The cookie names the key (its id, never the key itself) and is signed with the service's
-secret, so it cannot be forged; every request still looks the key up, so revoking it signs the
-browser out at once. Forms that change something carry a CSRF token bound to the session.
+The cookie holds a random token and nothing else (no key id, no team, no expiry to forge);
+the database keeps only its SHA-256 (``DashboardSession``), so a copy of the table opens no
+browser. Every request looks the session up joined to its key: signing out deletes the row,
+and revoking the key deletes every session made from it (``app.services.teams.revoke_key``)
+and fails the join at once in any case. Forms that change something carry a CSRF token bound to the
+session; the sign-in form carries one bound to a short-lived sign-in cookie (``SIGNIN_COOKIE``)
+so that another site cannot sign a browser in with a key of its choosing (login CSRF).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
-import json
-import time
+import re
+import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, delete, select
+from sqlalchemy.orm import Session
 
-from app.models import ApiKey, Team
+from app.models import ApiKey, DashboardSession, Team, utcnow
 
 COOKIE = "wl_session"
 COOKIE_PATH = "/dashboard"
 LIFETIME_SECONDS = 12 * 3600
+SIGNIN_COOKIE = "wl_signin"
+SIGNIN_PATH = "/dashboard/login"
+SIGNIN_SECONDS = 3600
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,53 +44,59 @@ class DashboardUser:
     cookie: str  # the raw cookie value, which the CSRF token is bound to
 
 
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
 
 
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _mac(secret: str, purpose: str, payload: str) -> str:
-    digest = hmac.new(secret.encode(), f"{purpose}|{payload}".encode(), hashlib.sha256)
-    return _b64(digest.digest())
+def _valid(token: str | None) -> bool:
+    return token is not None and _TOKEN.fullmatch(token) is not None
 
 
-def issue(secret: str, key_id: uuid.UUID, *, now: float | None = None) -> str:
-    """A cookie value for this key, valid for ``LIFETIME_SECONDS``."""
-    expires = int((time.time() if now is None else now) + LIFETIME_SECONDS)
-    payload = _b64(json.dumps([str(key_id), expires], separators=(",", ":")).encode())
-    return f"{payload}.{_mac(secret, 'session', payload)}"
+def open_session(session: Session, key_id: uuid.UUID, *, now: datetime | None = None) -> str:
+    """A new session for this key; returns the cookie value (shown to the browser only).
+
+    Expired sessions are removed here, so the table holds about one row per live browser.
+    """
+    now = now or utcnow()
+    session.execute(delete(DashboardSession).where(DashboardSession.expires_at < now))
+    token = new_token()
+    expires = now + timedelta(seconds=LIFETIME_SECONDS)
+    session.add(DashboardSession(token_hash=_digest(token), key_id=key_id, expires_at=expires))
+    session.flush()
+    return token
 
 
-def key_id_of(secret: str, cookie: str | None, *, now: float | None = None) -> uuid.UUID | None:
-    """The key a cookie names, if its signature holds and it has not expired."""
-    if not cookie or len(cookie) > 512 or cookie.count(".") != 1:
+def load_user(conn: Connection, cookie: str | None) -> DashboardUser | None:
+    """The signed-in team, or None: unknown, expired or signed-out session, revoked key."""
+    if not _valid(cookie):
         return None
-    payload, mac = cookie.split(".")
-    if not hmac.compare_digest(mac, _mac(secret, "session", payload)):
-        return None
-    try:
-        key_id, expires = json.loads(_unb64(payload))
-        key_uuid = uuid.UUID(key_id)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-        return None
-    if not isinstance(expires, int) or expires < (time.time() if now is None else now):
-        return None
-    return key_uuid
-
-
-def load_user(conn: Connection, key_id: uuid.UUID, cookie: str) -> DashboardUser | None:
-    """The signed-in team, or None once the key is revoked (or its team deleted)."""
     row = conn.execute(
-        select(ApiKey.team_id, ApiKey.prefix, Team.name)
+        select(ApiKey.id, ApiKey.team_id, ApiKey.prefix, Team.name)
+        .select_from(DashboardSession)
+        .join(ApiKey, ApiKey.id == DashboardSession.key_id)
         .join(Team, Team.id == ApiKey.team_id)
-        .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+        .where(
+            DashboardSession.token_hash == _digest(cookie),  # type: ignore[arg-type]
+            DashboardSession.expires_at > utcnow(),
+            ApiKey.revoked_at.is_(None),
+        )
     ).first()
     if row is None:
         return None
-    return DashboardUser(row.team_id, row.name, key_id, row.prefix, cookie)
+    return DashboardUser(row.team_id, row.name, row.id, row.prefix, cookie)  # type: ignore[arg-type]
+
+
+def close_session(session: Session, cookie: str) -> None:
+    """Sign out: the session's row goes, so a copy of the cookie opens nothing either."""
+    session.execute(delete(DashboardSession).where(DashboardSession.token_hash == _digest(cookie)))
+
+
+def _mac(secret: str, purpose: str, value: str) -> str:
+    return hmac.new(secret.encode(), f"{purpose}|{value}".encode(), hashlib.sha256).hexdigest()
 
 
 def csrf_token(secret: str, cookie: str) -> str:
@@ -91,3 +105,14 @@ def csrf_token(secret: str, cookie: str) -> str:
 
 def csrf_ok(secret: str, cookie: str, token: str | None) -> bool:
     return bool(token) and hmac.compare_digest(csrf_token(secret, cookie), token or "")
+
+
+def signin_token(secret: str, signin_cookie: str) -> str:
+    """The sign-in form's CSRF token: only a page of this origin that set the cookie has it."""
+    return _mac(secret, "signin", signin_cookie)
+
+
+def signin_ok(secret: str, signin_cookie: str | None, token: str | None) -> bool:
+    if not _valid(signin_cookie) or not token:
+        return False
+    return hmac.compare_digest(signin_token(secret, signin_cookie or ""), token)

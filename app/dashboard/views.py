@@ -10,6 +10,10 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+from markupsafe import Markup
+
+from app.limits import visible
+
 DASH = "-"
 TIMES = "\N{MULTIPLICATION SIGN}"
 
@@ -136,7 +140,24 @@ def setting(value: Any) -> str:
     return DASH if value is None else str(value)
 
 
+def filename(value: Any) -> Markup:
+    """A user's file name in a page: invisible and direction-changing characters removed
+    (names stored before they were stripped on upload too), isolated in ``<bdi>`` so that
+    right-to-left text in it cannot reorder what stands beside it (the id, the size)."""
+    return Markup("<bdi>{}</bdi>").format(visible(str(value)))
+
+
+FSI, PDI = "\u2068", "\u2069"  # first-strong isolate ... pop directional isolate
+
+
+def filename_text(value: Any) -> str:
+    """The same for plain-text places (``<option>`` takes no markup): isolated by the
+    Unicode isolate characters that ``<bdi>`` stands for."""
+    return f"{FSI}{visible(str(value))}{PDI}"
+
+
 FILTERS = {
     "ratio": ratio, "percent": percent, "fraction": fraction, "size": size, "seconds": seconds,
-    "when": when, "iso": iso, "setting": setting,
+    "when": when, "iso": iso, "setting": setting, "filename": filename,
+    "filename_text": filename_text,
 }  # fmt: skip

@@ -17,6 +17,7 @@ from app.deps import (
     SettingsDep,
     StorageDep,
 )
+from app.limits import MAX_CURSOR, MAX_IDEMPOTENCY_KEY
 from app.models import Job
 from app.schemas import JobCreate, JobOut, JobPage, JobStatus, error_responses, job_page
 from app.services import jobs
@@ -28,11 +29,12 @@ router = APIRouter(prefix="/jobs", tags=["jobs"], responses=error_responses(401,
 poll_router = APIRouter(prefix="/jobs", tags=["jobs"], responses=error_responses(401, 422, 503))
 
 IdempotencyKey = Annotated[
-    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=MAX_IDEMPOTENCY_KEY)
 ]
+Cursor = Annotated[str | None, Query(max_length=MAX_CURSOR)]
 
 
-@router.post("", status_code=202, responses=error_responses(400))
+@router.post("", status_code=202, responses=error_responses(400, 408, 413))
 def submit_job(
     body: JobCreate, response: Response, session: SessionDep, celery: CeleryDep,
     team: CurrentTeam, idempotency_key: IdempotencyKey = None,
@@ -49,7 +51,7 @@ def list_jobs(
     team: CurrentTeam,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> JobPage:
     """The team's jobs, newest first; pass ``next_cursor`` back as ``cursor`` for more."""
     return job_page(*jobs.list_jobs(session, team, status=status, limit=limit, cursor=cursor))

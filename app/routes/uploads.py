@@ -2,6 +2,8 @@
 
 Uploads are sync routes on purpose: FastAPI runs them in a worker thread, where the blocking
 ``FilePart`` reader and the storage client can stream gigabytes without blocking the event loop.
+Each takes an upload slot first (``app.upload_slots``: 429 past the per-team or overall cap),
+so uploads can never hold every thread; ``app.body_guard`` bounds their size and pace.
 """
 
 from __future__ import annotations
@@ -11,14 +13,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from app.deps import CurrentTeam, OwnedDataset, OwnedModel, SessionDep, SettingsDep, StorageDep
+from app.limits import MAX_CURSOR
 from app.multipart import FilePart
 from app.schemas import UploadOut, UploadPage, error_responses, upload_page
 from app.services import uploads
 from app.services.uploads import Kind
+from app.upload_slots import UploadSlot
 
 router = APIRouter(tags=["uploads"], responses=error_responses(401, 422, 503))
 
 Limit = Annotated[int, Query(ge=1, le=100)]
+Cursor = Annotated[str | None, Query(max_length=MAX_CURSOR)]
 
 _MULTIPART_BODY: dict[str, Any] = {
     "requestBody": {
@@ -34,7 +39,7 @@ _MULTIPART_BODY: dict[str, Any] = {
         },
     }
 }
-_UPLOAD_ERRORS = error_responses(400, 413, 415)
+_UPLOAD_ERRORS = error_responses(400, 408, 413, 415, 429)
 
 
 def _upload(
@@ -54,7 +59,7 @@ def _upload(
 @router.post("/models", status_code=201, openapi_extra=_MULTIPART_BODY, responses=_UPLOAD_ERRORS)
 def upload_model(
     request: Request, session: SessionDep, storage: StorageDep, settings: SettingsDep,
-    team: CurrentTeam,
+    team: CurrentTeam, _slot: UploadSlot,
 ) -> UploadOut:  # fmt: skip
     """Upload a model (TorchScript, .pt2, torch.save zip or safetensors) as field ``file``."""
     return _upload(
@@ -65,7 +70,7 @@ def upload_model(
 @router.post("/datasets", status_code=201, openapi_extra=_MULTIPART_BODY, responses=_UPLOAD_ERRORS)
 def upload_dataset(
     request: Request, session: SessionDep, storage: StorageDep, settings: SettingsDep,
-    team: CurrentTeam,
+    team: CurrentTeam, _slot: UploadSlot,
 ) -> UploadOut:  # fmt: skip
     """Upload a data set (.npz or safetensors with x_train, y_train, x_val, y_val)."""
     return _upload(
@@ -75,7 +80,7 @@ def upload_dataset(
 
 @router.get("/models")
 def list_models(
-    session: SessionDep, team: CurrentTeam, limit: Limit = 20, cursor: str | None = None
+    session: SessionDep, team: CurrentTeam, limit: Limit = 20, cursor: Cursor = None
 ) -> UploadPage:
     return upload_page(
         *uploads.list_uploads(session, team, kind="model", limit=limit, cursor=cursor)
@@ -84,7 +89,7 @@ def list_models(
 
 @router.get("/datasets")
 def list_datasets(
-    session: SessionDep, team: CurrentTeam, limit: Limit = 20, cursor: str | None = None
+    session: SessionDep, team: CurrentTeam, limit: Limit = 20, cursor: Cursor = None
 ) -> UploadPage:
     return upload_page(
         *uploads.list_uploads(session, team, kind="dataset", limit=limit, cursor=cursor)

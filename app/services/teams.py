@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from app.errors import ConflictError, NotFoundError, UnauthorizedError
-from app.models import ApiKey, Team, utcnow
+from app.models import ApiKey, DashboardSession, Team, utcnow
 from app.security import generate_key, hash_key, key_matches, looks_like_key
 
 
@@ -46,7 +46,8 @@ def create_key(session: Session, team_name: str) -> tuple[ApiKey, str]:
 
 
 def revoke_key(session: Session, prefix: str) -> None:
-    """Revoke the one active key with this prefix (as printed when it was created)."""
+    """Revoke the one active key with this prefix (as printed when it was created), and end
+    every dashboard session signed in with it."""
     keys = session.scalars(
         select(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
     ).all()
@@ -55,6 +56,7 @@ def revoke_key(session: Session, prefix: str) -> None:
     if len(keys) > 1:
         raise ConflictError(f"{len(keys)} active keys share prefix {prefix!r}")
     keys[0].revoked_at = utcnow()
+    session.execute(delete(DashboardSession).where(DashboardSession.key_id == keys[0].id))
     session.flush()
 
 

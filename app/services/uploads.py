@@ -12,7 +12,6 @@ this layout point at ``blobs/<sha256>``; both layouts are handled alike.)
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Iterator
 from typing import Literal, Protocol
@@ -21,6 +20,7 @@ from sqlalchemy import exists, or_, select, text
 from sqlalchemy.orm import Session
 
 from app.errors import ConflictError, NotFoundError, PayloadTooLargeError
+from app.limits import clean_filename
 from app.models import Job, Upload
 from app.services.pagination import paginate
 from app.services.teams import TeamRef
@@ -30,7 +30,6 @@ from app.storage import ObjectTooLargeError, Storage, StorageError
 log = logging.getLogger(__name__)
 Kind = Literal["model", "dataset"]
 ACTIVE = ("queued", "running")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class FileSource(Protocol):
@@ -51,12 +50,8 @@ def parse_id(raw: str) -> uuid.UUID | None:
 
 
 def sanitize_filename(name: str | None, default: str) -> str:
-    """A display name only (never a storage key): the basename, no control chars, <= 255."""
-    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
-    base = _CONTROL.sub("", base).strip()
-    if base in ("", ".", ".."):
-        return default
-    return base[:255]
+    """A display name only (never a storage key): ``app.limits.clean_filename``."""
+    return clean_filename(name, default)
 
 
 def _lock_blob(session: Session, sha256: str) -> None:

@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 from apikit import Team
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,12 +21,20 @@ HTML = {"Accept": "text/html,application/xhtml+xml"}
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
-def sign_in(client: TestClient, team: Team, next_path: str = "") -> None:
-    """Sign the client in through the form, as a browser would (the cookie stays in it)."""
-    response = client.post(
-        "/dashboard/login", data={"api_key": team.key, "next": next_path},
-        headers=HTML, follow_redirects=False,
-    )  # fmt: skip
+def post_sign_in(client: TestClient | httpx.Client, key: str, next_path: str = "",
+                 **headers: str) -> httpx.Response:  # fmt: skip
+    """Fetch the sign-in form (its cookie and CSRF token), then post a key through it, as a
+    browser would; the cookies stay in the client."""
+    form = client.get("/dashboard/login", headers=HTML, follow_redirects=False)
+    assert form.status_code == 200, f"no sign-in form (signed in already?): {form.status_code}"
+    data = {"api_key": key, "next": next_path, "csrf": csrf_of(form.text)}
+    return client.post("/dashboard/login", data=data, headers={**HTML, **headers},
+                       follow_redirects=False)  # fmt: skip
+
+
+def sign_in(client: TestClient | httpx.Client, team: Team, next_path: str = "") -> None:
+    """Sign the client in through the form (the session cookie stays in it)."""
+    response = post_sign_in(client, team.key, next_path)
     assert response.status_code == 303, response.text
 
 

@@ -7,17 +7,14 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import httpx
 import pytest
-import uvicorn
 from apikit import (
     REDIS_URL,
     Team,
@@ -29,14 +26,15 @@ from apikit import (
     upload,
 )
 from apikit import upload_id as upload_id_of
-from fastapi import FastAPI
+from dashkit import csrf_of, post_sign_in
 from fastapi.testclient import TestClient
-from servicekit import S3_SECRET_KEY, S3Server
+from servicekit import S3_SECRET_KEY, S3Server, served
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from test_api_auth import ROUTES
 
 from app.config import Settings
+from app.dashboard import session as dash_session
 from app.db import transaction
 from app.main import create_app
 from app.models import Job, Upload
@@ -155,29 +153,6 @@ def _with_password(url: str, password: str) -> str:
     return url.replace("://postgres@", f"://postgres:{password}@", 1)
 
 
-@contextmanager
-def _served(app: FastAPI) -> Iterator[str]:
-    """``app`` behind a real uvicorn on a free loopback port, for uvicorn's own log lines.
-
-    ``log_config=None``: uvicorn's default config would stop its loggers propagating (out of
-    ``caplog``'s reach) for the rest of the session.
-    """
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, log_level="debug")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-
-
 def _ok(response: httpx.Response, status: int) -> httpx.Response:
     assert response.status_code == status, response.text
     return response
@@ -206,7 +181,8 @@ def test_no_secret_reaches_any_log(
     dana = Team("dana", key)
     wrong_key = "wl_" + secrets.token_urlsafe(32)
 
-    with TestClient(create_app(settings)) as client:  # storage and Celery from the settings
+    # Storage and Celery from the settings; https, as production's cookies are Secure.
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
         model = upload_id_of(client, dana)
         upload_id_of(client, dana, npz_bytes(), kind="datasets")
         body = {"model_id": model, "dataset": {"builtin": "digits"}, "settings": {"preset": "fast"}}
@@ -217,8 +193,9 @@ def test_no_secret_reaches_any_log(
         _ok(client.get("/v1/jobs?status=queued", headers=dana.auth), 200)
         for auth in (f"Bearer {wrong_key}", f"Bearer {revoked_key}", f"Basic {key}", key):
             _ok(client.get("/v1/models", headers={"Authorization": auth}), 401)
-        _ok(client.post("/dashboard/login", data={"api_key": key}, follow_redirects=False), 303)
-        _ok(client.post("/dashboard/login", data={"api_key": wrong_key}), 401)
+        _ok(post_sign_in(client, wrong_key), 401)
+        _ok(post_sign_in(client, key), 303)
+        session_cookie = client.cookies.get(dash_session.COOKIE)
         done = _succeeded_job(client, dana, sessions)
         artifact = client.get(
             f"/v1/jobs/{done}/artifact", headers=dana.auth, follow_redirects=False
@@ -227,10 +204,16 @@ def test_no_secret_reaches_any_log(
         _ok(client.get(f"/v1/jobs/{done}/report", headers=dana.auth, follow_redirects=False), 307)
         _ok(client.get("/readyz"), 200)
 
-    with _served(create_app(settings)) as base:  # uvicorn's error and access logs too
+    # uvicorn's error and access logs too; ``log_config=None``: uvicorn's default config would
+    # stop its loggers propagating (out of ``caplog``'s reach) for the rest of the session.
+    with served(create_app(settings), settings, log_config=None, log_level="debug") as base:
         _ok(httpx.get(f"{base}/v1/jobs", headers=dana.auth), 200)
         _ok(httpx.get(f"{base}/v1/jobs", headers={"Authorization": f"Bearer {wrong_key}"}), 401)
-        _ok(httpx.post(f"{base}/dashboard/login", data={"api_key": key}), 303)
+        form = httpx.get(f"{base}/dashboard/login")  # its Secure cookie, sent as if on https
+        nonce = re.search(r"wl_signin=([^;]+)", form.headers["set-cookie"]).group(1)  # type: ignore[union-attr]
+        signin = {"api_key": key, "next": "", "csrf": csrf_of(form.text)}
+        headers = {"Cookie": f"wl_signin={nonce}"}
+        _ok(httpx.post(f"{base}/dashboard/login", data=signin, headers=headers), 303)
 
     # Storage failing: unreachable, then refusing the credentials.
     gone = settings.model_copy(update={"s3_endpoint_url": "http://127.0.0.1:9"})
@@ -265,6 +248,7 @@ def test_no_secret_reaches_any_log(
         "wrong S3 secret key": wrong_s3_secret, "database password": db_password,
         "broker password": broker_password,
         "download URL's signature": url_signature["X-Amz-Signature"][0],
+        "dashboard session cookie": session_cookie,
     }  # fmt: skip
     found = {
         name: [r.name + ": " + r.getMessage()[:300] for r in caplog.records

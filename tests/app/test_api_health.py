@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import threading
+import time
 import uuid
 
 import pytest
@@ -9,9 +12,11 @@ from apikit import REDIS_URL
 from fastapi.testclient import TestClient
 from servicekit import _admin
 
+from app import api_docs
 from app.config import Settings
 from app.db import DatabaseNotMigratedError, upgrade
 from app.main import create_app
+from app.routes import health
 from app.storage import LocalStorage
 
 
@@ -95,6 +100,61 @@ def test_openapi_and_docs_are_served(anon_client):
     assert "/v1/jobs/{job_id}" in schema["paths"]
     assert "multipart/form-data" in schema["paths"]["/v1/models"]["post"]["requestBody"]["content"]
     assert anon_client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+def test_docs_load_their_scripts_from_this_origin_only(anon_client, path):
+    """No CDN (issue 13): every script and stylesheet is a path of ours, the page may load
+    nothing from elsewhere (CSP), and the assets are the pinned package's files."""
+    page = anon_client.get(path)
+    assert page.status_code == 200
+    urls = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert urls and all(u.startswith("/") and not u.startswith("//") for u in urls), urls
+    assert "<script>" not in page.text  # no inline script either
+    csp = page.headers["Content-Security-Policy"]
+    assert "script-src 'self';" in csp and "default-src 'none'" in csp
+    for url in urls:
+        asset = anon_client.get(url)
+        assert asset.status_code == 200 and len(asset.content) > 100, url
+    if path == "/docs":
+        bundle = anon_client.get("/docs/assets/swagger-ui-bundle.js").content
+        assert bundle == (api_docs.vendor_dir() / "swagger-ui-bundle.js").read_bytes()
+
+
+def test_docs_can_be_switched_off(settings, storage):
+    off = settings.model_copy(update={"api_docs": False})
+    with TestClient(create_app(off, storage=storage)) as client:
+        for path in ("/docs", "/redoc", "/docs/assets/swagger-ui-bundle.js"):
+            assert client.get(path).status_code == 404, path
+        assert client.get("/openapi.json").status_code == 200  # clients still read the schema
+
+
+def test_probes_answer_head(anon_client):
+    """Load balancers probe with HEAD (it was a 405)."""
+    for path in ("/healthz", "/readyz"):
+        response = anon_client.head(path)
+        assert response.status_code == 200, path
+        assert response.content == b""
+    allowed = anon_client.post("/healthz").headers["allow"]
+    assert allowed == "GET, HEAD"
+
+
+def test_a_hanging_readiness_check_fails_at_the_deadline(settings, storage, monkeypatch):
+    """Checks run on the probe's own threads under a deadline: one that never returns reads
+    as failed instead of holding /readyz (and never takes a thread of the shared pool)."""
+    release = threading.Event()
+    monkeypatch.setitem(health.CHECKS, "broker", lambda request: release.wait(60))
+    monkeypatch.setattr(health, "READY_TIMEOUT_S", 0.5)
+    try:
+        with TestClient(create_app(settings, storage=storage)) as client:
+            started = time.monotonic()
+            response = client.get("/readyz")
+            elapsed = time.monotonic() - started
+    finally:
+        release.set()
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"database": "ok", "broker": "failed", "storage": "ok"}
+    assert elapsed < 10  # the deadline is 0.5 s; generous for a loaded machine
 
 
 def test_unknown_route_has_the_common_error_body(anon_client):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 
 import pytest
 from apikit import (
@@ -19,8 +20,10 @@ from apikit import (
 )
 from sqlalchemy import func, select
 
+from app.errors import TooManyRequestsError
 from app.models import Upload
 from app.services import uploads as upload_service
+from app.upload_slots import UploadSlots
 
 
 def _objects(storage) -> list[str]:
@@ -188,3 +191,26 @@ def test_delete_dataset_used_by_a_running_job_is_409(client, alice, sessions):
     )
     set_job(sessions, response.json()["id"], status="running")
     assert client.delete(f"/v1/datasets/{dataset}", headers=alice.auth).status_code == 409
+
+
+def test_upload_slots_cap_each_team_and_the_whole_service():
+    """The cap behind the 429s (tests/app/test_served_limits.py shows it over HTTP)."""
+    slots = UploadSlots(total=5, per_team=2, retry_after=7)
+    a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    slots.take(a)
+    slots.take(a)
+    with pytest.raises(TooManyRequestsError, match="your team already has 2 uploads") as refused:
+        slots.take(a)
+    assert refused.value.status_code == 429
+    assert refused.value.response_headers() == {"Retry-After": "7"}
+    slots.take(b)
+    slots.take(b)
+    slots.take(c)
+    with pytest.raises(TooManyRequestsError, match="receiving 5 uploads"):
+        slots.take(c)
+    slots.give_back(a)
+    slots.take(c)
+    assert (slots.in_use, slots.peak, slots.refused) == (5, 5, 2)
+    for team in (a, b, b, c, c):
+        slots.give_back(team)
+    assert slots.in_use == 0 and not slots.teams

@@ -205,8 +205,11 @@ def test_embedded_run_completes_a_job_submitted_with_wait(tmp_path, monkeypatch)
         key = re.search(r"WEIGHTLESS_API_KEY=(\S+)", banner).group(1)  # type: ignore[union-attr]
         url = f"http://127.0.0.1:{port}"
 
-        taken = CliRunner().invoke(cli.app, ["serve", "--port", str(port), "--no-demo"])
+        data = {"WEIGHTLESS_DATA_DIR": str(tmp_path / "data")}
+        taken = CliRunner().invoke(cli.app, ["serve", "--port", str(port), "--no-demo"], env=data)
         assert taken.exit_code == 2 and "already in use" in taken.output
+        secret = tmp_path / "data" / "session-secret"  # made on first start, owner-only
+        assert secret.stat().st_mode & 0o777 == 0o600 and len(secret.read_text().strip()) >= 43
 
         model = tmp_path / "digits.pt"
         reference.train_and_save("lenet-300-100", "digits", model, epochs=1, seed=0)

@@ -5,19 +5,21 @@ each job state, the models page and the overview's figures. The browser-level be
 
 from __future__ import annotations
 
+import hashlib
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote
 
 import pytest
-from apikit import job_id, make_team, upload_id
-from dashkit import HTML, csrf_of, fail, set_job, sign_in, succeed
-from sqlalchemy import select
+from apikit import job_id, make_team, safetensors_bytes, upload_id
+from dashkit import HTML, csrf_of, fail, post_sign_in, set_job, sign_in, succeed
+from sqlalchemy import func, select, update
 
 from app.dashboard import session as dash_session
 from app.dashboard.views import TIMES
 from app.db import transaction
-from app.models import ApiKey, Job
+from app.models import ApiKey, DashboardSession, Job, Upload
 from app.services.teams import revoke_key
 
 PAGES = ["/dashboard/jobs", "/dashboard/models", "/dashboard/overview"]
@@ -33,69 +35,143 @@ def test_pages_send_a_browser_to_sign_in_and_a_script_a_401(client, path):
     assert script.json()["error"]["code"] == "unauthorized"
 
 
-def test_sign_in_sets_a_signed_cookie_that_holds_no_key(client, alice):
+def test_sign_in_sets_an_opaque_cookie_that_holds_no_key(client, alice, sessions):
     form = client.get("/dashboard/login", headers=HTML)
     assert form.status_code == 200 and 'name="api_key"' in form.text
-    response = client.post(
-        "/dashboard/login", data={"api_key": alice.key, "next": "/dashboard/overview"},
-        headers=HTML, follow_redirects=False,
-    )  # fmt: skip
+    response = post_sign_in(client, alice.key, "/dashboard/overview")
     assert response.status_code == 303
     assert response.headers["location"] == "/dashboard/overview"
-    cookie = response.headers["set-cookie"]
-    assert cookie.startswith(f"{dash_session.COOKIE}=")
+    cookie = next(c for c in response.headers.get_list("set-cookie")
+                  if c.startswith(f"{dash_session.COOKIE}="))  # fmt: skip
     for flag in ("HttpOnly", "Path=/dashboard", "SameSite=lax", "Max-Age="):
         assert flag in cookie
-    assert alice.key not in cookie and alice.key[3:20] not in cookie
+    token = client.cookies.get(dash_session.COOKIE)
+    with transaction(sessions) as s:
+        key_id, team_id = s.execute(select(ApiKey.id, ApiKey.team_id)).one()
+        stored = s.scalars(select(DashboardSession.token_hash)).all()
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", token)  # 256 random bits and nothing else
+    for secret in (alice.key, alice.key[3:20], str(key_id), key_id.hex, str(team_id)):
+        assert secret not in cookie
+    assert stored == [hashlib.sha256(token.encode()).hexdigest()]  # the database: a digest
     page = client.get("/dashboard/jobs", headers=HTML)
     assert page.status_code == 200
     assert alice.name in page.text
 
 
-def test_a_wrong_key_is_refused_with_a_reason_and_no_cookie(client, alice):
-    response = client.post(
-        "/dashboard/login", data={"api_key": alice.key + "x"}, headers=HTML,
-        follow_redirects=False,
-    )  # fmt: skip
+def test_a_wrong_key_is_refused_with_a_reason_and_no_session(client, alice):
+    response = post_sign_in(client, alice.key + "x")
     assert response.status_code == 401
     assert "That key was not accepted" in response.text
-    assert "set-cookie" not in response.headers
+    assert dash_session.COOKIE not in response.headers.get("set-cookie", "")
 
 
 @pytest.mark.parametrize(
     "target", ["//evil.example/x", "https://evil.example/", "/v1/jobs", "/dashboard\\@evil"]
 )
 def test_sign_in_never_redirects_off_the_dashboard(client, alice, target):
-    response = client.post(
-        "/dashboard/login", data={"api_key": alice.key, "next": target}, headers=HTML,
-        follow_redirects=False,
-    )  # fmt: skip
+    response = post_sign_in(client, alice.key, target)
     assert response.headers["location"] == "/dashboard/jobs"
 
 
-def test_a_tampered_or_expired_cookie_is_signed_out(client, alice, sessions):
+@pytest.mark.parametrize(
+    ("how", "headers", "with_token"),
+    [
+        ("no form token (another site cannot read it)", {}, False),
+        ("Origin of another site", {"Origin": "http://evil.example"}, True),
+        ("Origin null (a sandboxed frame)", {"Origin": "null"}, True),
+        ("Sec-Fetch-Site: cross-site", {"Sec-Fetch-Site": "cross-site"}, True),
+    ],
+)
+def test_sign_in_from_another_site_is_refused(client, alice, bob, how, headers, with_token):
+    """Login CSRF: a page elsewhere auto-submits bob's key; alice's browser stays alice's."""
+    sign_in(client, alice)
+    form = client.get("/dashboard/login", headers=HTML, follow_redirects=False)
+    assert form.status_code == 303  # already signed in: no form, nothing to take
+    fresh = client.__class__(client.app)  # the token of a form served to someone else
+    token = csrf_of(fresh.get("/dashboard/login", headers=HTML).text)
+    data = {"api_key": bob.key, "next": "/dashboard/jobs", "csrf": token if with_token else ""}
+    if with_token:  # the attacker's token, with the victim's own sign-in cookie
+        client.cookies.set(dash_session.SIGNIN_COOKIE, fresh.cookies[dash_session.SIGNIN_COOKIE],
+                           path=dash_session.SIGNIN_PATH)  # fmt: skip
+        data["csrf"] = token
+    refused = client.post("/dashboard/login", data=data, headers={**HTML, **headers},
+                          follow_redirects=False)  # fmt: skip
+    assert refused.status_code == 403, how
+    assert "That sign-in was refused" in refused.text
+    assert dash_session.COOKIE not in refused.headers.get("set-cookie", "")
+    page = client.get("/dashboard/jobs", headers=HTML)
+    assert alice.name in page.text and bob.name not in page.text
+
+
+def test_sign_in_behind_a_proxy_that_rewrites_host(client, alice):
+    """The browser's own Sec-Fetch-Site decides where it says so: a proxy that sends the app
+    another Host than the public one the page came from does not lock people out."""
+    headers = {"Origin": "https://weightless.example.com", "Sec-Fetch-Site": "same-origin"}
+    assert post_sign_in(client, alice.key, **headers).status_code == 303
+
+
+def test_a_tampered_expired_or_unknown_cookie_is_signed_out(client, alice, sessions):
     sign_in(client, alice)
     good = client.cookies.get(dash_session.COOKIE)
-    payload, mac = good.split(".")
-    secret = client.app.state.settings.secret_key.get_secret_value()
-    with transaction(sessions) as s:
-        key_id = s.scalar(select(ApiKey.id))
-    expired = dash_session.issue(secret, key_id, now=0)
-    forged = dash_session.issue("another-secret", key_id)
-    tampered = f"{payload}.{'B' if mac[0] == 'A' else 'A'}{mac[1:]}"  # always a changed MAC
-    for bad in (tampered, expired, forged, "garbage", ""):
+    tampered = ("B" if good[0] == "A" else "A") + good[1:]
+    for bad in (tampered, dash_session.new_token(), "garbage", "x" * 5000, ""):
         client.cookies.set(dash_session.COOKIE, bad, path="/dashboard")
         response = client.get("/dashboard/jobs", headers=HTML, follow_redirects=False)
         assert response.status_code == 303, bad
-
-
-def test_revoking_the_key_signs_the_browser_out_at_once(client, alice, sessions):
-    sign_in(client, alice)
+    client.cookies.set(dash_session.COOKIE, good, path="/dashboard")
     assert client.get("/dashboard/jobs", headers=HTML).status_code == 200
     with transaction(sessions) as s:
-        revoke_key(s, alice.key[:11])
+        s.execute(update(DashboardSession).values(expires_at=datetime.now(UTC)))
     response = client.get("/dashboard/jobs", headers=HTML, follow_redirects=False)
     assert response.status_code == 303
+
+
+def test_sign_out_ends_the_session_on_the_server(client, alice, sessions):
+    """A copy of the cookie taken before signing out opens nothing afterwards."""
+    sign_in(client, alice)
+    captured = client.cookies.get(dash_session.COOKIE)
+    token = csrf_of(client.get("/dashboard/jobs", headers=HTML).text)
+    out = client.post("/dashboard/logout", data={"csrf": token}, follow_redirects=False)
+    assert out.status_code == 303
+    client.cookies.set(dash_session.COOKIE, captured, path="/dashboard")
+    replay = client.get("/dashboard/jobs", headers=HTML, follow_redirects=False)
+    assert replay.status_code == 303 and "/dashboard/login" in replay.headers["location"]
+    assert client.get("/dashboard/jobs/rows").status_code == 401
+    with transaction(sessions) as s:
+        assert s.scalar(select(func.count()).select_from(DashboardSession)) == 0
+
+
+def test_revoking_the_key_ends_every_session_made_from_it(client, alice, sessions):
+    browsers = [client.__class__(client.app) for _ in range(3)]
+    for browser in [client, *browsers]:
+        sign_in(browser, alice)
+    assert client.get("/dashboard/jobs", headers=HTML).status_code == 200
+    with transaction(sessions) as s:
+        assert s.scalar(select(func.count()).select_from(DashboardSession)) == 4
+        revoke_key(s, alice.key[:11])
+    with transaction(sessions) as s:
+        assert s.scalar(select(func.count()).select_from(DashboardSession)) == 0
+    for browser in [client, *browsers]:
+        response = browser.get("/dashboard/jobs", headers=HTML, follow_redirects=False)
+        assert response.status_code == 303
+
+
+def test_a_refused_form_post_returns_to_its_page_after_sign_in(client, alice, sessions):
+    """A post without a session (another site's, whose cookie SameSite kept back) is sent to
+    sign in; afterwards the browser lands on the page the form belongs to, with a GET that
+    works, not on the POST-only URL (a 405)."""
+    jid = job_id(client, alice)
+    for path, back in ((f"/dashboard/jobs/{jid}/cancel", f"/dashboard/jobs/{jid}"),
+                       ("/dashboard/logout", "/dashboard/jobs")):  # fmt: skip
+        refused = client.post(path, data={"csrf": "x"}, headers=HTML, follow_redirects=False)
+        assert refused.status_code == 303
+        assert unquote(refused.headers["location"]) == f"/dashboard/login?next={back}"
+        form = client.get(refused.headers["location"], headers=HTML)
+        assert f'name="next" value="{back}"' in form.text
+    browser = client.__class__(client.app)
+    landed = post_sign_in(browser, alice.key, f"/dashboard/jobs/{jid}")
+    assert browser.get(landed.headers["location"], headers=HTML).status_code == 200
+    assert client.get(f"/v1/jobs/{jid}", headers=alice.auth).json()["status"] == "queued"
 
 
 def test_another_teams_job_is_the_same_404_page_as_a_missing_one(client, alice, bob):
@@ -281,3 +357,25 @@ def test_a_budget_searched_job_shows_the_search(client, alice, sessions, storage
     text = client.get(f"/dashboard/jobs/{jid}", headers=HTML).text
     assert "Not within the budget" in text and "7 runs in 1 min 35 s" in text
     assert "stopped at its time budget" in text
+
+
+def test_file_names_lose_invisible_and_bidi_characters_and_are_isolated(client, alice, sessions):
+    """``evil\\u202egnp.pt`` must not show as "evil...tp.png" nor flip the id beside it."""
+    hostile = "evil\u202egnp.pt\u200b\u2028\u2066x\u2069"
+    model = upload_id(client, alice, filename=hostile)
+    stored = client.get(f"/v1/models/{model}", headers=alice.auth).json()["filename"]
+    assert stored == "evilgnp.ptx"  # stripped on upload
+    older = upload_id(client, alice, data=safetensors_bytes(9), filename="plain.pt")
+    with transaction(sessions) as s:  # a name stored before uploads were cleaned
+        s.get(Upload, uuid.UUID(older)).filename = "old\u202egnp.pt"
+    client.post("/v1/jobs", json={"model_id": older}, headers=alice.auth)
+    sign_in(client, alice)
+    for path in ("/dashboard/models", "/dashboard/jobs"):
+        page = client.get(path, headers=HTML).text
+        for char in "\u202e\u200b\u2028\u2066":
+            assert char not in page, (path, hex(ord(char)))
+    models = client.get("/dashboard/models", headers=HTML).text
+    assert "<bdi>evilgnp.ptx</bdi>" in models and "<bdi>oldgnp.pt</bdi>" in models
+    jobs = client.get("/dashboard/jobs", headers=HTML).text
+    assert '<td class="name"><bdi>oldgnp.pt</bdi></td>' in jobs
+    assert "\u2068oldgnp.pt\u2069" in jobs  # the filter's <option>: isolated by FSI ... PDI

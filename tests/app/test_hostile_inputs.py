@@ -239,7 +239,7 @@ _ACCEPTED = [
     {"prune_epochs": 1000, "cluster_epochs": 1000, "retrain_epochs": 1000},
     {"layers": {f"layer{i}.weight": {"t": 9} for i in range(1000)}},
     {"layers": {"no.such.layer": {"sparsity": 0.5}}},
-    {"layers": {"x" * 10_000: {"t": 12}}},
+    {"layers": {"x" * 256: {"t": 12}}},  # the longest name allowed (app.limits)
 ]
 
 
@@ -266,6 +266,8 @@ _REFUSED = [
     ({"prune_epochs": 10**30}, "settings.prune_epochs"),
     ({"batch_size": 2**40}, "settings.batch_size"),
     ({"layers": {f"l{i}": {} for i in range(1001)}}, "settings.layers"),
+    ({"layers": {"x" * 257: {"t": 12}}}, "settings.layers"),
+    ({"layers": {"": {"t": 12}}}, "settings.layers"),
     ({"layers": {"fc1.weight": {"r": 8, "t": 3}}}, "settings"),
 ]
 
@@ -324,6 +326,31 @@ def test_non_utf8_idempotency_key_replays_and_a_long_one_is_422(client, alice, s
     assert response.status_code == 422
     assert response.json()["error"]["fields"][0]["field"].endswith("Idempotency-Key")
     assert _count(sessions, Job) == 1
+
+
+def test_long_user_strings_are_refused_short_and_never_echoed_in_full(client, alice, sessions):
+    """Issue 13: 1,000 layer names of 100 KB passed validation, to be stored with the job and
+    returned on every poll; a 1 MB bad name came back as a 2 MB 422. Every stored string has
+    a limit (app.limits), and no error repeats more than a few hundred characters of input."""
+    model = upload_id(client, alice)
+    cases = [
+        {"layers": {f"{i:04d}" + "x" * 500: {"t": 9} for i in range(1000)}},  # 0.5 MB of names
+        {"layers": {"y" * 900_000: {"t": 1}}},  # also out of range: the name is echoed
+        {"layers": {"fc1": {"t": 9, "z" * 100_000: 1}}},  # an unknown key of 100 KB
+        {"z" * 100_000: 1},
+    ]
+    for settings in cases:
+        response = submit(client, alice, {"model_id": model, "settings": settings})
+        assert response.status_code == 422, response.text[:300]
+        assert len(response.content) < 2_000, len(response.content)
+        fields = response.json()["error"]["fields"]
+        assert fields and all(len(f["field"]) <= 200 for f in fields)
+    name = submit(client, alice, {"model_id": model, "settings": cases[1]}).json()["error"]
+    assert "900000 characters; the limit is 1 to 256" in name["message"]
+    for path in ("/v1/jobs", "/v1/models", "/v1/datasets"):
+        response = client.get(path, params={"cursor": "c" * 10_000}, headers=alice.auth)
+        assert response.status_code == 422 and len(response.content) < 2_000
+    assert _count(sessions, Job) == 0
 
 
 def test_non_utf8_bearer_token_is_401(client, alice):

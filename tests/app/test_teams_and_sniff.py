@@ -86,6 +86,10 @@ def test_sniff_rejects_with_a_reason(head, kind, reason):
         ("", "model"),
         (None, "model"),
         ("é" * 300, "é" * 255),
+        ("evil\u202egnp.pt", "evilgnp.pt"),  # a right-to-left override: "evil...tp.png"
+        ("a\u200bb\u2028c\u2066d\u2069\ufeff.pt", "abcd.pt"),  # zero-width, separators
+        ("\u3164\u200d", "model"),  # nothing visible is left
+        ("\u05de\u05d5\u05d3\u05dc.pt", "\u05de\u05d5\u05d3\u05dc.pt"),  # Hebrew is text
     ],
 )
 def test_sanitize_filename(name, expected):

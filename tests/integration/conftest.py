@@ -10,17 +10,13 @@ process group terminated, the bucket removed.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from integrationkit import UPLOAD_LIMIT, Service, Worker
 from servicekit import (
     ROOT,
@@ -29,6 +25,7 @@ from servicekit import (
     S3Server,
     _stop_group,
     fresh_bucket,
+    served,
     worker_values,
 )
 
@@ -90,13 +87,6 @@ def worker(service_settings: dict[str, str], module_tmp: Path) -> Iterator[Worke
         _stop_group(proc, timeout=20)
 
 
-def _free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
 @pytest.fixture(scope="module")
 def service(
     service_settings: dict[str, str], s3_server: S3Server, worker: Worker
@@ -104,36 +94,19 @@ def service(
     """``create_app`` with its storage from the settings (S3), served by uvicorn in a thread."""
     settings = Settings(**service_settings)  # type: ignore[arg-type]
     celery = make_celery(settings)
-    app = create_app(settings, celery=celery)
-    sock = _free_socket()
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="wl-api", daemon=True
-    )
     engine = make_engine(settings.effective_database_url)
-    thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the API server did not start (see the captured log)")
-            time.sleep(0.05)
-        yield Service(
-            url=f"http://127.0.0.1:{port}",
-            settings=settings,
-            s3=s3_server.client(),
-            worker=worker,
-            sessions=make_sessionmaker(engine),
-        )
+        with served(create_app(settings, celery=celery), settings) as url:
+            yield Service(
+                url=url,
+                settings=settings,
+                s3=s3_server.client(),
+                worker=worker,
+                sessions=make_sessionmaker(engine),
+            )
     finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
         celery.close()
         engine.dispose()
-        assert not thread.is_alive(), "the API server thread did not stop"
 
 
 @pytest.fixture(scope="module")

@@ -310,3 +310,132 @@ def test_pages_fit_a_phone(
         shoot(tab, name)
     finally:
         phone.close()
+
+
+# -- issue 13: what a hostile page or file name could do in a real browser --------------------
+
+EVIL = "http://localhost:1"  # another site (not 127.0.0.1); Playwright answers, nothing listens
+
+
+def attacker_page(page: Page, html: str) -> None:
+    """Open a page of another origin whose ``html`` Playwright serves (no network)."""
+    page.route(f"{EVIL}/**", lambda route: route.fulfill(body=html, content_type="text/html"))
+    page.goto(f"{EVIL}/page")
+
+
+def signed_in_tab(page: Page, service: Service, team: ApiTeam) -> Page:
+    """A new tab of ``page``'s browser, signed in as ``team`` (through the form if need be)."""
+    tab = page.context.new_page()
+    tab.goto(f"{service.url}/dashboard/jobs")
+    if "/dashboard/login" in tab.url:
+        tab.get_by_label("API key").fill(team.key)
+        tab.get_by_role("button", name="Sign in").click()
+        expect(tab).to_have_url(f"{service.url}/dashboard/jobs")
+    return tab
+
+
+def auto_submit(action: str, fields: dict[str, str]) -> str:
+    inputs = "".join(f'<input type="hidden" name="{k}" value="{v}">' for k, v in fields.items())
+    return (f'<!DOCTYPE html><form id="f" method="post" action="{action}">{inputs}</form>'
+            '<script>document.getElementById("f").submit()</script>')  # fmt: skip
+
+
+def test_another_site_cannot_sign_the_browser_in_as_another_team(
+    page: Page, service: Service, alice: ApiTeam, console: Console
+):
+    """The probe: a page elsewhere auto-submitted mallory's key to the sign-in form and the
+    victim's dashboard switched team. Now the post is refused and alice stays alice."""
+    mallory = service.team("mallory")
+    victim = signed_in_tab(page, service, alice)
+    console.watch(victim)
+    try:
+        fields = {"api_key": mallory.key, "next": "/dashboard/jobs"}
+        attacker_page(victim, auto_submit(f"{service.url}/dashboard/login", fields))
+        expect(victim).to_have_url(f"{service.url}/dashboard/login")
+        expect(victim.get_by_role("alert")).to_contain_text("That sign-in was refused")
+        console.expected(403, f"{service.url}/dashboard/login")
+        victim.goto(f"{service.url}/dashboard/jobs")
+        expect(victim.locator("header.top")).to_contain_text(alice.name)
+        assert mallory.name not in victim.content()
+    finally:
+        victim.close()
+
+
+def test_a_refused_cross_site_post_lands_on_a_page_not_a_405(
+    page: Page, service: Service, alice: ApiTeam, model_id: str
+):
+    """A cross-site cancel arrives without the session (SameSite) and is sent to sign in;
+    the browser then lands on the job's page, not with a GET on the POST-only URL."""
+    job = submit(service, alice, {"model_id": model_id, "settings": QUICK})
+    victim = signed_in_tab(page, service, alice)
+    try:
+        action = f"{service.url}/dashboard/jobs/{job}/cancel"
+        attacker_page(victim, auto_submit(action, {"csrf": "guessed"}))
+        expect(victim).to_have_url(f"{service.url}/dashboard/jobs/{job}")
+        expect(victim.locator(".job-head")).to_be_visible()
+    finally:
+        victim.close()
+    with service.client(alice) as http:
+        assert http.get(f"/v1/jobs/{job}").json()["cancel_requested"] is False
+
+
+def test_file_names_are_shown_isolated_without_invisible_characters(
+    browser: Browser, service: Service, console: Console
+):
+    """``evil\\u202egnp.pt`` showed as "...tp.png" and flipped the id beside it; a name in a
+    right-to-left script must not move the id either."""
+    carol = service.team("carol")
+    names = ["evil\u202egnp.pt\u200b", "\u05de\u05d5\u05d3\u05dc-\u05e9\u05dc\u05d9.pt"]
+    with service.client(carol) as http:
+        for i, name in enumerate(names):
+            data = _safetensors(i + 1)
+            assert http.post("/v1/models", files={"file": (name, data)}).status_code == 201
+    context = browser.new_context(viewport=DESKTOP)
+    tab = context.new_page()
+    console.watch(tab)
+    try:
+        tab.goto(f"{service.url}/dashboard/login")
+        tab.get_by_label("API key").fill(carol.key)
+        tab.get_by_role("button", name="Sign in").click()
+        tab.goto(f"{service.url}/dashboard/models")
+        rows = tab.locator("table.models tbody tr")
+        expect(rows).to_have_count(2)
+        shown = sorted(rows.locator("th.name bdi").all_inner_texts())
+        assert shown == sorted(["evilgnp.pt", names[1]]), shown
+        for i in range(2):
+            name, ident = rows.nth(i).locator("th.name bdi"), rows.nth(i).locator("th.name small")
+            assert name.evaluate("e => getComputedStyle(e).unicodeBidi") == "isolate"
+            box, id_box = name.bounding_box(), ident.bounding_box()
+            assert box and id_box and box["x"] + box["width"] <= id_box["x"] + 1, (box, id_box)
+        shoot(tab, "models-bidi-names", full_page=False)
+    finally:
+        context.close()
+
+
+def _safetensors(n: int) -> bytes:
+    header = f'{{"w":{{"dtype":"F32","shape":[{n}],"data_offsets":[0,{4 * n}]}}}}'.encode()
+    return len(header).to_bytes(8, "little") + header + b"\0" * (4 * n)
+
+
+@pytest.mark.parametrize(
+    ("path", "ready"), [("/docs", ".opblock"), ("/redoc", "[data-section-id]")]
+)
+def test_api_docs_render_from_this_origin_only(
+    browser: Browser, service: Service, console: Console, path: str, ready: str
+):
+    """Swagger UI and Redoc come from the pinned package, served here: the page renders,
+    asks nothing of any other host, and the CSP refuses nothing."""
+    context = browser.new_context(viewport=DESKTOP)
+    tab = context.new_page()
+    console.watch(tab)
+    requested: list[str] = []
+    tab.on("request", lambda request: requested.append(request.url))
+    try:
+        tab.goto(f"{service.url}{path}")
+        expect(tab.locator(ready).first).to_be_visible(timeout=30_000)
+        expect(tab.locator("body")).to_contain_text("/v1/jobs")
+        shoot(tab, f"api{path.replace('/', '-')}", full_page=False)
+    finally:
+        context.close()
+    elsewhere = [u for u in requested if not u.startswith((service.url, "blob:", "data:"))]
+    assert not elsewhere, elsewhere
