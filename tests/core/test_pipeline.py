@@ -363,9 +363,7 @@ def test_simulated_false_positives_only_for_layers_that_will_be_tables(
 
 
 @pytest.mark.parametrize("regrowth", [False, True])
-def test_unit_sparsity_prunes_whole_rows_and_columns_first(
-    fashion_small, trained_model, regrowth
-):
+def test_unit_sparsity_prunes_whole_rows_and_columns_first(fashion_small, trained_model, regrowth):
     from weightless_core.settings import LayerOverride
 
     settings = FAST.with_(
