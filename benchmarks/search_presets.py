@@ -1,4 +1,4 @@
-"""Search the ``max`` preset and write it to ``weightless_core/presets/max.json``.
+"""Search size rules for a preset automatically; writes ``benchmarks/searched_preset.json``.
 
     python benchmarks/search_presets.py [--arch lenet-300-100] [--dataset fashion-mnist]
                                         [--budget 0.2] [--distill 0.7] [--time-budget 2700]
@@ -28,7 +28,7 @@ from _paper import DENSE_EPOCHS, fresh_model, held_out, train_dense
 
 from weightless_core.data import load_dataset
 from weightless_core.preset_search import search_size_rules
-from weightless_core.presets import PRESET_DIR, preset_values
+from weightless_core.presets import preset_values
 from weightless_core.settings import CompressionSettings
 
 SHARED = ("prune_steps", "prune_epochs", "cluster_epochs", "retrain_epochs")
@@ -41,7 +41,9 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=0.2)
     ap.add_argument("--distill", type=float, default=0.7)
     ap.add_argument("--time-budget", type=float, default=2700.0)
-    ap.add_argument("--out", type=Path, default=PRESET_DIR / "max.json")
+    ap.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parent / "searched_preset.json"
+    )
     args = ap.parse_args()
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     data = held_out(load_dataset(args.dataset))

@@ -1,27 +1,30 @@
 """Named settings users pick instead of knobs: ``default``, ``fast``, ``paper`` and ``max``.
 
 * ``paper``: the recipe of Reagen et al. as the paper describes it: Deep Compression's pruning
-  level (8 % kept) and 16 clusters, t = 9 (where the paper's t curve flattens), encoded layers
-  frozen (codebooks included), later layers retrained between encodings.
-* ``max``: the smallest file we found within the iso-accuracy rule (dense accuracy minus 0.2
-  points). Its per-size values come from ``benchmarks/search_presets.py``, which writes
-  ``presets/max.json`` together with the path the search took; nothing here is hand-tuned.
+  level (8 % kept) and 16 clusters, t = 9 (where the paper's t curve flattens), Bloomier tables,
+  encoded layers frozen (codebooks included), later layers retrained between encodings.
+* ``default``: quick, and never larger than Deep Compression on the same weights: every layer
+  is stored as its table or as Deep Compression, whichever is smaller (``hybrid``), in the
+  smallest retrieval structure (``structure="auto"``); the largest layers are pruned far enough
+  and stored at a small enough t that their tables can win.
+* ``max``: the smallest weights we found within the iso-accuracy rule on the validation split,
+  with everything that lets a layer tolerate a small t: pruning with regrowth and whole units,
+  liveness bitmaps, the largest layer encoded first, simulated false positives in training,
+  distillation, the table seed chosen by training loss. Its values and the runs that chose
+  them are in docs/presets.md.
 
 Size rules (``SizeRule``) key values on a tensor's element count, not its name, so a preset fits
-any model. Explicit settings always win over a preset's.
+any model; larger tensors are pruned further and stored at smaller t (they hold more redundant
+weights, and a table's false positives cost a large layer the least per weight). Explicit
+settings always win over a preset's.
 """
 
 from __future__ import annotations
 
-import json
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 from weightless_core.errors import InvalidInputError
 from weightless_core.settings import CompressionSettings, SizeRule
-
-PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
 # Retraining long enough that pruning and clustering alone stay within noise of the dense model
 # (LeNet-300-100 on Fashion-MNIST: 89.0% dense, 89.0% clustered; one epoch per stage loses 1.9).
@@ -31,9 +34,33 @@ _THOROUGH: dict[str, Any] = {
     "cluster_epochs": 3,
     "retrain_epochs": 3,
 }
+# What lets a table win: the smallest structure per layer, Deep Compression where it is smaller,
+# a table of the live grid only, the largest layer first, a cosine schedule within each stage.
+_TABLES: dict[str, Any] = {
+    "structure": "auto",
+    "hybrid": True,
+    "liveness": True,
+    "encode_order": "size",
+    "lr_schedule": "cosine",
+    "regrowth": True,
+    "distill": 0.5,
+}
 
 _FIXED: dict[str, dict[str, Any]] = {
-    "default": {},
+    "default": {
+        **_TABLES,
+        "prune_steps": 4,
+        "prune_epochs": 1,
+        "cluster_epochs": 1,
+        "retrain_epochs": 1,
+        "seed_candidates": 2,
+        "size_rules": (
+            SizeRule(1_000, sparsity=0.9, r=3, t=10),
+            SizeRule(10_000, sparsity=0.95, r=3, t=10),
+            SizeRule(100_000, sparsity=0.97, r=2, t=8, unit_sparsity=0.3),
+            SizeRule(300_000, sparsity=0.99, r=2, t=7, unit_sparsity=0.4),
+        ),
+    },
     "fast": {"prune_steps": 1, "prune_epochs": 1, "cluster_epochs": 0, "retrain_epochs": 0},
     "paper": {
         **_THOROUGH,
@@ -43,35 +70,32 @@ _FIXED: dict[str, dict[str, Any]] = {
         "finetune_codebooks": False,
         "later_layers": "recluster",
     },
+    "max": {
+        **_TABLES,
+        "fp_noise": True,
+        "seed_candidates": 8,
+        "min_elements": 400,
+        "prune_steps": 10,
+        "prune_epochs": 2,
+        "cluster_epochs": 2,
+        "retrain_epochs": 6,
+        "size_rules": (
+            SizeRule(400, sparsity=0.5, r=3, t=12),
+            SizeRule(1_000, sparsity=0.93, r=3, t=12),
+            SizeRule(10_000, sparsity=0.97, r=3, t=12),
+            SizeRule(100_000, sparsity=0.98, r=2, t=9, unit_sparsity=0.3),
+            SizeRule(300_000, sparsity=0.99, r=2, t=7, unit_sparsity=0.4),
+        ),
+    },
 }
 NAMES = ("default", "fast", "paper", "max")
-
-
-@cache
-def _searched(name: str) -> dict[str, Any]:
-    path = PRESET_DIR / f"{name}.json"
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise InvalidInputError(f"preset {name!r} cannot be read from {path}: {e}") from None
-    values = dict(doc["settings"])
-    values["size_rules"] = tuple(SizeRule(**rule) for rule in values.get("size_rules", ()))
-    return values
 
 
 def preset_values(name: str) -> dict[str, Any]:
     """The settings a preset sets (a fresh dict; callers may add to it)."""
     if name in _FIXED:
         return dict(_FIXED[name])
-    if name == "max":
-        return dict(_searched("max"))
     raise InvalidInputError(f"unknown preset {name!r}; choose from {list(NAMES)}")
-
-
-def search_record(name: str) -> dict[str, Any]:
-    """What ``benchmarks/search_presets.py`` stored for a searched preset (settings, path, data)."""
-    path = PRESET_DIR / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def settings_for(name: str, **overrides: Any) -> CompressionSettings:

@@ -11,7 +11,7 @@ from weightless_core.deep_compression import DeepCompressedLayer
 from weightless_core.errors import InvalidInputError
 from weightless_core.layer import EncodedLayer
 from weightless_core.pipeline import compress
-from weightless_core.presets import NAMES, preset_values, search_record, settings_for
+from weightless_core.presets import NAMES, preset_values, settings_for
 from weightless_core.settings import CompressionSettings, SizeRule
 
 SMALL = CompressionSettings(
@@ -162,15 +162,17 @@ def test_paper_preset_is_the_papers_recipe():
     assert paper.finetune_codebooks is False and paper.method == "weightless"
 
 
-def test_max_preset_comes_from_a_recorded_search():
-    record = search_record("max")
-    assert record["command"].startswith("python benchmarks/search_presets.py")
-    assert record["steps"], "the search path is recorded"
-    chosen = [s for s in record["steps"] if s.get("chosen")]
-    assert chosen, "the chosen configuration is one the search evaluated"
+def test_max_and_default_store_the_largest_layers_as_small_tables():
+    """Sizes decide the values: the largest tensors are pruned furthest, in whole rows and
+    columns too, and stored at the smallest t; every size is chosen per tensor."""
+    for name in ("max", "default"):
+        settings = settings_for(name)
+        assert settings.hybrid and settings.structure == "auto" and settings.liveness
+        big, mid = settings.plan("w", 400_000), settings.plan("w", 50_000)
+        assert big.sparsity > mid.sparsity and big.t < mid.t and big.unit_sparsity > 0
     values = preset_values("max")
-    assert values["size_rules"], "max sets values per tensor size"
     assert all(isinstance(r, SizeRule) for r in values["size_rules"])
+    assert values["fp_noise"] and values["regrowth"] and values["encode_order"] == "size"
 
 
 def test_unknown_preset_is_refused():
