@@ -84,3 +84,26 @@ def show_result(job: dict[str, Any]) -> None:
         ratio = result.get("ratio") or (orig / enc if enc else 0)
         console.print(f"size: {orig:,} -> {enc:,} bytes ([bold]{ratio:,.1f}x[/])")
     console.print(f"accuracy: {accuracy_text(result)}")
+    line = baseline_text(result)
+    if line:
+        console.print(line)
+
+
+def baseline_text(result: dict[str, Any]) -> str | None:
+    """Weights ratios (as the papers count) of the run, of Deep Compression with its best index
+    width on the same weights and of the entropy bound of any sparse index, and which is
+    smaller by how much."""
+    base = result.get("baseline") or {}
+    ours, theirs = result.get("weights_paper_ratio"), base.get("weights_ratio")
+    if not ours or not theirs:
+        return None
+    name = "Weightless" if result.get("method") == "weightless" else "This run"
+    parts = [f"{name} {ours:,.1f}x", f"Deep Compression (best index width) {theirs:,.1f}x"]
+    if base.get("bound_weights_ratio"):
+        parts.append(f"entropy bound of any sparse index {base['bound_weights_ratio']:,.1f}x")
+    verdict = (
+        f"{name} is [bold]{ours / theirs:.2f}x smaller[/]"
+        if ours >= theirs
+        else f"{name} is [bold]{theirs / ours:.2f}x larger[/]"
+    )
+    return f"weights, same pruned and clustered weights: {'; '.join(parts)}: {verdict}"

@@ -233,3 +233,20 @@ def test_embedded_run_completes_a_job_submitted_with_wait(tmp_path, monkeypatch)
         if serve.poll() is None:
             serve.kill()
             serve.wait()
+
+
+def test_the_baseline_line_says_smaller_or_larger_by_how_much():
+    from app.cli_render import baseline_text
+
+    result = {
+        "method": "weightless",
+        "weights_paper_ratio": 300.0,
+        "baseline": {"weights_ratio": 200.0, "bound_weights_ratio": 210.0},
+    }
+    line = baseline_text(result)
+    assert line is not None
+    assert "Weightless 300.0x" in line and "entropy bound of any sparse index 210.0x" in line
+    assert "1.50x smaller" in line
+    result["weights_paper_ratio"] = 100.0
+    assert "2.00x larger" in (baseline_text(result) or "")
+    assert baseline_text({"weights_paper_ratio": 3.0}) is None
