@@ -29,7 +29,7 @@ from weightless_core._jit import inline, njit, prange, prefetch
 from weightless_core.errors import ConstructionError, InvalidInputError
 from weightless_core.hashing import MIX1, MIX2, derive_seed, seed_key
 from weightless_core.retrieval import narrow
-from weightless_core.retrieval.base import MAX_T, RetrievalStructure
+from weightless_core.retrieval.base import MAX_T, RetrievalStructure, checked_inputs
 
 CELLS_PER_KEY = 1.23
 EXTRA_CELLS = 32
@@ -376,11 +376,7 @@ class BloomierFilter(RetrievalStructure):
     code = 1
 
     def __init__(self, *, t: int, seed: int, num_cells: int, words: np.ndarray, attempts: int = 1):
-        self.t = t
-        self.seed = seed
-        self.num_cells = num_cells
-        self.attempts = attempts
-        self._words = words
+        super().__init__(t=t, seed=seed, num_cells=num_cells, words=words, attempts=attempts)
         self._b = np.int64(num_cells // 3)
         self._sk = np.uint64(seed_key(seed))
 
@@ -397,24 +393,9 @@ class BloomierFilter(RetrievalStructure):
     ) -> Self:
         """See ``RetrievalStructure.build``; ``cells_per_key`` sizes the table (tests lower it
         below the peeling threshold to exercise the retries)."""
-        _check_t(t)
-        seed_key(seed)  # validates the seed
-        keys = np.ascontiguousarray(keys, dtype=np.uint64).ravel()
-        values = np.ascontiguousarray(values).ravel()
-        if keys.size != values.size:
-            raise InvalidInputError(f"{keys.size} keys but {values.size} values")
-        if keys.size > MAX_KEYS:
-            raise InvalidInputError(f"at most {MAX_KEYS} keys per table, got {keys.size}")
-        if values.size:
-            if values.dtype.kind not in "iub":
-                raise InvalidInputError(f"values must be integers, got dtype {values.dtype}")
-            lo, hi = int(values.min()), int(values.max())
-            if lo < 0 or hi >> t:
-                bad = lo if lo < 0 else hi
-                raise InvalidInputError(f"values must lie in [0, 2**t = {1 << t}), got {bad}")
-        values = values.astype(np.uint32, copy=False)
-        if max_attempts < 1:
-            raise InvalidInputError(f"max_attempts must be >= 1, got {max_attempts}")
+        keys, values = checked_inputs(
+            keys, values, t=t, seed=seed, max_keys=MAX_KEYS, max_attempts=max_attempts
+        )
         if not cells_per_key > 0:
             raise InvalidInputError(f"cells_per_key must be > 0, got {cells_per_key}")
         b = block_length(keys.size, cells_per_key)
@@ -433,28 +414,10 @@ class BloomierFilter(RetrievalStructure):
         )
 
     @classmethod
-    def from_table(cls, *, t: int, seed: int, num_cells: int, table: bytes) -> Self:
-        _check_t(t)
-        seed_key(seed)  # validates the seed
+    def size_problem(cls, num_cells: int) -> str | None:
         if num_cells < 3 or num_cells % 3 or num_cells // 3 > MAX_KEYS:
-            raise InvalidInputError(
-                f"a Bloomier table has 3*B cells with 1 <= B <= {MAX_KEYS}, got {num_cells}"
-            )
-        if len(table) != bitpack.packed_nbytes(num_cells, t):
-            raise InvalidInputError(
-                f"table of {num_cells} cells of {t} bits needs "
-                f"{bitpack.packed_nbytes(num_cells, t)} bytes, got {len(table)}"
-            )
-        return cls(
-            t=t, seed=seed, num_cells=num_cells, words=bitpack.bytes_to_words(table, num_cells, t)
-        )
-
-    def table_bytes(self) -> bytes:
-        return bitpack.words_to_bytes(self._words, self.num_cells, self.t)
-
-    def cells(self) -> np.ndarray:
-        """The table unpacked to one uint32 per cell (for inspection and tests)."""
-        return bitpack.unpack(self._words, self.num_cells, self.t)
+            return f"a Bloomier table has 3*B cells with 1 <= B <= {MAX_KEYS}, got {num_cells}"
+        return None
 
     def query(self, keys: np.ndarray) -> np.ndarray:
         flat = np.ascontiguousarray(keys, dtype=np.uint64).ravel()
@@ -481,8 +444,3 @@ class BloomierFilter(RetrievalStructure):
         with _wrapping():
             n = _count_kernel(mask, self._words, self._sk, self._b, np.int64(self.t), lim)
         return int(n)
-
-
-def _check_t(t: int) -> None:
-    if not 1 <= t <= MAX_T:
-        raise InvalidInputError(f"t (bits per cell) must be in 1..{MAX_T}, got {t}")

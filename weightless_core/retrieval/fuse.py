@@ -39,8 +39,8 @@ from weightless_core._jit import inline, njit, prange, prefetch
 from weightless_core.errors import ConstructionError, InvalidInputError
 from weightless_core.hashing import derive_seed, seed_key
 from weightless_core.retrieval import narrow
-from weightless_core.retrieval.base import MAX_T, RetrievalStructure
-from weightless_core.retrieval.bloomier import _CHUNK, _check_t, _mix, _wrapping, _xor_cells
+from weightless_core.retrieval.base import MAX_T, RetrievalStructure, checked_inputs
+from weightless_core.retrieval.bloomier import _CHUNK, _mix, _wrapping, _xor_cells
 
 MAX_KEYS = (1 << 32) - 1  # per-cell key counts are 32-bit
 MIN_SEGMENT_BITS = 2
@@ -452,11 +452,7 @@ class _BinaryFuse(RetrievalStructure):
             raise InvalidInputError(
                 f"{num_cells} cells is not a {self.kind} table size (see docs/format.md)"
             )
-        self.t = t
-        self.seed = seed
-        self.num_cells = num_cells
-        self.attempts = attempts
-        self._words = words
+        super().__init__(t=t, seed=seed, num_cells=num_cells, words=words, attempts=attempts)
         self._segs = np.int64(layout_[0])
         self._k = np.int64(layout_[1])
         self._sk = np.uint64(seed_key(seed))
@@ -483,24 +479,9 @@ class _BinaryFuse(RetrievalStructure):
     ) -> Self:
         """See ``RetrievalStructure.build``; ``cells_per_key`` overrides ``size_factor`` (tests
         lower it below the peeling threshold to exercise the retries)."""
-        _check_t(t)
-        seed_key(seed)  # validates the seed
-        keys = np.ascontiguousarray(keys, dtype=np.uint64).ravel()
-        values = np.ascontiguousarray(values).ravel()
-        if keys.size != values.size:
-            raise InvalidInputError(f"{keys.size} keys but {values.size} values")
-        if keys.size > MAX_KEYS:
-            raise InvalidInputError(f"at most {MAX_KEYS} keys per table, got {keys.size}")
-        if values.size:
-            if values.dtype.kind not in "iub":
-                raise InvalidInputError(f"values must be integers, got dtype {values.dtype}")
-            lo, hi = int(values.min()), int(values.max())
-            if lo < 0 or hi >> t:
-                bad = lo if lo < 0 else hi
-                raise InvalidInputError(f"values must lie in [0, 2**t = {1 << t}), got {bad}")
-        values = np.ascontiguousarray(values.astype(np.uint32, copy=False))
-        if max_attempts < 1:
-            raise InvalidInputError(f"max_attempts must be >= 1, got {max_attempts}")
+        keys, values = checked_inputs(
+            keys, values, t=t, seed=seed, max_keys=MAX_KEYS, max_attempts=max_attempts
+        )
         if cells_per_key is not None and not cells_per_key > 0:
             raise InvalidInputError(f"cells_per_key must be > 0, got {cells_per_key}")
         segs, k = layout(cls.ARITY, keys.size, cells_per_key)
@@ -520,29 +501,13 @@ class _BinaryFuse(RetrievalStructure):
         )
 
     @classmethod
-    def from_table(cls, *, t: int, seed: int, num_cells: int, table: bytes) -> Self:
-        _check_t(t)
-        seed_key(seed)  # validates the seed
+    def size_problem(cls, num_cells: int) -> str | None:
         if parse_num_cells(cls.ARITY, num_cells) is None:
-            raise InvalidInputError(
+            return (
                 f"{num_cells} cells is not a {cls.kind} table size: it must be (S + "
                 f"{cls.ARITY - 1}) * 2**segment_bits with 1 <= S < 2**32 (docs/format.md)"
             )
-        if len(table) != bitpack.packed_nbytes(num_cells, t):
-            raise InvalidInputError(
-                f"table of {num_cells} cells of {t} bits needs "
-                f"{bitpack.packed_nbytes(num_cells, t)} bytes, got {len(table)}"
-            )
-        return cls(
-            t=t, seed=seed, num_cells=num_cells, words=bitpack.bytes_to_words(table, num_cells, t)
-        )
-
-    def table_bytes(self) -> bytes:
-        return bitpack.words_to_bytes(self._words, self.num_cells, self.t)
-
-    def cells(self) -> np.ndarray:
-        """The table unpacked to one uint32 per cell (for inspection and tests)."""
-        return bitpack.unpack(self._words, self.num_cells, self.t)
+        return None
 
     def _params(self) -> tuple[np.uint64, np.int64, np.int64, np.int64, np.int64]:
         return self._sk, self._segs, self._k, np.int64(self.ARITY), np.int64(self.t)

@@ -37,8 +37,8 @@ from weightless_core import bitpack
 from weightless_core._jit import inline, njit, prange
 from weightless_core.errors import ConstructionError, InvalidInputError
 from weightless_core.hashing import derive_seed, seed_key
-from weightless_core.retrieval.base import MAX_T, RetrievalStructure
-from weightless_core.retrieval.bloomier import _check_t, _mix, _wrapping
+from weightless_core.retrieval.base import MAX_T, RetrievalStructure, checked_inputs
+from weightless_core.retrieval.bloomier import _mix, _wrapping
 
 WIDTH = 128
 MIN_CELLS = WIDTH
@@ -255,11 +255,7 @@ class RibbonRetrieval(RetrievalStructure):
     code = 4
 
     def __init__(self, *, t: int, seed: int, num_cells: int, words: np.ndarray, attempts: int = 1):
-        self.t = t
-        self.seed = seed
-        self.num_cells = num_cells
-        self.attempts = attempts
-        self._words = words
+        super().__init__(t=t, seed=seed, num_cells=num_cells, words=words, attempts=attempts)
         self._sk = np.uint64(seed_key(seed))
         self._spots = np.int64(num_cells - (WIDTH - 1))
         self._planes = planes_of(bitpack.unpack(words, num_cells, t), t)
@@ -278,17 +274,15 @@ class RibbonRetrieval(RetrievalStructure):
         """See ``RetrievalStructure.build``. Attempt ``a`` uses seed ``derive_seed(seed, a)``
         and ``SIZE_STEPS[a // 2]`` cells per key (the last step from then on), or a fixed
         ``cells_per_key`` (tests use one below 1 to exercise the retries)."""
-        _check_t(t)
-        seed_key(seed)  # validates the seed
-        keys, values = _checked(keys, values, t)
+        keys, values = checked_inputs(
+            keys, values, t=t, seed=seed, max_keys=MAX_KEYS, max_attempts=max_attempts
+        )
         dup = _duplicates(keys)
         if dup:  # their equal rows would solve when their values agree: refuse them anyway
             raise ConstructionError(
                 f"ribbon construction failed all {max_attempts} attempts for {keys.size} keys: "
                 f"{dup} keys are duplicates"
             )
-        if max_attempts < 1:
-            raise InvalidInputError(f"max_attempts must be >= 1, got {max_attempts}")
         if cells_per_key is not None and not cells_per_key > 0:
             raise InvalidInputError(f"cells_per_key must be > 0, got {cells_per_key}")
         m = 0
@@ -308,28 +302,10 @@ class RibbonRetrieval(RetrievalStructure):
         )
 
     @classmethod
-    def from_table(cls, *, t: int, seed: int, num_cells: int, table: bytes) -> Self:
-        _check_t(t)
-        seed_key(seed)  # validates the seed
+    def size_problem(cls, num_cells: int) -> str | None:
         if not MIN_CELLS <= num_cells <= MAX_CELLS:
-            raise InvalidInputError(
-                f"a ribbon table has {MIN_CELLS} to {MAX_CELLS} cells, got {num_cells}"
-            )
-        if len(table) != bitpack.packed_nbytes(num_cells, t):
-            raise InvalidInputError(
-                f"table of {num_cells} cells of {t} bits needs "
-                f"{bitpack.packed_nbytes(num_cells, t)} bytes, got {len(table)}"
-            )
-        return cls(
-            t=t, seed=seed, num_cells=num_cells, words=bitpack.bytes_to_words(table, num_cells, t)
-        )
-
-    def table_bytes(self) -> bytes:
-        return bitpack.words_to_bytes(self._words, self.num_cells, self.t)
-
-    def cells(self) -> np.ndarray:
-        """The table unpacked to one uint32 per cell (for inspection and tests)."""
-        return bitpack.unpack(self._words, self.num_cells, self.t)
+            return f"a ribbon table has {MIN_CELLS} to {MAX_CELLS} cells, got {num_cells}"
+        return None
 
     def planes(self) -> np.ndarray:
         """The decode layout (``planes_of``): what decoders on other devices copy there."""
@@ -366,20 +342,3 @@ def _duplicates(keys: np.ndarray) -> int:
     if keys.size < 2 or bool(np.all(keys[1:] > keys[:-1])):
         return 0
     return int(keys.size - np.unique(keys).size)
-
-
-def _checked(keys: np.ndarray, values: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
-    keys = np.ascontiguousarray(keys, dtype=np.uint64).ravel()
-    values = np.ascontiguousarray(values).ravel()
-    if keys.size != values.size:
-        raise InvalidInputError(f"{keys.size} keys but {values.size} values")
-    if keys.size > MAX_KEYS:
-        raise InvalidInputError(f"at most {MAX_KEYS} keys per table, got {keys.size}")
-    if values.size:
-        if values.dtype.kind not in "iub":
-            raise InvalidInputError(f"values must be integers, got dtype {values.dtype}")
-        lo, hi = int(values.min()), int(values.max())
-        if lo < 0 or hi >> t:
-            bad = lo if lo < 0 else hi
-            raise InvalidInputError(f"values must lie in [0, 2**t = {1 << t}), got {bad}")
-    return keys, np.ascontiguousarray(values.astype(np.uint32, copy=False))
