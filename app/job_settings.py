@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from app.limits import MAX_LAYER_NAME, MAX_LAYERS, LayerName, check_names
 from weightless_core.errors import InvalidInputError
-from weightless_core.presets import preset_values
+from weightless_core.presets import settings_for
 from weightless_core.settings import CompressionSettings, LayerOverride
 
 # Strict: the schema says integer / number / boolean, so ``"seed": false`` or ``"t": "9"`` is a
@@ -81,22 +81,23 @@ class JobSettings(BaseModel):
         return self
 
     def to_core(self, *, device: str | None = None) -> CompressionSettings:
-        values = preset_values(self.preset)
-        for name in (
-            "method", "finetune_codebooks", "hybrid", "sparsity", "r", "t", "structure",
-            "regrowth", "liveness", "encode_order", "seed_candidates", "fp_noise", "distill",
-            "lr_schedule", "unit_sparsity",
-            "min_elements", "prune_steps",
-            "prune_epochs", "cluster_epochs", "retrain_epochs", "batch_size", "lr", "seed",
-        ):  # fmt: skip
-            v = getattr(self, name)
-            if v is not None:
-                values[name] = v
-        values["layers"] = {
+        """The preset's settings with every value given here on top (``presets.settings_for``:
+        a global value also wins over the preset's per-size values of it)."""
+        given = {
+            name: getattr(self, name)
+            for name in (
+                "method", "finetune_codebooks", "hybrid", "sparsity", "r", "t", "structure",
+                "regrowth", "liveness", "encode_order", "seed_candidates", "fp_noise", "distill",
+                "lr_schedule", "unit_sparsity",
+                "min_elements", "prune_steps",
+                "prune_epochs", "cluster_epochs", "retrain_epochs", "batch_size", "lr", "seed",
+            )
+        }  # fmt: skip
+        layers = {
             name: LayerOverride(**o.model_dump(exclude_none=True))
             for name, o in self.layers.items()
         }
-        return CompressionSettings(device=device, **values)
+        return settings_for(self.preset, device=device, layers=layers, **given)
 
 
 class RequestedJobSettings(JobSettings):

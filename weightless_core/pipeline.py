@@ -492,7 +492,7 @@ class _Run:
     def _best_table(self, name: str, index: int) -> EncodedLayer:
         """The layer's table; with ``seed_candidates`` > 1, of that many seeds the one whose
         false positives cost the least training loss (the table is fixed once chosen, so this
-        is the only point where where its errors land can still be picked)."""
+        is the only point where its errors land can be picked)."""
         plan = self.plans[name]
         c = self.constraints[name]
         first = derive_seed(self.settings.seed, index + 1)

@@ -21,6 +21,7 @@ settings always win over a preset's.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from weightless_core.errors import InvalidInputError
@@ -99,7 +100,20 @@ def preset_values(name: str) -> dict[str, Any]:
 
 
 def settings_for(name: str, **overrides: Any) -> CompressionSettings:
-    """``CompressionSettings`` of preset ``name`` with ``overrides`` (not ``None``) on top."""
+    """``CompressionSettings`` of preset ``name`` with ``overrides`` (not ``None``) on top.
+
+    A value given globally (``sparsity=0.95``) wins over the preset's per-size values of it
+    too: explicit settings always win over a preset's.
+    """
     values = preset_values(name)
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    per_size = [k for k in _PER_SIZE if k in given]
+    if per_size and values.get("size_rules"):
+        values["size_rules"] = tuple(
+            replace(rule, **dict.fromkeys(per_size)) for rule in values["size_rules"]
+        )
+    values.update(given)
     return CompressionSettings(**values)
+
+
+_PER_SIZE = ("sparsity", "r", "t", "unit_sparsity")  # the fields a SizeRule may set

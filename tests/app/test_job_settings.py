@@ -23,8 +23,10 @@ def test_explicit_fields_override_the_preset():
 
 
 def test_hybrid_is_passed_through_and_strict():
-    assert JobSettings(hybrid=True).to_core().hybrid is True
-    assert JobSettings().to_core().hybrid is False
+    assert JobSettings(preset="fast", hybrid=True).to_core().hybrid is True
+    assert JobSettings(preset="fast").to_core().hybrid is False
+    assert JobSettings().to_core().hybrid is True  # the default preset stores the smaller way
+    assert JobSettings(hybrid=False).to_core().hybrid is False
     with pytest.raises(ValidationError):
         JobSettings.model_validate({"hybrid": "yes"})
 

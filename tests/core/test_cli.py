@@ -54,6 +54,8 @@ def test_compress_decode_evaluate_round_trip(reference, tmp_path):
         "digits",
         "--out",
         out,
+        "--preset",
+        "fast",
         "--sparsity",
         "0.8",
         "--t",
@@ -69,7 +71,7 @@ def test_compress_decode_evaluate_round_trip(reference, tmp_path):
     text = output(res)
     for column in ("layer", "kept %", "cells", "bytes", "false", "ratio"):
         assert column in text
-    assert "accuracy: dense" in text
+    assert "accuracy (validation): dense" in text and "test split" in text
     rep = json.loads(report.read_text())
     fc3 = next(row for row in rep["layers"] if row["name"] == "fc3.weight")
     assert (fc3["t"], fc3["kept"]) == (10, 0.5)
@@ -134,7 +136,8 @@ def test_structure_option_and_per_layer_structures(reference, tmp_path):
 
     out, report = tmp_path / "fuse.wlss", tmp_path / "fuse.json"
     res = invoke(
-        "compress", reference, "--out", out, "--data-free", "--structure", "fuse4",
+        "compress", reference, "--out", out, "--data-free", "--preset", "fast",
+        "--structure", "fuse4",
         "--layer", "fc3.weight:structure=bloomier", "--layer", "fc1.weight:structure=fuse3",
         "--report", report,
     )  # fmt: skip
@@ -232,7 +235,8 @@ def test_deep_compression_method_and_presets_from_the_shell(reference, tmp_path)
         "--prune-epochs", "1", "--cluster-epochs", "1", "--report", report,
     )  # fmt: skip
     assert res.exit_code == 0, output(res)
-    assert "Deep Compression, same pruned and clustered weights" in output(res)
+    assert "Deep Compression, best index width" in output(res)
+    assert "entropy bound of any sparse index" in output(res)
     rep = json.loads(report.read_text())
     assert rep["settings"]["t"] == 9 and rep["settings"]["finetune_codebooks"] is False
     assert rep["settings"]["prune_steps"] == 1  # explicit options win over the preset

@@ -110,7 +110,7 @@ def test_page_is_well_formed_and_lists_every_encoded_layer(report, page):
     assert f"{report['accuracy']['final']:.2f}%" in text
     assert f"{report['weights_paper_ratio']:,.1f}" in text  # as the papers count
     assert f"{report['baseline']['weights_paper_ratio']:,.1f}" in text  # Deep Compression
-    assert "Deep Compression on the same weights" in text
+    assert "Against the strongest baselines, on the same weights" in text
     for stage in report["seconds"]:
         assert parsed.row(stage)  # time per stage
 
@@ -171,7 +171,7 @@ def test_minimal_old_report_renders(report):
     parsed = _assert_well_formed(render_html(old))
     text = "".join(parsed.text)
     assert "12.0\N{MULTIPLICATION SIGN}" in text  # whole-file ratio worked out from the two sizes
-    assert "Deep Compression on the same weights" not in text
+    assert "Against the strongest baselines, on the same weights" not in text
     assert len(parsed.svgs) == 2
     assert parsed.row("fc2.weight")[1:4] == ["100\N{MULTIPLICATION SIGN}300", "20.00", "4"]
 
@@ -180,7 +180,7 @@ def test_deep_compression_run_renders(report):
     dc = report["baseline"]  # what `--method deep-compression` reports: no baseline of its own
     parsed = _assert_well_formed(render_html(dc))
     assert len(parsed.svgs) == 2
-    assert "Deep Compression on the same weights" not in "".join(parsed.text)
+    assert "Against the strongest baselines, on the same weights" not in "".join(parsed.text)
     assert 'class="bar wl"' not in render_html(dc)  # its bars are the hatched DC ones
 
 

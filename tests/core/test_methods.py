@@ -205,3 +205,10 @@ def test_variants_that_change_pruning_are_refused(trained_model):
 
     with pytest.raises(InvalidInputError, match=r"\['sparsity'\]"):
         compress_variants(trained_model, None, [SMALL, SMALL.with_(sparsity=0.5)])
+
+
+def test_a_global_value_given_wins_over_the_presets_per_size_values():
+    plan = settings_for("default", sparsity=0.5, t=11).plan("fc1.weight", 400_000)
+    assert (plan.sparsity, plan.t) == (0.5, 11)
+    assert plan.r == 2 and plan.unit_sparsity == 0.4  # what was not given keeps the preset's
+    assert settings_for("max").plan("w", 400_000).sparsity == 0.99

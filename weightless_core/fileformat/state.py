@@ -20,6 +20,9 @@ def load(
     On a GPU ``device`` the Weightless layers decode there (``EncodedLayer.to_torch``): the
     dense weights never exist in host memory.
     """
+    from weightless_core.retrieval.torch_decode import checked_device
+
+    device = checked_device(device)  # before reading: every kind of record goes there
     model = read_model(path)
     out: dict[str, torch.Tensor] = {}
     for name, value in model.entries.items():
