@@ -368,7 +368,13 @@ def test_upload_cut_off_by_the_client_leaves_nothing_in_s3(service: Service, ali
     with socket.create_connection((url.hostname, url.port)) as sock:
         sock.sendall(request + head + data[: 8 * (1 << 20) + 300_000])
         # The first 8 MiB part is on its way to S3 before the client leaves.
-        assert wait_for(lambda: s3.list_multipart_uploads(Bucket=bucket).get("Uploads"))
+        if not wait_for(lambda: s3.list_multipart_uploads(Bucket=bucket).get("Uploads"), 30):
+            sock.settimeout(2.0)
+            try:
+                answer = sock.recv(2048)
+            except OSError as e:
+                answer = repr(e).encode()
+            pytest.fail(f"no multipart upload began; the server answered {answer[:600]!r}")
     assert wait_for(lambda: not s3.list_multipart_uploads(Bucket=bucket).get("Uploads"))
     assert service.objects() == before
     assert upload_count(service, filename="cut.safetensors") == 0
