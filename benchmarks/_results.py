@@ -56,7 +56,7 @@ _HEADER = (
 )
 _SECTION_NAME = re.compile(r"[a-z0-9_-]+")
 
-__all__ = ["BENCHMARKS_MD", "RESULTS_JSON", "machine_info", "record"]
+__all__ = ["BENCHMARKS_MD", "RESULTS_JSON", "machine_info", "record", "recorded"]
 
 
 def _version(dist: str) -> str:
@@ -151,6 +151,16 @@ def command_line(script: str, argv: list[str] | None) -> str:
     python = os.path.relpath(sys.executable, ROOT)
     path = os.path.relpath(Path(script).resolve(), ROOT)
     return shlex.join([python, path, *(argv if argv is not None else sys.argv[1:])])
+
+
+def recorded(section: str) -> dict[str, Any]:
+    """The ``data`` last recorded for ``section`` (empty if none), so that a script run in parts
+    (``--pairs``) can keep the parts an earlier run recorded."""
+    if not RESULTS_JSON.is_file():
+        return {}
+    entry = json.loads(RESULTS_JSON.read_text("utf-8")).get(section)
+    data = entry.get("data") if isinstance(entry, dict) else None
+    return data if isinstance(data, dict) else {}
 
 
 def record(section: str, *, title: str, command: str, markdown: str, data: dict) -> None:

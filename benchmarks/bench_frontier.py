@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _paper import DENSE_EPOCHS, SEEDS, fresh_model, test_accuracy, train_dense
-from _results import command_line, record
+from _results import command_line, record, recorded
 
 from weightless_core.data import Dataset, load_dataset
 from weightless_core.pipeline import compress
@@ -62,7 +62,8 @@ def settings_for(arch: str, kept_percent: float, regrowth: bool, seed: int) -> C
 def run_pair(
     arch: str, data: Dataset, *, levels: tuple[float, ...], seeds: tuple[int, ...], epochs: int
 ) -> dict[str, Any]:
-    out: dict[str, Any] = {"arch": arch, "dataset": data.name, "dense": [], "points": []}
+    out: dict[str, Any] = {"arch": arch, "dataset": data.name, "seeds": list(seeds)}
+    out |= {"dense": [], "points": []}
     states = {}
     for seed in seeds:
         state, _, _ = train_dense(arch, data, epochs, seed=seed, cache=True)
@@ -129,39 +130,70 @@ def markdown(pairs: list[dict[str, Any]], total_s: float) -> str:
     return "\n".join(lines)
 
 
+def _key(pair: dict[str, Any]) -> str:
+    return f"{pair['arch']}/{pair['dataset']}"
+
+
+def recorded_pairs() -> list[dict[str, Any]]:
+    """Pairs an earlier ``--pairs`` run recorded over the same levels and seeds."""
+    return [
+        p
+        for p in recorded("frontier").get("pairs", [])
+        if isinstance(p, dict)
+        and "seconds" in p
+        and p.get("seeds") == list(SEEDS)
+        and [x.get("kept_percent") for x in p.get("points", [])]
+        == list(KEPT_PERCENT.get(p.get("arch"), ()))
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny smoke run (digits, 2 seeds)")
     ap.add_argument("--out-dir", type=Path, help="with --quick: where to write the table")
+    names = [f"{a}/{d}" for a, d in PAIRS]
+    ap.add_argument(
+        "--pairs",
+        nargs="+",
+        choices=names,
+        default=names,
+        help="run only these; pairs recorded earlier over the same levels stay in the table",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    start = time.perf_counter()
-    pairs = []
     if args.quick:
+        start = time.perf_counter()
         data = load_dataset("digits")
-        pairs.append(run_pair("lenet-300-100", data, levels=(10, 5), seeds=(0, 1), epochs=2))
-    else:
-        for arch, name in PAIRS:
-            data = load_dataset(name)
-            epochs = DENSE_EPOCHS[(arch, name)]
-            pairs.append(
-                run_pair(arch, data, levels=KEPT_PERCENT[arch], seeds=SEEDS, epochs=epochs)
-            )
-    total = time.perf_counter() - start
-    text = markdown(pairs, total)
-    if args.quick:
+        pairs = [run_pair("lenet-300-100", data, levels=(10, 5), seeds=(0, 1), epochs=2)]
         out = args.out_dir or Path("frontier-quick")
         out.mkdir(parents=True, exist_ok=True)
+        text = markdown(pairs, time.perf_counter() - start)
         (out / "frontier.md").write_text(text + "\n", encoding="utf-8")
         return
-    record(
-        "frontier",
-        title="Sparsity frontier: accuracy against the largest layer's kept share (3 seeds)",
-        command=command_line(__file__, argv),
-        markdown=text,
-        data={"pairs": pairs, "total_seconds": round(total, 1)},
-    )
-    print(f"done in {total / 60:.1f} min")
+    done = {_key(p): p for p in recorded_pairs() if _key(p) not in args.pairs}
+    for arch, name in PAIRS:
+        if f"{arch}/{name}" not in args.pairs:
+            continue
+        start = time.perf_counter()
+        data = load_dataset(name)
+        epochs = DENSE_EPOCHS[(arch, name)]
+        pair = run_pair(arch, data, levels=KEPT_PERCENT[arch], seeds=SEEDS, epochs=epochs)
+        pair["seconds"] = round(time.perf_counter() - start, 1)
+        done[_key(pair)] = pair
+        pairs = [done[k] for k in names if k in done]  # recorded after every pair
+        total = sum(p["seconds"] for p in pairs)
+        text = markdown(pairs, total)
+        missing = [k for k in names if k not in done]
+        if missing:
+            text += f"\n\nNot yet run: {', '.join(missing)}."
+        record(
+            "frontier",
+            title="Sparsity frontier: accuracy against the largest layer's kept share (3 seeds)",
+            command=command_line(__file__, argv),
+            markdown=text,
+            data={"pairs": pairs, "total_seconds": total},
+        )
+        print(f"{_key(pair)} done in {pair['seconds'] / 60:.1f} min; recorded", flush=True)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _paper import DENSE_EPOCHS, SEEDS, fresh_model, test_accuracy, train_dense
-from _results import command_line, record
+from _results import command_line, record, recorded
 
 from weightless_core.data import Dataset, load_dataset
 from weightless_core.pipeline import compress
@@ -476,13 +476,9 @@ def _pair_key(pair: dict[str, Any]) -> str:
 def recorded_pairs(presets: tuple[str, ...]) -> list[dict[str, Any]]:
     """Pairs an earlier ``--pairs`` run recorded with the same presets and seeds, so a run of
     the remaining pairs completes the table rather than replacing it."""
-    path = ROOT / "benchmarks" / "results.json"
-    if not path.is_file():
-        return []
-    data = json.loads(path.read_text("utf-8")).get("paper", {}).get("data", {})
     return [
         p
-        for p in data.get("pairs", [])
+        for p in recorded("paper").get("pairs", [])
         if isinstance(p, dict)
         and p.get("seeds") == list(SEEDS)
         and tuple(p.get("runs", {})) == presets

@@ -117,9 +117,8 @@ def test_paper_table_keeps_pairs_recorded_with_the_same_presets(tmp_path, monkey
         pair("mnist-10k", ("paper", "default", "max"), seeds=[0]),  # other seeds
         {"arch": "lenet-5", "dataset": "old", "runs": {}},  # an older format
     ]
-    (tmp_path / "benchmarks").mkdir()
     results = {"paper": {"data": {"pairs": [kept, *others]}}}
-    (tmp_path / "benchmarks" / "results.json").write_text(json.dumps(results))
-    monkeypatch.setattr(paper_table, "ROOT", tmp_path)
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    monkeypatch.setattr(sys.modules["_results"], "RESULTS_JSON", tmp_path / "results.json")
     assert paper_table.recorded_pairs(("paper", "default", "max")) == [kept]
     assert paper_table.recorded_pairs(("max",)) == []
