@@ -7,8 +7,10 @@ scripts that compare runs of one reference may cache it in ``.cache/dense`` (``t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -100,3 +102,33 @@ def held_out(data: Dataset, fraction: float = 0.2, *, seed: int = SEED) -> Datas
         x_val=data.x_train[hold],
         y_val=data.y_train[hold],
     )
+
+
+def pair_key(pair: dict[str, Any]) -> str:
+    return f"{pair['arch']}/{pair['dataset']}"
+
+
+def run_in_parts(
+    names: list[str],
+    chosen: list[str],
+    earlier: list[dict[str, Any]],
+    run: Callable[[str, str], dict[str, Any]],
+    save: Callable[[list[dict[str, Any]], list[str]], None],
+) -> None:
+    """Run the ``chosen`` "arch/data" pairs in ``names`` order, timing each (``seconds``).
+
+    After every pair, ``save(pairs, missing)`` gets the finished pairs with those ``earlier``
+    runs recorded that were not run again, in ``names`` order, and the names still missing: a
+    table too long for one sitting is completed by later ``--pairs`` runs, and a crash loses
+    no finished pair.
+    """
+    done = {pair_key(p): p for p in earlier if pair_key(p) not in chosen}
+    for key in names:
+        if key not in chosen:
+            continue
+        start = time.perf_counter()
+        pair = run(*key.split("/"))
+        pair["seconds"] = round(time.perf_counter() - start, 1)
+        done[key] = pair
+        save([done[k] for k in names if k in done], [k for k in names if k not in done])
+        print(f"{key} done in {pair['seconds'] / 60:.1f} min; recorded", flush=True)

@@ -25,7 +25,14 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _paper import DENSE_EPOCHS, SEEDS, fresh_model, test_accuracy, train_dense
+from _paper import (
+    DENSE_EPOCHS,
+    SEEDS,
+    fresh_model,
+    run_in_parts,
+    test_accuracy,
+    train_dense,
+)
 from _results import command_line, record, recorded
 
 from weightless_core.data import Dataset, load_dataset
@@ -130,10 +137,6 @@ def markdown(pairs: list[dict[str, Any]], total_s: float) -> str:
     return "\n".join(lines)
 
 
-def _key(pair: dict[str, Any]) -> str:
-    return f"{pair['arch']}/{pair['dataset']}"
-
-
 def recorded_pairs() -> list[dict[str, Any]]:
     """Pairs an earlier ``--pairs`` run recorded over the same levels and seeds."""
     return [
@@ -170,20 +173,15 @@ def main(argv: list[str] | None = None) -> None:
         text = markdown(pairs, time.perf_counter() - start)
         (out / "frontier.md").write_text(text + "\n", encoding="utf-8")
         return
-    done = {_key(p): p for p in recorded_pairs() if _key(p) not in args.pairs}
-    for arch, name in PAIRS:
-        if f"{arch}/{name}" not in args.pairs:
-            continue
-        start = time.perf_counter()
+
+    def run(arch: str, name: str) -> dict[str, Any]:
         data = load_dataset(name)
         epochs = DENSE_EPOCHS[(arch, name)]
-        pair = run_pair(arch, data, levels=KEPT_PERCENT[arch], seeds=SEEDS, epochs=epochs)
-        pair["seconds"] = round(time.perf_counter() - start, 1)
-        done[_key(pair)] = pair
-        pairs = [done[k] for k in names if k in done]  # recorded after every pair
+        return run_pair(arch, data, levels=KEPT_PERCENT[arch], seeds=SEEDS, epochs=epochs)
+
+    def save(pairs: list[dict[str, Any]], missing: list[str]) -> None:
         total = sum(p["seconds"] for p in pairs)
         text = markdown(pairs, total)
-        missing = [k for k in names if k not in done]
         if missing:
             text += f"\n\nNot yet run: {', '.join(missing)}."
         record(
@@ -193,7 +191,8 @@ def main(argv: list[str] | None = None) -> None:
             markdown=text,
             data={"pairs": pairs, "total_seconds": total},
         )
-        print(f"{_key(pair)} done in {pair['seconds'] / 60:.1f} min; recorded", flush=True)
+
+    run_in_parts(names, args.pairs, recorded_pairs(), run, save)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,15 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _paper import DENSE_EPOCHS, SEEDS, fresh_model, test_accuracy, train_dense
+from _paper import (
+    DENSE_EPOCHS,
+    SEEDS,
+    fresh_model,
+    pair_key,
+    run_in_parts,
+    test_accuracy,
+    train_dense,
+)
 from _results import command_line, record, recorded
 
 from weightless_core.data import Dataset, load_dataset
@@ -469,10 +477,6 @@ def plot(pairs: list[dict[str, Any]], path: Path) -> bool:
     return True
 
 
-def _pair_key(pair: dict[str, Any]) -> str:
-    return f"{pair['arch']}/{pair['dataset']}"
-
-
 def recorded_pairs(presets: tuple[str, ...]) -> list[dict[str, Any]]:
     """Pairs an earlier ``--pairs`` run recorded with the same presets and seeds, so a run of
     the remaining pairs completes the table rather than replacing it."""
@@ -520,21 +524,15 @@ def main(argv: list[str] | None = None) -> None:
         (out / "paper.md").write_text(text + "\n", encoding="utf-8")
         (out / "results.json").write_text(json.dumps(summary(pairs), indent=1) + "\n", "utf-8")
         return
-    done = {_pair_key(p): p for p in recorded_pairs(presets) if _pair_key(p) not in args.pairs}
-    for arch, name in PAIRS:
-        if f"{arch}/{name}" not in args.pairs:
-            continue
-        start = time.perf_counter()
+
+    def run(arch: str, name: str) -> dict[str, Any]:
         data = load_dataset(name)
         epochs = DENSE_EPOCHS[(arch, name)]
-        pair = run_pair(arch, data, seeds=SEEDS, presets=presets, epochs=epochs)
-        pair["seconds"] = round(time.perf_counter() - start, 1)
-        done[_pair_key(pair)] = pair
-        # Record after every pair: a crash or a stop later loses no finished pair.
-        pairs = [done[k] for k in names if k in done]
-        total = sum(p["seconds"] for p in pairs)
+        return run_pair(arch, data, seeds=SEEDS, presets=presets, epochs=epochs)
+
+    def save(pairs: list[dict[str, Any]], missing: list[str]) -> None:
         plotted = plot(pairs, PLOT)
-        missing = [k for k in names if k not in done]
+        total = sum(p["seconds"] for p in pairs)
         text = markdown(pairs, total, "benchmarks/paper_plot.png" if plotted else None)
         if missing:
             text += f"\n\nNot yet run with these presets: {', '.join(missing)}."
@@ -545,11 +543,12 @@ def main(argv: list[str] | None = None) -> None:
             markdown=text,
             data=summary(pairs),
         )
-        print(f"{_pair_key(pair)} done in {pair['seconds'] / 60:.1f} min; recorded", flush=True)
+
+    run_in_parts(names, args.pairs, recorded_pairs(presets), run, save)
 
 
 def summary(pairs: list[dict[str, Any]]) -> dict[str, Any]:
-    verdicts = {f"{_pair_key(p)}/{n}": aggregate(p, n) for p in pairs for n in p["runs"]}
+    verdicts = {f"{pair_key(p)}/{n}": aggregate(p, n) for p in pairs for n in p["runs"]}
     total = sum(p.get("seconds", 0.0) for p in pairs)
     return {
         "iso_points": ISO_POINTS,

@@ -100,25 +100,3 @@ def test_paper_table_quick_run_writes_table_plot_and_json(tmp_path, monkeypatch)
             assert all(0 < row["kept"] < 1 for row in run["layers"] if row["encoded"])
     aggregate = data["aggregates"]["lenet-300-100/digits/paper"]
     assert {"iso", "gain", "layer_gain", "dense_test"} <= set(aggregate)
-
-
-def test_paper_table_keeps_pairs_recorded_with_the_same_presets(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    sys.modules.pop("paper_table", None)
-    import paper_table
-
-    def pair(dataset: str, presets: tuple[str, ...], **extra) -> dict:
-        base = {"arch": "lenet-5", "dataset": dataset, "seeds": [0, 1, 2], "seconds": 1.0}
-        return base | {"runs": {n: [] for n in presets}} | extra
-
-    kept = pair("mnist", ("paper", "default", "max"))
-    others = [
-        pair("fashion-mnist", ("default", "max")),  # other presets
-        pair("mnist-10k", ("paper", "default", "max"), seeds=[0]),  # other seeds
-        {"arch": "lenet-5", "dataset": "old", "runs": {}},  # an older format
-    ]
-    results = {"paper": {"data": {"pairs": [kept, *others]}}}
-    (tmp_path / "results.json").write_text(json.dumps(results))
-    monkeypatch.setattr(sys.modules["_results"], "RESULTS_JSON", tmp_path / "results.json")
-    assert paper_table.recorded_pairs(("paper", "default", "max")) == [kept]
-    assert paper_table.recorded_pairs(("max",)) == []

@@ -1,0 +1,90 @@
+"""Benchmarks too long for one sitting run in parts (``--pairs``); the frontier's smoke run."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _script(monkeypatch, name: str = "bench_frontier"):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    sys.modules.pop(name, None)
+    return importlib.import_module(name)
+
+
+def test_frontier_quick_run_compares_magnitude_and_regrowth(tmp_path, monkeypatch):
+    frontier = _script(monkeypatch)
+    frontier.main(["--quick", "--out-dir", str(tmp_path)])
+    text = (tmp_path / "frontier.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| lenet-300-100 | digits |")]
+    assert [row.split("|")[3].strip() for row in rows] == ["10", "5"]
+    for row in rows:
+        # mean ± sd [seed 0, seed 1] for both methods, then the gain and the dense accuracy
+        cells = [c.strip() for c in row.split("|")[4:8]]
+        for cell in cells[:2]:
+            mean, seeds = re.fullmatch(r"([\d.]+) ± [\d.]+ \[([\d., ]+)\]", cell).groups()
+            values = [float(x) for x in seeds.split(",")]
+            assert len(values) == 2 and all(20 < v <= 100 for v in values)
+            assert abs(float(mean) - sum(values) / 2) < 0.006
+        assert re.fullmatch(r"[+-][\d.]+", cells[2])
+
+
+def test_frontier_keeps_only_pairs_over_the_same_levels_and_seeds(tmp_path, monkeypatch):
+    frontier = _script(monkeypatch)
+    levels = list(frontier.KEPT_PERCENT["lenet-5"])
+
+    def pair(dataset: str, kept: list[float], **extra) -> dict:
+        points = [{"kept_percent": k} for k in kept]
+        base = {"arch": "lenet-5", "dataset": dataset, "seeds": [0, 1, 2], "seconds": 1.0}
+        return base | {"points": points} | extra
+
+    kept = pair("mnist", levels)
+    others = [pair("a", levels[:-1]), pair("b", levels, seeds=[0]), {"arch": "lenet-5"}]
+    (tmp_path / "results.json").write_text(
+        json.dumps({"frontier": {"data": {"pairs": [kept, *others]}}})
+    )
+    monkeypatch.setattr(sys.modules["_results"], "RESULTS_JSON", tmp_path / "results.json")
+    assert frontier.recorded_pairs() == [kept]
+
+
+def test_paper_table_keeps_pairs_recorded_with_the_same_presets(tmp_path, monkeypatch):
+    paper_table = _script(monkeypatch, "paper_table")
+
+    def pair(dataset: str, presets: tuple[str, ...], **extra) -> dict:
+        base = {"arch": "lenet-5", "dataset": dataset, "seeds": [0, 1, 2], "seconds": 1.0}
+        return base | {"runs": {n: [] for n in presets}} | extra
+
+    kept = pair("mnist", ("paper", "default", "max"))
+    others = [
+        pair("fashion-mnist", ("default", "max")),  # other presets
+        pair("mnist-10k", ("paper", "default", "max"), seeds=[0]),  # other seeds
+        {"arch": "lenet-5", "dataset": "old", "runs": {}},  # an older format
+    ]
+    results = {"paper": {"data": {"pairs": [kept, *others]}}}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    monkeypatch.setattr(sys.modules["_results"], "RESULTS_JSON", tmp_path / "results.json")
+    assert paper_table.recorded_pairs(("paper", "default", "max")) == [kept]
+    assert paper_table.recorded_pairs(("max",)) == []
+
+
+def test_run_in_parts_keeps_earlier_pairs_and_saves_after_each(monkeypatch):
+    paper = _script(monkeypatch, "_paper")
+    names = ["a/x", "b/y", "c/z"]
+    earlier = [{"arch": "a", "dataset": "x", "old": True}, {"arch": "b", "dataset": "y"}]
+    saved: list[tuple[list[str], list[str]]] = []
+
+    def run(arch: str, data: str) -> dict:
+        return {"arch": arch, "dataset": data}
+
+    def save(pairs: list[dict], missing: list[str]) -> None:
+        assert all("seconds" in p or p.get("old") for p in pairs)
+        saved.append(([paper.pair_key(p) for p in pairs], missing))
+
+    paper.run_in_parts(names, ["c/z", "b/y"], earlier, run, save)
+    # b/y is run again (the earlier one is dropped), in table order, a/x kept from before
+    assert saved == [(["a/x", "b/y"], ["c/z"]), (["a/x", "b/y", "c/z"], [])]
