@@ -162,8 +162,11 @@ def main(argv: list[str] | None = None) -> None:
         default=names,
         help="run only these; pairs recorded earlier over the same levels stay in the table",
     )
+    ap.add_argument(
+        "--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch CPU threads"
+    )
     args = ap.parse_args(argv)
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads)
     if args.quick:
         start = time.perf_counter()
         data = load_dataset("digits")

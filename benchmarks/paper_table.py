@@ -506,12 +506,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--replot", action="store_true", help="redraw the PNG from benchmarks/results.json only"
     )
+    ap.add_argument(
+        "--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch CPU threads"
+    )
     args = ap.parse_args(argv)
     if args.replot:
         recorded = json.loads((ROOT / "benchmarks" / "results.json").read_text("utf-8"))
         plot(recorded["paper"]["data"]["pairs"], PLOT)
         return
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads)
     presets = tuple(args.presets)
     if args.quick:
         start = time.perf_counter()
