@@ -35,6 +35,16 @@ def test_pages_send_a_browser_to_sign_in_and_a_script_a_401(client, path):
     assert script.json()["error"]["code"] == "unauthorized"
 
 
+def test_the_root_url_leads_to_the_dashboard(client, alice):
+    for method in ("GET", "HEAD"):
+        response = client.request(method, "/", follow_redirects=False)
+        assert response.status_code == 307
+        assert response.headers["location"] == "/dashboard/jobs"
+    page = client.get("/", headers=HTML)  # followed: a browser not signed in is asked to
+    assert page.status_code == 200 and 'name="api_key"' in page.text
+    assert "/" not in client.get("/openapi.json").json()["paths"]
+
+
 def test_sign_in_sets_an_opaque_cookie_that_holds_no_key(client, alice, sessions):
     form = client.get("/dashboard/login", headers=HTML)
     assert form.status_code == 200 and 'name="api_key"' in form.text
