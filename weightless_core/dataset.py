@@ -96,6 +96,13 @@ class Dataset:
         """Shape of one sample, e.g. ``(1, 28, 28)``."""
         return tuple(self.x_train.shape[1:])
 
+    def flattened(self) -> Dataset:
+        """Every split's samples as flat vectors ``(N, D)``: for a model whose first layer is a
+        ``Linear`` over the whole sample (an MLP fed images)."""
+        flat = {f"x_{s}": getattr(self, f"x_{s}").reshape(len(getattr(self, f"x_{s}")), -1)
+                for s in self.splits}  # fmt: skip
+        return replace(self, **flat)
+
     def subset(self, n_train: int, n_val: int, *, seed: int) -> Dataset:
         """A deterministic random subset (same ``seed`` -> same samples), kept in original order.
 

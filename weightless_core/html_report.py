@@ -251,6 +251,12 @@ def _figure(label: str, value: str, detail: str = "", cls: str = "fig") -> str:
     )
 
 
+def _notes(report: Mapping[str, Any]) -> str:
+    """What the run changed in the user's input (e.g. flattened samples), said where seen."""
+    notes = [n for n in report.get("notes") or [] if isinstance(n, str)]
+    return "".join(f'<p class="note">Note: {_e(n)}</p>' for n in notes)
+
+
 def _summary(report: Mapping[str, Any]) -> str:
     acc = _dict(report.get("accuracy"))
     steps = [(label, acc.get(key)) for key, label in STAGES] + [("final", acc.get("final"))]
@@ -293,6 +299,7 @@ def _summary(report: Mapping[str, Any]) -> str:
             '<section aria-labelledby="s-summary">',
             '<h2 id="s-summary">Summary</h2>',
             f'<dl class="figures">{"".join(figures)}</dl>',
+            _notes(report),
             _timings(report),
             "</section>",
         ]
@@ -702,6 +709,7 @@ h2{font-size:1.15rem;margin:1.8rem 0 .6rem;border-bottom:1px solid var(--line)}
 .meta,.knobs{display:flex;flex-wrap:wrap;gap:.3rem 1rem;margin:.3rem 0;color:var(--muted)}
 .meta b,.knobs b{color:var(--fg)}
 details{margin:.5rem 0}summary{cursor:pointer;color:var(--accent)}
+.note{border-left:3px solid var(--accent);padding:.2rem .7rem;margin:.7rem 0}
 dl.settings{display:grid;grid-template-columns:max-content 1fr;gap:.1rem 1rem;margin:.5rem 0;
 font-size:.9rem}
 dl.settings dt{color:var(--muted)}dl.settings dd{margin:0;overflow-wrap:anywhere}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -196,6 +197,7 @@ class _Run:
         self.layer_accuracy: dict[str, float | None] = {}
         self.accuracy: dict[str, float | None] = {}
         self.seconds: dict[str, float] = {}
+        self.notes: list[str] = []
         self.generator = torch.Generator().manual_seed(settings.seed)
         s = settings
         trains = data is not None
@@ -544,27 +546,54 @@ class _Run:
         d = self.data
         if d.x_train.shape[0] == 0 or d.x_val.shape[0] == 0:
             raise DataError("training and validation data must both be non-empty")
+        try:
+            out = self._probe(d)
+        except DataError:
+            width = _first_linear_width(self.model)
+            if len(d.input_shape) < 2 or width != math.prod(d.input_shape):
+                raise
+            # An MLP fed images: its first Linear takes exactly one flattened sample, so
+            # flattening is the one fix, and the user's own inputs are flat already.
+            out = self._probe(d.flattened())
+            shape = " x ".join(map(str, d.input_shape))
+            self.data = d = d.flattened()
+            note = (
+                f"samples of shape {shape} were flattened to {width} values: the model's first "
+                f"layer is a Linear with {width} inputs"
+            )
+            self.notes.append(note)
+            self._emit("evaluate", note)
+        if not isinstance(out, torch.Tensor) or out.dim() != 2:
+            raise DataError("the model must return logits of shape (batch, classes)")
+        top = int(max(d.y_train.max(), d.y_val.max()))
+        if top >= out.shape[1]:
+            raise DataError(f"labels go up to {top} but the model has {out.shape[1]} outputs")
+
+    def _probe(self, d: Dataset) -> Any:
+        """The model's output on three validation samples; ``DataError`` naming the fix."""
         # An odd batch of 3 also catches exported programs traced with a fixed batch size.
         probe = d.x_val[:3].to(self.device)
         try:
             with torch.no_grad():
                 set_mode(self.model, False)
-                out = self.model(probe)
+                return self.model(probe)
         except AssertionError as e:  # torch.export's shape guards
             raise DataError(
                 f"the model accepts only a fixed input shape ({_first_line(e)}); export it with "
                 "a dynamic batch dimension (torch.export.Dim) so it can be retrained"
             ) from None
         except (RuntimeError, ValueError, TypeError, IndexError) as e:
+            width = _first_linear_width(self.model)
+            hint = ""
+            if width is not None and width != math.prod(d.input_shape):
+                hint = (
+                    f"; its first layer is a Linear with {width} inputs, the samples have "
+                    f"{math.prod(d.input_shape)} values"
+                )
             raise DataError(
-                f"model and data do not fit: inputs of shape {tuple(d.x_val.shape[1:])} "
-                f"fail in the model ({_first_line(e)})"
+                f"model and data do not fit: inputs of shape {tuple(d.input_shape)} fail in "
+                f"the model ({_first_line(e)}){hint}"
             ) from None
-        if not isinstance(out, torch.Tensor) or out.dim() != 2:
-            raise DataError("the model must return logits of shape (batch, classes)")
-        top = int(max(d.y_train.max(), d.y_val.max()))
-        if top >= out.shape[1]:
-            raise DataError(f"labels go up to {top} but the model has {out.shape[1]} outputs")
 
     def _train(self, stage: str, epochs: int, label: str, *, layer: str | None = None) -> None:
         if self.data is None or epochs <= 0:
@@ -715,6 +744,7 @@ class _Run:
             device=str(self.device),
             method=method,
             baseline=baseline,
+            notes=list(self.notes),
         )
 
     def _row(self, name: str, entry: fileformat.Entry) -> LayerReport:
@@ -759,6 +789,14 @@ class _Run:
             bytes=size,
             kept=kept,
         )
+
+
+def _first_linear_width(model: nn.Module) -> int | None:
+    """Inputs per sample of the model's first layer if it is a Linear (its first weight of two
+    or more dimensions is a matrix), else ``None``. Works for eager, TorchScript and exported
+    models alike, as all list their parameters in definition order."""
+    first = next((p for p in model.parameters() if p.dim() >= 2), None)
+    return int(first.shape[1]) if first is not None and first.dim() == 2 else None
 
 
 def _first_line(e: BaseException) -> str:

@@ -85,6 +85,7 @@ class Report:
     device: str = "cpu"
     method: str = "weightless"
     baseline: Report | None = None
+    notes: list[str] = field(default_factory=list)  # what the run changed for the user's input
 
     @property
     def weight_rows(self) -> list[LayerReport]:
@@ -166,6 +167,7 @@ class Report:
             "settings": self.settings,
             "device": self.device,
             "baseline": None if self.baseline is None else self.baseline.to_dict(),
+            "notes": list(self.notes),
         }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from weightless_core.report import Report
@@ -78,6 +79,7 @@ def summary_lines(report: Report) -> list[str]:
     secs = ", ".join(f"{k} {v:.1f}s" for k, v in report.seconds.items())
     if secs:
         lines.append(f"time: {secs} on {report.device}")
+    lines.extend(f"note: {escape(note)}" for note in report.notes)
     return lines
 
 

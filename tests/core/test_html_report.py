@@ -149,12 +149,14 @@ def test_strings_from_the_report_are_escaped(report):
         for k, v in hostile["accuracy"].items()
     }
     hostile["device"] = '"><img src=x onerror=alert(1)>'
+    hostile["notes"] = [f"samples were flattened {HOSTILE}", 7]  # a non-string is skipped
     hostile["settings"] = {**hostile["settings"], "structure": "</style><script>"}
     text = render_html(hostile, title=HOSTILE)
     assert "<script" not in text.lower() and "<img" not in text.lower()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     parsed = _assert_well_formed(text)
     assert parsed.row(HOSTILE)  # the name reads back as text, in its own row
+    assert text.count('<p class="note">Note: samples were flattened &lt;script&gt;') == 1
 
 
 def test_minimal_old_report_renders(report):

@@ -13,6 +13,7 @@ from weightless_core.layer import EncodedLayer
 from weightless_core.models import build_model
 from weightless_core.pipeline import Progress, compress
 from weightless_core.settings import CompressionSettings
+from weightless_core.tables import summary_lines
 from weightless_core.training import accuracy
 
 # Small but faithful: gradual pruning, weight sharing, layer-by-layer encoding with retraining.
@@ -181,6 +182,30 @@ def test_model_and_data_that_do_not_fit_are_refused(trained_model):
     y = torch.zeros(10, dtype=torch.long)
     with pytest.raises(DataError, match="do not fit"):
         compress(trained_model, Dataset("tiny", x, y, x, y), FAST)
+
+
+def test_an_mlp_fed_images_gets_flat_samples_and_says_so(fashion_small):
+    """A first Linear over exactly one flattened sample: flattening is the one fix, applied."""
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Linear(784, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    data = fashion_small.subset(300, 100, seed=0)
+    events: list[Progress] = []
+    result = compress(
+        mlp, data, FAST.with_(prune_steps=1, retrain_epochs=0), progress=events.append
+    )
+    note = "samples of shape 1 x 28 x 28 were flattened to 784 values"
+    assert len(result.report.notes) == 1 and note in result.report.notes[0]
+    assert result.report.to_dict()["notes"] == result.report.notes
+    assert any(note in e.message for e in events)
+    assert any(note in line for line in summary_lines(result.report))  # the CLI's summary
+    assert result.report.accuracy["final"] is not None
+
+
+def test_a_misfit_names_the_first_layers_width(fashion_small):
+    mlp = torch.nn.Sequential(torch.nn.Linear(100, 10))
+    with pytest.raises(DataError, match="first layer is a Linear with 100 inputs, the samples "
+                       "have 784 values"):  # fmt: skip
+        compress(mlp, fashion_small.subset(30, 10, seed=0), FAST)
 
 
 def test_exported_model_with_a_fixed_batch_size_is_refused(trained_model, fashion_small):
