@@ -41,7 +41,13 @@ def fresh_model(arch: str, data: Dataset, state: dict[str, torch.Tensor] | None 
 
 
 def train_dense(
-    arch: str, data: Dataset, epochs: int, *, seed: int = SEED, cache: bool = False
+    arch: str,
+    data: Dataset,
+    epochs: int,
+    *,
+    seed: int = SEED,
+    cache: bool = False,
+    device: str = "cpu",
 ) -> tuple[dict[str, torch.Tensor], float, float]:
     """(state_dict, validation accuracy %, seconds) of ``arch`` trained from scratch.
 
@@ -57,9 +63,9 @@ def train_dense(
         acc = accuracy(model, data.x_val, data.y_val, device=torch.device("cpu"))
         return saved["state"], acc, float(saved["seconds"])
     torch.manual_seed(seed)
-    model = fresh_model(arch, data)
+    on = torch.device(device)
+    model = fresh_model(arch, data).to(on)
     start = time.perf_counter()
-    device = torch.device("cpu")
     train_epochs(
         model,
         {},
@@ -68,12 +74,12 @@ def train_dense(
         lr=1e-3,
         batch_size=128,
         generator=torch.Generator().manual_seed(seed),
-        device=device,
+        device=on,
         schedule="cosine",
     )
     seconds = time.perf_counter() - start
-    acc = accuracy(model, data.x_val, data.y_val, device=device)
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    acc = accuracy(model, data.x_val, data.y_val, device=on)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")

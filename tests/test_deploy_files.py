@@ -204,9 +204,17 @@ def test_worker_command_consumes_the_queue_the_api_sends_to():
     assert "--pool=prefork" in cmd and "--concurrency=1" in cmd
 
 
-def test_worker_scales_with_replicas_and_documents_gpus():
+def test_worker_scales_with_replicas_and_a_gpu_worker_reserves_a_device():
     assert "replicas" in SERVICES["worker"]["deploy"]
-    assert "reservations" in COMPOSE_TEXT and "capabilities: [gpu]" in COMPOSE_TEXT
+    gpu = SERVICES["worker-gpu"]
+    assert gpu["profiles"] == ["gpu"]  # only with --profile gpu: CPU-only hosts are unaffected
+    assert command("worker-gpu") == command("worker")  # the same queue, the same job loop
+    assert gpu["environment"] == SERVICES["worker"]["environment"]
+    (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert device == {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
+    assert gpu["build"]["context"] == "."
+    assert "/whl/cu" in interpolate(gpu["build"]["args"]["TORCH_INDEX_URL"])
+    assert interpolate(gpu["image"]) != interpolate(SERVICES["worker"]["image"])
 
 
 def test_one_shots_run_existing_cli_commands():

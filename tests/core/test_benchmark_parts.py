@@ -88,3 +88,16 @@ def test_run_in_parts_keeps_earlier_pairs_and_saves_after_each(monkeypatch):
     paper.run_in_parts(names, ["c/z", "b/y"], earlier, run, save)
     # b/y is run again (the earlier one is dropped), in table order, a/x kept from before
     assert saved == [(["a/x", "b/y"], ["c/z"]), (["a/x", "b/y", "c/z"], [])]
+
+
+def test_gpu_checks_pipeline_step_runs_on_the_cpu_too(tmp_path, monkeypatch):
+    """CI has no GPU: the step that times a pipeline per device is run here on the CPU, so the
+    script a GPU machine runs is known to work before one is lent."""
+    from weightless_core.data import load_dataset
+
+    gpu_check = _script(monkeypatch, "gpu_check")
+    data = load_dataset("digits").subset(400, 120, seed=0)
+    row = gpu_check.one_device("cpu", data, 1, tmp_path, arch="lenet-300-100")
+    assert row["device"] == "cpu" and (tmp_path / "lenet-300-100-cpu.wlss").is_file()
+    assert row["weights_ratio"] > 5 and 0 < row["test"] <= 100
+    assert min(row["train_s"], row["compress_s"], row["decode_s"]) > 0
