@@ -200,8 +200,11 @@ def compress(
     from weightless_core.presets import settings_for
 
     def run() -> None:
-        if dataset is None and not data_free:
-            raise InvalidInputError("give --dataset NAME|FILE.npz, or --data-free")
+        if dataset is None and not data_free and not (arch is None and _weights_only(model)):
+            raise InvalidInputError(
+                "give --dataset NAME|FILE.npz, or --data-free (a checkpoint without code, "
+                "safetensors or a state_dict without --arch, is compressed data-free anyway)"
+            )
         if max_accuracy_drop is not None and dataset is None:
             raise InvalidInputError("--max-accuracy-drop needs --dataset: it searches on its data")
         settings = settings_for(
@@ -238,6 +241,13 @@ def compress(
         )
 
     _guard(run)
+
+
+def _weights_only(path: Path) -> bool:
+    """Whether ``path`` holds weights without code (safetensors or a state_dict)."""
+    from weightless_core.modelio import detect_format
+
+    return detect_format(path) in ("state-dict", "safetensors")
 
 
 def _compress_and_show(

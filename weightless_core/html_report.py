@@ -294,6 +294,14 @@ def _summary(report: Mapping[str, Any]) -> str:
         _figure("Whole file", _e(_times(f_ratio)), whole),
         _figure("File size", f"{_e(_int(report.get('file_bytes')))} B"),
     ]
+    if _num(report.get("source_bytes")) is not None:  # a bf16/fp16 input: its own bytes too
+        dtypes = ", ".join(str(d) for d in report.get("source_dtypes") or [])
+        source = (
+            f"{_e(_int(report.get('source_bytes')))} → {_e(_int(report.get('file_bytes')))} "
+            f"bytes (the input in {_e(dtypes)}; the other ratios count float32)"
+        )
+        ratio = _ratio_of(report, "source_ratio", "source_bytes", "file_bytes")
+        figures.insert(4, _figure("Whole file, input's dtypes", _e(_times(ratio)), source))
     return "\n".join(
         [
             '<section aria-labelledby="s-summary">',

@@ -11,8 +11,9 @@ Four formats are accepted, recognised by content (never by extension):
   ``weights_only=True`` (torch's restricted unpickler);
 * ``safetensors``.
 
-The two weight-only formats need ``arch`` (see ``weightless_core.models``). Every failure is a
-``ModelLoadError`` whose message gives the reason, not a traceback.
+The two weight-only formats take ``arch`` (see ``weightless_core.models``) to become a model that
+runs; without it they load as a ``TensorModel`` (tensors only, compressed data-free). Every
+failure is a ``ModelLoadError`` whose message gives the reason, not a traceback.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from weightless_core.model_files import (
 )
 from weightless_core.models import ARCHITECTURES, build_model
 from weightless_core.pt2_vetting import vet_exported_program
+from weightless_core.tensor_model import TensorModel
 
 FORMATS: tuple[str, ...] = ("torchscript", "exported-program", "state-dict", "safetensors")
 
@@ -52,6 +54,11 @@ class LoadedModel:
     module: nn.Module
     format: str
     arch: str | None
+
+    @property
+    def tensors_only(self) -> bool:
+        """Weights without code (a ``TensorModel``): compressed data-free only."""
+        return isinstance(self.module, TensorModel)
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,7 +158,8 @@ def load_model(
 ) -> LoadedModel:
     """Load the model file at ``path`` onto the CPU without running code stored in it.
 
-    ``arch`` (a key of ``ARCHITECTURES``) is required for state-dict and safetensors files;
+    ``arch`` (a key of ``ARCHITECTURES``) builds that model from state-dict and safetensors
+    files; without it they load as a ``TensorModel``;
     ``input_shape`` (one sample, e.g. ``(1, 28, 28)``) and ``num_classes`` default to what the
     weights imply. Every floating tensor must be finite. Files over ``max_bytes`` are refused.
     """
@@ -185,13 +193,10 @@ def load_model(
         _check_finite(_module_tensors(module), file.name)
         return LoadedModel(module=module, format=fmt, arch=arch)
 
-    if arch is None:
-        raise ModelLoadError(
-            f"{file.name} is a plain {fmt} (weights only, no architecture); "
-            f"--arch {'|'.join(sorted(ARCHITECTURES))} is needed for a plain state_dict"
-        )
     state = _read_safetensors(file) if fmt == "safetensors" else _read_state_dict(file)
     _check_finite(state.items(), file.name)
+    if arch is None:
+        return LoadedModel(module=TensorModel(state, source=file.name), format=fmt, arch=None)
     module = _module_from_state(state, arch, input_shape, num_classes, file.name)
     return LoadedModel(module=module, format=fmt, arch=arch)
 

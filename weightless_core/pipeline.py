@@ -31,6 +31,7 @@ from weightless_core.layer import EncodedLayer, encode_layer
 from weightless_core.prune import kept_count, magnitude_mask, schedule, unit_grid
 from weightless_core.report import LayerReport, Report
 from weightless_core.settings import CompressionSettings
+from weightless_core.tensor_model import TensorModel
 from weightless_core.training import (
     Constraint,
     accuracy,
@@ -184,8 +185,12 @@ class _Run:
         settings: CompressionSettings,
         progress: ProgressCallback | None,
     ):
+        if data is not None and isinstance(model, TensorModel):
+            raise DataError(model.refusal())
         self.settings = settings
         self.device = resolve_device(settings.device)
+        self.source_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+        self.source_dtypes = _float32_in_place(model)  # restored in the file
         self.model = model.to(self.device)
         self.data = data
         self.progress = progress
@@ -705,7 +710,14 @@ class _Run:
         missing = set(encoded) - set(state)
         if missing:  # a parameter not in state_dict would be silently dropped
             raise InvalidInputError(f"encoded tensors {sorted(missing)} are not in the state_dict")
-        return {name: encoded.get(name, tensor) for name, tensor in state.items()}
+        entries: dict[str, fileformat.Entry] = {}
+        for name, tensor in state.items():
+            entry = encoded.get(name, tensor)
+            dtype = self.source_dtypes.get(name)
+            if dtype is not None and isinstance(entry, torch.Tensor):
+                entry = entry.to(dtype)  # stored plainly in the input's own dtype
+            entries[name] = entry
+        return entries
 
     def _metadata(self, method: str) -> dict[str, Any]:
         accuracy = dict(self.accuracy)
@@ -715,12 +727,16 @@ class _Run:
             accuracy["final"] = accuracy.get("clustered")
             if "test:clustered" in accuracy:
                 accuracy["test:final"] = accuracy["test:clustered"]
-        return {
+        metadata = {
             "producer": "weightless",
             "method": method,
             "settings": self.settings.to_dict(),
             "accuracy": accuracy,
         }
+        dtypes = {n: d for n, d in self.source_dtypes.items() if n in self.targets}
+        if dtypes:  # encoded layers decode to float32; load() casts these back
+            metadata["dtypes"] = {n: str(d).removeprefix("torch.") for n, d in dtypes.items()}
+        return metadata
 
     def _report(
         self, method: str, entries: dict[str, fileformat.Entry], *, baseline: Report | None = None
@@ -728,8 +744,10 @@ class _Run:
         metadata = self._metadata(method)
         file_bytes = fileformat.EncodedModel(entries, metadata).file_nbytes()
         rows = [self._row(name, entry) for name, entry in entries.items()]
-        original = sum(
-            t.numel() * t.element_size() for t in entries.values() if isinstance(t, torch.Tensor)
+        original = sum(  # as float32, whatever the input's dtypes (source_bytes: as given)
+            t.numel() * (4 if t.is_floating_point() else t.element_size())
+            for t in entries.values()
+            if isinstance(t, torch.Tensor)
         ) + sum(4 * e.numel for e in entries.values() if not isinstance(e, torch.Tensor))
         seconds = dict(self.seconds)
         if method != self.settings.method:
@@ -745,6 +763,10 @@ class _Run:
             method=method,
             baseline=baseline,
             notes=list(self.notes),
+            source_bytes=self.source_bytes if self.source_dtypes else None,
+            source_dtypes=sorted(
+                {str(d).removeprefix("torch.") for d in self.source_dtypes.values()}
+            ),
         )
 
     def _row(self, name: str, entry: fileformat.Entry) -> LayerReport:
@@ -789,6 +811,20 @@ class _Run:
             bytes=size,
             kept=kept,
         )
+
+
+def _float32_in_place(model: nn.Module) -> dict[str, torch.dtype]:
+    """The floating tensors of ``model`` that are not float32, by name, with their dtypes; the
+    model is then made float32 in place, as pruning, clustering and training work in float32
+    (bfloat16 k-means and masks would not reproduce across devices)."""
+    dtypes = {
+        name: t.dtype
+        for name, t in model.state_dict().items()
+        if t.is_floating_point() and t.dtype != torch.float32
+    }
+    if dtypes:
+        model.float()
+    return dtypes
 
 
 def _first_linear_width(model: nn.Module) -> int | None:

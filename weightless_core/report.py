@@ -86,6 +86,10 @@ class Report:
     method: str = "weightless"
     baseline: Report | None = None
     notes: list[str] = field(default_factory=list)  # what the run changed for the user's input
+    # The input's own bytes where its floating tensors were not all float32 (bf16, fp16): the
+    # ratios above count float32, as the papers do; ``source_ratio`` counts what was given.
+    source_bytes: int | None = None
+    source_dtypes: list[str] = field(default_factory=list)
 
     @property
     def weight_rows(self) -> list[LayerReport]:
@@ -147,6 +151,12 @@ class Report:
     def file_ratio(self) -> float:
         return self.original_bytes / self.file_bytes if self.file_bytes else float("inf")
 
+    @property
+    def source_ratio(self) -> float | None:
+        if self.source_bytes is None:
+            return None
+        return self.source_bytes / self.file_bytes if self.file_bytes else float("inf")
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "accuracy": self.accuracy,
@@ -168,6 +178,9 @@ class Report:
             "device": self.device,
             "baseline": None if self.baseline is None else self.baseline.to_dict(),
             "notes": list(self.notes),
+            "source_bytes": self.source_bytes,
+            "source_ratio": _round(self.source_ratio),
+            "source_dtypes": list(self.source_dtypes),
         }
 
 

@@ -73,6 +73,12 @@ def summary_lines(report: Report) -> list[str]:
         f"([bold]{_ratio(report.weights_ratio)}[/]); whole file: {report.original_bytes:,} -> "
         f"{report.file_bytes:,} bytes ({_ratio(report.file_ratio)})"
     )
+    if report.source_bytes is not None and report.source_ratio is not None:
+        lines.append(
+            f"the ratios above count float32; against the input's own dtypes "
+            f"({', '.join(report.source_dtypes)}): {report.source_bytes:,} -> "
+            f"{report.file_bytes:,} bytes ({_ratio(report.source_ratio)})"
+        )
     base = report.baseline
     if base is not None:
         lines.extend(baseline_lines(report, base))

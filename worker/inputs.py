@@ -64,17 +64,24 @@ def fetch_model(
     scratch: Path,
     settings: Settings,
 ) -> nn.Module:
-    """The job's model as a CPU module; TorchScript and ``.pt2`` archives carry their graph."""
+    """The job's model as a CPU module; TorchScript and ``.pt2`` archives carry their graph.
+
+    Plain weights (safetensors, a ``state_dict``) have no code: a job without a data set
+    compresses them data-free as a ``TensorModel``; with a data set it fails before the file
+    is even parsed, as nothing could run the retraining.
+    """
     upload = _upload(sessions, claim, claim.model_id, "model")
     path = _download(storage, upload, scratch, limit=settings.max_model_bytes, kind="model")
     # ModelLoadError for anything that is not a model we can read (damaged, truncated, a bomb)
     fmt = detect_format(path, max_bytes=settings.max_model_bytes)
-    if fmt in ("state-dict", "safetensors"):
+    with_data = claim.dataset_id is not None or claim.dataset_builtin is not None
+    if fmt in ("state-dict", "safetensors") and with_data:
         raise JobFailed(
             "arch_required",
-            f"the model is plain weights ({fmt}) without an architecture, which this service "
-            "cannot retrain yet; upload a TorchScript archive (torch.jit.save) or an exported "
-            "program (torch.export.save, .pt2) instead",
+            f"the model is plain weights ({fmt}) without an architecture, so it cannot be "
+            "retrained on a data set; start the job without a data set to compress it "
+            "data-free, or upload a TorchScript archive (torch.jit.save) or an exported "
+            "program (torch.export.save, .pt2) to retrain it",
         )
     return load_model(path, max_bytes=settings.max_model_bytes).module
 

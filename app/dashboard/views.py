@@ -21,8 +21,9 @@ TIMES = "\N{MULTIPLICATION SIGN}"
 ADVICE: dict[str, str] = {
     "bad_model": "Check that the model file is a TorchScript archive, a torch.export archive or "
     "a weights-only state_dict that loads on its own, then upload it again.",
-    "arch_required": "Save the model with torch.jit.save (or torch.export) so the service has "
-    "its architecture, upload that file and start a new job.",
+    "arch_required": "Start the job without a data set to compress these weights data-free, or "
+    "save the model with torch.jit.save (or torch.export) so the service can retrain it, upload "
+    "that file and start a new job.",
     "bad_data": "Make the data set match the model's input (shapes, label range) or pick a "
     "built-in data set, then start a new job.",
     "bad_settings": "Fix the settings named in the message (see docs/presets.md for the "

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from weightless_core.errors import InvalidInputError, ModelLoadError
+from weightless_core.errors import DataError, InvalidInputError, ModelLoadError
 from weightless_core.modelio import (
     FORMATS,
     detect_format,
@@ -67,14 +67,21 @@ def test_round_trip(tmp_path: Path, arch: str, fmt: str) -> None:
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_full_formats_need_no_arch(tmp_path: Path, fmt: str) -> None:
+def test_no_arch_gives_the_model_or_its_tensors(tmp_path: Path, fmt: str) -> None:
     model, x = _model("lenet-5")
     path = _write(model, x, fmt, tmp_path / "m")
+    loaded = load_model(path)
+    assert loaded.arch is None
     if fmt in ("torchscript", "exported-program"):
-        assert load_model(path).arch is None
-    else:
-        with pytest.raises(ModelLoadError, match=r"--arch lenet-300-100\|lenet-5 is needed"):
-            load_model(path)
+        assert not loaded.tensors_only
+        torch.testing.assert_close(loaded.module(x), model(x), rtol=0, atol=0)
+    else:  # weights without code: the tensors, by name, and nothing to run
+        assert loaded.tensors_only
+        assert {k: v.shape for k, v in loaded.module.state_dict().items()} == {
+            k: v.shape for k, v in model.state_dict().items()
+        }
+        with pytest.raises(DataError, match="weights only, no model code"):
+            loaded.module(x)
 
 
 def test_input_shape_and_classes_are_inferred(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from app.models import Job
 from app.storage import LocalStorage, StorageError, html_report_key
 from weightless_core import load_into
 from weightless_core.data import load_dataset
+from weightless_core.fileformat import load
 from weightless_core.models import build_model
 from weightless_core.training import accuracy
 from worker.claim import Outcome
@@ -151,14 +152,32 @@ def test_pickle_bomb_never_runs(local_storage, make_job, settings, sessions, tmp
     assert not marker.exists()
 
 
-def test_weights_only_model_needs_an_architecture(
+def test_weights_only_model_is_compressed_data_free_and_refused_with_data(
     local_storage, make_job, digits_model, settings, sessions, tmp_path
 ):
+    state = {
+        k: v.to(torch.bfloat16) for k, v in torch.jit.load(str(digits_model)).state_dict().items()
+    }
     buf = io.BytesIO()
-    torch.save(torch.jit.load(str(digits_model)).state_dict(), buf)
-    job_id = make_job(local_storage, model=buf.getvalue())
+    torch.save(state, buf)
+    job_id = make_job(local_storage, model=buf.getvalue())  # a built-in data set: retraining
     job = _fail(job_id, settings, sessions, local_storage, "arch_required")
-    assert "TorchScript" in job.error_message
+    assert "TorchScript" in job.error_message and "without a data set" in job.error_message
+
+    job_id = make_job(local_storage, model=buf.getvalue(), builtin=None)
+    assert _run(job_id, settings, sessions, local_storage) is Outcome.SUCCEEDED
+    job = load_job(sessions, job_id)
+    assert job.result["accuracy_after"] is None and job.result["weights_ratio"] > 1
+    artifact, report_key = artifact_keys(job_id)
+    local = tmp_path / "m.wlss"
+    local_storage.download(artifact, local)
+    back = load(local)
+    assert {k: (v.dtype, v.shape) for k, v in back.items()} == {
+        k: (v.dtype, v.shape) for k, v in state.items()
+    }
+    local_storage.download(report_key, tmp_path / "report.json")
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["source_dtypes"] == ["bfloat16"] and report["source_ratio"] > 1
 
 
 def test_dataset_that_does_not_fit_the_model_fails_with_bad_data(

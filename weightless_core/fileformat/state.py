@@ -6,16 +6,17 @@ import os
 
 import torch
 
-from weightless_core.errors import InvalidInputError
+from weightless_core.errors import InvalidInputError, MalformedRecordError
 from weightless_core.fileformat.reader import read_model
-from weightless_core.fileformat.spec import WEIGHT_LAYERS, PathLike
+from weightless_core.fileformat.spec import WEIGHT_LAYERS, EncodedModel, PathLike
 from weightless_core.layer import Backend, EncodedLayer
 
 
 def load(
     path: PathLike, *, device: str | torch.device = "cpu", backend: Backend = "auto"
 ) -> dict[str, torch.Tensor]:
-    """The dense ``state_dict`` in file order: encoded layers (both kinds) decoded to float32.
+    """The dense ``state_dict`` in file order: encoded layers (both kinds) decoded to float32,
+    or to the dtype the metadata's ``dtypes`` gives them (a bfloat16 or float16 input's own).
 
     On a GPU ``device`` the Weightless layers decode there (``EncodedLayer.to_torch``): the
     dense weights never exist in host memory.
@@ -24,6 +25,7 @@ def load(
 
     device = checked_device(device)  # before reading: every kind of record goes there
     model = read_model(path)
+    dtypes = _decoded_dtypes(model, path)
     out: dict[str, torch.Tensor] = {}
     for name, value in model.entries.items():
         if isinstance(value, EncodedLayer):
@@ -32,6 +34,31 @@ def load(
             out[name] = torch.from_numpy(value.decode()).to(device)
         else:
             out[name] = value.to(device)
+        if name in dtypes:
+            out[name] = out[name].to(dtypes[name])
+    return out
+
+
+_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
+
+
+def _decoded_dtypes(model: EncodedModel, path: PathLike) -> dict[str, torch.dtype]:
+    """The metadata's ``dtypes``: encoded layer name -> the dtype it was given in."""
+    raw = model.metadata.get("dtypes", {})
+    where = os.fspath(path)
+    if not isinstance(raw, dict):
+        raise MalformedRecordError(f"{where}: metadata 'dtypes' must be an object")
+    out = {}
+    for name, dtype in raw.items():
+        if not isinstance(model.entries.get(name), WEIGHT_LAYERS):
+            raise MalformedRecordError(f"{where}: metadata 'dtypes' names {name!r}, which is "
+                                       "not an encoded layer of this file")  # fmt: skip
+        if dtype not in _DTYPES:
+            raise MalformedRecordError(
+                f"{where}: metadata 'dtypes' gives {name!r} the dtype {dtype!r}; "
+                f"known: {', '.join(_DTYPES)}"
+            )
+        out[name] = _DTYPES[dtype]
     return out
 
 
