@@ -114,6 +114,12 @@ class Result(BaseModel):
     # A budget search's outcome (within_budget, runs, seconds, stopped_early); its whole path
     # is in the report.
     search: dict[str, Any] | None = None
+    # Where the model's floating tensors were not all float32 (a bf16 checkpoint): its own
+    # bytes and dtypes; the ratios above count float32, as the papers do.
+    source_bytes: int | None = None
+    source_dtypes: list[str] = Field(default_factory=list)
+    # What the run changed in the input, e.g. image samples flattened for an MLP.
+    notes: list[str] = Field(default_factory=list)
 
 
 class JobError(BaseModel):

@@ -213,6 +213,9 @@ def _execute(
         "baseline": baseline,
         "layers": report["layers"],
         "search": None if search is None else _search_summary(search),
+        "source_bytes": report.get("source_bytes"),
+        "source_dtypes": report.get("source_dtypes") or [],
+        "notes": report.get("notes") or [],
     })  # fmt: skip
 
 

@@ -140,7 +140,8 @@ def test_job_shows_progress_result_and_error_as_written_by_the_worker(client, al
               "layers": [{"name": "fc1", "t": 8, "custom": [1, 2]}]}  # fmt: skip
     set_job(sessions, job, result=result, **finished())
     body = client.get(f"/v1/jobs/{job}", headers=alice.auth).json()
-    assert body["result"] == {**result, "search": None}  # no budget search in this job
+    defaults = {"search": None, "source_bytes": None, "source_dtypes": [], "notes": []}
+    assert body["result"] == {**result, **defaults}  # no budget search, a float32 model
     assert body["status"] == "succeeded" and body["attempts"] == 1
     assert body["links"]["artifact"] == f"/v1/jobs/{job}/artifact"
     set_job(sessions, job, error_code="bad_model", error_message="not a model", status="failed")
