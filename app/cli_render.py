@@ -32,7 +32,9 @@ def accuracy_text(result: dict[str, Any]) -> str:
     def fmt(x: float | None) -> str:
         return "?" if x is None else f"{x:.2f}%"
 
-    return f"{fmt(before)} -> {fmt(after)}"
+    metric = result.get("metric") or "accuracy"
+    named = "" if metric == "accuracy" else f" ({metric} with the dense model)"
+    return f"{fmt(before)} -> {fmt(after)}{named}"
 
 
 def error_text(job: dict[str, Any]) -> str:

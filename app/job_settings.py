@@ -67,6 +67,8 @@ class JobSettings(BaseModel):
     seed_candidates: int | None = Field(default=None, ge=1, le=64)
     distill: float | None = Field(default=None, ge=0.0, lt=1.0)
     lr_schedule: Literal["constant", "cosine"] | None = None
+    # For a data set without labels: what the model returns (logits or real values).
+    outputs: Literal["auto", "logits", "values"] | None = None
     # Instead of knobs: search each layer's sparsity, r and t for the smallest file within this
     # many accuracy points (``weightless_core.budget_search``), for at most search_seconds.
     max_accuracy_drop: float | None = Field(default=None, ge=0.0, le=100.0)
@@ -88,7 +90,7 @@ class JobSettings(BaseModel):
             for name in (
                 "method", "finetune_codebooks", "hybrid", "sparsity", "r", "t", "structure",
                 "regrowth", "liveness", "encode_order", "seed_candidates", "fp_noise", "distill",
-                "lr_schedule", "unit_sparsity",
+                "lr_schedule", "unit_sparsity", "outputs",
                 "min_elements", "prune_steps",
                 "prune_epochs", "cluster_epochs", "retrain_epochs", "batch_size", "lr", "seed",
             )

@@ -120,6 +120,9 @@ class Result(BaseModel):
     source_dtypes: list[str] = Field(default_factory=list)
     # What the run changed in the input, e.g. image samples flattened for an MLP.
     notes: list[str] = Field(default_factory=list)
+    # What accuracy_before/after hold: "accuracy" (labels), or without labels "agreement"
+    # (top-1 agreement with the dense model) or "fidelity" (100 - relative output error).
+    metric: Literal["accuracy", "agreement", "fidelity"] = "accuracy"
 
 
 class JobError(BaseModel):

@@ -109,7 +109,12 @@ def compress_within_budget(
     base = base or CompressionSettings()
     pristine = clone(model)
     device = resolve_device(base.device)
-    dense = accuracy(clone(pristine).to(device), data.x_val, data.y_val, device=device)
+    # Without labels the score is agreement or fidelity with the dense model, 100 for itself.
+    dense = (
+        accuracy(clone(pristine).to(device), data.x_val, data.y_val, device=device)
+        if data.labelled
+        else 100.0
+    )
     params = parameters_by_name(pristine)
     names = sorted(select_targets(params, base.with_(layers={})), key=lambda n: -params[n].numel())
     per_layer = {n: tuple((levels or {}).get(n) or layer_levels(params[n].numel())) for n in names}

@@ -155,6 +155,10 @@ def compress(
         float | None,
         typer.Option(help="fraction of each layer's rows and of its columns pruned whole [0]"),
     ] = None,
+    outputs: Annotated[
+        str | None,
+        typer.Option(help="without labels: what the model returns, logits or values [auto]"),
+    ] = None,
     fp_noise: Annotated[
         bool | None,
         typer.Option(help="train layers that will be tables with simulated false positives [no]"),
@@ -228,6 +232,7 @@ def compress(
             seed_candidates=seed_candidates,
             fp_noise=fp_noise,
             unit_sparsity=unit_sparsity,
+            outputs=outputs,
             distill=distill,
             lr_schedule=lr_schedule,
             batch_size=batch_size,

@@ -117,11 +117,6 @@ def load_npz(path: str | os.PathLike[str], *, max_bytes: int = NPZ_MAX_BYTES) ->
     if not file.is_file():
         raise DataError(f"{name}: no such file ({file})")
     headers = _npz_headers(file, max_bytes)
-    missing = [k for k in _NPZ_KEYS if k not in headers]
-    if missing:
-        raise DataError(
-            f"{name}: missing array(s) {', '.join(missing)}; expected keys {', '.join(_NPZ_KEYS)}"
-        )
     total = 0
     keys = _present_keys(name, headers)
     for key in keys:
@@ -180,11 +175,7 @@ def load_safetensors_data(
             f"{name}: the file is truncated or damaged: its header describes "
             f"{layout.file_bytes} bytes but the file has {size}"
         )
-    missing = [k for k in _NPZ_KEYS if k not in layout.tensors]
-    if missing:
-        raise DataError(
-            f"{name}: missing array(s) {', '.join(missing)}; expected keys {', '.join(_NPZ_KEYS)}"
-        )
+    _present_keys(name, layout.tensors)  # refuses a file without the keys it needs
     if layout.data_bytes > max_bytes:
         raise DataError(
             f"{name}: arrays total {layout.data_bytes} bytes, more than the "
@@ -198,25 +189,39 @@ def load_safetensors_data(
 
 
 def _present_keys(name: str, found: object) -> tuple[str, ...]:
-    """The required keys, plus ``x_test, y_test`` when the file has both (one alone is an
-    error: a test split needs its labels)."""
-    test = [k for k in _TEST_KEYS if k in found]  # type: ignore[operator]
-    if len(test) == 1:
-        other = _TEST_KEYS[1 - _TEST_KEYS.index(test[0])]
-        raise DataError(f"{name}: {test[0]} is given without {other}; give both or neither")
-    return _NPZ_KEYS + tuple(test)
+    """The keys to read: ``x_train, x_val`` and their labels ``y_train, y_val`` (both, or
+    neither for a set without labels), plus ``x_test`` (and ``y_test`` when the set has labels)
+    if the file has them."""
+    has = {k for k in (*_NPZ_KEYS, *_TEST_KEYS) if k in found}  # type: ignore[operator]
+    missing = [k for k in ("x_train", "x_val") if k not in has]
+    labels = [k for k in ("y_train", "y_val") if k in has]
+    if len(labels) == 1:
+        missing.append("y_val" if labels == ["y_train"] else "y_train")
+    if missing:
+        raise DataError(
+            f"{name}: missing array(s) {', '.join(missing)}; expected keys "
+            f"{', '.join(_NPZ_KEYS)} (or x_train, x_val alone for a set without labels)"
+        )
+    if labels and ("x_test" in has) != ("y_test" in has):
+        one = "x_test" if "x_test" in has else "y_test"
+        other = _TEST_KEYS[1 - _TEST_KEYS.index(one)]
+        raise DataError(f"{name}: {one} is given without {other}; give both or neither")
+    if not labels and "y_test" in has:
+        raise DataError(f"{name}: y_test is given but y_train and y_val are not")
+    return tuple(k for k in (*_NPZ_KEYS, *_TEST_KEYS) if k in has)
 
 
 def _dataset(name: str, raw: dict[str, np.ndarray]) -> Dataset:
     """Checked, converted arrays of one user data set."""
     splits = ("train", "val", "test") if "x_test" in raw else ("train", "val")
-    arrays: dict[str, torch.Tensor] = {}
+    labelled = "y_train" in raw
+    arrays: dict[str, torch.Tensor | None] = {}
     for split in splits:
         x = _npz_x(raw[f"x_{split}"], f"{name}: x_{split}")
-        y = _npz_y(raw[f"y_{split}"], f"{name}: y_{split}")
+        y = _npz_y(raw[f"y_{split}"], f"{name}: y_{split}") if labelled else None
         if len(x) == 0:
             raise DataError(f"{name}: x_{split} is empty")
-        if len(x) != len(y):
+        if y is not None and len(x) != len(y):
             raise DataError(
                 f"{name}: x_{split} has {len(x)} samples but y_{split} has {len(y)} labels"
             )
@@ -226,8 +231,9 @@ def _dataset(name: str, raw: dict[str, np.ndarray]) -> Dataset:
                 f"{name}: train samples have shape {tuple(arrays['x_train'].shape[1:])} but "
                 f"{what} samples {x.shape[1:]}; they must match"
             )
-        arrays[f"x_{split}"], arrays[f"y_{split}"] = torch.from_numpy(x), torch.from_numpy(y)
-    return Dataset(name, **arrays)
+        arrays[f"x_{split}"] = torch.from_numpy(x)
+        arrays[f"y_{split}"] = None if y is None else torch.from_numpy(y)
+    return Dataset(name, **arrays)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -282,12 +288,17 @@ def _size(n: int) -> str:
 
 
 def _npz_x(array: np.ndarray, label: str) -> np.ndarray:
+    """Signed integers (token ids) stay integers, as int64; everything else (floats, and bytes
+    or booleans such as pixels and masks) becomes float32, values as given. ``(N, H, W)``
+    floats are images and get a channel axis; other shapes are kept."""
     if array.dtype.kind not in "biuf":
         raise DataError(f"{label} must be numeric, got dtype {array.dtype}")
+    if array.ndim < 1:
+        raise DataError(f"{label} must have a sample axis (N, ...), got a scalar")
+    if array.dtype.kind == "i" and array.dtype.itemsize >= 2:
+        return np.ascontiguousarray(array, dtype=np.int64)
     if array.ndim == 3:
         array = array[:, None, :, :]
-    elif array.ndim not in (2, 4):
-        raise DataError(f"{label} must be (N, D), (N, H, W) or (N, C, H, W), got {array.shape}")
     with np.errstate(over="ignore"):  # values past float32 become inf, refused just below
         x = np.ascontiguousarray(array, dtype=np.float32)
     if not np.isfinite(x).all():

@@ -17,6 +17,7 @@ from typing import Any
 
 from weightless_core.atomic import write_text_atomic
 from weightless_core.errors import InvalidInputError
+from weightless_core.report import METRIC_NAMES
 
 DEFAULT_TITLE = "Weightless compression report"
 DASH = "-"
@@ -251,6 +252,12 @@ def _figure(label: str, value: str, detail: str = "", cls: str = "fig") -> str:
     )
 
 
+def _metric(report: Mapping[str, Any]) -> str:
+    """What the accuracy figures are: accuracy, or agreement/fidelity without labels."""
+    name = METRIC_NAMES.get(str(report.get("metric") or "accuracy"), "accuracy")
+    return _e(name[:1].upper() + name[1:])
+
+
 def _notes(report: Mapping[str, Any]) -> str:
     """What the run changed in the user's input (e.g. flattened samples), said where seen."""
     notes = [n for n in report.get("notes") or [] if isinstance(n, str)]
@@ -288,7 +295,7 @@ def _summary(report: Mapping[str, Any]) -> str:
             f'<span class="step"><small>final</small> {_e(_pct(acc.get("test:final")))}</span>'
         )
     figures = [
-        _figure("Accuracy", f'<span class="steps">{accuracy}</span>', cls="fig wide"),
+        _figure(_metric(report), f'<span class="steps">{accuracy}</span>', cls="fig wide"),
         _figure("Weights only", _e(_times(w_ratio)), weights),
         _figure("Weights, as the papers count", _e(_times(p_ratio)), paper),
         _figure("Whole file", _e(_times(f_ratio)), whole),

@@ -28,6 +28,13 @@ from weightless_core.deep_compression import DeepCompressedLayer
 from weightless_core.errors import DataError, InvalidInputError
 from weightless_core.hashing import derive_seed
 from weightless_core.layer import EncodedLayer, encode_layer
+from weightless_core.objective import (
+    Teacher,
+    distill_loss,
+    output_kinds,
+    output_tensors,
+    outputs_of,
+)
 from weightless_core.prune import kept_count, magnitude_mask, schedule, unit_grid
 from weightless_core.report import LayerReport, Report
 from weightless_core.settings import CompressionSettings
@@ -212,7 +219,9 @@ class _Run:
         self.bounds: dict[str, float] = {}  # entropy bound (bits) of each clustered layer
         self.fp_noise: dict[str, tuple[float, torch.Tensor]] = {}  # rate, positions
         self.baseline_state: dict[str, torch.Tensor] = {}
-        self.teacher: torch.Tensor | None = None
+        self.teacher: torch.Tensor | None = None  # dense logits, for distillation with labels
+        self.dense_out: Teacher | None = None  # dense outputs, the target without labels
+        self.kinds: tuple[str, ...] = ()
         units = s.prune_steps * (s.prune_epochs if trains else 0) + len(self.targets)
         units += s.cluster_epochs if trains else 0
         if self.weightless:
@@ -248,9 +257,14 @@ class _Run:
         for p in self.model.parameters():
             p.requires_grad_(True)
         self._check_data()
+        d = self.data
+        if d is not None and not d.labelled:
+            dense = lambda x: outputs_of(self.model, x, device=self.device)  # noqa: E731
+            test = None if d.x_test is None else dense(d.x_test)
+            self.dense_out = Teacher(self.kinds, dense(d.x_train), dense(d.x_val), test)
         self._timed("evaluate", lambda: (self._evaluate("dense"), self._score_test("dense")))
-        if self.data is not None and self.settings.distill > 0:
-            self.teacher = logits_of(self.model, self.data.x_train, device=self.device)
+        if d is not None and d.labelled and self.settings.distill > 0:
+            self.teacher = logits_of(self.model, d.x_train, device=self.device)
         self._timed("prune", self._prune)
         self._timed("cluster", self._cluster)
         if self.settings.baseline or not self.weightless:
@@ -538,9 +552,14 @@ class _Run:
         total = 0.0
         for start in range(0, n, 1024):
             part = idx[start : start + 1024]
-            logits = self.model(d.x_train[part].to(self.device))
+            out = self.model(d.x_train[part].to(self.device))
+            if self.dense_out is not None:  # no labels: the distance to the dense outputs
+                loss = distill_loss(output_tensors(out), self.dense_out.batch(part, self.device),
+                                    self.kinds)  # fmt: skip
+                total += float(loss) * len(part)
+                continue
             y = d.y_train[part].to(self.device)
-            total += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+            total += float(nn.functional.cross_entropy(out, y, reduction="sum"))
         p.copy_(saved)
         return total / n
 
@@ -568,8 +587,14 @@ class _Run:
             )
             self.notes.append(note)
             self._emit("evaluate", note)
+        if not d.labelled:  # any outputs: the dense model's own are the target
+            self.kinds = output_kinds(output_tensors(out), self.settings.outputs)
+            return
         if not isinstance(out, torch.Tensor) or out.dim() != 2:
-            raise DataError("the model must return logits of shape (batch, classes)")
+            raise DataError(
+                "with labels the model must return logits of shape (batch, classes); for other "
+                "outputs leave the labels out and it is retrained to match its dense self"
+            )
         top = int(max(d.y_train.max(), d.y_val.max()))
         if top >= out.shape[1]:
             raise DataError(f"labels go up to {top} but the model has {out.shape[1]} outputs")
@@ -642,24 +667,37 @@ class _Run:
             schedule=self.settings.lr_schedule,
             teacher_logits=self.teacher,
             distill=self.settings.distill,
+            teacher=self.dense_out,
         )
 
     def _evaluate(self, label: str) -> float | None:
         if self.data is None:
             self.accuracy[label] = None
             return None
-        acc = accuracy(self.model, self.data.x_val, self.data.y_val, device=self.device)
+        d = self.data
+        if self.dense_out is not None:
+            acc = self.dense_out.score(self.model, d.x_val, "val", device=self.device)
+        else:
+            acc = accuracy(self.model, d.x_val, d.y_val, device=self.device)
         self.accuracy[label] = acc
-        self._emit("evaluate", f"accuracy ({label}): {acc:.2f}%", metrics={"accuracy": acc})
+        self._emit("evaluate", f"{self.metric} ({label}): {acc:.2f}%", metrics={"accuracy": acc})
         return acc
+
+    @property
+    def metric(self) -> str:
+        """What ``accuracy`` holds: ``accuracy``, or ``agreement``/``fidelity`` without labels."""
+        return "accuracy" if self.dense_out is None else self.dense_out.metric
 
     def _score_test(self, label: str) -> None:
         """Accuracy on the test split, if the data has one, as ``test:<label>``: only ever
         recorded, never read by any choice (those use the validation split)."""
         d = self.data
-        if d is None or d.x_test is None or d.y_test is None:
+        if d is None or d.x_test is None:
             return
-        acc = accuracy(self.model, d.x_test, d.y_test, device=self.device)
+        if self.dense_out is not None:
+            acc = self.dense_out.score(self.model, d.x_test, "test", device=self.device)
+        else:
+            acc = accuracy(self.model, d.x_test, d.y_test, device=self.device)
         self.accuracy[f"test:{label}"] = acc
 
     def _emit(self, stage: str, message: str, *, partial: float = 0.0, **kw: Any) -> None:
@@ -763,6 +801,7 @@ class _Run:
             method=method,
             baseline=baseline,
             notes=list(self.notes),
+            metric=self.metric,
             source_bytes=self.source_bytes if self.source_dtypes else None,
             source_dtypes=sorted(
                 {str(d).removeprefix("torch.") for d in self.source_dtypes.values()}

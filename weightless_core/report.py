@@ -16,6 +16,14 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# What a report's ``accuracy`` figures are (``Report.metric``): top-1 accuracy with labels,
+# else how closely the model reproduces its dense self (``weightless_core.objective``).
+METRIC_NAMES = {
+    "accuracy": "accuracy",
+    "agreement": "top-1 agreement with the dense model",
+    "fidelity": "output fidelity (100 - relative error to the dense model)",
+}
+
 
 @dataclass(frozen=True)
 class LayerReport:
@@ -86,6 +94,9 @@ class Report:
     method: str = "weightless"
     baseline: Report | None = None
     notes: list[str] = field(default_factory=list)  # what the run changed for the user's input
+    # What ``accuracy`` holds: "accuracy" (labels), else "agreement" or "fidelity" with the
+    # dense model (``weightless_core.objective``), percentages all.
+    metric: str = "accuracy"
     # The input's own bytes where its floating tensors were not all float32 (bf16, fp16): the
     # ratios above count float32, as the papers do; ``source_ratio`` counts what was given.
     source_bytes: int | None = None
@@ -178,6 +189,7 @@ class Report:
             "device": self.device,
             "baseline": None if self.baseline is None else self.baseline.to_dict(),
             "notes": list(self.notes),
+            "metric": self.metric,
             "source_bytes": self.source_bytes,
             "source_ratio": _round(self.source_ratio),
             "source_dtypes": list(self.source_dtypes),

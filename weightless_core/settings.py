@@ -20,6 +20,7 @@ METHODS = ("weightless", "deep-compression")
 LATER_LAYERS = ("recluster", "shared")
 LR_SCHEDULES = ("constant", "cosine")
 ENCODE_ORDERS = ("definition", "size")
+OUTPUTS = ("auto", "logits", "values")  # objective.OUTPUT_CHOICES, without importing torch
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,11 @@ class CompressionSettings:
     with simulated false positives (a fresh random pattern at its table's rate every step) from
     the end of pruning until it is encoded, so the network is robust to its table's errors
     before they exist.
+
+    ``outputs`` says what a model returns, for a data set without labels (the model is then
+    retrained to match its dense self): ``"logits"`` (class scores: KL divergence, top-1
+    agreement), ``"values"`` (real-valued: MSE, relative error) or ``"auto"`` (logits where the
+    last dimension has two or more entries); see ``weightless_core.objective``.
     """
 
     method: str = "weightless"
@@ -125,6 +131,7 @@ class CompressionSettings:
     seed_candidates: int = 1
     fp_noise: bool = False
     unit_sparsity: float = 0.0
+    outputs: str = "auto"
     layers: Mapping[str, LayerOverride] = field(default_factory=dict)
     size_rules: tuple[SizeRule, ...] = ()
     encode: tuple[str, ...] | None = None
@@ -162,6 +169,8 @@ class CompressionSettings:
             raise InvalidInputError(
                 f"encode_order must be one of {ENCODE_ORDERS}, got {self.encode_order!r}"
             )
+        if self.outputs not in OUTPUTS:
+            raise InvalidInputError(f"outputs must be one of {OUTPUTS}, got {self.outputs!r}")
         _check_int("seed_candidates", self.seed_candidates, 1, 64)
         for key in ("finetune_codebooks", "baseline", "hybrid", "regrowth", "liveness", "fp_noise"):
             if not isinstance(getattr(self, key), bool):

@@ -7,7 +7,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from weightless_core.report import Report
+from weightless_core.report import METRIC_NAMES, Report
 
 METHOD_NAMES = {"weightless": "Weightless", "deep-compression": "Deep Compression"}
 
@@ -56,16 +56,17 @@ def layer_table(report: Report, *, title: str = "Weightless compression") -> Tab
 def summary_lines(report: Report) -> list[str]:
     """Accuracy through the stages and the two compression ratios, one fact per line."""
     acc = report.accuracy
+    metric = METRIC_NAMES.get(report.metric, report.metric)
     lines = []
     if acc.get("dense") is not None:
         stages = [("dense", "dense"), ("pruned", "pruned"), ("clustered", "clustered")]
         parts = [f"{label} {acc[k]:.2f}%" for k, label in stages if acc.get(k) is not None]
         if acc.get("final") is not None:
             parts.append(f"encoded [bold]{acc['final']:.2f}%[/]")
-        lines.append("accuracy (validation): " + " -> ".join(parts))
+        lines.append(f"{metric} (validation): " + " -> ".join(parts))
     if acc.get("test:dense") is not None and acc.get("test:final") is not None:
         lines.append(
-            f"accuracy (test split, seen by no choice): dense {acc['test:dense']:.2f}% -> "
+            f"{metric} (test split, seen by no choice): dense {acc['test:dense']:.2f}% -> "
             f"final [bold]{acc['test:final']:.2f}%[/]"
         )
     lines.append(

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from weightless_core.data import Dataset
+from weightless_core.objective import Teacher, distill_loss, output_tensors
 
 
 @dataclass
@@ -185,6 +186,7 @@ def train_epochs(
     distill: float = 0.0,
     temperature: float = 2.0,
     refresh_every: int = 16,
+    teacher: Teacher | None = None,
 ) -> None:
     """Train ``epochs`` epochs of cross-entropy with Adam under ``constraints``.
 
@@ -197,6 +199,9 @@ def train_epochs(
     ``distill`` > 0 the loss mixes in knowledge distillation (Hinton et al. 2015): the compressed
     model also matches the dense model's softened outputs, which carry more signal per sample
     than the labels while it recovers from pruning and false positives.
+
+    A data set without labels needs ``teacher`` (the dense model's outputs): the loss is then
+    ``objective.distill_loss`` against them alone, for whatever the model returns.
 
     Regrowing constraints recompute their masks every ``refresh_every`` steps.
     """
@@ -223,23 +228,29 @@ def train_epochs(
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
             x = x_all[idx].to(device, non_blocking=True)
-            y = y_all[idx].to(device, non_blocking=True)
             opt.zero_grad(set_to_none=True)
             for c in constraints.values():
                 c.param.grad = None
             for c in noisy:
                 c.simulate_false_positives()
-            logits = model(x)
-            loss = nn.functional.cross_entropy(logits, y)
-            if teacher_logits is not None and distill > 0:
-                soft = teacher_logits[idx].to(device, non_blocking=True)
-                kd = nn.functional.kl_div(
-                    nn.functional.log_softmax(logits / temperature, dim=1),
-                    nn.functional.log_softmax(soft / temperature, dim=1),
-                    reduction="batchmean",
-                    log_target=True,
-                )
-                loss = (1 - distill) * loss + distill * temperature**2 * kd
+            if y_all is None:  # no labels: match the dense model's outputs
+                assert teacher is not None, "a data set without labels needs a teacher"
+                outs = output_tensors(model(x))
+                loss = distill_loss(outs, teacher.batch(idx, device), teacher.kinds,
+                                    temperature=temperature)  # fmt: skip
+            else:
+                y = y_all[idx].to(device, non_blocking=True)
+                logits = model(x)
+                loss = nn.functional.cross_entropy(logits, y)
+                if teacher_logits is not None and distill > 0:
+                    soft = teacher_logits[idx].to(device, non_blocking=True)
+                    kd = nn.functional.kl_div(
+                        nn.functional.log_softmax(logits / temperature, dim=1),
+                        nn.functional.log_softmax(soft / temperature, dim=1),
+                        reduction="batchmean",
+                        log_target=True,
+                    )
+                    loss = (1 - distill) * loss + distill * temperature**2 * kd
             loss.backward()
             if schedule == "cosine":
                 for group in opt.param_groups:

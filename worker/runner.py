@@ -216,6 +216,7 @@ def _execute(
         "source_bytes": report.get("source_bytes"),
         "source_dtypes": report.get("source_dtypes") or [],
         "notes": report.get("notes") or [],
+        "metric": report.get("metric") or "accuracy",
     })  # fmt: skip
 
 

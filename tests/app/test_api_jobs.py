@@ -140,7 +140,13 @@ def test_job_shows_progress_result_and_error_as_written_by_the_worker(client, al
               "layers": [{"name": "fc1", "t": 8, "custom": [1, 2]}]}  # fmt: skip
     set_job(sessions, job, result=result, **finished())
     body = client.get(f"/v1/jobs/{job}", headers=alice.auth).json()
-    defaults = {"search": None, "source_bytes": None, "source_dtypes": [], "notes": []}
+    defaults = {
+        "search": None,
+        "source_bytes": None,
+        "source_dtypes": [],
+        "notes": [],
+        "metric": "accuracy",
+    }
     assert body["result"] == {**result, **defaults}  # no budget search, a float32 model
     assert body["status"] == "succeeded" and body["attempts"] == 1
     assert body["links"]["artifact"] == f"/v1/jobs/{job}/artifact"

@@ -232,6 +232,20 @@ def test_user_strings_are_escaped(client, alice, sessions, storage):
         assert hostile not in text and "<img src=x" not in text, path
 
 
+def test_a_job_without_labels_names_its_metric(client, alice, sessions, storage):
+    jid = job_id(client, alice)
+    succeed(sessions, storage, jid)
+    with transaction(sessions) as s:
+        job = s.get(Job, uuid.UUID(jid))
+        job.result = {**job.result, "metric": "agreement", "accuracy_before": 100.0}
+    sign_in(client, alice)
+    row = client.get("/dashboard/jobs", headers=HTML).text
+    assert re.search(r"100\.00\s*%?\s*→\s*95\.10\s*%?\s*<small[^>]*>agreement</small>", row), row
+    assert client.get(f"/v1/jobs/{jid}", headers=alice.auth).json()["result"]["metric"] == (
+        "agreement"
+    )
+
+
 def test_a_succeeded_job_shows_downloads_table_and_charts(client, alice, sessions, storage):
     jid = job_id(client, alice)
     succeed(sessions, storage, jid)

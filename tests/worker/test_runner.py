@@ -104,6 +104,19 @@ def test_uploaded_npz_dataset_and_data_free_jobs_succeed(
     assert load_job(sessions, data_free).result["accuracy_after"] is None
 
 
+def test_a_data_set_without_labels_retrains_by_self_distillation(
+    local_storage, make_job, digits_model, settings, sessions
+):
+    d = load_dataset("digits")
+    buf = io.BytesIO()
+    np.savez(buf, x_train=d.x_train.numpy(), x_val=d.x_val.numpy())  # inputs only
+    job_id = make_job(local_storage, model=digits_model, dataset=buf.getvalue())
+    assert _run(job_id, settings, sessions, local_storage) is Outcome.SUCCEEDED
+    result = load_job(sessions, job_id).result
+    assert result["metric"] == "agreement" and result["accuracy_before"] == 100.0
+    assert 50 < result["accuracy_after"] <= 100
+
+
 def test_duplicate_delivery_runs_the_job_once(
     local_storage, make_job, digits_model, settings, sessions
 ):
