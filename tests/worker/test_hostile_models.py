@@ -303,7 +303,7 @@ def test_truncated_and_impostor_files_fail_with_a_clear_reason(
         (d[:-40], "damaged or truncated"),
         (d[: len(d) // 2], "damaged or truncated"),
         (pickle.dumps({"x_train": [1.0]}), "a Python pickle, which is never loaded"),
-        (torchscript, "missing array(s) x_train, y_train, x_val, y_val"),
+        (torchscript, "missing array(s) x_train, x_val; expected keys x_train, y_train"),
         (b"x,y\n1,2\n", "neither an .npz archive nor safetensors"),
         (_safetensors({"x_train": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}},
                       bytes(10)), "truncated"),
