@@ -42,7 +42,7 @@ from weightless_core.model_files import (
 )
 from weightless_core.models import ARCHITECTURES, build_model
 from weightless_core.pt2_vetting import vet_exported_program
-from weightless_core.tensor_model import TensorModel
+from weightless_core.tensor_model import TensorModel, TensorSpec
 
 FORMATS: tuple[str, ...] = ("torchscript", "exported-program", "state-dict", "safetensors")
 
@@ -193,10 +193,10 @@ def load_model(
         _check_finite(_module_tensors(module), file.name)
         return LoadedModel(module=module, format=fmt, arch=arch)
 
+    if arch is None:  # read lazily, one tensor at a time, as compress needs them
+        return LoadedModel(module=_tensor_model(file, fmt), format=fmt, arch=None)
     state = _read_safetensors(file) if fmt == "safetensors" else _read_state_dict(file)
     _check_finite(state.items(), file.name)
-    if arch is None:
-        return LoadedModel(module=TensorModel(state, source=file.name), format=fmt, arch=None)
     module = _module_from_state(state, arch, input_shape, num_classes, file.name)
     return LoadedModel(module=module, format=fmt, arch=arch)
 
@@ -225,9 +225,47 @@ def _load_pt2(file: Path, max_bytes: int) -> nn.Module:
         raise ModelLoadError(f"{file.name}: cannot load exported program: {reason(exc)}") from exc
 
 
-def _read_state_dict(file: Path) -> dict[str, torch.Tensor]:
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U8": torch.uint8, "BOOL": torch.bool,
+}  # fmt: skip
+
+
+def _tensor_model(file: Path, fmt: str) -> TensorModel:
+    """A checkpoint without code, its tensors read when asked for (safetensors reads one
+    tensor's bytes; a state_dict is memory-mapped)."""
+    if fmt == "state-dict":
+        state = _read_state_dict(file, mmap=True)
+        return TensorModel.of(state, source=file.name)
+    from safetensors import safe_open
+
     try:
-        obj = torch.load(str(file), map_location="cpu", weights_only=True)
+        with safe_open(str(file), framework="pt") as f:
+            slices = {k: f.get_slice(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+            raw = {k: (tuple(v.get_shape()), v.get_dtype()) for k, v in slices.items()}
+    except Exception as exc:  # SafetensorError and header parse errors
+        raise ModelLoadError(f"{file.name}: cannot load safetensors: {reason(exc)}") from exc
+    unknown = sorted({d for _, d in raw.values() if d not in _SAFETENSORS_DTYPES})
+    if unknown:
+        raise ModelLoadError(
+            f"{file.name}: tensors of dtype {', '.join(unknown)} are not supported"
+        )
+    specs = {k: TensorSpec(shape, _SAFETENSORS_DTYPES[d]) for k, (shape, d) in raw.items()}
+
+    def read(name: str) -> torch.Tensor:
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                return f.get_tensor(name).clone()  # its own memory, not the file's mapping
+        except Exception as exc:
+            raise ModelLoadError(f"{file.name}: cannot read {name!r}: {reason(exc)}") from exc
+
+    return TensorModel(specs, read, source=file.name)
+
+
+def _read_state_dict(file: Path, *, mmap: bool = False) -> dict[str, torch.Tensor]:
+    try:
+        obj = torch.load(str(file), map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:  # restricted unpickler / zip reader failures
         raise ModelLoadError(f"{file.name}: cannot load state_dict: {reason(exc)}") from exc
     if not isinstance(obj, Mapping):

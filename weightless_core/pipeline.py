@@ -84,6 +84,8 @@ class CompressionResult:
     entries: dict[str, fileformat.Entry]
     metadata: dict[str, Any]
     report: Report
+    # What Deep Compression stored for the same weights (``report.baseline``'s entries).
+    baseline_entries: dict[str, fileformat.Entry] | None = None
 
     def to_bytes(self) -> bytes:
         return fileformat.to_bytes(self.entries, metadata=self.metadata)
@@ -158,6 +160,12 @@ def compress(
     may raise to cancel. Same model, data and settings give a byte-identical file.
     """
     settings = settings or CompressionSettings()
+    if isinstance(model, TensorModel):
+        if data is not None:
+            raise DataError(model.refusal())
+        from weightless_core.streaming import compress_tensors  # it builds on this module
+
+        return compress_tensors(model, settings, progress=progress)
     run = _Run(model, data, settings, progress)
     return run.execute()
 
@@ -192,8 +200,10 @@ class _Run:
         settings: CompressionSettings,
         progress: ProgressCallback | None,
     ):
-        if data is not None and isinstance(model, TensorModel):
-            raise DataError(model.refusal())
+        if isinstance(model, TensorModel):
+            if data is not None:
+                raise DataError(model.refusal())
+            model = model.materialized()  # variants hold every tensor anyway
         self.settings = settings
         self.device = resolve_device(settings.device)
         self.source_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
@@ -730,17 +740,17 @@ class _Run:
                 for k, v in self.model.state_dict().items()
             }
             entries = self._entries(state, self.encoded)
-            baseline = None
+            baseline, base_entries = None, None
             if self.settings.baseline:  # off: no Deep Compression ran, so no baseline report
-                baseline = self._report(
-                    "deep-compression", self._entries(self.baseline_state, self.baseline)
-                )
+                base_entries = self._entries(self.baseline_state, self.baseline)
+                baseline = self._report("deep-compression", base_entries)
             report = self._report("weightless", entries, baseline=baseline)
         else:
             entries = self._entries(self.baseline_state, self.baseline)
+            base_entries = None
             report = self._report("deep-compression", entries, baseline=None)
         metadata = self._metadata(self.settings.method)
-        return CompressionResult(self.model, entries, metadata, report)
+        return CompressionResult(self.model, entries, metadata, report, base_entries)
 
     def _entries(
         self, state: dict[str, torch.Tensor], encoded: Mapping[str, fileformat.Entry]
@@ -841,15 +851,21 @@ class _Run:
                 accuracy_after=self.layer_accuracy.get(name),
                 paper_bytes=entry.paper_nbytes,
             )
-        kept = float((entry != 0).float().mean()) if entry.numel() else 1.0
-        return LayerReport(
-            name=name,
-            shape=tuple(entry.shape),
-            encoded=False,
-            original_bytes=entry.numel() * entry.element_size(),
-            bytes=size,
-            kept=kept,
-        )
+        return plain_row(name, entry)
+
+
+def plain_row(name: str, tensor: torch.Tensor) -> LayerReport:
+    """The report row of a tensor stored as it is (floating ones counted as float32)."""
+    kept = float((tensor != 0).float().mean()) if tensor.numel() else 1.0
+    width = 4 if tensor.is_floating_point() else tensor.element_size()
+    return LayerReport(
+        name=name,
+        shape=tuple(tensor.shape),
+        encoded=False,
+        original_bytes=tensor.numel() * width,
+        bytes=fileformat.record_nbytes(name, tensor),
+        kept=kept,
+    )
 
 
 def _float32_in_place(model: nn.Module) -> dict[str, torch.dtype]:
