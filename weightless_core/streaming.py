@@ -11,6 +11,9 @@ report and one baseline.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -30,12 +33,25 @@ from weightless_core.report import LayerReport, Report
 from weightless_core.settings import CompressionSettings
 from weightless_core.tensor_model import TensorModel, nested_module
 
+_EMPTY = nested_module({})
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def _steady_allocator() -> None:
+    """Fix glibc's mmap threshold at 1 MiB. By default each large free raises it (up to
+    32 MiB), so the buffers of one tensor's run are then taken from the heap and stay there
+    for the next: memory grows tensor by tensor. Fixed, large buffers go back to the system
+    when freed. A no-op where the C library is not glibc."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+
 
 def compress_tensors(
     model: TensorModel, settings: CompressionSettings, *, progress: ProgressCallback | None = None
 ) -> CompressionResult:
     """Every floating tensor of ``model`` with >= 2 dims and >= ``min_elements`` elements (or
     the ``encode`` list) compressed data-free, the rest stored as it is in its own dtype."""
+    _steady_allocator()
     meta = {n: torch.empty(s.shape, dtype=s.dtype, device="meta") for n, s in model.specs.items()}
     targets = set(select_targets(meta, settings))  # validates encode and per-layer names
     total = sum(s.nbytes for s in model.specs.values()) or 1
@@ -52,7 +68,7 @@ def compress_tensors(
             part = _one(
                 name, tensor, settings, _scaled(progress, done, spec.nbytes, total, started)
             )
-            parts.append(part)
+            parts.append(dataclasses.replace(part, model=_EMPTY))  # its weights: not kept
             entries[name] = part.entries[name]
             rows[name] = _row_of(part.report, name)
             if part.baseline_entries is not None and part.report.baseline is not None:
@@ -74,7 +90,7 @@ def compress_tensors(
                             baseline=baseline)  # fmt: skip
     if progress is not None:
         progress(Progress("done", 1.0, "compression finished"))
-    return CompressionResult(nested_module({}), entries, metadata, report, base_entries or None)
+    return CompressionResult(_EMPTY, entries, metadata, report, base_entries or None)
 
 
 def _one(
