@@ -405,10 +405,8 @@ def save_state_dict(state: Mapping[str, torch.Tensor], path: str | os.PathLike[s
     target = Path(path)
     if not target.parent.is_dir():
         raise InvalidInputError(f"cannot write {target}: directory {target.parent} does not exist")
-    tensors = {
-        key: value.detach().to("cpu").clone(memory_format=torch.contiguous_format)
-        for key, value in state.items()
-    }
+    # No copy of what is already contiguous on the CPU: a decoded model can be most of memory.
+    tensors = {key: value.detach().to("cpu").contiguous() for key, value in state.items()}
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
     try:

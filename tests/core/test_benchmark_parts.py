@@ -100,3 +100,24 @@ def test_gpu_checks_pipeline_step_runs_on_the_cpu_too(tmp_path, monkeypatch):
     assert row["device"] == "cpu" and (tmp_path / "lenet-300-100-cpu.wlss").is_file()
     assert row["weights_ratio"] > 5 and 0 < row["test"] <= 100
     assert min(row["train_s"], row["compress_s"], row["decode_s"]) > 0
+
+
+def test_scale_benchmark_quick_run_measures_both_commands(tmp_path, monkeypatch):
+    scale = _script(monkeypatch, "bench_scale")
+    shapes = scale.gpt2_shapes()
+    assert sum(torch_numel(s) for s in shapes.values()) == 124_439_808  # GPT-2 small
+    scale.main(["--quick", "--out-dir", str(tmp_path)])
+    measured = json.loads((tmp_path / "scale.json").read_text())
+    assert measured["file_bytes"] < measured["checkpoint_bytes"]
+    for step in ("compress", "decode"):
+        assert measured[f"{step}_peak_rss"] > measured["floor_rss"] > 50 * 2**20
+        assert measured[f"{step}_s"] > 0
+    text = (tmp_path / "scale.md").read_text()
+    assert "| compress |" in text and "| decode |" in text
+
+
+def torch_numel(shape: tuple[int, ...]) -> int:
+    out = 1
+    for d in shape:
+        out *= d
+    return out

@@ -1,0 +1,166 @@
+"""A checkpoint without code at GPT-2-small scale: compression and decode throughput, peak RSS.
+
+    python benchmarks/bench_scale.py            # 124M parameters (~500 MB of float32, ~3 GB disk)
+    python benchmarks/bench_scale.py --quick --out-dir DIR   # a tiny one (the tests)
+
+Builds a safetensors checkpoint with GPT-2-small's shapes (a 50257 x 768 token embedding, 1024 x
+768 positions, 12 blocks of 768-wide attention and 3072-wide MLP, layer norms and biases; random
+weights, as issue 14 allows: data-free compression does not care), then runs ``weightless
+compress`` on it with no architecture and no data (tensor mode, streamed tensor by tensor) and
+``weightless decode`` back to safetensors, each in a child process whose peak RSS is read from
+the kernel (``ru_maxrss``). Throughput is MB of float32 weights per second. The reference in the
+same process: the checkpoint's own size, and a child that only imports the CLI (its RSS is the
+floor every command pays). Writes the ``scale`` section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import command_line, record
+
+ROOT = Path(__file__).resolve().parent.parent
+MiB = 1 << 20
+
+
+def gpt2_shapes(*, vocab: int = 50257, width: int = 768, blocks: int = 12, context: int = 1024):
+    """Name -> shape of GPT-2 small (Conv1D weights stored (in, out) as its checkpoints do)."""
+    shapes: dict[str, tuple[int, ...]] = {
+        "wte.weight": (vocab, width),
+        "wpe.weight": (context, width),
+    }
+    for i in range(blocks):
+        p = f"h.{i}."
+        shapes |= {
+            p + "ln_1.weight": (width,), p + "ln_1.bias": (width,),
+            p + "attn.c_attn.weight": (width, 3 * width), p + "attn.c_attn.bias": (3 * width,),
+            p + "attn.c_proj.weight": (width, width), p + "attn.c_proj.bias": (width,),
+            p + "ln_2.weight": (width,), p + "ln_2.bias": (width,),
+            p + "mlp.c_fc.weight": (width, 4 * width), p + "mlp.c_fc.bias": (4 * width,),
+            p + "mlp.c_proj.weight": (4 * width, width), p + "mlp.c_proj.bias": (width,),
+        }  # fmt: skip
+    return shapes | {"ln_f.weight": (width,), "ln_f.bias": (width,)}
+
+
+def write_checkpoint(path: Path, shapes: dict[str, tuple[int, ...]]) -> int:
+    """Random weights (std 0.02, as GPT-2 initialises), written once; returns the parameters."""
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    state = {n: torch.randn(s, generator=g) * 0.02 for n, s in shapes.items()}
+    if not path.exists():
+        save_file(state, path)
+    return sum(t.numel() for t in state.values())
+
+
+_CHILD = (
+    "import atexit, resource, sys\n"
+    "atexit.register(lambda: print('PEAK_KIB', resource.getrusage(resource.RUSAGE_SELF)"
+    ".ru_maxrss, file=sys.stderr))\n"
+    "from weightless_core.cli import main\n"
+    "sys.argv = ['weightless', *sys.argv[1:]]\n"
+    "main()\n"
+)
+
+
+def child(args: list[str]) -> tuple[float, int, str]:
+    """(seconds, its own peak RSS in bytes, output) of ``weightless ARGS`` in a fresh process."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", _CHILD, *args], capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"weightless {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    peak = next(int(line.split()[1]) for line in proc.stderr.splitlines()
+                if line.startswith("PEAK_KIB"))  # fmt: skip
+    return seconds, peak * 1024, proc.stdout
+
+
+def measure(shapes: dict[str, tuple[int, ...]], folder: Path, settings: list[str]) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    ckpt, out, back = folder / "gpt2.safetensors", folder / "gpt2.wlss", folder / "back.safetensors"
+    params = write_checkpoint(ckpt, shapes)
+    _, floor, _ = child(["--help"])
+    compress_s, compress_peak, text = child(["compress", str(ckpt), "--out", str(out), *settings])
+    decode_s, decode_peak, _ = child(["decode", str(out), "--out", str(back)])
+    mb = params * 4 / 1e6
+    return {
+        "parameters": params,
+        "checkpoint_bytes": ckpt.stat().st_size,
+        "largest_tensor_bytes": max(4 * torch.Size(s).numel() for s in shapes.values()),
+        "file_bytes": out.stat().st_size,
+        "compress_s": round(compress_s, 1),
+        "decode_s": round(decode_s, 1),
+        "compress_mb_per_s": round(mb / compress_s, 2),
+        "decode_mb_per_s": round(mb / decode_s, 2),
+        "floor_rss": floor,
+        "compress_peak_rss": compress_peak,
+        "decode_peak_rss": decode_peak,
+        "summary": [line for line in text.splitlines() if "->" in line or "smaller" in line],
+    }
+
+
+def markdown(m: dict, settings: list[str]) -> str:
+    ck = m["checkpoint_bytes"]
+    budget = ck + 1024 * MiB
+    lines = [
+        f"A GPT-2-small-shaped checkpoint ({m['parameters'] / 1e6:.1f}M parameters, random "
+        f"weights, {ck / MiB:.0f} MiB of float32 safetensors, largest tensor "
+        f"{m['largest_tensor_bytes'] / MiB:.0f} MiB) compressed without architecture or data "
+        f"(`weightless compress CKPT --out F {' '.join(settings)}`: tensor mode, streamed) and "
+        "decoded back to safetensors, each command in a fresh process. Peak RSS is the whole "
+        "process's (`ru_maxrss`); the floor is a process that only loads the CLI.",
+        "",
+        "| step | seconds | MB of float32 per second | peak RSS (MiB) | within ckpt + 1 GiB |",
+        "|---|---|---|---|---|",
+    ]
+    for step in ("compress", "decode"):
+        peak = m[f"{step}_peak_rss"]
+        lines.append(
+            f"| {step} | {m[f'{step}_s']} | {m[f'{step}_mb_per_s']} | {peak / MiB:.0f} | "
+            f"{'yes' if peak <= budget else 'no'} |"
+        )
+    lines += [
+        f"| (floor: the CLI loaded) | | | {m['floor_rss'] / MiB:.0f} | |",
+        "",
+        f"Encoded file: {m['file_bytes']:,} bytes ({ck / m['file_bytes']:.1f}x the checkpoint). "
+        "Random weights have no structure to find: the ratio says what the settings' pruning "
+        "and clustering give, not what a trained model reaches.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="a tiny model of the same layout")
+    ap.add_argument("--out-dir", type=Path, help="with --quick: where to write the table")
+    args = ap.parse_args(argv)
+    settings = ["--sparsity", "0.95", "--r", "3", "--t", "8", "--structure", "auto"]
+    if args.quick:
+        shapes = gpt2_shapes(vocab=500, width=32, blocks=2, context=64)
+        out = args.out_dir or Path("scale-quick")
+        m = measure(shapes, out, settings)
+        (out / "scale.md").write_text(markdown(m, settings) + "\n", encoding="utf-8")
+        (out / "scale.json").write_text(json.dumps(m, indent=1) + "\n", encoding="utf-8")
+        return
+    m = measure(gpt2_shapes(), ROOT / ".cache" / "scale", settings)
+    record(
+        "scale",
+        title="Scale: a 124M-parameter checkpoint without code, compressed and decoded",
+        command=command_line(__file__, argv),
+        markdown=markdown(m, settings),
+        data=m | {"cpus": os.cpu_count()},
+    )
+    print(markdown(m, settings))
+
+
+if __name__ == "__main__":
+    main()
