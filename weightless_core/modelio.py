@@ -405,8 +405,17 @@ def save_state_dict(state: Mapping[str, torch.Tensor], path: str | os.PathLike[s
     target = Path(path)
     if not target.parent.is_dir():
         raise InvalidInputError(f"cannot write {target}: directory {target.parent} does not exist")
-    # No copy of what is already contiguous on the CPU: a decoded model can be most of memory.
-    tensors = {key: value.detach().to("cpu").contiguous() for key, value in state.items()}
+    # No copy of what is contiguous on the CPU already (a decoded model can be most of the
+    # memory), except where tensors share storage, which safetensors refuses (tied weights).
+    tensors: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for key, value in state.items():
+        tensor = value.detach().to("cpu").contiguous()
+        ptr = tensor.untyped_storage().data_ptr()
+        if ptr in seen and tensor.numel():
+            tensor = tensor.clone()
+        seen.add(ptr)
+        tensors[key] = tensor
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
     try:

@@ -220,6 +220,7 @@ class _Run:
         self.accuracy: dict[str, float | None] = {}
         self.seconds: dict[str, float] = {}
         self.notes: list[str] = []
+        self._note_tied(model)
         self.generator = torch.Generator().manual_seed(settings.seed)
         s = settings
         trains = data is not None
@@ -608,6 +609,18 @@ class _Run:
         top = int(max(d.y_train.max(), d.y_val.max()))
         if top >= out.shape[1]:
             raise DataError(f"labels go up to {top} but the model has {out.shape[1]} outputs")
+
+    def _note_tied(self, model: nn.Module) -> None:
+        """Tied weights (one tensor under two names, e.g. an embedding and its output layer):
+        the first name is encoded, the other is stored as it is; the report says so."""
+        owner = {id(self.params[n]): n for n in self.targets}
+        for name, p in model.named_parameters(remove_duplicate=False):
+            first = owner.get(id(p))
+            if first is not None and first != name:
+                self.notes.append(
+                    f"{name} is the same tensor as {first} (tied weights): {first} is encoded, "
+                    f"{name} stored as it is, a second copy"
+                )
 
     def _probe(self, d: Dataset) -> Any:
         """The model's output on three validation samples; ``DataError`` naming the fix."""

@@ -43,13 +43,20 @@ _PT2_MEMBER_PATTERNS = (
 )
 # Graph node targets we let torch.export.load resolve: ATen operators and tuple indexing.
 _PT2_TARGET = re.compile(r"torch\.ops\.aten\.[A-Za-z][A-Za-z0-9_]*\.[A-Za-z][A-Za-z0-9_]*")
-_PT2_EXTRA_TARGETS = frozenset({"_operator.getitem"})
+# Plus Python's arithmetic on symbolic sizes (a batch times a sequence length): pure functions.
+_PT2_EXTRA_TARGETS = frozenset(
+    {"_operator.getitem"}
+    | {f"_operator.{op}" for op in ("add", "sub", "mul", "floordiv", "mod", "neg")}
+)
 # Symbolic shapes (a dynamic batch dimension) are stored as strings that torch hands to
 # sympy.sympify, which evaluates them. Only plain arithmetic on shape symbols is let through:
 # the symbol declarations torch writes, names ``s<N>``, integers, + - * ( ), never ``**``.
 _PT2_SYMBOL = re.compile(r"Symbol\('s\d+'(?:, (?:positive|integer)=True)*\)")
 _PT2_SHAPE_EXPR = re.compile(r"[0-9s+\-*() ]{1,200}")
 _PT2_SYMBOL_NAME = re.compile(r"s\d+")
+_PT2_INTEGER = re.compile(r"Integer\((-?\d{1,18})\)")
+_PT2_CALL = re.compile(r"(?:Mul|Add|Min|Max)\(")
+_PT2_TOKEN = re.compile(r"(?:Mul|Add|Min|Max)\(|s\d+|\d+|[+\-*(), ]")
 # The graph and the configs are parsed whole; no real model needs JSON this large.
 _MAX_MEMBER_READ = 256 << 20
 
@@ -142,10 +149,17 @@ def _vet_members(
 
 
 def _safe_shape_expr(value: object) -> bool:
-    if not isinstance(value, str):
+    """Plain arithmetic on shape symbols, as infix (``16*s0 + 1``) or as sympy's own
+    spelling of it (``Mul(Integer(16), Symbol('s0', ...))``, which torch writes for a shape
+    derived from the batch, e.g. a sequence flattened into it): the only calls allowed are
+    Mul, Add, Min, Max and Integer, which sympy evaluates as the arithmetic they name."""
+    if not isinstance(value, str) or len(value) > 400:
         return False
     plain = _PT2_SYMBOL.sub("s0", value)
-    return bool(_PT2_SHAPE_EXPR.fullmatch(plain)) and "**" not in plain
+    plain = _PT2_INTEGER.sub(r"(\1)", plain)
+    if "**" in plain or "".join(_PT2_TOKEN.findall(plain)) != plain:
+        return False
+    return bool(_PT2_SHAPE_EXPR.fullmatch(_PT2_CALL.sub("(", plain).replace(",", "+")))
 
 
 def _check_range_constraints(constraints: object, refuse: str) -> None:

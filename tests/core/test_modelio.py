@@ -294,6 +294,8 @@ def test_pt2_with_a_dynamic_batch_dimension_loads(tmp_path: Path) -> None:
     [
         ("s0**s0**99", {}),
         ("s0 + __import__('os')", {}),
+        ("Mul(Integer(16), __import__('os'))", {}),
+        ("Pow(Symbol('s0'), Integer(99))", {}),
         ("s0", {"s0": {"min_val": 0, "max_val": "__import__('os')"}}),
         ("s0", {"x; import os": {"min_val": 0, "max_val": None}}),
     ],
