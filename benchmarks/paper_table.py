@@ -270,6 +270,8 @@ def markdown(pairs: list[dict[str, Any]], total_s: float, plot_name: str | None)
         "",
         f"Total run time: **{total_s / 60:.1f} min** on this machine (dense training included).",
         "",
+        *[f"- {p['arch']} / {p['dataset']}: `{p['command']}`" for p in pairs if "command" in p],
+        "",
         "### Results (means over 3 seeds)",
         "",
         "| model | data | preset | dense test | Weightless: weights ratio / test acc. | "
@@ -507,6 +509,12 @@ def main(argv: list[str] | None = None) -> None:
         "--replot", action="store_true", help="redraw the PNG from benchmarks/results.json only"
     )
     ap.add_argument(
+        "--rerecord",
+        action="store_true",
+        help="write the section again from the pairs in benchmarks/results.json, running none "
+        "(after pairs run elsewhere were copied in)",
+    )
+    ap.add_argument(
         "--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch CPU threads"
     )
     args = ap.parse_args(argv)
@@ -531,7 +539,9 @@ def main(argv: list[str] | None = None) -> None:
     def run(arch: str, name: str) -> dict[str, Any]:
         data = load_dataset(name)
         epochs = DENSE_EPOCHS[(arch, name)]
-        return run_pair(arch, data, seeds=SEEDS, presets=presets, epochs=epochs)
+        pair = run_pair(arch, data, seeds=SEEDS, presets=presets, epochs=epochs)
+        pair["command"] = command_line(__file__, argv)
+        return pair
 
     def save(pairs: list[dict[str, Any]], missing: list[str]) -> None:
         plotted = plot(pairs, PLOT)
@@ -547,6 +557,10 @@ def main(argv: list[str] | None = None) -> None:
             data=summary(pairs),
         )
 
+    if args.rerecord:
+        done = {pair_key(p): p for p in recorded_pairs()}
+        save([done[k] for k in names if k in done], [k for k in names if k not in done])
+        return
     run_in_parts(names, args.pairs, recorded_pairs(), run, save)
 
 
