@@ -110,7 +110,8 @@ def test_scale_benchmark_quick_run_measures_both_commands(tmp_path, monkeypatch)
     measured = json.loads((tmp_path / "scale.json").read_text())
     assert measured["file_bytes"] < measured["checkpoint_bytes"]
     for step in ("compress", "decode"):
-        assert measured[f"{step}_peak_rss"] > measured["floor_rss"] > 50 * 2**20
+        assert measured[f"{step}_peak_rss"] > 100 * 2**20  # torch loaded: its own peak
+        assert measured["floor_rss"] > 50 * 2**20
         assert measured[f"{step}_s"] > 0
     text = (tmp_path / "scale.md").read_text()
     assert "| compress |" in text and "| decode |" in text
