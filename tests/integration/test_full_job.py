@@ -328,11 +328,33 @@ def test_upload_past_the_limit_is_413_and_leaves_nothing_in_s3(
 
 
 def test_upload_declared_far_past_the_limit_is_413(service: Service, alice: ApiTeam):
+    """Refused on the declared length alone, before the body is read: the client sends the
+    headers and a first piece, and reads the 413 while the rest is still unsent. (A client
+    that pushes all 12 MiB first can find the connection closed before it reads the answer.)"""
     before = service.objects()
+    boundary = uuid.uuid4().hex
+    head = (
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="file"; filename="huge.safetensors"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
     data = safetensors_of(UPLOAD_LIMIT + 3 * (1 << 20))
-    with service.client(alice) as http:
-        response = http.post("/v1/datasets", files={"file": ("huge.safetensors", data)})
-    assert response.status_code == 413, response.text
+    length = len(head) + len(data) + len(f"\r\n--{boundary}--\r\n")
+    url = urlsplit(service.url)
+    request = (
+        f"POST /v1/datasets HTTP/1.1\r\nHost: {url.netloc}\r\n"
+        f"Authorization: Bearer {alice.key}\r\nContent-Length: {length}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((url.hostname, url.port), timeout=15) as sock:
+        sock.sendall(request + head + data[:65536])
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
     assert service.objects() == before
     assert upload_count(service, filename="huge.safetensors") == 0
 
