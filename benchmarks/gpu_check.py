@@ -48,7 +48,7 @@ def one_device(
         "device": device,
         "train_s": round(trained, 2),
         "compress_s": round(compressed, 2),
-        "decode_s": round(decoded, 4),
+        "decode_s": round(decoded, 6),
         "weights_ratio": round(result.report.weights_paper_ratio, 1),
         "test": round(test_accuracy(rebuilt, data), 2),
     }
