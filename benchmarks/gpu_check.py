@@ -46,7 +46,7 @@ def one_device(
     rebuilt = fresh_model(arch, data, {k: v.cpu() for k, v in state.items()})
     return {
         "device": device,
-        "train_s": round(trained, 2),
+        "train_s": round(trained, 3),
         "compress_s": round(compressed, 2),
         "decode_s": round(decoded, 6),
         "weights_ratio": round(result.report.weights_paper_ratio, 1),
