@@ -138,3 +138,8 @@ def run_in_parts(
         done[key] = pair
         save([done[k] for k in names if k in done], [k for k in names if k not in done])
         print(f"{key} done in {pair['seconds'] / 60:.1f} min; recorded", flush=True)
+
+
+def with_missing(text: str, missing: list[str]) -> str:
+    """A table run in parts says which parts it still lacks."""
+    return text + (f"\n\nNot yet run: {', '.join(missing)}." if missing else "")

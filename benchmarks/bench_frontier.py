@@ -32,6 +32,7 @@ from _paper import (
     run_in_parts,
     test_accuracy,
     train_dense,
+    with_missing,
 )
 from _results import command_line, record, recorded
 
@@ -184,9 +185,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def save(pairs: list[dict[str, Any]], missing: list[str]) -> None:
         total = sum(p["seconds"] for p in pairs)
-        text = markdown(pairs, total)
-        if missing:
-            text += f"\n\nNot yet run: {', '.join(missing)}."
+        text = with_missing(markdown(pairs, total), missing)
         record(
             "frontier",
             title="Sparsity frontier: accuracy against the largest layer's kept share (3 seeds)",

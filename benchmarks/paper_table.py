@@ -39,6 +39,7 @@ from _paper import (
     run_in_parts,
     test_accuracy,
     train_dense,
+    with_missing,
 )
 from _results import command_line, record, recorded
 
@@ -547,13 +548,11 @@ def main(argv: list[str] | None = None) -> None:
         plotted = plot(pairs, PLOT)
         total = sum(p["seconds"] for p in pairs)
         text = markdown(pairs, total, "benchmarks/paper_plot.png" if plotted else None)
-        if missing:
-            text += f"\n\nNot yet run: {', '.join(missing)}."
         record(
             "paper",
             title="Paper-grade results: Weightless vs the strongest baselines at iso-accuracy",
             command=command_line(__file__, argv),
-            markdown=text,
+            markdown=with_missing(text, missing),
             data=summary(pairs),
         )
 

@@ -327,27 +327,37 @@ def test_upload_past_the_limit_is_413_and_leaves_nothing_in_s3(
     assert upload_count(service, filename="too-big.safetensors") == 0
 
 
+def raw_upload_start(
+    service: Service, team: ApiTeam, route: str, filename: str, data: bytes
+) -> tuple[bytes, bytes]:
+    """(request headers + the file part's own header, the file's bytes) of a multipart upload
+    declaring the whole file's length, for a test that sends only part of it by hand."""
+    boundary = uuid.uuid4().hex
+    head = (
+        f"--{boundary}\r\n"
+        f'Content-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    length = len(head) + len(data) + len(f"\r\n--{boundary}--\r\n")
+    url = urlsplit(service.url)
+    request = (
+        f"POST {route} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+        f"Authorization: Bearer {team.key}\r\nContent-Length: {length}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
+    ).encode()
+    return request + head, data
+
+
 def test_upload_declared_far_past_the_limit_is_413(service: Service, alice: ApiTeam):
     """Refused on the declared length alone, before the body is read: the client sends the
     headers and a first piece, and reads the 413 while the rest is still unsent. (A client
     that pushes all 12 MiB first can find the connection closed before it reads the answer.)"""
     before = service.objects()
-    boundary = uuid.uuid4().hex
-    head = (
-        f"--{boundary}\r\n"
-        'Content-Disposition: form-data; name="file"; filename="huge.safetensors"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode()
-    data = safetensors_of(UPLOAD_LIMIT + 3 * (1 << 20))
-    length = len(head) + len(data) + len(f"\r\n--{boundary}--\r\n")
+    start, data = raw_upload_start(service, alice, "/v1/datasets", "huge.safetensors",
+                                   safetensors_of(UPLOAD_LIMIT + 3 * (1 << 20)))  # fmt: skip
     url = urlsplit(service.url)
-    request = (
-        f"POST /v1/datasets HTTP/1.1\r\nHost: {url.netloc}\r\n"
-        f"Authorization: Bearer {alice.key}\r\nContent-Length: {length}\r\n"
-        f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
-    ).encode()
     with socket.create_connection((url.hostname, url.port), timeout=15) as sock:
-        sock.sendall(request + head + data[:65536])
+        sock.sendall(start + data[:65536])
         answer = b""
         while b"\r\n\r\n" not in answer:
             chunk = sock.recv(4096)
@@ -373,22 +383,11 @@ def test_upload_cut_off_by_the_client_leaves_nothing_in_s3(service: Service, ali
     aborted and neither an object nor a row remains."""
     s3, bucket = service.s3, service.settings.s3_bucket
     before = service.objects()
-    boundary = uuid.uuid4().hex
-    head = (
-        f"--{boundary}\r\n"
-        'Content-Disposition: form-data; name="file"; filename="cut.safetensors"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode()
-    data = safetensors_of(UPLOAD_LIMIT)
-    length = len(head) + len(data) + len(f"\r\n--{boundary}--\r\n")
+    start, data = raw_upload_start(service, alice, "/v1/models", "cut.safetensors",
+                                   safetensors_of(UPLOAD_LIMIT))  # fmt: skip
     url = urlsplit(service.url)
-    request = (
-        f"POST /v1/models HTTP/1.1\r\nHost: {url.netloc}\r\n"
-        f"Authorization: Bearer {alice.key}\r\nContent-Length: {length}\r\n"
-        f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
-    ).encode()
     with socket.create_connection((url.hostname, url.port)) as sock:
-        sock.sendall(request + head + data[: 8 * (1 << 20) + 300_000])
+        sock.sendall(start + data[: 8 * (1 << 20) + 300_000])
         # The first 8 MiB part is on its way to S3 before the client leaves.
         if not wait_for(lambda: s3.list_multipart_uploads(Bucket=bucket).get("Uploads"), 30):
             sock.settimeout(2.0)
