@@ -112,6 +112,122 @@ def measure(shapes: dict[str, tuple[int, ...]], folder: Path, settings: list[str
     }
 
 
+SERVICE_BROKER = "redis://127.0.0.1:6379/11"  # bench_service: 13, load_service: 12
+SERVICE_TIMEOUT = 1800.0
+
+
+def job_settings(cli: list[str]) -> dict:
+    """The CLI's ``--name value`` pairs as a job's settings body."""
+    pairs = zip(cli[::2], cli[1::2], strict=True)
+    return {k.removeprefix("--"): float(v) if "." in v else int(v) if v.isdigit() else v
+            for k, v in pairs}  # fmt: skip
+
+
+def measure_service(ckpt: Path, folder: Path, settings: list[str]) -> dict:
+    """The checkpoint through the service as a team sends it: ``POST /v1/models``, a job with
+    no data set and no architecture, polled until it ends (each distinct progress message
+    kept), the artifact downloaded and decoded. The API, one Celery worker (solo pool: the job
+    runs in the worker process itself, so its ``VmHWM`` is the job's peak) and SeaweedFS run
+    on loopback as in production (``bench_service.services``)."""
+    import contextlib
+    import secrets
+
+    import httpx
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from bench_service import RssSampler, services
+    from servicekit import start_worker, stop_worker, worker_values
+
+    from app.queue import make_celery  # noqa: F401  (the worker's own import check, early)
+
+    out = folder / "service.wlss"
+    back = folder / "service-back.safetensors"
+    with services(SERVICE_BROKER) as api, contextlib.ExitStack() as stack:
+        values = worker_values(api.db_url, api.s3, api.s3.bucket, SERVICE_BROKER, api.tmp / "w")
+        for test_only in ("progress_interval_seconds", "job_lease_seconds"):
+            values.pop(test_only, None)
+        values.update(environment="production", secret_key=secrets.token_urlsafe(32))
+        worker = start_worker(values, api.tmp / "celery.log")
+        stack.callback(stop_worker, worker)
+        auth = {"Authorization": f"Bearer {api.key}"}
+        client = stack.enter_context(
+            httpx.Client(base_url=api.api_url, headers=auth, timeout=600, follow_redirects=True)
+        )
+        with RssSampler(api.pid, 0.05) as api_rss, open(ckpt, "rb") as f:
+            start = time.perf_counter()
+            r = client.post(
+                "/v1/models", files={"file": (ckpt.name, f, "application/octet-stream")}
+            )
+            upload_s = time.perf_counter() - start
+        if r.status_code != 201:
+            raise SystemExit(f"upload refused: {r.status_code} {r.text[:500]}")
+        body = {"model_id": r.json()["id"], "settings": job_settings(settings)}
+        r = client.post("/v1/jobs", json=body)
+        if r.status_code != 202:
+            raise SystemExit(f"job refused: {r.status_code} {r.text[:500]}")
+        job_id = r.json()["id"]
+        start = time.perf_counter()
+        messages: list[str] = []
+        while True:
+            job = client.get(f"/v1/jobs/{job_id}").json()
+            message = (job.get("progress") or {}).get("message")
+            if message and (not messages or messages[-1] != message):
+                messages.append(message)
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                break
+            if time.perf_counter() - start > SERVICE_TIMEOUT:
+                raise SystemExit(f"job {job_id} still {job['status']} after {SERVICE_TIMEOUT} s")
+            time.sleep(0.5)
+        job_s = time.perf_counter() - start
+        worker_peak = _vm_hwm(worker.process.pid)
+        if job["status"] != "succeeded":
+            raise SystemExit(f"job {job['status']}: {job.get('error')}\n{worker.log()[-3000:]}")
+        start = time.perf_counter()
+        with client.stream("GET", f"/v1/jobs/{job_id}/artifact") as resp, open(out, "wb") as f:
+            resp.raise_for_status()
+            for chunk in resp.iter_bytes(1 << 20):
+                f.write(chunk)
+        download_s = time.perf_counter() - start
+    decode_s, decode_peak, _ = child(["decode", str(out), "--out", str(back)])
+    same = _same_tensors(ckpt, back)
+    return {
+        "upload_s": round(upload_s, 1),
+        "job_s": round(job_s, 1),
+        "download_s": round(download_s, 1),
+        "service_decode_s": round(decode_s, 1),
+        "worker_peak_rss": worker_peak,
+        "api_peak_rss": api_rss.peak(),
+        "service_decode_peak_rss": decode_peak,
+        "service_file_bytes": out.stat().st_size,
+        "progress_messages": len(messages),
+        "progress_sample": [*messages[:3], "...", *messages[-3:]],
+        "decoded_matches": same,
+        "result": job.get("result"),
+    }
+
+
+def _vm_hwm(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmHWM for pid {pid}")
+
+
+def _same_tensors(ckpt: Path, back: Path) -> bool:
+    """The decoded file holds the checkpoint's names, shapes and dtypes (values are encoded)."""
+    from safetensors import safe_open
+
+    with safe_open(str(ckpt), "pt") as a, safe_open(str(back), "pt") as b:
+        names = list(a.keys())
+        if sorted(names) != sorted(b.keys()):
+            return False
+        return all(
+            a.get_slice(n).get_shape() == b.get_slice(n).get_shape()
+            and a.get_slice(n).get_dtype() == b.get_slice(n).get_dtype()
+            for n in names
+        )
+
+
 def markdown(m: dict, settings: list[str]) -> str:
     ck = m["checkpoint_bytes"]
     budget = ck + 1024 * MiB
@@ -133,8 +249,10 @@ def markdown(m: dict, settings: list[str]) -> str:
             f"| {step} | {m[f'{step}_s']} | {m[f'{step}_mb_per_s']} | {peak / MiB:.0f} | "
             f"{'yes' if peak <= budget else 'no'} |"
         )
+    lines.append(f"| (floor: `inspect`) | | | {m['floor_rss'] / MiB:.0f} | |")
+    if "worker_peak_rss" in m:
+        lines += _service_lines(m, budget)
     lines += [
-        f"| (floor: `inspect`) | | | {m['floor_rss'] / MiB:.0f} | |",
         "",
         f"Encoded file: {m['file_bytes']:,} bytes ({ck / m['file_bytes']:.1f}x the checkpoint). "
         "Random weights have no structure to find: the ratio says what the settings' pruning "
@@ -143,20 +261,54 @@ def markdown(m: dict, settings: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _service_lines(m: dict, budget: int) -> list[str]:
+    mb = m["parameters"] * 4 / 1e6
+    ok = lambda peak: "yes" if peak <= budget else "no"  # noqa: E731
+    job, worker = m["job_s"], m["worker_peak_rss"]
+    sample = "; ".join(f"`{x}`" for x in m["progress_sample"])
+    return [
+        "",
+        "The same checkpoint through the service: uploaded to the API (`POST /v1/models`), "
+        "compressed by a job with no data set and no architecture (the same settings as a "
+        "job body) on one Celery worker, downloaded (`GET /v1/jobs/{id}/artifact`) and "
+        "decoded with `weightless decode`. The worker runs the job in its own process (solo "
+        "pool), so its `VmHWM` is the job's peak, Celery and the S3 transfers included.",
+        "",
+        "| step | seconds | MB of float32 per second | peak RSS (MiB) | within ckpt + 1 GiB |",
+        "|---|---|---|---|---|",
+        f"| upload (API) | {m['upload_s']} | {mb / m['upload_s']:.1f} | "
+        f"{m['api_peak_rss'] / MiB:.0f} (API) | {ok(m['api_peak_rss'])} |",
+        f"| job (worker) | {job} | {mb / job:.2f} | {worker / MiB:.0f} (worker) | {ok(worker)} |",
+        f"| download | {m['download_s']} | | | |",
+        f"| decode | {m['service_decode_s']} | {mb / m['service_decode_s']:.2f} | "
+        f"{m['service_decode_peak_rss'] / MiB:.0f} | {ok(m['service_decode_peak_rss'])} |",
+        "",
+        f"The job reported {m['progress_messages']} distinct progress messages, tensor by "
+        f"tensor ({sample}). The decoded file has the checkpoint's names, shapes and dtypes: "
+        f"{'yes' if m['decoded_matches'] else '**no**'}.",
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a tiny model of the same layout")
     ap.add_argument("--out-dir", type=Path, help="with --quick: where to write the table")
+    ap.add_argument("--no-service", action="store_true", help="the CLI only, not the service")
     args = ap.parse_args(argv)
     settings = ["--sparsity", "0.95", "--r", "3", "--t", "8", "--structure", "auto"]
     if args.quick:
         shapes = gpt2_shapes(vocab=500, width=32, blocks=2, context=64)
         out = args.out_dir or Path("scale-quick")
         m = measure(shapes, out, settings)
+        if not args.no_service:
+            m |= measure_service(out / "gpt2.safetensors", out, settings)
         (out / "scale.md").write_text(markdown(m, settings) + "\n", encoding="utf-8")
         (out / "scale.json").write_text(json.dumps(m, indent=1) + "\n", encoding="utf-8")
         return
-    m = measure(gpt2_shapes(), ROOT / ".cache" / "scale", settings)
+    folder = ROOT / ".cache" / "scale"
+    m = measure(gpt2_shapes(), folder, settings)
+    if not args.no_service:
+        m |= measure_service(folder / "gpt2.safetensors", folder, settings)
     record(
         "scale",
         title="Scale: a 124M-parameter checkpoint without code, compressed and decoded",

@@ -17,8 +17,15 @@ import math
 
 import numpy as np
 
-from weightless_core.deep_compression import DeepCompressedLayer, deep_compress
+from weightless_core.deep_compression import (
+    DeepCompressedLayer,
+    check_index_bits,
+    check_r,
+    coded_bits,
+    deep_compress,
+)
 from weightless_core.errors import InvalidInputError
+from weightless_core.layer import _as_float_array, cluster_values
 
 INDEX_BITS_SEARCHED = (3, 4, 5, 6, 7, 8)
 
@@ -37,13 +44,18 @@ def deep_compress_best(
     at its most favourable count."""
     if not widths:
         raise InvalidInputError("give at least one index width to try")
-    best: DeepCompressedLayer | None = None
-    for b in widths:
-        layer = deep_compress(weight, r=r, codebook=codebook, codes=codes, index_bits=b)
-        if best is None or layer.paper_bits < best.paper_bits:
-            best = layer
-    assert best is not None
-    return best
+    checked = [check_index_bits(b) for b in widths]
+    r = check_r(r)
+    w = _as_float_array(weight)
+    flat = w.ravel()
+    nonzero = flat != 0
+    _, values = cluster_values(flat, nonzero, w.shape, r, codebook, codes, 0)
+    positions = np.flatnonzero(nonzero)
+    del flat, nonzero
+    k = 1 << r
+    bits = [coded_bits(positions, values, k, b) for b in checked]  # the codebook is constant
+    best = checked[bits.index(min(bits))]  # the first of the fewest: the narrower on ties
+    return deep_compress(w, r=r, codebook=codebook, codes=codes, index_bits=best)
 
 
 def binary_entropy(p: float) -> float:

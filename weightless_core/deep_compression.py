@@ -149,14 +149,9 @@ def deep_compress(
     weights; without them the non-zeros are clustered by k-means. A tensor without non-zeros is
     stored as no entries, but needs an explicit codebook (there is nothing to cluster).
     """
-    if not (isinstance(r, int | np.integer) and 1 <= r <= MAX_R):
-        raise InvalidInputError(f"r (bits per cluster code) must be in 1..{MAX_R}, got {r!r}")
-    r = int(r)
+    r = check_r(r)
     w = _as_float_array(weight)
-    b = default_index_bits(w.ndim) if index_bits is None else index_bits
-    if not (isinstance(b, int | np.integer) and 1 <= b <= MAX_INDEX_BITS):
-        raise InvalidInputError(f"index_bits must be an int in 1..{MAX_INDEX_BITS}, got {b!r}")
-    b = int(b)
+    b = check_index_bits(default_index_bits(w.ndim) if index_bits is None else index_bits)
     flat = w.ravel()
     nonzero = flat != 0
     positions = np.flatnonzero(nonzero)
@@ -190,6 +185,39 @@ def deep_compress(
         gap_bits=gap_bits,
         payload=code_stream + gap_stream,
     )
+
+
+def check_r(r: object) -> int:
+    """``r`` as an int, or ``InvalidInputError`` when it is no code width this format stores."""
+    if not (isinstance(r, int | np.integer) and 1 <= r <= MAX_R):
+        raise InvalidInputError(f"r (bits per cluster code) must be in 1..{MAX_R}, got {r!r}")
+    return int(r)
+
+
+def check_index_bits(b: object) -> int:
+    """``b`` as an int, or ``InvalidInputError`` when it is no gap width this format stores."""
+    if not (isinstance(b, int | np.integer) and 1 <= b <= MAX_INDEX_BITS):
+        raise InvalidInputError(f"index_bits must be an int in 1..{MAX_INDEX_BITS}, got {b!r}")
+    return int(b)
+
+
+def coded_bits(positions: np.ndarray, values: np.ndarray, k: int, b: int) -> int:
+    """Huffman-coded bits of both streams (codes and gaps) at gap width ``b``, from histograms.
+
+    Exactly ``code_bits + gap_bits`` of ``deep_compress`` at that width, but with memory the
+    size of the kept weights: the entry lists (fillers included, several times the kept
+    weights at narrow widths) are never built, so a width search costs one encode, not one per
+    width. ``positions`` are the sorted flat positions of the kept weights, ``values`` their
+    codes (< ``k``)."""
+    mask = (1 << b) - 1
+    skips = np.diff(positions, prepend=-1) - 1
+    fills = int((skips >> b).sum())  # each bridges 2**b positions with the largest gap
+    symbols = np.bincount(values, minlength=k + 1)
+    symbols[k] += fills
+    gaps = np.bincount(skips & mask, minlength=mask + 1)
+    gaps[mask] += fills
+    lengths = huffman.code_lengths(symbols), huffman.code_lengths(gaps)
+    return int(symbols @ lengths[0].astype(np.int64) + gaps @ lengths[1].astype(np.int64))
 
 
 def decode_entries(layer: DeepCompressedLayer) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,7 @@ from weightless_core.errors import FormatError, InvalidInputError
 
 MAX_SYMBOLS = 4096
 MAX_CODE_LENGTH = 32
+_CHUNK = 1 << 20  # symbols encoded at a time
 
 
 def code_lengths(counts: object) -> np.ndarray:
@@ -113,25 +114,37 @@ def encode(symbols: object, lengths: object) -> tuple[bytes, int]:
     sym = np.asarray(symbols)
     if sym.dtype.kind not in "iu":
         raise InvalidInputError(f"symbols must be integers, got dtype {sym.dtype}")
-    sym = sym.ravel().astype(np.int64)
+    sym = sym.ravel()
     if sym.size == 0:
         return b"", 0
     if int(sym.min()) < 0 or int(sym.max()) >= lens.size:
         raise InvalidInputError(f"symbols must lie in [0, {lens.size})")
-    sym_lens = lens[sym].astype(np.int64)
-    if not sym_lens.all():
-        missing = int(sym[np.argmin(sym_lens)])
-        raise InvalidInputError(f"symbol {missing} occurs but has no code (its length is 0)")
-    ends = np.cumsum(sym_lens)
-    nbits = int(ends[-1])
-    starts = ends - sym_lens
+    counts = np.zeros(lens.size, dtype=np.int64)
+    for at in range(0, sym.size, _CHUNK):
+        counts += np.bincount(sym[at : at + _CHUNK].astype(np.int64), minlength=lens.size)
+    if (missing := np.flatnonzero((counts > 0) & (lens == 0))).size:
+        raise InvalidInputError(
+            f"symbol {int(missing[0])} occurs but has no code (its length is 0)"
+        )
+    nbits = int(counts @ lens.astype(np.int64))
     nbytes = (nbits + 7) // 8
-    window = canonical_codes(lens)[sym] << (40 - (starts & 7) - sym_lens).astype(np.uint64)
-    first_byte = starts >> 3
+    codes = canonical_codes(lens)
     out = np.zeros(nbytes + 5, dtype=np.int64)
-    for k in range(5):
-        part = ((window >> np.uint64(32 - 8 * k)) & np.uint64(0xFF)).astype(np.float64)
-        out += np.bincount(first_byte + k, weights=part, minlength=nbytes + 5).astype(np.int64)
+    offset = 0  # bits written before this chunk
+    for at in range(0, sym.size, _CHUNK):  # chunks bound the temporaries on 100M-entry streams
+        part_sym = sym[at : at + _CHUNK].astype(np.int64)
+        sym_lens = lens[part_sym].astype(np.int64)
+        ends = np.cumsum(sym_lens) + offset
+        starts = ends - sym_lens
+        offset = int(ends[-1])
+        window = codes[part_sym] << (40 - (starts & 7) - sym_lens).astype(np.uint64)
+        first_byte = starts >> 3
+        base = int(first_byte[0])
+        span = int(first_byte[-1]) - base + 5
+        for k in range(5):
+            part = ((window >> np.uint64(32 - 8 * k)) & np.uint64(0xFF)).astype(np.float64)
+            summed = np.bincount(first_byte - base + k, weights=part, minlength=span)
+            out[base : base + span] += summed.astype(np.int64)
     return out[:nbytes].astype(np.uint8).tobytes(), nbits
 
 

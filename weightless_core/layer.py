@@ -90,16 +90,17 @@ class EncodedLayer:
 
     def read_codes(self) -> tuple[np.ndarray, np.ndarray]:
         """``(codes, valid)`` of every position, shaped like the tensor: the cluster code the
-        table gives (int64, 0 where invalid) and whether it is one (kept weights and false
-        positives). One range decode with codebook ``1..2**r``, so no key array is built."""
+        table gives (uint8, as r <= 8; 0 where invalid) and whether it is one (kept weights and
+        false positives). One range decode with codebook ``1..2**r``, so no key array is built,
+        and nothing wider than the float32 decode is held: on a 100M-weight tensor an int64
+        copy alone would be 800 MB."""
         out = np.empty(self.queried, dtype=np.float32)
         self.structure.decode_dense(out, np.arange(1, (1 << self.r) + 1, dtype=np.float32))
-        plus_one = out.astype(np.int64)
         if self.live is not None:
-            plus_one = self.live.expand(plus_one)
-        valid = plus_one > 0
-        np.subtract(plus_one, 1, out=plus_one, where=valid)
-        return plus_one.reshape(self.shape), valid.reshape(self.shape)
+            out = self.live.expand(out)
+        valid = out > 0
+        np.subtract(out, 1, out=out, where=valid)
+        return out.astype(np.uint8).reshape(self.shape), valid.reshape(self.shape)
 
     def to_torch(
         self, device: str | torch.device = "cpu", *, backend: Backend = "auto"

@@ -418,8 +418,8 @@ class _Run:
         k = 1 << self.plans[name].r
         values = self.params[name].detach()[c.mask].cpu().numpy()
         centroids, codes = kmeans_1d(values, k, seed=self.settings.seed)
-        full = torch.zeros(c.mask.shape, dtype=torch.int64)
-        full[c.mask.cpu()] = torch.from_numpy(codes)
+        full = torch.zeros(c.mask.shape, dtype=torch.uint8)  # r <= 8: one byte per position
+        full[c.mask.cpu()] = torch.from_numpy(codes.astype(np.uint8))
         self.constraints[name] = self._noisy(
             name,
             Constraint(

@@ -15,7 +15,7 @@ from weightless_core.baselines import (
     deep_compress_best,
     entropy_bound_bits,
 )
-from weightless_core.deep_compression import deep_compress
+from weightless_core.deep_compression import coded_bits, deep_compress
 from weightless_core.errors import InvalidInputError
 
 
@@ -38,6 +38,18 @@ def test_best_width_is_the_smallest_of_every_width_tried():
     assert best.paper_bits == min(sizes.values())
     assert best.index_bits == min(b for b, bits in sizes.items() if bits == best.paper_bits)
     np.testing.assert_array_equal(best.decode(), w)
+
+
+@pytest.mark.parametrize("density", [0.002, 0.05, 0.6])
+def test_width_costs_from_histograms_are_the_encoded_streams_lengths(density: float) -> None:
+    """The width search sizes each width from histograms (no entry lists built): the count
+    must be the real streams' length, fillers included, at every width."""
+    w, cb, codes = _clustered((90, 130), density, r=3, seed=2)
+    positions = np.flatnonzero(w.ravel())
+    values = codes.ravel()[positions]
+    for b in range(1, 13):
+        layer = deep_compress(w, r=3, codebook=cb, codes=codes, index_bits=b)
+        assert coded_bits(positions, values, 8, b) == layer.code_bits + layer.gap_bits
 
 
 def test_best_width_beats_the_papers_fixed_width_at_high_sparsity():

@@ -106,7 +106,7 @@ def test_scale_benchmark_quick_run_measures_both_commands(tmp_path, monkeypatch)
     scale = _script(monkeypatch, "bench_scale")
     shapes = scale.gpt2_shapes()
     assert sum(torch_numel(s) for s in shapes.values()) == 124_439_808  # GPT-2 small
-    scale.main(["--quick", "--out-dir", str(tmp_path)])
+    scale.main(["--quick", "--out-dir", str(tmp_path), "--no-service"])
     measured = json.loads((tmp_path / "scale.json").read_text())
     assert measured["file_bytes"] < measured["checkpoint_bytes"]
     for step in ("compress", "decode"):

@@ -169,6 +169,21 @@ def test_round_trip_matches_the_reference_layout(data: st.DataObject) -> None:
     np.testing.assert_array_equal(back, symbols)
 
 
+@pytest.mark.parametrize("chunk", [1, 3, 64])
+def test_a_stream_encoded_in_chunks_is_the_same_stream(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Long streams are encoded a chunk at a time (bounded memory): codes straddling a chunk's
+    last byte, and uint64 symbols, give exactly the one-piece stream."""
+    rng = np.random.default_rng(5)
+    symbols = np.minimum(rng.geometric(0.3, size=1000), 40).astype(np.uint64)
+    lengths = huffman.code_lengths(np.bincount(symbols.astype(np.int64), minlength=41))
+    whole = huffman.encode(symbols, lengths)
+    assert whole == _reference_stream(symbols.astype(np.int64), lengths)
+    monkeypatch.setattr(huffman, "_CHUNK", chunk)
+    assert huffman.encode(symbols, lengths) == whole
+
+
 def test_single_symbol_stream():
     lengths = huffman.code_lengths([0, 9])
     raw, nbits = huffman.encode(np.ones(9, dtype=np.int64), lengths)

@@ -197,7 +197,7 @@ def test_read_codes_matches_a_query_of_every_position(structure: str) -> None:
     layer = encode_layer(w, r=3, t=6, seed=4, structure=structure)
     q = layer.structure.query(np.arange(layer.numel, dtype=np.uint64)).reshape(w.shape)
     codes, valid = layer.read_codes()
-    assert codes.dtype == np.int64 and codes.shape == w.shape
+    assert codes.dtype == np.uint8 and codes.shape == w.shape  # r <= 8: a byte per position
     np.testing.assert_array_equal(valid, q < 8)
     np.testing.assert_array_equal(codes, np.where(q < 8, q, 0))
     assert int(valid.sum()) == layer.nnz + layer.false_positives
