@@ -30,15 +30,15 @@ def _built(cls: type[RetrievalStructure], t: int, seed: int, n: int = 2000, span
 
 def test_mix_matches_the_reference_on_edge_values() -> None:
     edges = [0, 1, 2**31, 2**32 - 1, 2**63 - 1, 2**63, 2**64 - 1, 0x9E3779B97F4A7C15]
-    z = torch.tensor([torch_decode._signed(x) for x in edges], dtype=torch.int64)
-    got = torch_decode._mix_(z.clone(), torch.empty_like(z))
+    z = torch.tensor([torch_decode.signed(x) for x in edges], dtype=torch.int64)
+    got = torch_decode.mix_(z.clone(), torch.empty_like(z))
     assert [int(v) % 2**64 for v in got] == [mix64(x) for x in edges]
 
 
 @pytest.mark.parametrize("b", [1, 3, 2**16 + 1, 2**31 + 7, 2**32 - 1])
 def test_mulhi32_is_exact(b: int) -> None:
     r = [0, 1, 2**16 - 1, 2**16, 2**31, 2**32 - 1, 123456789]
-    got = torch_decode._mulhi32_(torch.tensor(r), b, torch.empty(len(r), dtype=torch.int64))
+    got = torch_decode.mulhi32_(torch.tensor(r), b, torch.empty(len(r), dtype=torch.int64))
     assert got.tolist() == [(x * b) >> 32 for x in r]
 
 
