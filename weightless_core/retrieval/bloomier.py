@@ -44,8 +44,8 @@ def block_length(n: int, cells_per_key: float = CELLS_PER_KEY) -> int:
 
 
 @inline
-def _cells(h: np.uint64, p: tuple[np.uint64], out: np.ndarray, i: int) -> np.uint64:
-    """Cells ``c_j`` of hash ``h`` into ``out[j, i]``; returns the mask bits (``p = (B,)``).
+def _cells(h: np.uint64, p: tuple[np.uint64]) -> tuple[np.uint64, ...]:
+    """The mask bits and cells ``c_0, c_1, c_2`` of hash ``h`` (``p = (B,)``; see ``cellxor``).
 
     ``B`` is masked to 32 bits (it fits), so that every product is 32 x 32 bits: one SIMD
     multiply when the hashing loop vectorises.
@@ -55,10 +55,10 @@ def _cells(h: np.uint64, p: tuple[np.uint64], out: np.ndarray, i: int) -> np.uin
     r0 = h & lo
     r1 = ((h << np.uint64(21)) | (h >> np.uint64(43))) & lo
     r2 = ((h << np.uint64(42)) | (h >> np.uint64(22))) & lo
-    out[0, i] = (r0 * b) >> np.uint64(32)
-    out[1, i] = b + ((r1 * b) >> np.uint64(32))
-    out[2, i] = b + b + ((r2 * b) >> np.uint64(32))
-    return h ^ (h >> np.uint64(32))
+    c0 = (r0 * b) >> np.uint64(32)
+    c1 = b + ((r1 * b) >> np.uint64(32))
+    c2 = b + b + ((r2 * b) >> np.uint64(32))
+    return h ^ (h >> np.uint64(32)), c0, c1, c2
 
 
 @njit(parallel=True)

@@ -1,16 +1,18 @@
 """What the Bloomier filter and binary fuse share: a key's value is the xor of a few cells.
 
 A structure of this family (``CellXorStructure``) is defined by one inline numba function,
-``cells(h, p, out, i)``: it writes the cells of the key whose hash is ``h`` to
-``out[0 .. ARITY-1, i]`` and returns the key's mask bits (callers keep the low ``t``); ``p`` is
-a tuple of the structure's parameters (its segment geometry). Everything else is here, once:
-chunked queries and decodes (``scan``) and construction by peeling the key hypergraph
-(``solve``), which take that function as their first argument; numba specialises them on it
-and inlines it.
+``cells(h, p)``: the mask bits of the key whose hash is ``h`` (callers keep the low ``t``)
+followed by its ``ARITY`` cells, as one tuple of uint64 (binary fuse returns four cells
+whatever its arity: no branch in the hashing loop). ``p`` is a tuple of the structure's
+parameters (its geometry). Everything else is here, once: chunked queries and decodes
+(``scan``) and construction by peeling the key hypergraph (``solve``), which take that function
+as their first argument; numba specialises them on it and inlines it. A flat tuple keeps a
+key's cells in registers (writing them to a scratch array made peeling about 10 % slower).
 
-A structure module instantiates ``scan`` and ``solve`` in two three-line kernels of its own,
-``_scan`` and ``_solve``: numba caches a kernel on disk next to its source and checks only that
-file for changes, so a kernel compiled against a structure's ``cells`` must live with it.
+A structure module instantiates ``scan`` and ``solve`` in two short kernels of its own,
+``_scan`` and ``_solve``: numba caches a kernel on disk next to its source, and a kernel taking
+``cells`` as an argument from Python would not be cached at all. numba checks only that source
+file for changes, so after editing this module clear the structures' ``__pycache__``.
 
 Queries (``scan``). Done one key at a time, the hash arithmetic sits between the random table
 reads and the CPU keeps few reads in flight. The kernels work in chunks instead: one pass hashes
@@ -103,11 +105,17 @@ def scan(cells, mode, arity, table, sk, p, t, job) -> int:
         acc = np.empty(CHUNK, dtype=np.uint64)
         if mode == QUERY:
             for j in range(m):
-                acc[j] = cells(mix(np.uint64(keys[start + j]) + sk), p, index, j)
+                cs = cells(mix(np.uint64(keys[start + j]) + sk), p)
+                acc[j] = cs[0]
+                for r in range(1, len(cs)):
+                    index[r - 1, j] = cs[r]
         else:
             first = np.uint64(start) + sk
             for j in range(m):
-                acc[j] = cells(mix(first + np.uint64(j)), p, index, j)
+                cs = cells(mix(first + np.uint64(j)), p)
+                acc[j] = cs[0]
+                for r in range(1, len(cs)):
+                    index[r - 1, j] = cs[r]
         for r in range(arity):
             _gather(table, index[r], acc, m, tt)
         hits = 0
@@ -131,18 +139,17 @@ def scan(cells, mode, arity, table, sk, p, t, job) -> int:
 def _add(cells, arity, p, hashes, values, slots) -> None:
     """Every (hash, value) pair into the zeroed ``slots``."""
     one = np.uint64(1)
-    cs = np.empty((4, 2), dtype=np.uint64)
     n = hashes.size
     for i in range(n):
         if i + AHEAD < n:
-            cells(hashes[i + AHEAD], p, cs, 1)
+            ca = cells(hashes[i + AHEAD], p)
             for j in range(arity):
-                prefetch(slots, cs[j, 1] + cs[j, 1])
+                prefetch(slots, ca[j + 1] + ca[j + 1])
         h = hashes[i]
-        cells(h, p, cs, 0)
+        cs = cells(h, p)
         tag = np.uint64(values[i]) << np.uint64(32)
         for j in range(arity):
-            s = cs[j, 0] + cs[j, 0]
+            s = cs[j + 1] + cs[j + 1]
             slots[s] ^= h
             slots[s + one] = (slots[s + one] + one) ^ tag
 
@@ -152,7 +159,6 @@ def _peel(cells, arity, p, slots, queue, peel_h, peel_v, peel_c) -> int:
     """Peel in the documented order; returns how many keys were peeled (all of them: success)."""
     one = np.uint64(1)
     low = np.uint64(0xFFFFFFFF)
-    cs = np.empty((4, 2), dtype=np.uint64)
     qn = 0
     for c in range(queue.size):
         if slots[2 * c + 1] & low == one:
@@ -168,9 +174,9 @@ def _peel(cells, arity, p, slots, queue, peel_h, peel_v, peel_c) -> int:
         if qi + AHEAD < qn:
             e = 2 * queue[qi + AHEAD]
             if slots[e + 1] & low == one:
-                cells(slots[e], p, cs, 1)
+                ca = cells(slots[e], p)
                 for j in range(arity):
-                    prefetch(slots, cs[j, 1] + cs[j, 1])
+                    prefetch(slots, ca[j + 1] + ca[j + 1])
         c = queue[qi]
         qi += 1
         if slots[2 * c + 1] & low != one:
@@ -181,9 +187,9 @@ def _peel(cells, arity, p, slots, queue, peel_h, peel_v, peel_c) -> int:
         peel_v[sn] = np.uint32(tag >> np.uint64(32))
         peel_c[sn] = c
         sn += 1
-        cells(h, p, cs, 0)
+        cs = cells(h, p)
         for j in range(arity):
-            d = cs[j, 0]
+            d = cs[j + 1]
             s = d + d
             slots[s] ^= h
             cnt = (slots[s + one] - one) ^ tag
@@ -198,18 +204,17 @@ def _peel(cells, arity, p, slots, queue, peel_h, peel_v, peel_c) -> int:
 def _assign(cells, arity, p, t, peel_h, peel_v, peel_c, sn, x) -> None:
     """Assign cells in reverse peel order so every key's query returns its value."""
     tmask = (np.uint64(1) << np.uint64(t)) - np.uint64(1)
-    cs = np.empty((4, 2), dtype=np.uint64)
     for s in range(sn - 1, -1, -1):
         if s >= AHEAD:
-            cells(peel_h[s - AHEAD], p, cs, 1)
+            ca = cells(peel_h[s - AHEAD], p)
             for j in range(arity):
-                prefetch(x, cs[j, 1])
-        h = peel_h[s]
+                prefetch(x, ca[j + 1])
         # x[peel_c[s]] is still 0 here (each cell is peeled at most once), so xoring every cell
         # of the key, the peeled one included, is the same as xoring the others.
-        v = (np.uint64(peel_v[s]) ^ cells(h, p, cs, 0)) & tmask
-        for j in range(arity):
-            v ^= np.uint64(x[cs[j, 0]])
+        cs = cells(peel_h[s], p)
+        v = (np.uint64(peel_v[s]) ^ cs[0]) & tmask
+        for j in range(1, arity + 1):
+            v ^= np.uint64(x[cs[j]])
         x[peel_c[s]] = np.uint32(v)
 
 
@@ -234,7 +239,7 @@ class CellXorStructure(RetrievalStructure):
     """A structure whose query xors ``ARITY`` cells and a mask (see the module docstring).
 
     Subclasses set ``ARITY`` and their two kernels ``_scan`` and ``_solve`` (static methods),
-    and give ``_geometry`` (the parameters their ``cells`` reads), ``_table_size``,
+    and give ``_geometry`` (the ``p`` their ``cells`` reads), ``_table_size``,
     ``size_problem`` and, for torch decoding, ``_torch_cells``.
     """
 

@@ -111,20 +111,22 @@ def _start(h: np.uint64, segs: np.uint64) -> np.uint64:
 
 
 @inline
-def _cells(h: np.uint64, p: tuple[np.uint64, np.uint64, np.uint64], out, i: int) -> np.uint64:
-    """Cells ``c_j`` of hash ``h`` into ``out[j, i]``, all four whatever the arity (no branch
-    in the hashing loop); returns the mask bits. ``p = (S, k, w)``: start segments, segment
+def _cells(h: np.uint64, p: tuple[np.uint64, np.uint64, np.uint64]) -> tuple[np.uint64, ...]:
+    """The mask bits and cells ``c_0 .. c_3`` of hash ``h``, four whatever the arity (no
+    branch in the hashing loop; see ``cellxor``). ``p = (S, k, w)``: start segments, segment
     bits and the spacing ``w = 64 // a`` of the offset fields in ``g``."""
     segs, k, fb = p
     g = mix(h)
     lmask = (np.uint64(1) << k) - np.uint64(1)
     seg = np.uint64(1) << k
     b = _start(h, segs & np.uint64(0xFFFFFFFF)) << k  # S < 2**32: a 32 x 32-bit product
-    out[0, i] = b + (g & lmask)
-    out[1, i] = b + seg + ((g >> fb) & lmask)
-    out[2, i] = b + seg + seg + ((g >> (fb + fb)) & lmask)
-    out[3, i] = b + seg + seg + seg + ((g >> (fb + fb + fb)) & lmask)
-    return h
+    return (
+        h,
+        b + (g & lmask),
+        b + seg + ((g >> fb) & lmask),
+        b + seg + seg + ((g >> (fb + fb)) & lmask),
+        b + seg + seg + seg + ((g >> (fb + fb + fb)) & lmask),
+    )
 
 
 @njit(parallel=True)
