@@ -15,7 +15,7 @@ from weightless_core.errors import InvalidInputError
 from weightless_core.fileformat import load, save
 from weightless_core.hashing import mix64
 from weightless_core.layer import encode_layer
-from weightless_core.retrieval import STRUCTURES, RetrievalStructure, torch_decode
+from weightless_core.retrieval import STRUCTURES, BloomierFilter, RetrievalStructure, torch_decode
 
 ALL = pytest.mark.parametrize("cls", list(STRUCTURES.values()), ids=list(STRUCTURES))
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -93,6 +93,19 @@ def test_bad_backend_and_missing_gpu_are_refused() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(InvalidInputError, match="no CUDA device"):
             layer.to_torch("cuda")
+
+
+def test_torch_decoding_dispatches_through_the_structure() -> None:
+    """No table of kinds: a structure's own ``torch_lookup`` decodes it, and one without says so."""
+
+    class NoTorch(BloomierFilter):
+        torch_lookup = RetrievalStructure.torch_lookup
+
+    s, _, _, _ = _built(NoTorch, 6, seed=1, n=50, span=500)
+    with pytest.raises(InvalidInputError, match="no torch decoder for structure 'bloomier'"):
+        torch_decode.decode_dense(s, np.zeros(4, dtype=np.float32), (10,))
+    with pytest.raises(InvalidInputError, match="no torch decoder"):
+        torch_decode.query(s, np.arange(3, dtype=np.uint64))
 
 
 def test_load_decodes_the_same_with_either_backend(tmp_path) -> None:

@@ -42,10 +42,12 @@ __all__ = ["MAX_T", "RetrievalStructure", "check_t", "checked_inputs", "mix", "w
 
 
 class RetrievalStructure(ABC):
-    """A built, immutable table; subclasses set ``kind`` (name) and ``code`` (file format id)."""
+    """A built, immutable table; subclasses set ``kind`` (name), ``code`` (file format id) and
+    ``min_version`` (the first file format version that has the code)."""
 
     kind: ClassVar[str]
     code: ClassVar[int]
+    min_version: ClassVar[int]
     MAX_KEYS: ClassVar[int] = (1 << 32) - 1
     """Most keys one table holds (per-cell key counts and hashed starts are 32-bit)."""
 

@@ -80,6 +80,7 @@ class BloomierFilter(CellXorStructure):
 
     kind = "bloomier"
     code = 1
+    min_version = 1
     ARITY = 3
     _scan = staticmethod(_scan)
     _solve = staticmethod(_solve)

@@ -231,6 +231,7 @@ class BinaryFuse3(_BinaryFuse):
 
     kind = "fuse3"
     code = 2
+    min_version = 3
     ARITY = 3
 
 
@@ -239,4 +240,5 @@ class BinaryFuse4(_BinaryFuse):
 
     kind = "fuse4"
     code = 3
+    min_version = 3
     ARITY = 4

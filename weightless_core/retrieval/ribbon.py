@@ -257,6 +257,7 @@ class RibbonRetrieval(RetrievalStructure):
 
     kind = "ribbon"
     code = 4
+    min_version = 4
 
     def __init__(self, *, t: int, seed: int, num_cells: int, words: np.ndarray, attempts: int = 1):
         super().__init__(t=t, seed=seed, num_cells=num_cells, words=words, attempts=attempts)
