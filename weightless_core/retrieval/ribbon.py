@@ -36,8 +36,7 @@ import numpy as np
 from weightless_core import bitpack
 from weightless_core._jit import inline, njit, prange
 from weightless_core.errors import InvalidInputError
-from weightless_core.retrieval.base import RetrievalStructure
-from weightless_core.retrieval.base import mix as _mix
+from weightless_core.retrieval.base import RetrievalStructure, mix
 
 if TYPE_CHECKING:
     import torch
@@ -76,8 +75,8 @@ def _start(h: np.uint64, spots: np.uint64) -> np.uint64:
 
 @inline
 def _row(h: np.uint64) -> tuple[np.uint64, np.uint64]:
-    g = _mix(h)
-    return g | np.uint64(1), _mix(g)
+    g = mix(h)
+    return g | np.uint64(1), mix(g)
 
 
 @inline
@@ -129,7 +128,7 @@ def _query_kernel(keys, planes, sk: np.uint64, spots: np.int64, t: np.int64, out
     n = keys.size
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
-            out[i] = np.uint32(_query_one(_mix(np.uint64(keys[i]) + sk), planes, sp, t))
+            out[i] = np.uint32(_query_one(mix(np.uint64(keys[i]) + sk), planes, sp, t))
 
 
 @njit(parallel=True)
@@ -140,7 +139,7 @@ def _decode_kernel(out, planes, sk: np.uint64, spots: np.int64, t: np.int64, tab
     n = out.size
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
-            q = _query_one(_mix(np.uint64(i) + sk), planes, sp, t)
+            q = _query_one(mix(np.uint64(i) + sk), planes, sp, t)
             out[i] = table[min(q, last)]
 
 
@@ -153,7 +152,7 @@ def _count_kernel(pruned, planes, sk: np.uint64, spots: np.int64, t: np.int64, l
         hits = 0
         for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
             if pruned[i]:
-                hits += _query_one(_mix(np.uint64(i) + sk), planes, sp, t) < limit
+                hits += _query_one(mix(np.uint64(i) + sk), planes, sp, t) < limit
         total += hits
     return total
 
@@ -188,7 +187,7 @@ def _band(keys, values, sk: np.uint64, m: np.int64, t: np.int64, row_lo, row_hi,
     spots = np.uint64(m - 127)
     tmask = (np.uint64(1) << np.uint64(t)) - np.uint64(1)
     for i in range(keys.size):
-        h = _mix(np.uint64(keys[i]) + sk)
+        h = mix(np.uint64(keys[i]) + sk)
         s = np.int64(_start(h, spots))
         lo, hi = _row(h)
         v = (np.uint64(values[i]) ^ h) & tmask

@@ -10,6 +10,9 @@ shifts are arithmetic shifts with the sign-extended bits masked off. Products th
 their high half (``(r * B) >> 32`` of two 32-bit numbers) are split into 16-bit halves so no
 intermediate leaves int64. Positions go in chunks, so temporary memory is bounded (about 80
 bytes per position of a chunk) whatever the layer's size.
+
+This module is the chunking and those helpers; the query itself is the structure's own
+(``RetrievalStructure.torch_lookup``), so nothing here knows one structure from another.
 """
 
 from __future__ import annotations
