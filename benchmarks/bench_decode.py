@@ -35,7 +35,6 @@ from _results import ROOT, command_line, machine_info, record
 
 sys.path.insert(0, str(ROOT))
 from weightless_core.layer import encode_layer
-from weightless_core.retrieval import bloomier, fuse, narrow
 
 FC6 = (25088, 4096)
 KEEP = 0.04
@@ -57,13 +56,8 @@ def fc6_weight(shape: tuple[int, int]) -> np.ndarray:
 
 def packed_decode(layer) -> np.ndarray:
     """The decode kernel before unpacked cells (two word loads and a shift per cell)."""
-    s = layer.structure
     out = np.empty(layer.numel, dtype=np.float32)
-    table = narrow.decode_table(layer.codebook)
-    if s.kind == "bloomier":
-        bloomier._decode_kernel(out, s._words, s._sk, s._b, np.int64(s.t), table)
-    else:
-        fuse._decode_kernel(out, s._words, *s._params(), table)
+    layer.structure.decode_packed(out, layer.codebook)
     return out.reshape(layer.shape)
 
 

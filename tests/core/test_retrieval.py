@@ -35,6 +35,7 @@ from weightless_core.retrieval import (
     RetrievalStructure,
     RibbonRetrieval,
 )
+from weightless_core.retrieval.cellxor import CellXorStructure
 from weightless_core.retrieval.fuse import SEGMENT_STEPS, layout, parse_num_cells, size_factor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -293,6 +294,22 @@ def test_decode_dense_odd_sizes(cls: type[RetrievalStructure]) -> None:
         s.decode_dense(out, codebook)
         np.testing.assert_array_equal(out, np.where(q < 4, codebook[np.minimum(q, 3)], 0))
         assert s.count_in_range(np.ones(numel, dtype=bool), 4) == int((q < 4).sum())
+
+
+@pytest.mark.parametrize("cls", [BloomierFilter, BinaryFuse3, BinaryFuse4], ids=str)
+@pytest.mark.parametrize("t", [7, 20])
+def test_decode_from_packed_or_unpacked_cells_agree(cls: type[CellXorStructure], t: int) -> None:
+    """``cellxor.scan`` reads packed words or unpacked cells (t <= 16) by the table's dtype."""
+    rng = np.random.default_rng(t)
+    keys = _keys(rng, 500, 20_000)
+    s = cls.build(keys, rng.integers(0, 8, size=500).astype(np.uint32), t=t, seed=3)
+    codebook = np.linspace(-1, 1, 8, dtype=np.float32)
+    unpacked, packed = np.empty(9000, np.float32), np.empty(9000, np.float32)
+    s.decode_dense(unpacked, codebook)
+    s.decode_packed(packed, codebook)
+    q = _reference(cls)(s, np.arange(9000, dtype=np.uint64))
+    np.testing.assert_array_equal(packed, np.where(q < 8, codebook[np.minimum(q, 7)], 0))
+    np.testing.assert_array_equal(unpacked, packed)
 
 
 @ALL

@@ -15,7 +15,7 @@ from weightless_core.errors import InvalidInputError
 from weightless_core.fileformat import load, save
 from weightless_core.hashing import mix64
 from weightless_core.layer import encode_layer
-from weightless_core.retrieval import STRUCTURES, RetrievalStructure, torch_decode
+from weightless_core.retrieval import STRUCTURES, BloomierFilter, RetrievalStructure, torch_decode
 
 ALL = pytest.mark.parametrize("cls", list(STRUCTURES.values()), ids=list(STRUCTURES))
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -30,15 +30,15 @@ def _built(cls: type[RetrievalStructure], t: int, seed: int, n: int = 2000, span
 
 def test_mix_matches_the_reference_on_edge_values() -> None:
     edges = [0, 1, 2**31, 2**32 - 1, 2**63 - 1, 2**63, 2**64 - 1, 0x9E3779B97F4A7C15]
-    z = torch.tensor([torch_decode._signed(x) for x in edges], dtype=torch.int64)
-    got = torch_decode._mix_(z.clone(), torch.empty_like(z))
+    z = torch.tensor([torch_decode.signed(x) for x in edges], dtype=torch.int64)
+    got = torch_decode.mix_(z.clone(), torch.empty_like(z))
     assert [int(v) % 2**64 for v in got] == [mix64(x) for x in edges]
 
 
 @pytest.mark.parametrize("b", [1, 3, 2**16 + 1, 2**31 + 7, 2**32 - 1])
 def test_mulhi32_is_exact(b: int) -> None:
     r = [0, 1, 2**16 - 1, 2**16, 2**31, 2**32 - 1, 123456789]
-    got = torch_decode._mulhi32_(torch.tensor(r), b, torch.empty(len(r), dtype=torch.int64))
+    got = torch_decode.mulhi32_(torch.tensor(r), b, torch.empty(len(r), dtype=torch.int64))
     assert got.tolist() == [(x * b) >> 32 for x in r]
 
 
@@ -93,6 +93,19 @@ def test_bad_backend_and_missing_gpu_are_refused() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(InvalidInputError, match="no CUDA device"):
             layer.to_torch("cuda")
+
+
+def test_torch_decoding_dispatches_through_the_structure() -> None:
+    """No table of kinds: a structure's own ``torch_lookup`` decodes it, and one without says so."""
+
+    class NoTorch(BloomierFilter):
+        torch_lookup = RetrievalStructure.torch_lookup
+
+    s, _, _, _ = _built(NoTorch, 6, seed=1, n=50, span=500)
+    with pytest.raises(InvalidInputError, match="no torch decoder for structure 'bloomier'"):
+        torch_decode.decode_dense(s, np.zeros(4, dtype=np.float32), (10,))
+    with pytest.raises(InvalidInputError, match="no torch decoder"):
+        torch_decode.query(s, np.arange(3, dtype=np.uint64))
 
 
 def test_load_decodes_the_same_with_either_backend(tmp_path) -> None:

@@ -18,6 +18,7 @@ import torch
 from weightless_core.deep_compression import DeepCompressedLayer
 from weightless_core.errors import InvalidInputError
 from weightless_core.layer import EncodedLayer
+from weightless_core.retrieval import BY_CODE
 
 # Version 2 adds record kind 4, version 3 the binary fuse structures (codes 2 and 3) in kind-1
 # records, version 4 ribbon retrieval (code 4) and record kind 5 (a table of the live grid). A
@@ -51,9 +52,9 @@ MIN_VERSION_OF_KIND = {
     KIND_DEEP_COMPRESSION: 2,
     KIND_ENCODED_LIVE: 4,
 }
-# Retrieval structure code (kinds 1 and 5) -> first version that has it: 1 = Bloomier filter,
-# 2 = binary fuse 3-wise, 3 = binary fuse 4-wise, 4 = ribbon.
-MIN_VERSION_OF_STRUCTURE = {1: 1, 2: 3, 3: 3, 4: 4}
+# Retrieval structure code (kinds 1 and 5) -> first version that has it (each structure's
+# ``min_version``): 1 = Bloomier filter, 2 = binary fuse 3-wise, 3 = binary fuse 4-wise, 4 = ribbon.
+MIN_VERSION_OF_STRUCTURE = {code: s.min_version for code, s in BY_CODE.items()}
 HASH_SPLITMIX64_V1 = 1
 
 MAX_RECORDS = 1 << 20

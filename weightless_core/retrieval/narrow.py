@@ -1,4 +1,4 @@
-"""Decode kernels' shared half: the table unpacked to one byte (or two) per cell, and gathers.
+"""The table unpacked to one byte (or two) per cell, for dense decodes.
 
 A dense decode queries every position of a layer, so it reads the table tens of times per
 cell. Reading a cell from the packed stream takes two word loads, a shift and a mask; from an
@@ -8,9 +8,7 @@ about the size of the packed table for the t of real layers (6 to 12 bits), so t
 reads stay in the same cache level. Tables of more than 16 bits per cell or 2**32 cells keep
 the packed path (``narrow_cells`` returns None).
 
-Each structure hashes a chunk of positions to 32-bit cell indices and masks (its own layout),
-then calls ``xor_gather`` once per cell of a key (only independent loads, which the CPU keeps
-many of in flight) and ``write_decoded``.
+``cellxor.scan`` reads either form, chosen by the table's dtype.
 """
 
 from __future__ import annotations
@@ -21,10 +19,10 @@ from weightless_core._jit import njit, prange
 from weightless_core.errors import InvalidInputError
 
 CHUNK = 4096
-"""Positions per parallel task: four uint32 index arrays and the results, 80 KiB, in L2."""
+"""Cells per parallel task of the unpacking."""
 
 MAX_NARROW_T = 16
-MAX_NARROW_CELLS = 1 << 32  # indices are uint32
+MAX_NARROW_CELLS = 1 << 32  # larger tables keep the packed stream
 
 
 @njit(parallel=True)
@@ -49,24 +47,9 @@ def narrow_cells(words: np.ndarray, num_cells: int, t: int) -> np.ndarray | None
     return out
 
 
-@njit()
-def xor_gather(cells: np.ndarray, index: np.ndarray, acc: np.ndarray, m: int) -> None:
-    """``acc[j] ^= cells[index[j]]`` for ``j < m``."""
-    for j in range(m):
-        acc[j] ^= cells[index[j]]
-
-
-@njit()
-def write_decoded(out: np.ndarray, start: int, acc: np.ndarray, m: int, table: np.ndarray) -> None:
-    """``out[start + j] = table[acc[j]]``, a result past the codebook selecting ``table``'s
-    last entry (0.0): no data-dependent branch."""
-    last = np.uint32(table.size - 1)
-    for j in range(m):
-        out[start + j] = table[min(acc[j], last)]
-
-
 def decode_table(codebook: np.ndarray) -> np.ndarray:
-    """The codebook followed by one 0.0, as ``write_decoded`` expects."""
+    """The codebook followed by one 0.0: a decode kernel maps a result past the codebook to
+    that last entry, with no data-dependent branch."""
     return np.append(np.asarray(codebook, dtype=np.float32).ravel(), np.float32(0.0))
 
 

@@ -29,21 +29,23 @@ parity: ``t`` times a few word operations, instead of 64 cell reads on average.
 from __future__ import annotations
 
 import math
-from typing import Self
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from weightless_core import bitpack
 from weightless_core._jit import inline, njit, prange
-from weightless_core.errors import ConstructionError, InvalidInputError
-from weightless_core.hashing import derive_seed, seed_key
-from weightless_core.retrieval.base import MAX_T, RetrievalStructure, checked_inputs
-from weightless_core.retrieval.bloomier import _mix, _wrapping
+from weightless_core.errors import InvalidInputError
+from weightless_core.retrieval.base import RetrievalStructure, mix
+
+if TYPE_CHECKING:
+    import torch
+
+    from weightless_core.retrieval.torch_decode import Scratch, TorchLookup
 
 WIDTH = 128
 MIN_CELLS = WIDTH
 MAX_CELLS = 1 << 32  # (h >> 32) * (m - 127) stays below 2**64
-MAX_KEYS = MAX_CELLS - 1
 SIZE_STEPS = (1.01, 1.02, 1.03, 1.05, 1.08, 1.12, 1.2, 1.35, 1.6, 2.0)
 """Cells per key tried in turn, two seeds each: at 1k-50k keys about half the first seeds
 solve at 1.01 and nearly all at 1.02-1.03 (``benchmarks/bench_structures.py``)."""
@@ -73,8 +75,8 @@ def _start(h: np.uint64, spots: np.uint64) -> np.uint64:
 
 @inline
 def _row(h: np.uint64) -> tuple[np.uint64, np.uint64]:
-    g = _mix(h)
-    return g | np.uint64(1), _mix(g)
+    g = mix(h)
+    return g | np.uint64(1), mix(g)
 
 
 @inline
@@ -126,7 +128,7 @@ def _query_kernel(keys, planes, sk: np.uint64, spots: np.int64, t: np.int64, out
     n = keys.size
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
-            out[i] = np.uint32(_query_one(_mix(np.uint64(keys[i]) + sk), planes, sp, t))
+            out[i] = np.uint32(_query_one(mix(np.uint64(keys[i]) + sk), planes, sp, t))
 
 
 @njit(parallel=True)
@@ -137,7 +139,7 @@ def _decode_kernel(out, planes, sk: np.uint64, spots: np.int64, t: np.int64, tab
     n = out.size
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
-            q = _query_one(_mix(np.uint64(i) + sk), planes, sp, t)
+            q = _query_one(mix(np.uint64(i) + sk), planes, sp, t)
             out[i] = table[min(q, last)]
 
 
@@ -150,7 +152,7 @@ def _count_kernel(pruned, planes, sk: np.uint64, spots: np.int64, t: np.int64, l
         hits = 0
         for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
             if pruned[i]:
-                hits += _query_one(_mix(np.uint64(i) + sk), planes, sp, t) < limit
+                hits += _query_one(mix(np.uint64(i) + sk), planes, sp, t) < limit
         total += hits
     return total
 
@@ -185,7 +187,7 @@ def _band(keys, values, sk: np.uint64, m: np.int64, t: np.int64, row_lo, row_hi,
     spots = np.uint64(m - 127)
     tmask = (np.uint64(1) << np.uint64(t)) - np.uint64(1)
     for i in range(keys.size):
-        h = _mix(np.uint64(keys[i]) + sk)
+        h = mix(np.uint64(keys[i]) + sk)
         s = np.int64(_start(h, spots))
         lo, hi = _row(h)
         v = (np.uint64(values[i]) ^ h) & tmask
@@ -234,17 +236,18 @@ def _solve(row_lo, row_hi, rhs, cells) -> None:
         cells[s] = np.uint32(acc)
 
 
-def build_cells(keys: np.ndarray, values: np.ndarray, sk: int, m: int, t: int) -> np.ndarray | None:
+def build_cells(
+    keys: np.ndarray, values: np.ndarray, sk: np.uint64, m: int, t: int
+) -> np.ndarray | None:
     """The ``m`` cell values for hash constant ``sk``, or None when the system has no
     solution for this seed and size."""
     row_lo = np.zeros(m, dtype=np.uint64)
     row_hi = np.zeros(m, dtype=np.uint64)
     rhs = np.zeros(m, dtype=np.uint64)
-    with _wrapping():
-        if not _band(keys, values, np.uint64(sk), np.int64(m), np.int64(t), row_lo, row_hi, rhs):
-            return None
-        cells = np.zeros(m, dtype=np.uint32)
-        _solve(row_lo, row_hi, rhs, cells)
+    if not _band(keys, values, sk, np.int64(m), np.int64(t), row_lo, row_hi, rhs):
+        return None
+    cells = np.zeros(m, dtype=np.uint32)
+    _solve(row_lo, row_hi, rhs, cells)
     return cells
 
 
@@ -253,53 +256,28 @@ class RibbonRetrieval(RetrievalStructure):
 
     kind = "ribbon"
     code = 4
+    min_version = 4
 
     def __init__(self, *, t: int, seed: int, num_cells: int, words: np.ndarray, attempts: int = 1):
         super().__init__(t=t, seed=seed, num_cells=num_cells, words=words, attempts=attempts)
-        self._sk = np.uint64(seed_key(seed))
         self._spots = np.int64(num_cells - (WIDTH - 1))
         self._planes = planes_of(bitpack.unpack(words, num_cells, t), t)
 
     @classmethod
-    def build(
-        cls,
-        keys: np.ndarray,
-        values: np.ndarray,
-        *,
-        t: int,
-        seed: int,
-        max_attempts: int = 16,
-        cells_per_key: float | None = None,
-    ) -> Self:
-        """See ``RetrievalStructure.build``. Attempt ``a`` uses seed ``derive_seed(seed, a)``
-        and ``SIZE_STEPS[a // 2]`` cells per key (the last step from then on), or a fixed
+    def _table_size(cls, n: int, attempt: int, cells_per_key: float | None) -> int:
+        """``SIZE_STEPS[attempt // 2]`` cells per key (the last step from then on), or a fixed
         ``cells_per_key`` (tests use one below 1 to exercise the retries)."""
-        keys, values = checked_inputs(
-            keys, values, t=t, seed=seed, max_keys=MAX_KEYS, max_attempts=max_attempts
-        )
-        dup = _duplicates(keys)
-        if dup:  # their equal rows would solve when their values agree: refuse them anyway
-            raise ConstructionError(
-                f"ribbon construction failed all {max_attempts} attempts for {keys.size} keys: "
-                f"{dup} keys are duplicates"
-            )
-        if cells_per_key is not None and not cells_per_key > 0:
-            raise InvalidInputError(f"cells_per_key must be > 0, got {cells_per_key}")
-        m = 0
-        for attempt in range(max_attempts):
-            f = cells_per_key or SIZE_STEPS[min(attempt // 2, len(SIZE_STEPS) - 1)]
-            m = size_for(keys.size, f)
-            if m > MAX_CELLS:
-                raise InvalidInputError(f"a ribbon table holds at most {MAX_CELLS} cells")
-            s = derive_seed(seed, attempt)
-            cells = build_cells(keys, values, seed_key(s), m, t)
-            if cells is not None:
-                words = bitpack.pack(cells, t)
-                return cls(t=t, seed=s, num_cells=m, words=words, attempts=attempt + 1)
-        raise ConstructionError(
-            f"ribbon construction failed all {max_attempts} attempts for {keys.size} keys "
-            f"(last {m} cells): the table is too small for these keys"
-        )
+        f = cells_per_key or SIZE_STEPS[min(attempt // 2, len(SIZE_STEPS) - 1)]
+        m = size_for(n, f)
+        if m > MAX_CELLS:
+            raise InvalidInputError(f"a ribbon table holds at most {MAX_CELLS} cells")
+        return m
+
+    @classmethod
+    def _attempt(
+        cls, keys: np.ndarray, values: np.ndarray, sk: np.uint64, t: int, scratch: int
+    ) -> np.ndarray | None:
+        return build_cells(keys, values, sk, scratch, t)  # the scratch is the size
 
     @classmethod
     def size_problem(cls, num_cells: int) -> str | None:
@@ -311,34 +289,60 @@ class RibbonRetrieval(RetrievalStructure):
         """The decode layout (``planes_of``): what decoders on other devices copy there."""
         return self._planes
 
-    def query(self, keys: np.ndarray) -> np.ndarray:
-        flat = np.ascontiguousarray(keys, dtype=np.uint64).ravel()
-        out = np.empty(flat.size, dtype=np.uint32)
-        with _wrapping():
-            _query_kernel(flat, self._planes, self._sk, self._spots, np.int64(self.t), out)
-        return out.reshape(np.shape(keys))
+    def _query_into(self, keys: np.ndarray, out: np.ndarray) -> None:
+        _query_kernel(keys, self._planes, self._sk, self._spots, np.int64(self.t), out)
 
-    def decode_dense(self, out: np.ndarray, codebook: np.ndarray) -> None:
-        from weightless_core.retrieval import narrow
+    def _decode_into(self, out: np.ndarray, lut: np.ndarray) -> None:
+        _decode_kernel(out, self._planes, self._sk, self._spots, np.int64(self.t), lut)
 
-        narrow.check_dense_out(out)
-        table = narrow.decode_table(codebook)
-        with _wrapping():
-            _decode_kernel(out, self._planes, self._sk, self._spots, np.int64(self.t), table)
+    def _count(self, mask: np.ndarray, limit: np.uint64) -> int:
+        return _count_kernel(mask, self._planes, self._sk, self._spots, np.int64(self.t), limit)
 
-    def count_in_range(self, pruned: np.ndarray, limit: int) -> int:
-        if limit < 0:
-            raise InvalidInputError(f"limit must be >= 0, got {limit}")
-        mask = np.ascontiguousarray(pruned, dtype=np.bool_).ravel()
-        lim = np.uint64(min(int(limit), 1 << MAX_T))
-        with _wrapping():
-            n = _count_kernel(mask, self._planes, self._sk, self._spots, np.int64(self.t), lim)
-        return int(n)
+    def torch_lookup(self, device: torch.device) -> TorchLookup:
+        import torch
 
+        from weightless_core.retrieval.torch_decode import TorchLookup
 
-def _duplicates(keys: np.ndarray) -> int:
-    """How many keys repeat an earlier one (a linear check when they are sorted, as a layer's
-    positions are)."""
-    if keys.size < 2 or bool(np.all(keys[1:] > keys[:-1])):
-        return 0
-    return int(keys.size - np.unique(keys).size)
+        planes = np.ascontiguousarray(self._planes).view(np.int64).reshape(-1).copy()
+        return TorchLookup(self, torch.from_numpy(planes).to(device), 4, self._torch_query)
+
+    def _torch_query(self, planes: torch.Tensor, w: Scratch) -> torch.Tensor:
+        """Per bit plane, the parity of each key's 128-bit row ANDed with the plane's window at
+        its start (``_query_one``), on int64 bits."""
+        import torch
+
+        from weightless_core.retrieval.torch_decode import mix_, mulhi32_, srl
+
+        h, tmp, out = w.h, w.tmp, w.mask
+        lo, hi, first, off = w.cells
+        lo.copy_(h)
+        mix_(lo, tmp)
+        hi.copy_(lo)
+        mix_(hi, tmp)
+        lo.bitwise_or_(1)
+        start = srl(h, 32, first)
+        mulhi32_(start, int(self._spots), tmp)
+        torch.bitwise_and(start, 63, out=off)
+        first.bitwise_right_shift_(6).mul_(self.t)  # index of the first word's plane 0
+        shifted = off != 0
+        safe = torch.where(shifted, off, torch.ones_like(off))
+        keep = torch.bitwise_left_shift(torch.ones_like(safe), 64 - safe).sub_(1)
+
+        def window(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            """64 bits from bit ``off`` of the 128-bit ``b:a`` (``safe`` is ``off`` with 0
+            replaced by 1 and ``keep`` the mask of a logical shift by it)."""
+            right = torch.bitwise_right_shift(a, safe).bitwise_and_(keep)
+            right.bitwise_or_(torch.bitwise_left_shift(b, 64 - safe))
+            return torch.where(shifted, right, a)
+
+        out.zero_()
+        for b in range(self.t):
+            a0 = torch.index_select(planes, 0, first + b)
+            a1 = torch.index_select(planes, 0, first + (self.t + b))
+            a2 = torch.index_select(planes, 0, first + (2 * self.t + b))
+            x = window(a0, a1).bitwise_and_(lo).bitwise_xor_(window(a1, a2).bitwise_and_(hi))
+            for shift in (32, 16, 8, 4):  # arithmetic shifts: the low bits fold the same
+                x.bitwise_xor_(torch.bitwise_right_shift(x, shift))
+            parity = torch.bitwise_right_shift(torch.full_like(x, 0x6996), x.bitwise_and_(15))
+            out.bitwise_or_(parity.bitwise_and_(1).bitwise_left_shift_(b))
+        return out.bitwise_xor_(h.bitwise_and_((1 << self.t) - 1))
