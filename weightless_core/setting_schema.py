@@ -71,6 +71,8 @@ class Setting:
         if self.rule:
             return self.rule
         if self.type is int:
+            if self.hi is None or self.hi >= 1 << 31:  # a bound nobody meets: not worth printing
+                return f">= {_num(self.lo)}"
             return f"{_num(self.lo)}..{_num(self.hi)}"
         left = "(" if self.lo_open else "["
         right = ")" if self.hi_open else "]"
