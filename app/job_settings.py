@@ -14,7 +14,13 @@ from app.limits import MAX_LAYER_NAME, MAX_LAYERS, LayerName, check_names
 from weightless_core.errors import InvalidInputError
 from weightless_core.presets import NAMES as PRESETS
 from weightless_core.presets import settings_for
-from weightless_core.setting_schema import BY_NAME, Setting, layer_settings, user_settings
+from weightless_core.setting_schema import (
+    BY_NAME,
+    SEARCH_SECONDS,
+    Setting,
+    layer_settings,
+    user_settings,
+)
 from weightless_core.settings import CompressionSettings, LayerOverride
 
 # Strict: the schema says integer / number / boolean, so ``"seed": false`` or ``"t": "9"`` is a
@@ -61,6 +67,12 @@ class _JobSettingsBase(BaseModel):
         except InvalidInputError as e:
             raise ValueError(str(e)) from None
         return self
+
+    @property
+    def search_budget(self) -> float:
+        """Seconds the accuracy-budget search may take (the library's default when not given)."""
+        seconds = getattr(self, "search_seconds")  # noqa: B009 (a field of the built model)
+        return SEARCH_SECONDS if seconds is None else float(seconds)
 
     def to_core(self, *, device: str | None = None) -> CompressionSettings:
         """The preset's settings with every value given here on top (``presets.settings_for``:
