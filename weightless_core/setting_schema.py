@@ -168,7 +168,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("retrain_epochs", help="epochs of retraining after each encoded layer", **_EPOCHS, **_W),
     _s("batch_size", int, 128, "training batch size", lo=1, hi=1 << 20, service_hi=65536),
     _s("lr", float, 1e-3, "learning rate (Adam)", lo=0, hi=10, lo_open=True),
-    _s("seed", int, 0, "random seed (pruning ties, clustering, tables, training)",
+    _s("seed", int, 0, "random seed (training order, clustering, table seeds)",
        lo=0, hi=(1 << 63) - 1),
     _s("baseline", bool, True,
        "also report Deep Compression of the same pruned, clustered weights",
