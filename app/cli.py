@@ -82,15 +82,13 @@ def serve(
     from app.embedded import EmbeddedError
     from app.embedded import serve as run_embedded
 
-    try:
-        code = guard(
-            lambda: run_embedded(
-                host=host, port=port, demo=demo, access_log=access_log,
-                allow_weak_secret=insecure_secret,
-            )
-        )  # fmt: skip
-    except EmbeddedError as e:
-        raise fail(str(e)) from None
+    code = guard(
+        lambda: run_embedded(
+            host=host, port=port, demo=demo, access_log=access_log,
+            allow_weak_secret=insecure_secret,
+        ),
+        (EmbeddedError, str),
+    )  # fmt: skip
     raise typer.Exit(code)
 
 

@@ -46,6 +46,8 @@ def guard(fn: Callable[[], T], *also: Translation) -> T:
     """
     try:
         return fn()
+    except typer.Exit:  # already reported (``raise fail(...)`` inside ``fn``)
+        raise
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         raise typer.Exit(130) from None

@@ -4,6 +4,10 @@ Defaults: ~92% of each encoded layer pruned (Deep Compression kept 8% of LeNet's
 clusters (r=4) and t=10, i.e. a false-positive rate of 1/64. The paper's MNIST figure is flat from
 t=8 on, but LeNet-300-100 on Fashion-MNIST loses far more at t=8 than at t=10 (the t sweep in
 BENCHMARKS.md), so the default leans to accuracy; ``layers`` sets t per layer.
+
+Each scalar field's type, range or choices and default are declared once in
+``weightless_core.setting_schema``; ``__post_init__`` checks them from there, and a test keeps the
+field defaults here equal to the declared ones.
 """
 
 from __future__ import annotations
@@ -15,13 +19,6 @@ from typing import Any
 
 from weightless_core.errors import InvalidInputError
 from weightless_core.setting_schema import BY_NAME, core_settings, validate_bits
-
-# Choices, for callers that name them (declared in ``weightless_core.setting_schema``).
-METHODS = BY_NAME["method"].choices
-LATER_LAYERS = BY_NAME["later_layers"].choices
-LR_SCHEDULES = BY_NAME["lr_schedule"].choices
-ENCODE_ORDERS = BY_NAME["encode_order"].choices
-OUTPUTS = BY_NAME["outputs"].choices  # objective.OUTPUT_CHOICES, without importing torch
 
 
 @dataclass(frozen=True)
@@ -159,7 +156,10 @@ class CompressionSettings:
         for rule in self.size_rules:
             if not isinstance(rule, SizeRule):
                 raise InvalidInputError("size_rules must hold SizeRule values")
-            _check_int("size_rules min_elements", rule.min_elements, 1, 1 << 62)
+            try:
+                BY_NAME["min_elements"].check(rule.min_elements)
+            except InvalidInputError as e:
+                raise InvalidInputError(f"size_rules: {e}") from None
             self.plan(f"(tensors of >= {rule.min_elements} elements)", rule.min_elements)
         if len({r.min_elements for r in self.size_rules}) != len(self.size_rules):
             raise InvalidInputError("size_rules must not repeat a min_elements value")
@@ -219,8 +219,3 @@ class CompressionSettings:
                 v = list(v)
             out[f.name] = v
         return out
-
-
-def _check_int(name: str, value: object, lo: int, hi: int) -> None:
-    if not (isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi):
-        raise InvalidInputError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")

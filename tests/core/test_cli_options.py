@@ -60,3 +60,10 @@ def test_guard_turns_fixable_errors_into_exit_2_and_lets_bugs_through(capsys):
         guard(bug, (KeyError, lambda e: f"no such thing: {e}"))
     assert "no such thing" in capsys.readouterr().err
     assert guard(lambda: 5) == 5
+
+    def reported() -> None:
+        raise typer.Exit(3)
+
+    with pytest.raises(typer.Exit) as info:  # even where a translation would match it
+        guard(reported, (RuntimeError, lambda e: "not this"))
+    assert info.value.exit_code == 3

@@ -17,6 +17,7 @@ from weightless_core import bitpack
 from weightless_core.cli import app as core_app
 from weightless_core.cli_options import default_text
 from weightless_core.errors import InvalidInputError
+from weightless_core.objective import OUTPUT_CHOICES
 from weightless_core.presets import NAMES as PRESETS
 from weightless_core.retrieval import STRUCTURES
 from weightless_core.setting_schema import (
@@ -99,6 +100,8 @@ def test_structure_names_and_bit_limits_are_the_kernels():
     structure = next(s for s in SETTINGS if s.name == "structure")
     assert structure.choices == (*STRUCTURES, "auto")
     assert MAX_T == bitpack.MAX_T
+    outputs = next(s for s in SETTINGS if s.name == "outputs")
+    assert outputs.choices == OUTPUT_CHOICES
     r = next(s for s in SETTINGS if s.name == "r")
     assert (r.lo, r.hi) == (1, MAX_R)
 
