@@ -159,7 +159,7 @@ class CompressionSettings:
             try:
                 BY_NAME["min_elements"].check(rule.min_elements)
             except InvalidInputError as e:
-                raise InvalidInputError(f"size_rules: {e}") from None
+                raise InvalidInputError(f"size_rules {e}") from None
             self.plan(f"(tensors of >= {rule.min_elements} elements)", rule.min_elements)
         if len({r.min_elements for r in self.size_rules}) != len(self.size_rules):
             raise InvalidInputError("size_rules must not repeat a min_elements value")
