@@ -113,8 +113,7 @@ def _num(x: float | None) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
-def _s(*args: Any, **kw: Any) -> Setting:
-    return Setting(*args, **kw)
+_s = Setting  # short, for the table below
 
 
 _FRACTION = {"lo": 0, "hi": 1, "hi_open": True}
