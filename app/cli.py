@@ -29,7 +29,8 @@ from app.cli_render import (
     styled_status,
 )
 from weightless_core.cli import app as core_app
-from weightless_core.cli import console, err_console
+from weightless_core.cli_guard import console, err_console
+from weightless_core.cli_options import PRESET_HELP, layer_help, with_setting_options
 
 if TYPE_CHECKING:
     from app.client import WeightlessClient
@@ -43,7 +44,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.registered_commands.extend(core_app.registered_commands)
+app.add_typer(core_app)  # no name: its commands join these
 app.add_typer(admin, name="admin")
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -81,15 +82,13 @@ def serve(
     from app.embedded import EmbeddedError
     from app.embedded import serve as run_embedded
 
-    try:
-        code = guard(
-            lambda: run_embedded(
-                host=host, port=port, demo=demo, access_log=access_log,
-                allow_weak_secret=insecure_secret,
-            )
-        )  # fmt: skip
-    except EmbeddedError as e:
-        raise fail(str(e)) from None
+    code = guard(
+        lambda: run_embedded(
+            host=host, port=port, demo=demo, access_log=access_log,
+            allow_weak_secret=insecure_secret,
+        ),
+        (EmbeddedError, str),
+    )  # fmt: skip
     raise typer.Exit(code)
 
 
@@ -126,9 +125,10 @@ def _dataset_spec(client: WeightlessClient, dataset: str, *, reuse: bool) -> dic
 
 
 def _job_settings(preset: str | None, layers: list[str], **values: Any) -> dict[str, Any]:
+    """The JSON settings of a job: what was given, for the server to validate."""
     from dataclasses import asdict
 
-    from weightless_core.cli import parse_layer_overrides
+    from weightless_core.cli_options import parse_layer_overrides
 
     settings = {k: v for k, v in values.items() if v is not None}
     if preset is not None:
@@ -143,23 +143,17 @@ def _job_settings(preset: str | None, layers: list[str], **values: Any) -> dict[
 
 
 @app.command()
+@with_setting_options()
 def submit(
     model: Annotated[Path, typer.Argument(help="TorchScript, .pt2, safetensors or state_dict")],
     dataset: Annotated[
         str,
         typer.Option("--dataset", "-d", help="fashion-mnist, mnist, FILE.npz, or none (data-free)"),
     ],
-    preset: Annotated[str | None, typer.Option(help="default or fast")] = None,
-    sparsity: Annotated[float | None, typer.Option(help="fraction of each layer pruned")] = None,
-    r: Annotated[int | None, typer.Option("--r", help="bits per cluster code")] = None,
-    t: Annotated[int | None, typer.Option("--t", help="bits per table cell")] = None,
-    layer: Annotated[
-        list[str] | None,
-        typer.Option(help="per-layer override NAME:key=value,... (sparsity, r, t)"),
+    preset: Annotated[
+        str | None, typer.Option(help=f"{PRESET_HELP}; the server's default: default")
     ] = None,
-    prune_steps: Annotated[int | None, typer.Option()] = None,
-    retrain_epochs: Annotated[int | None, typer.Option()] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
+    layer: Annotated[list[str] | None, typer.Option(help=layer_help())] = None,
     wait: Annotated[bool, typer.Option("--wait", help="follow progress, then download")] = False,
     out: Annotated[
         Path | None,
@@ -171,14 +165,13 @@ def submit(
     ] = None,
     url: UrlOpt = DEFAULT_URL,
     key: KeyOpt = None,
+    **values: Any,
 ) -> None:
-    """Upload MODEL, start a compression job, and (with --wait) follow it and download."""
-    settings = guard(
-        lambda: _job_settings(
-            preset, layer or [], sparsity=sparsity, r=r, t=t, prune_steps=prune_steps,
-            retrain_epochs=retrain_epochs, seed=seed,
-        )
-    )  # fmt: skip
+    """Upload MODEL, start a compression job, and (with --wait) follow it and download.
+
+    Settings not given take the preset's values; the server checks them (docs/settings.md).
+    """
+    settings = guard(lambda: _job_settings(preset, layer or [], **values))
     if not model.is_file():
         raise fail(f"no such file: {model}")
     client = _client(url, key)

@@ -8,7 +8,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from app.cli_common import fail, guard, load_settings, one_line
-from weightless_core.cli import console, err_console
+from weightless_core.cli_guard import console, err_console
 
 T = TypeVar("T")
 
@@ -42,18 +42,17 @@ def _db_guard(fn: Callable[[Any], T]) -> T:
         finally:
             engine.dispose()
 
-    try:
-        return guard(run)
-    except AppError as e:
-        raise fail(e.message) from None
-    except (DatabaseNotMigratedError, LookupError, ValueError) as e:
-        raise fail(str(e)) from None
-    except IntegrityError:
-        raise fail("that conflicts with an existing record (does it exist already?)") from None
-    except OperationalError as e:
-        raise fail(f"database unavailable: {one_line(e.orig)}") from None
-    except StorageError as e:
-        raise fail(f"object storage unavailable: {one_line(e)}") from None
+    return guard(
+        run,
+        (AppError, lambda e: e.message),
+        ((DatabaseNotMigratedError, LookupError, ValueError), str),
+        (
+            IntegrityError,
+            lambda e: "that conflicts with an existing record (does it exist already?)",
+        ),
+        (OperationalError, lambda e: f"database unavailable: {one_line(e.orig)}"),
+        (StorageError, lambda e: f"object storage unavailable: {one_line(e)}"),
+    )
 
 
 @admin.command()

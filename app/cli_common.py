@@ -3,45 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-import typer
-from rich.markup import escape
+from weightless_core.cli_guard import Translation, fail
+from weightless_core.cli_guard import guard as library_guard
 
-from weightless_core.cli import err_console
-from weightless_core.errors import WeightlessError
-
+__all__ = ["fail", "guard", "load_settings", "one_line"]
 T = TypeVar("T")
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print one red line; the caller raises the returned ``Exit``."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
+def _bad_configuration(e: Any) -> str:
+    msgs = "; ".join(
+        f"{'.'.join(map(str, x['loc'])) or 'settings'}: {x['msg']}" for x in e.errors()
+    )
+    return f"bad configuration: {msgs}"
 
 
-def guard(fn: Callable[[], T]) -> T:
-    """Run ``fn``; expected failures become one red line and exit code 2, never a traceback."""
+def guard(fn: Callable[[], T], *also: Translation) -> T:
+    """The library's ``guard``, knowing the service's errors too: an API refusal or an
+    unreachable server (``ClientError``), bad settings in the environment."""
     from pydantic import ValidationError
 
     from app.client import ClientError
 
-    try:
-        return fn()
-    except ClientError as e:
-        raise fail(e.message) from None
-    except ValidationError as e:  # settings from the environment
-        msgs = "; ".join(
-            f"{'.'.join(map(str, x['loc'])) or 'settings'}: {x['msg']}" for x in e.errors()
-        )
-        raise fail(f"bad configuration: {msgs}") from None
-    except WeightlessError as e:
-        raise fail(str(e)) from None
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
-        raise fail(f"{e.strerror}: {e.filename}") from None
-    except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]")
-        raise typer.Exit(130) from None
+    service: tuple[Translation, ...] = (
+        (ClientError, lambda e: e.message),
+        (ValidationError, _bad_configuration),
+    )
+    return library_guard(fn, *service, *also)
 
 
 def one_line(error: object) -> str:

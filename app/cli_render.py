@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
-from weightless_core.cli import console
+from weightless_core.cli_guard import console
 
 
 def format_seconds(seconds: float) -> str:

@@ -33,6 +33,7 @@ from weightless_core.preset_search import (
     SearchResult,
     greedy_search,
 )
+from weightless_core.setting_schema import SEARCH_SECONDS
 from weightless_core.settings import CompressionSettings, LayerOverride
 from weightless_core.training import accuracy, parameters_by_name
 
@@ -85,7 +86,7 @@ def compress_within_budget(
     *,
     max_accuracy_drop: float,
     base: CompressionSettings | None = None,
-    time_budget: float = 600.0,
+    time_budget: float = SEARCH_SECONDS,
     levels: Mapping[str, tuple[float, ...]] | None = None,
     r_levels: tuple[int, ...] = R_LEVELS,
     t_margin: int = T_MARGIN,

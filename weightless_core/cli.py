@@ -8,27 +8,31 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from weightless_core.errors import InvalidInputError, WeightlessError
+from weightless_core.cli_guard import console, err_console, guard
+from weightless_core.cli_options import (
+    PRESET_HELP,
+    layer_help,
+    parse_layer_overrides,
+    with_setting_options,
+)
+from weightless_core.errors import InvalidInputError
+from weightless_core.setting_schema import BY_NAME, SEARCH_SECONDS
 
+__all__ = ["app", "console", "err_console", "main", "parse_layer_overrides", "write_json_atomic"]
+
+# No name: the service's command line adds these commands to its own (``app.add_typer``).
 app = typer.Typer(
-    name="weightless",
     help="Shrink trained neural networks with lossy Bloomier-filter weight encoding.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
-T = TypeVar("T")
-
 DatasetOpt = Annotated[
     str, typer.Option("--dataset", "-d", help="fashion-mnist, mnist, digits, or a .npz file")
 ]
@@ -36,19 +40,6 @@ ArchOpt = Annotated[
     str | None,
     typer.Option(help="lenet-300-100 or lenet-5 (needed for safetensors/state_dict models)"),
 ]
-
-
-def _guard(fn: Callable[[], T]) -> T:
-    """Run ``fn``; turn expected failures into one clear line and exit code 2."""
-    try:
-        return fn()
-    except (WeightlessError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
-        msg = str(e) if isinstance(e, WeightlessError) else f"{e.strerror}: {e.filename}"
-        err_console.print(f"[bold red]error:[/] {msg}", highlight=False)
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]")
-        raise typer.Exit(130) from None
 
 
 @app.command("train-reference")
@@ -79,10 +70,11 @@ def train_reference(
             f"[green]saved[/] {out} ({arch} on {dataset}): validation accuracy {acc:.2f}%"
         )
 
-    _guard(run)
+    guard(run)
 
 
 @app.command()
+@with_setting_options()
 def compress(
     model: Annotated[Path, typer.Argument(help="TorchScript, .pt2, safetensors or state_dict")],
     out: Annotated[Path, typer.Option("--out", "-o", help="encoded model file to write")],
@@ -91,90 +83,8 @@ def compress(
         typer.Option("--dataset", "-d", help="fashion-mnist, mnist, mnist-10k, digits or FILE.npz"),
     ] = None,
     arch: ArchOpt = None,
-    preset: Annotated[
-        str, typer.Option(help="default, fast, paper or max (docs/presets.md)")
-    ] = "default",
-    method: Annotated[
-        str | None,
-        typer.Option(help="weightless (default) or deep-compression (the baseline, CSR+Huffman)"),
-    ] = None,
-    sparsity: Annotated[
-        float | None, typer.Option(help="fraction of each encoded layer pruned [0.92]")
-    ] = None,
-    r: Annotated[int | None, typer.Option("--r", help="bits per cluster code, 1..8 [4]")] = None,
-    t: Annotated[
-        int | None, typer.Option("--t", help="bits per table cell, r < t <= 32 [10]")
-    ] = None,
-    structure: Annotated[
-        str | None,
-        typer.Option(
-            help="retrieval structure: bloomier (1.23 cells/key), fuse3 (~1.13), fuse4 "
-            "(~1.08, large layers), ribbon (~1.01-1.03) or auto (the smallest per layer) "
-            "[bloomier]"
-        ),
-    ] = None,
-    layer: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="per-layer override NAME:key=value,... (keys: sparsity, r, t, structure, "
-            "unit_sparsity)"
-        ),
-    ] = None,
-    prune_steps: Annotated[int | None, typer.Option(help="[3]")] = None,
-    prune_epochs: Annotated[int | None, typer.Option(help="[1]")] = None,
-    cluster_epochs: Annotated[int | None, typer.Option(help="[1]")] = None,
-    retrain_epochs: Annotated[int | None, typer.Option(help="[1]")] = None,
-    finetune_codebooks: Annotated[
-        bool | None,
-        typer.Option(help="keep training an encoded layer's centroids after encoding it [yes]"),
-    ] = None,
-    hybrid: Annotated[
-        bool | None,
-        typer.Option(
-            help="store each layer as its Weightless table or as Deep Compression, whichever "
-            "is smaller [no]"
-        ),
-    ] = None,
-    regrowth: Annotated[
-        bool | None,
-        typer.Option(help="prune with regrowth: pruned weights keep training and may return [no]"),
-    ] = None,
-    liveness: Annotated[
-        bool | None,
-        typer.Option(help="store live rows and columns as bitmaps; query only those [no]"),
-    ] = None,
-    encode_order: Annotated[
-        str | None,
-        typer.Option(help="definition (first layer first) or size (largest first) [definition]"),
-    ] = None,
-    seed_candidates: Annotated[
-        int | None,
-        typer.Option(help="tables built per layer; the one costing least loss is kept [1]"),
-    ] = None,
-    unit_sparsity: Annotated[
-        float | None,
-        typer.Option(help="fraction of each layer's rows and of its columns pruned whole [0]"),
-    ] = None,
-    outputs: Annotated[
-        str | None,
-        typer.Option(help="without labels: what the model returns, logits or values [auto]"),
-    ] = None,
-    fp_noise: Annotated[
-        bool | None,
-        typer.Option(help="train layers that will be tables with simulated false positives [no]"),
-    ] = None,
-    distill: Annotated[
-        float | None, typer.Option(help="weight of distillation from the dense model, [0, 1) [0]")
-    ] = None,
-    lr_schedule: Annotated[
-        str | None, typer.Option(help="constant or cosine (within each stage) [constant]")
-    ] = None,
-    min_elements: Annotated[
-        int | None, typer.Option(help="smallest tensor that is encoded [1000]")
-    ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="[128]")] = None,
-    lr: Annotated[float | None, typer.Option(help="[0.001]")] = None,
-    seed: Annotated[int | None, typer.Option(min=0, help="[0]")] = None,
+    preset: Annotated[str, typer.Option(help=PRESET_HELP)] = "default",
+    layer: Annotated[list[str] | None, typer.Option(help=layer_help())] = None,
     device: Annotated[
         str | None, typer.Option(help="cpu or cuda (default: cuda if present)")
     ] = None,
@@ -186,22 +96,16 @@ def compress(
     data_free: Annotated[
         bool, typer.Option("--data-free", help="no data: one-shot prune, no retraining")
     ] = False,
-    max_accuracy_drop: Annotated[
-        float | None,
-        typer.Option(
-            help="search each layer's sparsity, r and t for the smallest file within this many "
-            "accuracy points of the dense model (instead of giving them)"
-        ),
-    ] = None,
-    search_seconds: Annotated[
-        float, typer.Option(min=0, help="time budget of --max-accuracy-drop's search [600]")
-    ] = 600.0,
+    **values: Any,
 ) -> None:
     """Compress MODEL (Weightless, or the Deep Compression baseline) and print the table.
 
-    A preset sets the starting values ([defaults] in brackets); options given override it.
+    A preset sets the starting values; options given override it (each option's help gives the
+    library's default; docs/settings.md lists them all).
     """
     from weightless_core.presets import settings_for
+
+    drop, seconds = values.pop("max_accuracy_drop"), values.pop("search_seconds")
 
     def run() -> None:
         if dataset is None and not data_free and not (arch is None and _weights_only(model)):
@@ -209,43 +113,22 @@ def compress(
                 "give --dataset NAME|FILE.npz, or --data-free (a checkpoint without code, "
                 "safetensors or a state_dict without --arch, is compressed data-free anyway)"
             )
-        if max_accuracy_drop is not None and dataset is None:
-            raise InvalidInputError("--max-accuracy-drop needs --dataset: it searches on its data")
-        settings = settings_for(
-            preset,
-            method=method,
-            sparsity=sparsity,
-            r=r,
-            t=t,
-            structure=structure,
-            layers=parse_layer_overrides(layer or []) or None,
-            min_elements=min_elements,
-            prune_steps=prune_steps,
-            prune_epochs=prune_epochs,
-            cluster_epochs=cluster_epochs,
-            retrain_epochs=retrain_epochs,
-            finetune_codebooks=finetune_codebooks,
-            hybrid=hybrid,
-            regrowth=regrowth,
-            liveness=liveness,
-            encode_order=encode_order,
-            seed_candidates=seed_candidates,
-            fp_noise=fp_noise,
-            unit_sparsity=unit_sparsity,
-            outputs=outputs,
-            distill=distill,
-            lr_schedule=lr_schedule,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            device=device,
-        )
-        budget = None if max_accuracy_drop is None else (max_accuracy_drop, search_seconds)
+        budget = None
+        if drop is not None:
+            if dataset is None:
+                raise InvalidInputError(
+                    "--max-accuracy-drop needs --dataset: it searches on its data"
+                )
+            budget = (drop, SEARCH_SECONDS if seconds is None else seconds)
+            BY_NAME["max_accuracy_drop"].check(budget[0])
+            BY_NAME["search_seconds"].check(budget[1])
+        layers = parse_layer_overrides(layer or []) or None
+        settings = settings_for(preset, layers=layers, device=device, **values)
         _compress_and_show(
             model, out, dataset, arch, settings, report, html_path=report_html, budget=budget
         )
 
-    _guard(run)
+    guard(run)
 
 
 def _weights_only(path: Path) -> bool:
@@ -333,7 +216,7 @@ def decode(
         save_state_dict(state, out)
         console.print(f"[green]wrote[/] {out}: {len(state)} tensors")
 
-    _guard(run)
+    guard(run)
 
 
 @app.command()
@@ -348,7 +231,7 @@ def inspect(file: Annotated[Path, typer.Argument(help="encoded model file")]) ->
         if model.metadata:
             console.print_json(json.dumps(model.metadata))
 
-    _guard(run)
+    guard(run)
 
 
 @app.command()
@@ -384,40 +267,7 @@ def demo(
             model_path, out, "fashion-mnist", None, CompressionSettings(), cache / "report.json"
         )
 
-    _guard(run)
-
-
-def parse_layer_overrides(specs: list[str]) -> dict[str, Any]:
-    """``["fc1.weight:sparsity=0.95,t=9"]`` -> ``{"fc1.weight": LayerOverride(...)}``."""
-    from weightless_core.settings import LayerOverride
-
-    out: dict[str, LayerOverride] = {}
-    for spec in specs:
-        name, sep, rest = spec.partition(":")
-        if not sep or not name or not rest:
-            raise InvalidInputError(f"--layer {spec!r}: expected NAME:key=value[,key=value]")
-        values: dict[str, Any] = {}
-        for item in rest.split(","):
-            key, eq, raw = item.partition("=")
-            key = key.strip()
-            try:
-                if key in ("sparsity", "unit_sparsity"):
-                    values[key] = float(raw)
-                elif key in ("r", "t"):
-                    values[key] = int(raw)
-                elif key == "structure":
-                    values[key] = raw
-                else:
-                    raise InvalidInputError(
-                        f"--layer {spec!r}: unknown key {key!r} "
-                        "(use sparsity, r, t, structure, unit_sparsity)"
-                    )
-            except ValueError:
-                raise InvalidInputError(f"--layer {spec!r}: bad value for {key}: {raw!r}") from None
-            if not eq:
-                raise InvalidInputError(f"--layer {spec!r}: expected key=value, got {item!r}")
-        out[name] = LayerOverride(**values)
-    return out
+    guard(run)
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

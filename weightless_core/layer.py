@@ -16,14 +16,13 @@ import numpy as np
 
 from weightless_core.errors import InvalidInputError
 from weightless_core.liveness import Liveness
-from weightless_core.retrieval import MAX_T, STRUCTURES, RetrievalStructure
+from weightless_core.retrieval import STRUCTURES, RetrievalStructure
+from weightless_core.setting_schema import AUTO, check_structure, validate_bits
+from weightless_core.setting_schema import MAX_R as MAX_R  # where the file format checks look
 
 if TYPE_CHECKING:
     import torch
 
-MAX_R = 8
-AUTO = "auto"
-"""Structure name that builds every structure and keeps the smallest table."""
 Backend = Literal["auto", "numba", "torch"]
 # Bytes of an encoded record body besides the shape, codebook and table (see docs/format.md):
 # ndim u8, structure/r/t/hash u8 x4, seed/num_cells/nnz/false_positives u64 x4.
@@ -140,26 +139,6 @@ class EncodedLayer:
         )
 
     __hash__ = None  # type: ignore[assignment]
-
-
-def validate_bits(r: int, t: int) -> None:
-    """Refuse (r, t) pairs the format cannot hold, naming the fix."""
-    if not 1 <= r <= MAX_R:
-        raise InvalidInputError(f"r (bits per cluster code) must be in 1..{MAX_R}, got {r}")
-    if not r < t <= MAX_T:
-        raise InvalidInputError(
-            f"t (bits per cell) must satisfy r < t <= {MAX_T}; got r={r}, t={t}. "
-            "Each extra bit of t halves the false positives."
-        )
-
-
-def check_structure(structure: str) -> None:
-    """Refuse a structure name that is neither a retrieval structure nor ``"auto"``."""
-    if structure != AUTO and structure not in STRUCTURES:
-        raise InvalidInputError(
-            f"unknown structure {structure!r}; choose from {sorted(STRUCTURES)} or {AUTO!r} "
-            "(the smallest of them per layer)"
-        )
 
 
 def encode_layer(

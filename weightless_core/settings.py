@@ -4,6 +4,10 @@ Defaults: ~92% of each encoded layer pruned (Deep Compression kept 8% of LeNet's
 clusters (r=4) and t=10, i.e. a false-positive rate of 1/64. The paper's MNIST figure is flat from
 t=8 on, but LeNet-300-100 on Fashion-MNIST loses far more at t=8 than at t=10 (the t sweep in
 BENCHMARKS.md), so the default leans to accuracy; ``layers`` sets t per layer.
+
+Each scalar field's type, range or choices and default are declared once in
+``weightless_core.setting_schema``; ``__post_init__`` checks them from there, and a test keeps the
+field defaults here equal to the declared ones.
 """
 
 from __future__ import annotations
@@ -14,13 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from weightless_core.errors import InvalidInputError
-from weightless_core.layer import check_structure, validate_bits
-
-METHODS = ("weightless", "deep-compression")
-LATER_LAYERS = ("recluster", "shared")
-LR_SCHEDULES = ("constant", "cosine")
-ENCODE_ORDERS = ("definition", "size")
-OUTPUTS = ("auto", "logits", "values")  # objective.OUTPUT_CHOICES, without importing torch
+from weightless_core.setting_schema import BY_NAME, core_settings, validate_bits
 
 
 @dataclass(frozen=True)
@@ -152,33 +150,16 @@ class CompressionSettings:
             object.__setattr__(self, "encode", tuple(self.encode))
         rules = tuple(self.size_rules)
         object.__setattr__(self, "size_rules", tuple(sorted(rules, key=lambda r: r.min_elements)))
-        _check_sparsity("sparsity", self.sparsity)
-        validate_bits(self.r, self.t)
-        check_structure(self.structure)
-        if self.later_layers not in LATER_LAYERS:
-            raise InvalidInputError(
-                f"later_layers must be one of {LATER_LAYERS}, got {self.later_layers!r}"
-            )
-        if self.method not in METHODS:
-            raise InvalidInputError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise InvalidInputError(
-                f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"
-            )
-        if self.encode_order not in ENCODE_ORDERS:
-            raise InvalidInputError(
-                f"encode_order must be one of {ENCODE_ORDERS}, got {self.encode_order!r}"
-            )
-        if self.outputs not in OUTPUTS:
-            raise InvalidInputError(f"outputs must be one of {OUTPUTS}, got {self.outputs!r}")
-        _check_int("seed_candidates", self.seed_candidates, 1, 64)
-        for key in ("finetune_codebooks", "baseline", "hybrid", "regrowth", "liveness", "fp_noise"):
-            if not isinstance(getattr(self, key), bool):
-                raise InvalidInputError(f"{key} must be true or false, got {getattr(self, key)!r}")
+        for setting in core_settings():  # types, ranges and choices, as declared
+            setting.check(getattr(self, setting.name))
+        validate_bits(self.r, self.t)  # r < t
         for rule in self.size_rules:
             if not isinstance(rule, SizeRule):
                 raise InvalidInputError("size_rules must hold SizeRule values")
-            _check_int("size_rules min_elements", rule.min_elements, 1, 1 << 62)
+            try:
+                BY_NAME["min_elements"].check(rule.min_elements)
+            except InvalidInputError as e:
+                raise InvalidInputError(f"size_rules {e}") from None
             self.plan(f"(tensors of >= {rule.min_elements} elements)", rule.min_elements)
         if len({r.min_elements for r in self.size_rules}) != len(self.size_rules):
             raise InvalidInputError("size_rules must not repeat a min_elements value")
@@ -186,17 +167,6 @@ class CompressionSettings:
             if not isinstance(o, LayerOverride):
                 raise InvalidInputError(f"layers[{name!r}] must be a LayerOverride")
             self.plan(name)  # validates the merged values
-        for key in ("prune_steps",):
-            _check_int(key, getattr(self, key), 1, 100)
-        for key in ("prune_epochs", "cluster_epochs", "retrain_epochs"):
-            _check_int(key, getattr(self, key), 0, 1000)
-        _check_int("batch_size", self.batch_size, 1, 1 << 20)
-        _check_int("min_elements", self.min_elements, 1, 1 << 62)
-        _check_int("seed", self.seed, 0, (1 << 63) - 1)
-        if not (isinstance(self.distill, int | float) and 0 <= self.distill < 1):
-            raise InvalidInputError(f"distill must be in [0, 1), got {self.distill!r}")
-        if not (isinstance(self.lr, int | float) and 0 < self.lr <= 10):
-            raise InvalidInputError(f"lr must be in (0, 10], got {self.lr!r}")
 
     def plan(self, name: str, numel: int | None = None) -> LayerPlan:
         """The merged, validated settings for tensor ``name`` of ``numel`` elements.
@@ -222,10 +192,9 @@ class CompressionSettings:
             unit_sparsity=values["unit_sparsity"] if o.unit_sparsity is None else o.unit_sparsity,
         )
         try:
-            _check_sparsity("sparsity", plan.sparsity)
-            _check_sparsity("unit_sparsity", plan.unit_sparsity)
+            for key in ("sparsity", "unit_sparsity", "r", "t", "structure"):
+                BY_NAME[key].check(getattr(plan, key))
             validate_bits(plan.r, plan.t)
-            check_structure(plan.structure)
         except InvalidInputError as e:
             raise InvalidInputError(f"layer {name!r}: {e}") from None
         return plan
@@ -250,15 +219,3 @@ class CompressionSettings:
                 v = list(v)
             out[f.name] = v
         return out
-
-
-def _check_sparsity(name: str, value: float) -> None:
-    if not (isinstance(value, int | float) and 0.0 <= value < 1.0):
-        raise InvalidInputError(
-            f"{name} (fraction of weights pruned) must be in [0, 1), got {value!r}"
-        )
-
-
-def _check_int(name: str, value: object, lo: int, hi: int) -> None:
-    if not (isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi):
-        raise InvalidInputError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")

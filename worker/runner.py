@@ -238,7 +238,7 @@ def _search(
     w.update("search", percent=0.0, message=f"searching at most {bound} configurations")
     found = compress_within_budget(
         module, data, max_accuracy_drop=job.max_accuracy_drop or 0.0, base=core,
-        time_budget=600.0 if job.search_seconds is None else job.search_seconds, log=log,
+        time_budget=job.search_budget, log=log,
     )  # fmt: skip
     return found.result, found.to_dict()
 

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 import app.cli as cli
 from app.client import ClientError, WeightlessClient
+from app.job_settings import RequestedJobSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "wl_test-key-0123456789"
@@ -120,6 +121,21 @@ def test_submit_wait_follows_progress_then_downloads_atomically(fake, model, tmp
     assert fake.polls == 3
     assert "106.6x" in result.output and "89.10% -> 88.70%" in result.output
     assert "fc1.weight" in result.output
+
+
+def test_submit_sends_every_kind_of_setting_the_api_accepts(fake, model):
+    result = invoke("submit", str(model), "-d", "mnist", "--preset", "max", "--structure", "auto",
+                    "--no-hybrid", "--max-accuracy-drop", "0.5", "--search-seconds", "60",
+                    "--layer", "fc1.weight:structure=ribbon,unit_sparsity=0.2")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    create = next(r for r in fake.requests if r.url.path == "/v1/jobs")
+    sent = json.loads(create.content)["settings"]
+    assert sent == {
+        "preset": "max", "structure": "auto", "hybrid": False, "max_accuracy_drop": 0.5,
+        "search_seconds": 60.0,
+        "layers": {"fc1.weight": {"structure": "ribbon", "unit_sparsity": 0.2}},
+    }  # fmt: skip
+    assert RequestedJobSettings.model_validate(sent).to_core().hybrid is False
 
 
 def test_a_failed_job_exits_1_with_the_reason(fake, model, tmp_path):
