@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,10 +27,10 @@ from weightless_core.deep_compression import DeepCompressedLayer
 from weightless_core.errors import DataError, InvalidInputError
 from weightless_core.hashing import derive_seed
 from weightless_core.layer import EncodedLayer, encode_layer
+from weightless_core.model_fit import check_fit, tied_notes
 from weightless_core.objective import (
     Teacher,
     distill_loss,
-    output_kinds,
     output_tensors,
     outputs_of,
 )
@@ -178,7 +177,11 @@ def compress_variants(
 
 
 class _Run:
-    """State of one compression run; split into stages for readability."""
+    """State of one compression run. Read top to bottom it is Algorithm 1: ``_prepare``
+    measures the dense model, prunes (``_prune``) and clusters (``_cluster``) with retraining;
+    ``_finish`` encodes layer by layer (``_encode_all``), each layer frozen as its table decodes
+    and the layers after it retrained. Progress arithmetic (``progress``), the report
+    (``report_builder``), variants (``variants``) and data checks (``model_fit``) live apart."""
 
     def __init__(
         self,
@@ -205,8 +208,7 @@ class _Run:
         self.layer_accuracy: dict[str, float | None] = {}
         self.accuracy: dict[str, float | None] = {}
         self.seconds: dict[str, float] = {}
-        self.notes: list[str] = []
-        self._note_tied(model)
+        self.notes = tied_notes(model, self.params, self.targets)  # what the run changed
         self.generator = torch.Generator().manual_seed(settings.seed)
         self.recluster = settings.later_layers == "recluster"
         self.weightless = settings.method == "weightless"
@@ -242,10 +244,15 @@ class _Run:
         return results
 
     def _prepare(self) -> None:
+        """Steps 1-3: the dense model's accuracy, then pruning and clustering, with retraining
+        (and the Deep Compression baseline of the clustered weights)."""
         torch.manual_seed(self.settings.seed)
         for p in self.model.parameters():
             p.requires_grad_(True)
-        self._check_data()
+        if self.data is not None:
+            fit = check_fit(self.model, self.data, self.device, self.settings.outputs,
+                            on_note=self._note)  # fmt: skip
+            self.data, self.kinds = fit.data, fit.kinds
         d = self.data
         if d is not None and not d.labelled:
             dense = lambda x: outputs_of(self.model, x, device=self.device)  # noqa: E731
@@ -260,6 +267,7 @@ class _Run:
             self._timed("baseline", self._deep_compress_all)
 
     def _finish(self) -> CompressionResult:
+        """Step 4: encode layer by layer (Deep Compression stops after clustering)."""
         if self.weightless:
             self._timed("encode", self._encode_all)
             self.accuracy["final"] = self.accuracy.get(f"after:{self.encode_sequence()[-1]}")
@@ -276,6 +284,8 @@ class _Run:
         return result
 
     def _prune(self) -> None:
+        """Step 2: magnitude pruning in ``prune_steps`` steps up to each layer's sparsity, with
+        ``prune_epochs`` of retraining after each (one step, no retraining, data-free)."""
         s = self.settings
         steps = s.prune_steps if self.data is not None else 1
         ramps = {n: schedule(self.plans[n].sparsity, steps) for n in self.targets}
@@ -343,6 +353,8 @@ class _Run:
         return c
 
     def _cluster(self) -> None:
+        """Step 3: k-means of each layer's surviving weights into 2^r centroids, then
+        weight-sharing retraining."""
         for name in self.targets:
             self._share(name)
         self.meter.emit("cluster", "weights clustered")
@@ -402,6 +414,7 @@ class _Run:
         return list(self.targets)
 
     def _encode_all(self) -> None:
+        """Step 4, layer by layer: encode, freeze as decoded, retrain the layers after it."""
         order = self.encode_sequence()
         for step, name in enumerate(order):
             if self.recluster and step > 0:
@@ -513,78 +526,10 @@ class _Run:
         return total / n
 
     # -- helpers --------------------------------------------------------------------------
-    def _check_data(self) -> None:
-        if self.data is None:
-            return
-        d = self.data
-        if d.x_train.shape[0] == 0 or d.x_val.shape[0] == 0:
-            raise DataError("training and validation data must both be non-empty")
-        try:
-            out = self._probe(d)
-        except DataError:
-            width = _first_linear_width(self.model)
-            if len(d.input_shape) < 2 or width != math.prod(d.input_shape):
-                raise
-            # An MLP fed images: its first Linear takes exactly one flattened sample, so
-            # flattening is the one fix, and the user's own inputs are flat already.
-            out = self._probe(d.flattened())
-            shape = " x ".join(map(str, d.input_shape))
-            self.data = d = d.flattened()
-            note = (
-                f"samples of shape {shape} were flattened to {width} values: the model's first "
-                f"layer is a Linear with {width} inputs"
-            )
-            self.notes.append(note)
-            self.meter.emit("evaluate", note)
-        if not d.labelled:  # any outputs: the dense model's own are the target
-            self.kinds = output_kinds(output_tensors(out), self.settings.outputs)
-            return
-        if not isinstance(out, torch.Tensor) or out.dim() != 2:
-            raise DataError(
-                "with labels the model must return logits of shape (batch, classes); for other "
-                "outputs leave the labels out and it is retrained to match its dense self"
-            )
-        top = int(max(d.y_train.max(), d.y_val.max()))
-        if top >= out.shape[1]:
-            raise DataError(f"labels go up to {top} but the model has {out.shape[1]} outputs")
-
-    def _note_tied(self, model: nn.Module) -> None:
-        """Tied weights (one tensor under two names, e.g. an embedding and its output layer):
-        the first name is encoded, the other is stored as it is; the report says so."""
-        owner = {id(self.params[n]): n for n in self.targets}
-        for name, p in model.named_parameters(remove_duplicate=False):
-            first = owner.get(id(p))
-            if first is not None and first != name:
-                self.notes.append(
-                    f"{name} is the same tensor as {first} (tied weights): {first} is encoded, "
-                    f"{name} stored as it is, a second copy"
-                )
-
-    def _probe(self, d: Dataset) -> Any:
-        """The model's output on three validation samples; ``DataError`` naming the fix."""
-        # An odd batch of 3 also catches exported programs traced with a fixed batch size.
-        probe = d.x_val[:3].to(self.device)
-        try:
-            with torch.no_grad():
-                set_mode(self.model, False)
-                return self.model(probe)
-        except AssertionError as e:  # torch.export's shape guards
-            raise DataError(
-                f"the model accepts only a fixed input shape ({_first_line(e)}); export it with "
-                "a dynamic batch dimension (torch.export.Dim) so it can be retrained"
-            ) from None
-        except (RuntimeError, ValueError, TypeError, IndexError) as e:
-            width = _first_linear_width(self.model)
-            hint = ""
-            if width is not None and width != math.prod(d.input_shape):
-                hint = (
-                    f"; its first layer is a Linear with {width} inputs, the samples have "
-                    f"{math.prod(d.input_shape)} values"
-                )
-            raise DataError(
-                f"model and data do not fit: inputs of shape {tuple(d.input_shape)} fail in "
-                f"the model ({_first_line(e)}){hint}"
-            ) from None
+    def _note(self, note: str) -> None:
+        """Something the run changed in the user's input: in the report, and said now."""
+        self.notes.append(note)
+        self.meter.emit("evaluate", note)
 
     def _train(self, stage: str, epochs: int, label: str, *, layer: str | None = None) -> None:
         if self.data is None or epochs <= 0:
@@ -755,19 +700,6 @@ def _float32_in_place(model: nn.Module) -> dict[str, torch.dtype]:
     if dtypes:
         model.float()
     return dtypes
-
-
-def _first_linear_width(model: nn.Module) -> int | None:
-    """Inputs per sample of the model's first layer if it is a Linear (its first weight of two
-    or more dimensions is a matrix), else ``None``. Works for eager, TorchScript and exported
-    models alike, as all list their parameters in definition order."""
-    first = next((p for p in model.parameters() if p.dim() >= 2), None)
-    return int(first.shape[1]) if first is not None and first.dim() == 2 else None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _metric_dict(values: Mapping[str, float | None]) -> dict[str, float]:
