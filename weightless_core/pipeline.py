@@ -534,31 +534,7 @@ class _Run:
     def _train(self, stage: str, epochs: int, label: str, *, layer: str | None = None) -> None:
         if self.data is None or epochs <= 0:
             return
-
-        def on_epoch(epoch: int, loss: float) -> None:
-            self.meter.advance()
-            self.meter.emit(
-                stage,
-                f"{label}: epoch {epoch}/{epochs}",
-                layer=layer,
-                epoch=epoch,
-                epochs=epochs,
-                metrics={"loss": loss},
-            )
-
-        def on_batch(epoch: int, batch: int, num_batches: int) -> None:
-            # About 20 reports per epoch: progress moves and cancellation is noticed mid-epoch.
-            if batch % max(1, num_batches // 20) or batch == num_batches:
-                return
-            self.meter.emit(
-                stage,
-                f"{label}: epoch {epoch}/{epochs}, batch {batch}/{num_batches}",
-                layer=layer,
-                epoch=epoch,
-                epochs=epochs,
-                partial=batch / num_batches,
-            )
-
+        on_epoch, on_batch = self.meter.epochs(stage, label, epochs, layer=layer)
         train_epochs(
             self.model,
             self.constraints,

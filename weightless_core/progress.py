@@ -66,6 +66,28 @@ class ProgressMeter:
         """One unit of work finished."""
         self.done += 1
 
+    def epochs(
+        self, stage: str, label: str, epochs: int, *, layer: str | None = None
+    ) -> tuple[Callable[[int, float], None], Callable[[int, int, int], None]]:
+        """``on_epoch`` and ``on_batch`` for ``train_epochs``: an epoch is a unit of work, and
+        about 20 reports per epoch keep the bar moving and notice a cancellation mid-epoch."""
+
+        def on_epoch(epoch: int, loss: float) -> None:
+            self.advance()
+            message = f"{label}: epoch {epoch}/{epochs}"
+            self.emit(
+                stage, message, layer=layer, epoch=epoch, epochs=epochs, metrics={"loss": loss}
+            )
+
+        def on_batch(epoch: int, batch: int, num_batches: int) -> None:
+            if batch % max(1, num_batches // 20) or batch == num_batches:
+                return
+            message = f"{label}: epoch {epoch}/{epochs}, batch {batch}/{num_batches}"
+            part = batch / num_batches
+            self.emit(stage, message, layer=layer, epoch=epoch, epochs=epochs, partial=part)
+
+        return on_epoch, on_batch
+
     def emit(self, stage: str, message: str, *, partial: float = 0.0, **kw: Any) -> None:
         """Tell the caller; ``partial`` is how much of the current unit is done."""
         if self.callback is None:
