@@ -106,7 +106,7 @@ def _as_dict(report: Report | Mapping[str, Any]) -> Mapping[str, Any]:
     if isinstance(report, Report):
         return report.to_dict()
     if not isinstance(report, Mapping):
-        raise InvalidInputError(f"report must be a Report or a dict, got {type(report).__name__}")
+        raise InvalidInputError(f"report must be a dict (or a Report), got {type(report).__name__}")
     return report
 
 
