@@ -35,7 +35,8 @@ def atomic_path(
         yield tmp
         os.replace(tmp, target)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the write's own error is the one to see
+            tmp.unlink()
         raise
 
 
