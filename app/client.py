@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +17,8 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+
+from weightless_core.atomic import atomic_open
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 Json = dict[str, Any]
@@ -305,15 +306,11 @@ def _presigned(url: str) -> bool:
 def _stream_to_file(response: httpx.Response, dest: Path) -> int:
     """Write the body next to ``dest`` and rename it into place once complete."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     size = 0
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in response.iter_bytes(1 << 20):
-                f.write(chunk)
-                size += len(chunk)
-            f.flush()
-            os.fsync(f.fileno())
+    with atomic_open(dest, "wb", fsync=True, suffix=".part", perms=0o600) as f:
+        for chunk in response.iter_bytes(1 << 20):
+            f.write(chunk)
+            size += len(chunk)
         expected = response.headers.get("content-length")
         plain = response.headers.get("content-encoding") is None
         if expected is not None and plain and int(expected) != size:
@@ -322,8 +319,4 @@ def _stream_to_file(response: httpx.Response, dest: Path) -> int:
                 "truncated",
                 f"download ended after {size} of {expected} bytes",
             )
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return size

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from anyio import to_thread
 from celery import Celery
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.routing import APIRoute
 
 from app import api_docs, dashboard
 from app.body_guard import BodyGuard, BodyGuardCounts, BodyLimits
@@ -45,6 +46,7 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # app.api_docs serves them from local assets (or not at all)
         redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -74,6 +76,12 @@ def create_app(
     if settings.api_docs:
         api_docs.mount(app)
     return app
+
+
+def operation_id(route: APIRoute) -> str:
+    """The route function's name (``submit_job``), so generated clients read well; FastAPI's
+    default appends path and method (``submit_job_v1_jobs_post``)."""
+    return route.name
 
 
 def build_app() -> FastAPI:

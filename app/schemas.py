@@ -88,10 +88,10 @@ class Baseline(BaseModel):
     of any sparse-index coder on those weights (no such coder does better)."""
 
     method: str
-    weights_ratio: float | None = None
-    file_bytes: int | None = None
-    accuracy: float | None = None
-    bound_weights_ratio: float | None = None
+    weights_ratio: float | None  # null: no weight bytes to divide by
+    file_bytes: int
+    accuracy: float | None  # null: data-free
+    bound_weights_ratio: float | None
 
 
 class Result(BaseModel):
@@ -99,30 +99,59 @@ class Result(BaseModel):
 
     ``weights_ratio`` counts record bytes; ``weights_paper_ratio`` counts as the papers do
     (codebooks + tables, no headers), the figure ``baseline.weights_ratio`` compares with.
+    Every field is required: the worker writes them all (``worker.job_result``), and rows
+    written before a field existed are completed by ``of_row``, not by defaults here.
     """
 
-    method: str | None = None
-    original_bytes: int | None = None
-    encoded_bytes: int | None = None
-    ratio: float | None = None
-    weights_ratio: float | None = None
-    weights_paper_ratio: float | None = None
-    accuracy_before: float | None = None
-    accuracy_after: float | None = None
-    baseline: Baseline | None = None
-    layers: list[dict[str, Any]] = Field(default_factory=list)
-    # A budget search's outcome (within_budget, runs, seconds, stopped_early); its whole path
-    # is in the report.
-    search: dict[str, Any] | None = None
+    method: Literal["weightless", "deep-compression"]
+    original_bytes: int
+    encoded_bytes: int
+    ratio: float
+    weights_ratio: float | None  # null: no weight bytes to divide by
+    weights_paper_ratio: float | None
+    accuracy_before: float | None  # null: data-free
+    accuracy_after: float | None
+    baseline: Baseline | None  # null: the baseline was switched off
+    layers: list[dict[str, Any]]
+    # A budget search's outcome (within_budget, budget, seconds, stopped_early, runs); its
+    # whole path is in the report. Null: no search ran.
+    search: dict[str, Any] | None
     # Where the model's floating tensors were not all float32 (a bf16 checkpoint): its own
     # bytes and dtypes; the ratios above count float32, as the papers do.
-    source_bytes: int | None = None
-    source_dtypes: list[str] = Field(default_factory=list)
+    source_bytes: int | None
+    source_dtypes: list[str]
     # What the run changed in the input, e.g. image samples flattened for an MLP.
-    notes: list[str] = Field(default_factory=list)
+    notes: list[str]
     # What accuracy_before/after hold: "accuracy" (labels), or without labels "agreement"
     # (top-1 agreement with the dense model) or "fidelity" (100 - relative output error).
-    metric: Literal["accuracy", "agreement", "fidelity"] = "accuracy"
+    metric: Literal["accuracy", "agreement", "fidelity"]
+
+    @classmethod
+    def of_row(cls, stored: dict[str, Any]) -> Result:
+        """A job row's ``result``, including one written by an older worker: the fields added
+        since then get the value they stood for at the time (``ADDED_LATER``)."""
+        base = stored.get("baseline")
+        if isinstance(base, dict):
+            stored = {**stored, "baseline": {**BASELINE_ADDED_LATER, **base}}
+        return cls.model_validate({**ADDED_LATER, **stored})
+
+
+# Result fields later workers added, with what a row written before them means. The first
+# worker wrote original_bytes, encoded_bytes, ratio, weights_ratio, accuracy_before/after and
+# layers; before 2026-11-29 every job was a weightless run without a baseline or a search;
+# before 2026-12-02 no input had other dtypes than float32 or notes, and every run had labels.
+ADDED_LATER: dict[str, Any] = {
+    "method": "weightless",
+    "weights_paper_ratio": None,
+    "baseline": None,
+    "search": None,
+    "source_bytes": None,
+    "source_dtypes": [],
+    "notes": [],
+    "metric": "accuracy",
+}
+# Baseline fields added later: the entropy bound came on 2026-12-02.
+BASELINE_ADDED_LATER: dict[str, Any] = {"bound_weights_ratio": None}
 
 
 class JobError(BaseModel):
@@ -164,7 +193,7 @@ class JobOut(BaseModel):
             cancel_requested=job.cancel_requested, model_id=job.model_id, dataset=dataset,
             settings=job.settings,
             progress=Progress.model_validate(job.progress) if job.progress else None,
-            result=Result.model_validate(job.result) if job.result else None,
+            result=Result.of_row(job.result) if job.result else None,
             error=JobError(code=job.error_code, message=job.error_message or job.error_code)
             if job.error_code
             else None,

@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
+
+from weightless_core.atomic import atomic_open
 
 
 def html_report_key(report_key: str) -> str:
@@ -92,19 +93,14 @@ class LocalStorage:
         dest = self._path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
         digest, size = hashlib.sha256(), 0
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=TMP_PREFIX)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                for chunk in chunks:
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise ObjectTooLargeError(f"object is larger than {max_bytes} bytes")
-                    digest.update(chunk)
-                    f.write(chunk)
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # Private (0o600): the objects are users' uploads and outputs.
+        with atomic_open(dest, "wb", prefix=TMP_PREFIX, suffix="", perms=0o600) as f:
+            for chunk in chunks:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ObjectTooLargeError(f"object is larger than {max_bytes} bytes")
+                digest.update(chunk)
+                f.write(chunk)
         return StoredObject(key, size, digest.hexdigest())
 
     def put_file(self, key: str, path: Path) -> StoredObject:

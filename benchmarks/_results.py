@@ -43,6 +43,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from weightless_core.atomic import write_text_atomic
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 RESULTS_JSON = ROOT / "benchmarks" / "results.json"
@@ -128,12 +130,6 @@ def _locked() -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _replace_section(document: str, section: str, block: str) -> str:
     start, end = f"<!-- section:{section} -->", f"<!-- /section:{section} -->"
     i = document.find(start)
@@ -189,5 +185,5 @@ def record(section: str, *, title: str, command: str, markdown: str, data: dict)
             if not isinstance(results, dict):
                 raise ValueError(f"{RESULTS_JSON} does not hold a JSON object; fix it by hand")
         results[section] = json.loads(payload)
-        _write_atomic(BENCHMARKS_MD, _replace_section(document, section, block))
-        _write_atomic(RESULTS_JSON, json.dumps(results, indent=2, sort_keys=True) + "\n")
+        write_text_atomic(BENCHMARKS_MD, _replace_section(document, section, block))
+        write_text_atomic(RESULTS_JSON, json.dumps(results, indent=2, sort_keys=True) + "\n")

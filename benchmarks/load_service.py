@@ -35,7 +35,6 @@ import secrets
 import signal
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -78,6 +77,7 @@ from servicekit import (
 )
 
 from app.queue import make_celery
+from weightless_core.atomic import write_text_atomic
 from weightless_core.reference import train_and_save
 
 BROKER_URL = "redis://127.0.0.1:6379/12"  # bench_service and the sweeper tests use 13
@@ -640,13 +640,6 @@ def report(res: dict[str, Any], command: str, date: str, machine: dict[str, Any]
     )
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def record(markdown: str, data: dict[str, Any]) -> None:
     """The section between the load markers of RELIABILITY.md, and the raw figures."""
     document = RELIABILITY_MD.read_text("utf-8")
@@ -654,8 +647,8 @@ def record(markdown: str, data: dict[str, Any]) -> None:
     if i < 0 or j < i:
         raise RuntimeError(f"{RELIABILITY_MD.name} lacks the {MARK_START} ... {MARK_END} markers")
     text = document[: i + len(MARK_START)] + "\n" + markdown.strip() + "\n" + document[j:]
-    _write_atomic(RESULTS_JSON, json.dumps(data, indent=2, default=str) + "\n")
-    _write_atomic(RELIABILITY_MD, text)
+    write_text_atomic(RESULTS_JSON, json.dumps(data, indent=2, default=str) + "\n")
+    write_text_atomic(RELIABILITY_MD, text)
 
 
 @contextlib.contextmanager

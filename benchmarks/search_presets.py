@@ -26,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _paper import DENSE_EPOCHS, fresh_model, held_out, train_dense
 
+from weightless_core.atomic import write_text_atomic
 from weightless_core.data import load_dataset
 from weightless_core.preset_search import search_size_rules
 from weightless_core.presets import preset_values
@@ -81,9 +82,7 @@ def main() -> None:
         "steps": result.to_dict()["steps"],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, args.out)
+    write_text_atomic(args.out, json.dumps(doc, indent=1) + "\n")
     took = time.strftime("%M:%S", time.gmtime(result.seconds))
     print(f"best: {result.to_dict()['best']} in {took}; wrote {args.out}")
 

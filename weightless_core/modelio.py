@@ -21,7 +21,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from weightless_core.atomic import atomic_path
 from weightless_core.errors import InvalidInputError, ModelLoadError
 from weightless_core.model_files import (
     DEFAULT_MAX_BYTES,
@@ -416,12 +416,5 @@ def save_state_dict(state: Mapping[str, torch.Tensor], path: str | os.PathLike[s
             tensor = tensor.clone()
         seen.add(ptr)
         tensors[key] = tensor
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         save_file(tensors, tmp, metadata={"format": "pt"})
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +27,17 @@ from weightless_core.deep_compression import DeepCompressedLayer
 from weightless_core.errors import DataError, InvalidInputError
 from weightless_core.hashing import derive_seed
 from weightless_core.layer import EncodedLayer, encode_layer
+from weightless_core.model_fit import check_fit, tied_notes
 from weightless_core.objective import (
     Teacher,
     distill_loss,
-    output_kinds,
     output_tensors,
     outputs_of,
 )
+from weightless_core.progress import STAGES, Progress, ProgressCallback, ProgressMeter, work_units
 from weightless_core.prune import kept_count, magnitude_mask, schedule, unit_grid
-from weightless_core.report import LayerReport, Report
+from weightless_core.report import Report
+from weightless_core.report_builder import RunRecord, build_report, file_metadata
 from weightless_core.settings import CompressionSettings
 from weightless_core.tensor_model import TensorModel
 from weightless_core.training import (
@@ -47,33 +48,18 @@ from weightless_core.training import (
     set_mode,
     train_epochs,
 )
+from weightless_core.variants import Snapshot, check_variant
 
-STAGES = ("evaluate", "prune", "cluster", "encode", "retrain", "done")
-# Settings that shape pruning and clustering; ``compress_variants`` shares that work, so its
-# variants must agree on them (each layer's sparsity and r, which ``layers`` and ``size_rules``
-# may set, are compared per layer).
-_SHARED_FIELDS = (
-    "method", "sparsity", "r", "encode", "min_elements", "prune_steps",
-    "prune_epochs", "cluster_epochs", "batch_size", "lr", "lr_schedule", "seed", "device",
-    "baseline", "distill", "regrowth", "fp_noise",
-)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One progress event: ``stage`` in STAGES, ``fraction`` of the run done (0..1)."""
-
-    stage: str
-    fraction: float
-    message: str
-    layer: str | None = None
-    epoch: int | None = None
-    epochs: int | None = None
-    metrics: Mapping[str, float] = field(default_factory=dict)
-    eta_seconds: float | None = None
-
-
-ProgressCallback = Callable[[Progress], None]
+__all__ = [
+    "STAGES",
+    "CompressionResult",
+    "Progress",
+    "ProgressCallback",
+    "compress",
+    "compress_variants",
+    "resolve_device",
+    "select_targets",
+]
 
 
 @dataclass
@@ -191,7 +177,11 @@ def compress_variants(
 
 
 class _Run:
-    """State of one compression run; split into stages for readability."""
+    """State of one compression run. Read top to bottom it is Algorithm 1: ``_prepare``
+    measures the dense model, prunes (``_prune``) and clusters (``_cluster``) with retraining;
+    ``_finish`` encodes layer by layer (``_encode_all``), each layer frozen as its table decodes
+    and the layers after it retrained. Progress arithmetic (``progress``), the report
+    (``report_builder``), variants (``variants``) and data checks (``model_fit``) live apart."""
 
     def __init__(
         self,
@@ -210,7 +200,6 @@ class _Run:
         self.source_dtypes = _float32_in_place(model)  # restored in the file
         self.model = model.to(self.device)
         self.data = data
-        self.progress = progress
         self.params = parameters_by_name(model)
         self.targets = select_targets(self.params, settings)
         self.plans = {n: settings.plan(n, self.params[n].numel()) for n in self.targets}
@@ -219,13 +208,10 @@ class _Run:
         self.layer_accuracy: dict[str, float | None] = {}
         self.accuracy: dict[str, float | None] = {}
         self.seconds: dict[str, float] = {}
-        self.notes: list[str] = []
-        self._note_tied(model)
+        self.notes = tied_notes(model, self.params, self.targets)  # what the run changed
         self.generator = torch.Generator().manual_seed(settings.seed)
-        s = settings
-        trains = data is not None
-        self.recluster = s.later_layers == "recluster"
-        self.weightless = s.method == "weightless"
+        self.recluster = settings.later_layers == "recluster"
+        self.weightless = settings.method == "weightless"
         self.baseline: dict[str, DeepCompressedLayer] = {}
         self.bounds: dict[str, float] = {}  # entropy bound (bits) of each clustered layer
         self.fp_noise: dict[str, tuple[float, torch.Tensor]] = {}  # rate, positions
@@ -233,16 +219,8 @@ class _Run:
         self.teacher: torch.Tensor | None = None  # dense logits, for distillation with labels
         self.dense_out: Teacher | None = None  # dense outputs, the target without labels
         self.kinds: tuple[str, ...] = ()
-        units = s.prune_steps * (s.prune_epochs if trains else 0) + len(self.targets)
-        units += s.cluster_epochs if trains else 0
-        if self.weightless:
-            units += len(self.targets) * (s.retrain_epochs if trains else 0)
-            units += (len(self.targets) - 1) * (
-                s.cluster_epochs if trains and self.recluster else 0
-            )
-        self.total_units = units or 1
-        self.units_done = 0
-        self.started = time.monotonic()
+        units = work_units(settings, len(self.targets), trains=data is not None)
+        self.meter = ProgressMeter(progress, units)
 
     # -- stages ---------------------------------------------------------------------------
     def execute(self) -> CompressionResult:
@@ -251,10 +229,12 @@ class _Run:
 
     def execute_variants(self, variants: Sequence[CompressionSettings]) -> list[CompressionResult]:
         """Prune and cluster once, then encode once per variant from that same state."""
+        sizes = {n: self.params[n].numel() for n in self.targets}
         for v in variants:
-            self._check_variant(v)
+            check_variant(self.settings, v, sizes)
         self._prepare()
-        snapshot = self._snapshot()
+        snapshot = Snapshot.take(self.model, self.constraints, self.accuracy, self.seconds,
+                                 self.generator, self.meter.done)  # fmt: skip
         results = []
         for v in variants:
             self._restore(snapshot, v)
@@ -264,10 +244,15 @@ class _Run:
         return results
 
     def _prepare(self) -> None:
+        """Steps 1-3: the dense model's accuracy, then pruning and clustering, with retraining
+        (and the Deep Compression baseline of the clustered weights)."""
         torch.manual_seed(self.settings.seed)
         for p in self.model.parameters():
             p.requires_grad_(True)
-        self._check_data()
+        if self.data is not None:
+            fit = check_fit(self.model, self.data, self.device, self.settings.outputs,
+                            on_note=self._note)  # fmt: skip
+            self.data, self.kinds = fit.data, fit.kinds
         d = self.data
         if d is not None and not d.labelled:
             dense = lambda x: outputs_of(self.model, x, device=self.device)  # noqa: E731
@@ -282,6 +267,7 @@ class _Run:
             self._timed("baseline", self._deep_compress_all)
 
     def _finish(self) -> CompressionResult:
+        """Step 4: encode layer by layer (Deep Compression stops after clustering)."""
         if self.weightless:
             self._timed("encode", self._encode_all)
             self.accuracy["final"] = self.accuracy.get(f"after:{self.encode_sequence()[-1]}")
@@ -294,50 +280,12 @@ class _Run:
             p.requires_grad_(False)
         set_mode(self.model, False)
         result = self._result()
-        self._emit("done", "compression finished", metrics=_metric_dict(self.accuracy))
+        self.meter.emit("done", "compression finished", metrics=_metric_dict(self.accuracy))
         return result
 
-    def _check_variant(self, v: CompressionSettings) -> None:
-        base = self.settings
-        same = {f: getattr(base, f) for f in _SHARED_FIELDS}
-        if {f: getattr(v, f) for f in _SHARED_FIELDS} != same:
-            differ = sorted(f for f in _SHARED_FIELDS if getattr(v, f) != same[f])
-            raise InvalidInputError(
-                f"variants may differ only in how layers are encoded; these change pruning or "
-                f"clustering: {differ}"
-            )
-        for name in self.targets:
-            a, b = self.plans[name], v.plan(name, self.params[name].numel())
-            if (a.sparsity, a.r) != (b.sparsity, b.r):
-                raise InvalidInputError(f"variants must keep {name}'s sparsity and r")
-
-    def _snapshot(self) -> dict[str, Any]:
-        return {
-            "state": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-            "constraints": {n: c.clone() for n, c in self.constraints.items()},
-            "accuracy": dict(self.accuracy),
-            "seconds": dict(self.seconds),
-            "generator": self.generator.get_state(),
-            "units_done": self.units_done,
-        }
-
-    def _restore(self, snapshot: dict[str, Any], settings: CompressionSettings) -> None:
-        with torch.no_grad():
-            self.model.load_state_dict(snapshot["state"])
-        for p in self.model.parameters():
-            p.requires_grad_(True)
-        self.constraints = {n: c.clone() for n, c in snapshot["constraints"].items()}
-        self.accuracy = dict(snapshot["accuracy"])
-        self.seconds = dict(snapshot["seconds"])
-        self.generator.set_state(snapshot["generator"])
-        self.units_done = snapshot["units_done"]
-        self.settings = settings
-        self.plans = {n: settings.plan(n, self.params[n].numel()) for n in self.targets}
-        self.recluster = settings.later_layers == "recluster"
-        self.encoded = {}
-        self.layer_accuracy = {}
-
     def _prune(self) -> None:
+        """Step 2: magnitude pruning in ``prune_steps`` steps up to each layer's sparsity, with
+        ``prune_epochs`` of retraining after each (one step, no retraining, data-free)."""
         s = self.settings
         steps = s.prune_steps if self.data is not None else 1
         ramps = {n: schedule(self.plans[n].sparsity, steps) for n in self.targets}
@@ -365,7 +313,7 @@ class _Run:
                 self.constraints[name] = c
                 c.project()
             label = f"pruning step {step + 1}/{steps}"
-            self._emit("prune", label, metrics=self._sparsity_metrics())
+            self.meter.emit("prune", label, metrics=self._sparsity_metrics())
             self._train("prune", s.prune_epochs, label)
         for name in self.targets:
             self.constraints[name] = self.constraints[name].settle()
@@ -405,9 +353,11 @@ class _Run:
         return c
 
     def _cluster(self) -> None:
+        """Step 3: k-means of each layer's surviving weights into 2^r centroids, then
+        weight-sharing retraining."""
         for name in self.targets:
             self._share(name)
-        self._emit("cluster", "weights clustered")
+        self.meter.emit("cluster", "weights clustered")
         self._train("cluster", self.settings.cluster_epochs, "weight-sharing retraining")
         self._evaluate("clustered")
         self._score_test("clustered")
@@ -445,9 +395,9 @@ class _Run:
             counts = np.bincount(codes[c.mask.cpu().numpy()], minlength=1 << self.plans[name].r)
             self.bounds[name] = entropy_bound_bits(codes.size, counts)
             if not self.weightless:
-                self.units_done += 1
+                self.meter.advance()
                 layer = self.baseline[name]
-                self._emit(
+                self.meter.emit(
                     "encode",
                     f"stored {name} as Deep Compression: {layer.nnz} weights, {layer.nbytes} bytes",
                     layer=name,
@@ -464,6 +414,7 @@ class _Run:
         return list(self.targets)
 
     def _encode_all(self) -> None:
+        """Step 4, layer by layer: encode, freeze as decoded, retrain the layers after it."""
         order = self.encode_sequence()
         for step, name in enumerate(order):
             if self.recluster and step > 0:
@@ -514,9 +465,9 @@ class _Run:
         )  # fmt: skip
         self.constraints[name].project()
         self.encoded[name] = stored
-        self.units_done += 1
+        self.meter.advance()
         fps = enc.false_positives if stored is enc else 0
-        self._emit(
+        self.meter.emit(
             "encode", message, layer=name,
             metrics={"false_positives": float(fps), "bytes": float(stored.nbytes)},
         )  # fmt: skip
@@ -575,107 +526,15 @@ class _Run:
         return total / n
 
     # -- helpers --------------------------------------------------------------------------
-    def _check_data(self) -> None:
-        if self.data is None:
-            return
-        d = self.data
-        if d.x_train.shape[0] == 0 or d.x_val.shape[0] == 0:
-            raise DataError("training and validation data must both be non-empty")
-        try:
-            out = self._probe(d)
-        except DataError:
-            width = _first_linear_width(self.model)
-            if len(d.input_shape) < 2 or width != math.prod(d.input_shape):
-                raise
-            # An MLP fed images: its first Linear takes exactly one flattened sample, so
-            # flattening is the one fix, and the user's own inputs are flat already.
-            out = self._probe(d.flattened())
-            shape = " x ".join(map(str, d.input_shape))
-            self.data = d = d.flattened()
-            note = (
-                f"samples of shape {shape} were flattened to {width} values: the model's first "
-                f"layer is a Linear with {width} inputs"
-            )
-            self.notes.append(note)
-            self._emit("evaluate", note)
-        if not d.labelled:  # any outputs: the dense model's own are the target
-            self.kinds = output_kinds(output_tensors(out), self.settings.outputs)
-            return
-        if not isinstance(out, torch.Tensor) or out.dim() != 2:
-            raise DataError(
-                "with labels the model must return logits of shape (batch, classes); for other "
-                "outputs leave the labels out and it is retrained to match its dense self"
-            )
-        top = int(max(d.y_train.max(), d.y_val.max()))
-        if top >= out.shape[1]:
-            raise DataError(f"labels go up to {top} but the model has {out.shape[1]} outputs")
-
-    def _note_tied(self, model: nn.Module) -> None:
-        """Tied weights (one tensor under two names, e.g. an embedding and its output layer):
-        the first name is encoded, the other is stored as it is; the report says so."""
-        owner = {id(self.params[n]): n for n in self.targets}
-        for name, p in model.named_parameters(remove_duplicate=False):
-            first = owner.get(id(p))
-            if first is not None and first != name:
-                self.notes.append(
-                    f"{name} is the same tensor as {first} (tied weights): {first} is encoded, "
-                    f"{name} stored as it is, a second copy"
-                )
-
-    def _probe(self, d: Dataset) -> Any:
-        """The model's output on three validation samples; ``DataError`` naming the fix."""
-        # An odd batch of 3 also catches exported programs traced with a fixed batch size.
-        probe = d.x_val[:3].to(self.device)
-        try:
-            with torch.no_grad():
-                set_mode(self.model, False)
-                return self.model(probe)
-        except AssertionError as e:  # torch.export's shape guards
-            raise DataError(
-                f"the model accepts only a fixed input shape ({_first_line(e)}); export it with "
-                "a dynamic batch dimension (torch.export.Dim) so it can be retrained"
-            ) from None
-        except (RuntimeError, ValueError, TypeError, IndexError) as e:
-            width = _first_linear_width(self.model)
-            hint = ""
-            if width is not None and width != math.prod(d.input_shape):
-                hint = (
-                    f"; its first layer is a Linear with {width} inputs, the samples have "
-                    f"{math.prod(d.input_shape)} values"
-                )
-            raise DataError(
-                f"model and data do not fit: inputs of shape {tuple(d.input_shape)} fail in "
-                f"the model ({_first_line(e)}){hint}"
-            ) from None
+    def _note(self, note: str) -> None:
+        """Something the run changed in the user's input: in the report, and said now."""
+        self.notes.append(note)
+        self.meter.emit("evaluate", note)
 
     def _train(self, stage: str, epochs: int, label: str, *, layer: str | None = None) -> None:
         if self.data is None or epochs <= 0:
             return
-
-        def on_epoch(epoch: int, loss: float) -> None:
-            self.units_done += 1
-            self._emit(
-                stage,
-                f"{label}: epoch {epoch}/{epochs}",
-                layer=layer,
-                epoch=epoch,
-                epochs=epochs,
-                metrics={"loss": loss},
-            )
-
-        def on_batch(epoch: int, batch: int, num_batches: int) -> None:
-            # About 20 reports per epoch: progress moves and cancellation is noticed mid-epoch.
-            if batch % max(1, num_batches // 20) or batch == num_batches:
-                return
-            self._emit(
-                stage,
-                f"{label}: epoch {epoch}/{epochs}, batch {batch}/{num_batches}",
-                layer=layer,
-                epoch=epoch,
-                epochs=epochs,
-                partial=batch / num_batches,
-            )
-
+        on_epoch, on_batch = self.meter.epochs(stage, label, epochs, layer=layer)
         train_epochs(
             self.model,
             self.constraints,
@@ -703,7 +562,9 @@ class _Run:
         else:
             acc = accuracy(self.model, d.x_val, d.y_val, device=self.device)
         self.accuracy[label] = acc
-        self._emit("evaluate", f"{self.metric} ({label}): {acc:.2f}%", metrics={"accuracy": acc})
+        self.meter.emit(
+            "evaluate", f"{self.metric} ({label}): {acc:.2f}%", metrics={"accuracy": acc}
+        )
         return acc
 
     @property
@@ -723,16 +584,6 @@ class _Run:
             acc = accuracy(self.model, d.x_test, d.y_test, device=self.device)
         self.accuracy[f"test:{label}"] = acc
 
-    def _emit(self, stage: str, message: str, *, partial: float = 0.0, **kw: Any) -> None:
-        if self.progress is None:
-            return
-        fraction = min(1.0, (self.units_done + partial) / self.total_units)
-        if stage == "done":
-            fraction = 1.0
-        elapsed = time.monotonic() - self.started
-        eta = elapsed * (1 - fraction) / fraction if fraction > 0 else None
-        self.progress(Progress(stage, fraction, message, eta_seconds=eta, **kw))
-
     def _timed(self, key: str, fn: Callable[[], object]) -> None:
         start = time.perf_counter()
         fn()
@@ -741,11 +592,14 @@ class _Run:
     def _sparsity_metrics(self) -> dict[str, float]:
         return {f"kept:{n}": float(c.mask.float().mean()) for n, c in self.constraints.items()}
 
+    # -- what the run hands back ----------------------------------------------------------
     def _result(self) -> CompressionResult:
         for name, enc in self.encoded.items():  # fine-tuned centroids go into the file
             trained = self.constraints[name].centroids.detach().cpu().numpy().astype(np.float32)
             if not np.array_equal(trained, enc.codebook):
                 self.encoded[name] = dataclasses.replace(enc, codebook=trained)
+        run = self._record()
+        base_entries = None
         if self.weightless:
             # Copies: on CPU .cpu() aliases the parameter, which a later variant overwrites.
             state = {
@@ -753,17 +607,32 @@ class _Run:
                 for k, v in self.model.state_dict().items()
             }
             entries = self._entries(state, self.encoded)
-            baseline, base_entries = None, None
+            baseline = None
             if self.settings.baseline:  # off: no Deep Compression ran, so no baseline report
                 base_entries = self._entries(self.baseline_state, self.baseline)
-                baseline = self._report("deep-compression", base_entries)
-            report = self._report("weightless", entries, baseline=baseline)
+                baseline = build_report(run, "deep-compression", base_entries)
+            report = build_report(run, "weightless", entries, baseline=baseline)
         else:
             entries = self._entries(self.baseline_state, self.baseline)
-            base_entries = None
-            report = self._report("deep-compression", entries, baseline=None)
-        metadata = self._metadata(self.settings.method)
+            report = build_report(run, "deep-compression", entries)
+        metadata = file_metadata(run, self.settings.method)
         return CompressionResult(self.model, entries, metadata, report, base_entries)
+
+    def _record(self) -> RunRecord:
+        return RunRecord(
+            settings=self.settings,
+            device=str(self.device),
+            metric=self.metric,
+            accuracy=self.accuracy,
+            seconds=self.seconds,
+            notes=self.notes,
+            targets=self.targets,
+            source_bytes=self.source_bytes,
+            source_dtypes=self.source_dtypes,
+            bounds=self.bounds,
+            stored=self.encoded,
+            layer_accuracy=self.layer_accuracy,
+        )
 
     def _entries(
         self, state: dict[str, torch.Tensor], encoded: Mapping[str, fileformat.Entry]
@@ -780,105 +649,19 @@ class _Run:
             entries[name] = entry
         return entries
 
-    def _metadata(self, method: str) -> dict[str, Any]:
-        accuracy = dict(self.accuracy)
-        if method != self.settings.method:  # the baseline stops after clustering
-            kept = ("dense", "pruned", "clustered", "test:dense", "test:clustered")
-            accuracy = {k: v for k, v in accuracy.items() if k in kept}
-            accuracy["final"] = accuracy.get("clustered")
-            if "test:clustered" in accuracy:
-                accuracy["test:final"] = accuracy["test:clustered"]
-        metadata = {
-            "producer": "weightless",
-            "method": method,
-            "settings": self.settings.to_dict(),
-            "accuracy": accuracy,
-        }
-        dtypes = {n: d for n, d in self.source_dtypes.items() if n in self.targets}
-        if dtypes:  # encoded layers decode to float32; load() casts these back
-            metadata["dtypes"] = {n: str(d).removeprefix("torch.") for n, d in dtypes.items()}
-        return metadata
-
-    def _report(
-        self, method: str, entries: dict[str, fileformat.Entry], *, baseline: Report | None = None
-    ) -> Report:
-        metadata = self._metadata(method)
-        file_bytes = fileformat.EncodedModel(entries, metadata).file_nbytes()
-        rows = [self._row(name, entry) for name, entry in entries.items()]
-        original = sum(  # as float32, whatever the input's dtypes (source_bytes: as given)
-            t.numel() * (4 if t.is_floating_point() else t.element_size())
-            for t in entries.values()
-            if isinstance(t, torch.Tensor)
-        ) + sum(4 * e.numel for e in entries.values() if not isinstance(e, torch.Tensor))
-        seconds = dict(self.seconds)
-        if method != self.settings.method:
-            seconds = {k: v for k, v in seconds.items() if k != "encode"}
-        return Report(
-            layers=rows,
-            accuracy=metadata["accuracy"],
-            original_bytes=original,
-            file_bytes=file_bytes,
-            seconds=seconds,
-            settings=self.settings.to_dict(),
-            device=str(self.device),
-            method=method,
-            baseline=baseline,
-            notes=list(self.notes),
-            metric=self.metric,
-            source_bytes=self.source_bytes if self.source_dtypes else None,
-            source_dtypes=sorted(
-                {str(d).removeprefix("torch.") for d in self.source_dtypes.values()}
-            ),
-        )
-
-    def _row(self, name: str, entry: fileformat.Entry) -> LayerReport:
-        size = fileformat.record_nbytes(name, entry)
-        if isinstance(entry, EncodedLayer | DeepCompressedLayer):
-            common: dict[str, Any] = {
-                "name": name,
-                "shape": entry.shape,
-                "encoded": True,
-                "original_bytes": entry.numel * 4,
-                "bytes": size,
-                "kept": entry.nnz / entry.numel,
-                "r": entry.r,
-                "bound_bits": self.bounds.get(name),
-            }
-            if isinstance(entry, DeepCompressedLayer):
-                chosen = self.encoded.get(name) is entry  # a hybrid run stored it this way
-                return LayerReport(
-                    **common,
-                    structure="csr-huffman",
-                    cells=entry.entries,
-                    false_positives=0,
-                    accuracy_after=self.layer_accuracy.get(name) if chosen else None,
-                    paper_bytes=entry.paper_nbytes,
-                )
-            return LayerReport(
-                **common,
-                t=entry.t,
-                structure=entry.structure.kind,
-                cells=entry.structure.num_cells,
-                false_positives=entry.false_positives,
-                build_attempts=entry.structure.attempts,
-                accuracy_after=self.layer_accuracy.get(name),
-                paper_bytes=entry.paper_nbytes,
-            )
-        return plain_row(name, entry)
-
-
-def plain_row(name: str, tensor: torch.Tensor) -> LayerReport:
-    """The report row of a tensor stored as it is (floating ones counted as float32)."""
-    kept = float((tensor != 0).float().mean()) if tensor.numel() else 1.0
-    width = 4 if tensor.is_floating_point() else tensor.element_size()
-    return LayerReport(
-        name=name,
-        shape=tuple(tensor.shape),
-        encoded=False,
-        original_bytes=tensor.numel() * width,
-        bytes=fileformat.record_nbytes(name, tensor),
-        kept=kept,
-    )
+    # -- compress_variants ------------------------------------------------------------------
+    def _restore(self, snapshot: Snapshot, settings: CompressionSettings) -> None:
+        """Back to the state after clustering, to encode with ``settings``."""
+        snapshot.restore_model(self.model, self.generator)
+        self.constraints = snapshot.fresh_constraints()
+        self.accuracy = dict(snapshot.accuracy)
+        self.seconds = dict(snapshot.seconds)
+        self.meter.done = snapshot.units_done
+        self.settings = settings
+        self.plans = {n: settings.plan(n, self.params[n].numel()) for n in self.targets}
+        self.recluster = settings.later_layers == "recluster"
+        self.encoded = {}
+        self.layer_accuracy = {}
 
 
 def _float32_in_place(model: nn.Module) -> dict[str, torch.dtype]:
@@ -893,19 +676,6 @@ def _float32_in_place(model: nn.Module) -> dict[str, torch.dtype]:
     if dtypes:
         model.float()
     return dtypes
-
-
-def _first_linear_width(model: nn.Module) -> int | None:
-    """Inputs per sample of the model's first layer if it is a Linear (its first weight of two
-    or more dimensions is a matrix), else ``None``. Works for eager, TorchScript and exported
-    models alike, as all list their parameters in definition order."""
-    first = next((p for p in model.parameters() if p.dim() >= 2), None)
-    return int(first.shape[1]) if first is not None and first.dim() == 2 else None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _metric_dict(values: Mapping[str, float | None]) -> dict[str, float]:

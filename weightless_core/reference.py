@@ -6,13 +6,12 @@ needs no ``--arch``; a ``.safetensors`` path saves plain weights instead.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from weightless_core.atomic import atomic_path
 from weightless_core.data import load_dataset
 from weightless_core.modelio import save_state_dict
 from weightless_core.models import build_model
@@ -62,11 +61,5 @@ def train_and_save(
 
 def _save_torchscript(model: torch.nn.Module, out: Path) -> None:
     scripted = torch.jit.script(model)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.jit.save(scripted, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(out) as tmp:
+        torch.jit.save(scripted, str(tmp))

@@ -26,10 +26,10 @@ from weightless_core.pipeline import (
     Progress,
     ProgressCallback,
     _Run,
-    plain_row,
     select_targets,
 )
 from weightless_core.report import LayerReport, Report
+from weightless_core.report_builder import plain_row
 from weightless_core.settings import CompressionSettings
 from weightless_core.tensor_model import TensorModel, nested_module
 

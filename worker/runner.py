@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import socket
 import tempfile
@@ -43,6 +42,7 @@ from weightless_core.training import parameters_by_name
 from worker.claim import Claim, Outcome, claim, finish, settle_unclaimed
 from worker.errors import JobCancelled, JobFailed, JobLost, JobTimeLimit
 from worker.inputs import fetch_dataset, fetch_model
+from worker.job_result import job_result, json_safe
 from worker.lease import keep_lease
 from worker.progress import ProgressWriter
 from worker.watchdog import hard_limit
@@ -178,46 +178,17 @@ def _execute(
         w.update("uploading", percent=100.0, message="storing the encoded model and report")
         model_path, report_path = scratch / "model.wlss", scratch / "report.json"
         size = compressed.save(model_path)
-        report = _json_safe(compressed.report.to_dict())
+        report = json_safe(compressed.report.to_dict())
         if search is not None:
-            report["search"] = _json_safe(search)  # the path the budget search took
+            report["search"] = json_safe(search)  # the path the budget search took
         report_path.write_text(json.dumps(report, indent=2, allow_nan=False))
         html_path = scratch / "report.html"
-        write_html(html_path, report, title=f"Weightless job {c.job_id}")
+        write_html(html_path, compressed.report, title=f"Weightless job {c.job_id}")
         artifact_key, report_key = artifact_keys(c.job_id)
         storage.put_file(artifact_key, model_path)
         storage.put_file(report_key, report_path)
         storage.put_file(html_report_key(report_key), html_path)
-    accuracy = report["accuracy"]
-    base = report.get("baseline")
-    baseline = (
-        None
-        if base is None
-        else {
-            "method": base["method"],
-            "weights_ratio": base["weights_paper_ratio"],
-            "file_bytes": base["file_bytes"],
-            "accuracy": base["accuracy"].get("final"),
-            "bound_weights_ratio": base.get("weights_bound_ratio"),
-        }
-    )
-    return _json_safe({
-        "method": report["method"],
-        "original_bytes": report["original_bytes"],
-        "encoded_bytes": size,
-        "ratio": round(report["original_bytes"] / size, 3),
-        "weights_ratio": report["weights_ratio"],
-        "accuracy_before": accuracy.get("dense"),
-        "accuracy_after": accuracy.get("final"),
-        "weights_paper_ratio": report["weights_paper_ratio"],
-        "baseline": baseline,
-        "layers": report["layers"],
-        "search": None if search is None else _search_summary(search),
-        "source_bytes": report.get("source_bytes"),
-        "source_dtypes": report.get("source_dtypes") or [],
-        "notes": report.get("notes") or [],
-        "metric": report.get("metric") or "accuracy",
-    })  # fmt: skip
+    return job_result(compressed.report, size, search)
 
 
 def _search(
@@ -241,11 +212,6 @@ def _search(
         time_budget=job.search_budget, log=log,
     )  # fmt: skip
     return found.result, found.to_dict()
-
-
-def _search_summary(search: dict[str, Any]) -> dict[str, Any]:
-    keys = ("within_budget", "budget", "seconds", "stopped_early")
-    return {**{k: search[k] for k in keys}, "runs": len(search["steps"])}
 
 
 def _describe(exc: Exception, settings: Settings) -> tuple[str, str]:
@@ -299,14 +265,3 @@ def _progress(stage: str, percent: float, message: str) -> dict[str, Any]:
         "eta_seconds": 0.0,
         "message": message,
     }
-
-
-def _json_safe(value: Any) -> Any:
-    """JSON has no infinities or NaN (PostgreSQL's jsonb refuses them): those become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value

@@ -155,7 +155,9 @@ def _succeeded(sessions: sessionmaker[Session], storage: LocalStorage, job: str)
     outputs = {artifact: b"WLSS", report: b'{"layers": []}', html_report_key(report): b"<p>"}
     for key, data in outputs.items():
         storage.put_stream(key, [data], max_bytes=1 << 20)
-    result = {"method": "weightless", "original_bytes": 100, "encoded_bytes": 10, "ratio": 10.0}
+    result = {"method": "weightless", "original_bytes": 100, "encoded_bytes": 10, "ratio": 10.0,
+              "weights_ratio": 12.0, "accuracy_before": None, "accuracy_after": None,
+              "layers": []}  # fmt: skip
     set_job(sessions, job, **finished(), artifact_key=artifact, report_key=report, result=result)
 
 

@@ -16,6 +16,7 @@ from weightless_core.errors import InvalidInputError
 from weightless_core.html_report import render_html, write_html
 from weightless_core.models import build_model
 from weightless_core.pipeline import compress
+from weightless_core.report import Report
 from weightless_core.settings import CompressionSettings
 from weightless_core.training import train_epochs
 
@@ -69,7 +70,7 @@ class Page(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def report() -> dict[str, Any]:
+def typed() -> Report:
     data = load_dataset("digits")
     torch.manual_seed(0)
     model = build_model("lenet-300-100", input_shape=(1, 8, 8), num_classes=10)
@@ -80,7 +81,12 @@ def report() -> dict[str, Any]:
     settings = CompressionSettings(
         sparsity=0.8, t=9, prune_steps=1, prune_epochs=1, cluster_epochs=1, retrain_epochs=1
     )
-    return compress(model, data, settings).report.to_dict()
+    return compress(model, data, settings).report
+
+
+@pytest.fixture(scope="module")
+def report(typed) -> dict[str, Any]:
+    return typed.to_dict()
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +211,13 @@ def test_junk_fields_show_dashes(junk):
 def test_not_a_dict_is_refused():
     with pytest.raises(InvalidInputError, match="report must be a dict"):
         render_html([])  # type: ignore[arg-type]
+
+
+def test_a_report_and_its_stored_json_give_the_same_page(typed, tmp_path):
+    stored = json.loads(json.dumps(typed.to_dict()))
+    assert render_html(typed, title="t") == render_html(stored, title="t")
+    write_html(tmp_path / "r.html", typed)
+    assert (tmp_path / "r.html").read_text(encoding="utf-8") == render_html(stored)
 
 
 def test_write_html_leaves_only_the_page(report, tmp_path):

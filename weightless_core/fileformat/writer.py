@@ -6,9 +6,7 @@ so a bad entry is an ``InvalidInputError`` here rather than an unreadable file l
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 import struct
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -17,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from weightless_core.atomic import atomic_open
 from weightless_core.deep_compression import DeepCompressedLayer
 from weightless_core.errors import InvalidInputError
 from weightless_core.fileformat.checks import (
@@ -81,23 +80,8 @@ def save(
         raise InvalidInputError(
             "save(path, entries): give the file's path first and the tensors by name second"
         )
-    target = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(target))
-    base = os.path.basename(target)[:100]
-    tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
-    # os.open with 0o666 honours the umask, unlike mkstemp's 0o600.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            size = _write(f.write, entries, metadata)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return size
+    with atomic_open(os.path.abspath(os.fspath(path)), "wb", fsync=True) as f:
+        return _write(f.write, entries, metadata)
 
 
 def _write(
