@@ -153,7 +153,7 @@ def measure_service(ckpt: Path, folder: Path, settings: list[str]) -> dict:
         client = stack.enter_context(
             httpx.Client(base_url=api.api_url, headers=auth, timeout=600, follow_redirects=True)
         )
-        with RssSampler(api.pid, 0.05) as api_rss, open(ckpt, "rb") as f:
+        with RssSampler(api.api_pid, 0.05) as api_rss, open(ckpt, "rb") as f:
             start = time.perf_counter()
             r = client.post(
                 "/v1/models", files={"file": (ckpt.name, f, "application/octet-stream")}
