@@ -184,7 +184,7 @@ def _compress_and_show(
     # Rendered before anything is written, so a rendering bug cannot leave half the outputs.
     page = None
     if html_path is not None:
-        page = render_html(result.report.to_dict(), title=f"Weightless: {model_path.name}")
+        page = render_html(result.report, title=f"Weightless: {model_path.name}")
     size = result.save(out)
     if report_path is not None:
         body = result.report.to_dict()

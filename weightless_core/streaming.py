@@ -28,6 +28,7 @@ from weightless_core.pipeline import (
     _Run,
     select_targets,
 )
+from weightless_core.progress import eta_seconds
 from weightless_core.report import LayerReport, Report
 from weightless_core.report_builder import plain_row
 from weightless_core.settings import CompressionSettings
@@ -111,8 +112,7 @@ def _scaled(
         if progress is None or p.stage == "done":
             return
         fraction = (done + p.fraction * size) / total
-        elapsed = time.monotonic() - started
-        eta = elapsed * (1 - fraction) / fraction if fraction > 0 else None
+        eta = eta_seconds(started, fraction)
         progress(Progress(p.stage, fraction, p.message, layer=p.layer, eta_seconds=eta))
 
     return emit
