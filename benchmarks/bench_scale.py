@@ -138,8 +138,6 @@ def measure_service(ckpt: Path, folder: Path, settings: list[str]) -> dict:
     from bench_service import RssSampler, services
     from servicekit import start_worker, stop_worker, worker_values
 
-    from app.queue import make_celery  # noqa: F401  (the worker's own import check, early)
-
     out = folder / "service.wlss"
     back = folder / "service-back.safetensors"
     with services(SERVICE_BROKER) as api, contextlib.ExitStack() as stack:

@@ -22,7 +22,7 @@ from weightless_core.deep_compression import (
     check_index_bits,
     check_r,
     coded_bits,
-    deep_compress,
+    encode_entries,
 )
 from weightless_core.errors import InvalidInputError
 from weightless_core.layer import _as_float_array, cluster_values
@@ -49,13 +49,13 @@ def deep_compress_best(
     w = _as_float_array(weight)
     flat = w.ravel()
     nonzero = flat != 0
-    _, values = cluster_values(flat, nonzero, w.shape, r, codebook, codes, 0)
+    cb, values = cluster_values(flat, nonzero, w.shape, r, codebook, codes, 0)
     positions = np.flatnonzero(nonzero)
     del flat, nonzero
     k = 1 << r
     bits = [coded_bits(positions, values, k, b) for b in checked]  # the codebook is constant
     best = checked[bits.index(min(bits))]  # the first of the fewest: the narrower on ties
-    return deep_compress(w, r=r, codebook=codebook, codes=codes, index_bits=best)
+    return encode_entries(w.shape, r, best, cb, positions, values)
 
 
 def binary_entropy(p: float) -> float:

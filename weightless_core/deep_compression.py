@@ -156,7 +156,20 @@ def deep_compress(
     nonzero = flat != 0
     positions = np.flatnonzero(nonzero)
     cb, values = cluster_values(flat, nonzero, w.shape, r, codebook, codes, seed)
+    return encode_entries(w.shape, r, b, cb, positions, values)
 
+
+def encode_entries(
+    shape: tuple[int, ...],
+    r: int,
+    b: int,
+    cb: np.ndarray,
+    positions: np.ndarray,
+    values: np.ndarray,
+) -> DeepCompressedLayer:
+    """The layer from checked parts: sorted flat ``positions`` of the kept weights, their
+    ``values`` (codes < 2**r) and float32 codebook ``cb``, at gap width ``b``. Shared by
+    ``deep_compress`` and the width search, which checks and clusters the weights once."""
     k = 1 << r
     max_gap = (1 << b) - 1
     skips = np.diff(positions, prepend=-1) - 1
@@ -173,7 +186,7 @@ def deep_compress(
     code_stream, code_bits = huffman.encode(symbols, code_lengths)
     gap_stream, gap_bits = huffman.encode(gaps, gap_lengths)
     return DeepCompressedLayer(
-        shape=tuple(int(d) for d in w.shape),
+        shape=tuple(int(d) for d in shape),
         r=r,
         index_bits=b,
         codebook=cb,
