@@ -18,7 +18,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from weightless_core.atomic import atomic_open
+from weightless_core.io.atomic import atomic_open
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 Json = dict[str, Any]

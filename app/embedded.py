@@ -339,7 +339,7 @@ def run_demo(url: str, key: str, *, stop: threading.Event) -> dict[str, Any] | N
     """The main job: train the reference model once (cached), upload it, compress it, report."""
     from app.cli_render import format_seconds, show_result
     from app.client import WeightlessClient
-    from weightless_core import reference
+    from weightless_core.models import reference
 
     with WeightlessClient(url, key) as client:
         deadline = time.monotonic() + 60

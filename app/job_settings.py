@@ -11,17 +11,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from app.limits import MAX_LAYER_NAME, MAX_LAYERS, LayerName, check_names
-from weightless_core.errors import InvalidInputError
-from weightless_core.presets import NAMES as PRESETS
-from weightless_core.presets import settings_for
-from weightless_core.setting_schema import (
+from weightless_core.config.presets import NAMES as PRESETS
+from weightless_core.config.presets import settings_for
+from weightless_core.config.setting_schema import (
     BY_NAME,
     SEARCH_SECONDS,
     Setting,
     layer_settings,
     user_settings,
 )
-from weightless_core.settings import CompressionSettings, LayerOverride
+from weightless_core.config.settings import CompressionSettings, LayerOverride
+from weightless_core.errors import InvalidInputError
 
 # Strict: the schema says integer / number / boolean, so ``"seed": false`` or ``"t": "9"`` is a
 # 422 rather than silently becoming 0 or 9 (a number field still takes 1 as well as 1.0).
@@ -85,8 +85,8 @@ class _JobSettingsBase(BaseModel):
         return settings_for(self.preset, device=device, layers=layers, **given)
 
 
-# The preset, per-layer values and every user setting of ``weightless_core.setting_schema``; the
-# search settings (max_accuracy_drop, search_seconds) are read by the worker, not by to_core.
+# The preset, per-layer values and every user setting of ``weightless_core.config.setting_schema``;
+# the search settings (max_accuracy_drop, search_seconds) are read by the worker, not by to_core.
 JobSettings: type[_JobSettingsBase] = create_model(
     "JobSettings",
     __base__=_JobSettingsBase,

@@ -23,7 +23,7 @@ from typing import Literal
 
 from app.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedFileTypeError
 from weightless_core.errors import ModelLoadError
-from weightless_core.model_files import (
+from weightless_core.io.model_files import (
     check_unpacked_size,
     parse_safetensors_header,
     safetensors_header_length,

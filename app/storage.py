@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from weightless_core.atomic import atomic_open
+from weightless_core.io.atomic import atomic_open
 
 
 def html_report_key(report_key: str) -> str:

@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from weightless_core.data import Dataset
-from weightless_core.models import build_model
-from weightless_core.training import accuracy, train_epochs
+from weightless_core.io.data import Dataset
+from weightless_core.method.training import accuracy, train_epochs
+from weightless_core.models.lenet import build_model
 
 # Epochs for the dense references (cosine learning rate): enough that validation accuracy has
 # flattened on this data. Full MNIST and Fashion-MNIST train on 55,000 images, MNIST-10k on 5,996.

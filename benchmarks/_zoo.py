@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from weightless_core.data import Dataset, load_dataset
+from weightless_core.io.data import Dataset, load_dataset
 
 
 class ResNetLike(nn.Module):

@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import ROOT, command_line, machine_info, record
 
 sys.path.insert(0, str(ROOT))
-from weightless_core.cluster import assign_codes
-from weightless_core.layer import encode_layer
+from weightless_core.method.cluster import assign_codes
+from weightless_core.method.layer import encode_layer
 from weightless_core.retrieval import BloomierFilter
 
 FC6 = (25088, 4096)

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import ROOT, command_line, machine_info, record
 
 sys.path.insert(0, str(ROOT))
-from weightless_core.layer import encode_layer
+from weightless_core.method.layer import encode_layer
 
 FC6 = (25088, 4096)
 KEEP = 0.04

@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 from _paper import DENSE_EPOCHS, fresh_model, train_dense  # noqa: E402
 from _results import record  # noqa: E402
 
-from weightless_core.data import load_dataset  # noqa: E402
-from weightless_core.pipeline import compress_variants  # noqa: E402
-from weightless_core.presets import settings_for  # noqa: E402
+from weightless_core.config.presets import settings_for  # noqa: E402
+from weightless_core.io.data import load_dataset  # noqa: E402
+from weightless_core.method.pipeline import compress_variants  # noqa: E402
 
 PAIRS = (("lenet-300-100", "fashion-mnist"), ("lenet-300-100", "mnist"))
 T_VALUES = (9, 7, 6)

@@ -36,9 +36,9 @@ from _paper import (
 )
 from _results import command_line, record, recorded
 
-from weightless_core.data import Dataset, load_dataset
-from weightless_core.pipeline import compress
-from weightless_core.settings import CompressionSettings, LayerOverride
+from weightless_core.config.settings import CompressionSettings, LayerOverride
+from weightless_core.io.data import Dataset, load_dataset
+from weightless_core.method.pipeline import compress
 
 PAIRS = [("lenet-300-100", "mnist"), ("lenet-300-100", "fashion-mnist"), ("lenet-5", "mnist")]
 KEPT_PERCENT = {"lenet-300-100": (4, 2, 1, 0.7, 0.5, 0.3), "lenet-5": (2, 1, 0.5, 0.3)}

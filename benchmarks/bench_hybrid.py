@@ -31,12 +31,12 @@ from _paper import DENSE_EPOCHS, fresh_model, train_dense
 from _results import ROOT, command_line, machine_info, record
 
 sys.path.insert(0, str(ROOT))
-from weightless_core.budget_search import compress_within_budget
-from weightless_core.data import load_dataset
-from weightless_core.pipeline import compress
-from weightless_core.presets import settings_for
-from weightless_core.report import Report
-from weightless_core.settings import CompressionSettings, LayerOverride
+from weightless_core.config.presets import settings_for
+from weightless_core.config.settings import CompressionSettings, LayerOverride
+from weightless_core.io.data import load_dataset
+from weightless_core.method.budget_search import compress_within_budget
+from weightless_core.method.pipeline import compress
+from weightless_core.reports.report import Report
 
 COMBOS = [("lenet-300-100", "mnist"), ("lenet-5", "mnist"), ("lenet-300-100", "fashion-mnist")]
 SEARCH_COMBOS = {("lenet-300-100", "mnist"), ("lenet-5", "mnist")}

@@ -17,11 +17,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import record
 
-from weightless_core import reference
-from weightless_core.data import load_fashion_mnist
-from weightless_core.modelio import load_model
-from weightless_core.pipeline import compress
-from weightless_core.settings import CompressionSettings
+from weightless_core.config.settings import CompressionSettings
+from weightless_core.io.data import load_fashion_mnist
+from weightless_core.io.modelio import load_model
+from weightless_core.method.pipeline import compress
+from weightless_core.models import reference
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / ".cache" / "lenet-300-100-fashion-mnist.pt"

@@ -768,8 +768,8 @@ def report(poll: dict[str, Any], up: dict[str, Any], seconds: float) -> str:
             "",
             f"The API's baseline RSS includes {' and '.join(up['api_libraries'])}, mapped into "
             "the API process because `app.job_settings` validates job settings with "
-            "`weightless_core.settings`, which reaches the retrieval registry (numba); the API "
-            "never runs them.",
+            "`weightless_core.config.settings`, which reaches the retrieval registry (numba); "
+            "the API never runs them.",
         ]
     return "\n".join(lines)
 

@@ -27,11 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _zoo
 from _results import command_line, record
 
-from weightless_core.budget_search import compress_within_budget
+from weightless_core.config.presets import settings_for
 from weightless_core.fileformat import load_into
-from weightless_core.modelio import load_model
-from weightless_core.pipeline import compress
-from weightless_core.presets import settings_for
+from weightless_core.io.modelio import load_model
+from weightless_core.method.budget_search import compress_within_budget
+from weightless_core.method.pipeline import compress
 
 BUDGET_POINTS = 1.0
 BUDGET_SECONDS = 180.0

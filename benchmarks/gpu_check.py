@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _paper import fresh_model, test_accuracy, train_dense
 from _results import command_line, record
 
-from weightless_core.data import Dataset, load_dataset
+from weightless_core.config.presets import settings_for
 from weightless_core.fileformat import load
-from weightless_core.pipeline import compress
-from weightless_core.presets import settings_for
+from weightless_core.io.data import Dataset, load_dataset
+from weightless_core.method.pipeline import compress
 
 
 def one_device(

@@ -77,8 +77,8 @@ from servicekit import (
 )
 
 from app.queue import make_celery
-from weightless_core.atomic import write_text_atomic
-from weightless_core.reference import train_and_save
+from weightless_core.io.atomic import write_text_atomic
+from weightless_core.models.reference import train_and_save
 
 BROKER_URL = "redis://127.0.0.1:6379/12"  # bench_service and the sweeper tests use 13
 WORKERS = 2

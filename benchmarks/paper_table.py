@@ -43,10 +43,10 @@ from _paper import (
 )
 from _results import command_line, record, recorded
 
-from weightless_core.data import Dataset, load_dataset
-from weightless_core.pipeline import compress
-from weightless_core.presets import settings_for
-from weightless_core.report import LayerReport, Report
+from weightless_core.config.presets import settings_for
+from weightless_core.io.data import Dataset, load_dataset
+from weightless_core.method.pipeline import compress
+from weightless_core.reports.report import LayerReport, Report
 
 ROOT = Path(__file__).resolve().parent.parent
 PLOT = ROOT / "benchmarks" / "paper_plot.png"

@@ -7,7 +7,7 @@ Trains the dense model on 80 % of the training set and searches against the othe
 validation set the results table reports on is never seen), with the ``paper`` preset's epochs,
 codebook fine-tuning and knowledge distillation from the dense model (``--distill``; on
 LeNet-300-100 / Fashion-MNIST it ended 0.46 points higher at equal size than labels alone).
-The greedy search itself is ``weightless_core.preset_search``; the JSON keeps every evaluated
+The greedy search itself is ``weightless_core.method.preset_search``; the JSON keeps every evaluated
 configuration, so the preset's values can be traced to the runs that chose them.
 """
 
@@ -26,11 +26,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _paper import DENSE_EPOCHS, fresh_model, held_out, train_dense
 
-from weightless_core.atomic import write_text_atomic
-from weightless_core.data import load_dataset
-from weightless_core.preset_search import search_size_rules
-from weightless_core.presets import preset_values
-from weightless_core.settings import CompressionSettings
+from weightless_core.config.presets import preset_values
+from weightless_core.config.settings import CompressionSettings
+from weightless_core.io.atomic import write_text_atomic
+from weightless_core.io.data import load_dataset
+from weightless_core.method.preset_search import search_size_rules
 
 SHARED = ("prune_steps", "prune_epochs", "cluster_epochs", "retrain_epochs")
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from trainkit import train_lenet_300_100
 
-from weightless_core.data import Dataset, load_fashion_mnist
-from weightless_core.models import build_model
+from weightless_core.io.data import Dataset, load_fashion_mnist
+from weightless_core.models.lenet import build_model
 
 pytest_plugins = ["servicekit"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from weightless_core.data import Dataset
-from weightless_core.models import build_model
-from weightless_core.training import train_epochs
+from weightless_core.io.data import Dataset
+from weightless_core.method.training import train_epochs
+from weightless_core.models.lenet import build_model
 
 
 def train_lenet_300_100(data: Dataset, epochs: int = 3) -> torch.nn.Module:

@@ -3,7 +3,7 @@
 The public API in one place: encode one tensor (``encode_layer``), compress a whole model with
 the paper's layer-by-layer algorithm (``compress``), and read or write encoded-model files.
 
-The names are imported on first use (PEP 562), so ``import weightless_core.settings`` (as the
+The names are imported on first use (PEP 562), so ``import weightless_core.config.settings`` (as the
 API does) does not load torch; ``weightless_core.compress`` and ``from weightless_core import
 compress`` work as before.
 """
@@ -17,31 +17,31 @@ __version__ = "0.1.0"
 
 # name -> the submodule that defines it
 _EXPORTS = {
-    "CompressionResult": "pipeline",
-    "CompressionSettings": "settings",
+    "CompressionResult": "method.pipeline",
+    "CompressionSettings": "config.settings",
     "ConstructionError": "errors",
     "DataError": "errors",
-    "Dataset": "data",
-    "DeepCompressedLayer": "deep_compression",
-    "EncodedLayer": "layer",
+    "Dataset": "io.data",
+    "DeepCompressedLayer": "baselines.deep_compression",
+    "EncodedLayer": "method.layer",
     "FormatError": "errors",
     "InvalidInputError": "errors",
-    "LayerOverride": "settings",
+    "LayerOverride": "config.settings",
     "ModelLoadError": "errors",
-    "Progress": "pipeline",
-    "SizeRule": "settings",
+    "Progress": "method.pipeline",
+    "SizeRule": "config.settings",
     "WeightlessError": "errors",
-    "compress": "pipeline",
-    "compress_variants": "pipeline",
-    "deep_compress": "deep_compression",
-    "encode_layer": "layer",
+    "compress": "method.pipeline",
+    "compress_variants": "method.pipeline",
+    "deep_compress": "baselines.deep_compression",
+    "encode_layer": "method.layer",
     "load": "fileformat",
-    "load_dataset": "data",
+    "load_dataset": "io.data",
     "load_into": "fileformat",
-    "load_model": "modelio",
+    "load_model": "io.modelio",
     "read_model": "fileformat",
     "save": "fileformat",
-    "settings_for": "presets",
+    "settings_for": "config.presets",
 }
 
 __all__ = [
@@ -87,8 +87,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from weightless_core.data import Dataset, load_dataset
-    from weightless_core.deep_compression import DeepCompressedLayer, deep_compress
+    from weightless_core.baselines.deep_compression import DeepCompressedLayer, deep_compress
+    from weightless_core.config.presets import settings_for
+    from weightless_core.config.settings import CompressionSettings, LayerOverride, SizeRule
     from weightless_core.errors import (
         ConstructionError,
         DataError,
@@ -98,8 +99,12 @@ if TYPE_CHECKING:
         WeightlessError,
     )
     from weightless_core.fileformat import load, load_into, read_model, save
-    from weightless_core.layer import EncodedLayer, encode_layer
-    from weightless_core.modelio import load_model
-    from weightless_core.pipeline import CompressionResult, Progress, compress, compress_variants
-    from weightless_core.presets import settings_for
-    from weightless_core.settings import CompressionSettings, LayerOverride, SizeRule
+    from weightless_core.io.data import Dataset, load_dataset
+    from weightless_core.io.modelio import load_model
+    from weightless_core.method.layer import EncodedLayer, encode_layer
+    from weightless_core.method.pipeline import (
+        CompressionResult,
+        Progress,
+        compress,
+        compress_variants,
+    )

@@ -21,8 +21,8 @@ from weightless_core.cli_options import (
     parse_layer_overrides,
     with_setting_options,
 )
+from weightless_core.config.setting_schema import BY_NAME, SEARCH_SECONDS
 from weightless_core.errors import InvalidInputError
-from weightless_core.setting_schema import BY_NAME, SEARCH_SECONDS
 
 __all__ = ["app", "console", "err_console", "main", "parse_layer_overrides", "write_json_atomic"]
 
@@ -54,7 +54,7 @@ def train_reference(
     ] = None,
 ) -> None:
     """Train a reference model and save it as TorchScript (or .safetensors weights)."""
-    from weightless_core import reference
+    from weightless_core.models import reference
 
     def run() -> None:
         with _progress() as bar:
@@ -103,7 +103,7 @@ def compress(
     A preset sets the starting values; options given override it (each option's help gives the
     library's default; docs/settings.md lists them all).
     """
-    from weightless_core.presets import settings_for
+    from weightless_core.config.presets import settings_for
 
     drop, seconds = values.pop("max_accuracy_drop"), values.pop("search_seconds")
 
@@ -133,7 +133,7 @@ def compress(
 
 def _weights_only(path: Path) -> bool:
     """Whether ``path`` holds weights without code (safetensors or a state_dict)."""
-    from weightless_core.modelio import detect_format
+    from weightless_core.io.modelio import detect_format
 
     return detect_format(path) in ("state-dict", "safetensors")
 
@@ -149,18 +149,18 @@ def _compress_and_show(
     html_path: Path | None = None,
     budget: tuple[float, float] | None = None,
 ) -> None:
-    from weightless_core.atomic import write_text_atomic
-    from weightless_core.data import load_dataset
-    from weightless_core.html_report import render_html
-    from weightless_core.modelio import load_model
-    from weightless_core.pipeline import compress as run_pipeline
-    from weightless_core.tables import layer_table, summary_lines
+    from weightless_core.io.atomic import write_text_atomic
+    from weightless_core.io.data import load_dataset
+    from weightless_core.io.modelio import load_model
+    from weightless_core.method.pipeline import compress as run_pipeline
+    from weightless_core.reports.html_report import render_html
+    from weightless_core.reports.tables import layer_table, summary_lines
 
     data = load_dataset(dataset) if dataset is not None else None
     loaded = load_model(model_path, arch=arch)
     search: dict[str, Any] | None = None
     if budget is not None and data is not None:
-        from weightless_core.budget_search import compress_within_budget
+        from weightless_core.method.budget_search import compress_within_budget
 
         drop, seconds = budget
         console.print(f"searching within {drop} accuracy points (at most {seconds:.0f} s)")
@@ -209,7 +209,7 @@ def decode(
 ) -> None:
     """Decode an encoded model back into a dense safetensors state_dict."""
     from weightless_core.fileformat import load
-    from weightless_core.modelio import save_state_dict
+    from weightless_core.io.modelio import save_state_dict
 
     def run() -> None:
         state = {k: v.cpu() for k, v in load(file, device=device).items()}
@@ -223,7 +223,7 @@ def decode(
 def inspect(file: Annotated[Path, typer.Argument(help="encoded model file")]) -> None:
     """Show what an encoded model file holds, record by record."""
     from weightless_core.fileformat import read_model
-    from weightless_core.tables import inspect_table
+    from weightless_core.reports.tables import inspect_table
 
     def run() -> None:
         model = read_model(file)
@@ -242,8 +242,8 @@ def demo(
     epochs: Annotated[int, typer.Option(min=1)] = 10,
 ) -> None:
     """Without the service: train LeNet-300-100 on Fashion-MNIST once, then compress it here."""
-    from weightless_core import reference
-    from weightless_core.settings import CompressionSettings
+    from weightless_core.config.settings import CompressionSettings
+    from weightless_core.models import reference
 
     def run() -> None:
         model_path = cache / "lenet-300-100-fashion-mnist.pt"
@@ -272,7 +272,7 @@ def demo(
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON via a temp file and rename, so a reader never sees half a report."""
-    from weightless_core.atomic import write_text_atomic
+    from weightless_core.io.atomic import write_text_atomic
 
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 

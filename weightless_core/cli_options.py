@@ -1,9 +1,9 @@
 """Command-line options built from the settings schema, for both ``weightless`` command lines.
 
 ``weightless compress`` and ``weightless submit`` take every user setting of
-``weightless_core.setting_schema`` as an option (``None`` when not given, so the preset decides),
-a ``--preset`` and repeatable ``--layer NAME:key=value,...`` overrides. Only the schema is read
-here: a setting added there appears in both commands, with its range and default in the help.
+``weightless_core.config.setting_schema`` as an option (``None`` when not given, so the preset
+decides), a ``--preset`` and repeatable ``--layer NAME:key=value,...`` overrides. Only the schema is
+read here: a setting added there appears in both commands, with its range and default in the help.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from weightless_core.config.presets import NAMES as PRESETS
+from weightless_core.config.setting_schema import Setting, layer_settings, user_settings
 from weightless_core.errors import InvalidInputError
-from weightless_core.presets import NAMES as PRESETS
-from weightless_core.setting_schema import Setting, layer_settings, user_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -84,7 +84,7 @@ def with_setting_options(settings: Iterable[Setting] | None = None) -> Callable[
 
 def parse_layer_overrides(specs: list[str]) -> dict[str, Any]:
     """``["fc1.weight:sparsity=0.95,t=9"]`` -> ``{"fc1.weight": LayerOverride(...)}``."""
-    from weightless_core.settings import LayerOverride
+    from weightless_core.config.settings import LayerOverride
 
     kinds = {s.name: s.type for s in layer_settings()}
     out: dict[str, LayerOverride] = {}

@@ -21,8 +21,8 @@ from app.config import Settings
 from app.db import transaction
 from app.models import Upload
 from app.storage import Storage
-from weightless_core.data import BUILTIN_DATASETS, Dataset, load_data_file, load_dataset
-from weightless_core.modelio import detect_format, load_model
+from weightless_core.io.data import BUILTIN_DATASETS, Dataset, load_data_file, load_dataset
+from weightless_core.io.modelio import detect_format, load_model
 from worker.claim import Claim
 from worker.errors import JobFailed
 

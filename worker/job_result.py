@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.schemas import Baseline, Result
-from weightless_core.report import Report
+from weightless_core.reports.report import Report
 
 # What the result keeps of a budget search; its whole path is in the report.
 _SEARCH_KEYS = ("within_budget", "budget", "seconds", "stopped_early")

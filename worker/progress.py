@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from weightless_core.pipeline import Progress
+from weightless_core.method.pipeline import Progress
 from worker.claim import Claim, heartbeat
 from worker.errors import JobCancelled, JobLost, JobTimeLimit
 

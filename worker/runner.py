@@ -27,7 +27,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.job_settings import JobSettings
 from app.storage import Storage, StorageError, html_report_key
-from weightless_core.budget_search import compress_within_budget, evaluations_bound
 from weightless_core.errors import (
     ConstructionError,
     DataError,
@@ -36,9 +35,10 @@ from weightless_core.errors import (
     ModelLoadError,
     WeightlessError,
 )
-from weightless_core.html_report import write_html
-from weightless_core.pipeline import compress, select_targets
-from weightless_core.training import parameters_by_name
+from weightless_core.method.budget_search import compress_within_budget, evaluations_bound
+from weightless_core.method.pipeline import compress, select_targets
+from weightless_core.method.training import parameters_by_name
+from weightless_core.reports.html_report import write_html
 from worker.claim import Claim, Outcome, claim, finish, settle_unclaimed
 from worker.errors import JobCancelled, JobFailed, JobLost, JobTimeLimit
 from worker.inputs import fetch_dataset, fetch_model

@@ -27,8 +27,8 @@ from app.schemas import BuiltinName
 from app.services import jobs as job_service
 from app.services import teams
 from app.services.teams import TeamRef
-from weightless_core import html_report
-from weightless_core.presets import NAMES as PRESETS
+from weightless_core.config.presets import NAMES as PRESETS
+from weightless_core.reports import html_report
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 BUILTINS: tuple[str, ...] = BuiltinName.__args__  # type: ignore[attr-defined]

@@ -206,8 +206,8 @@ def _read_until(proc: subprocess.Popen[str], marker: str, timeout: float) -> str
 
 @pytest.mark.slow
 def test_embedded_run_completes_a_job_submitted_with_wait(tmp_path, monkeypatch):
-    from weightless_core import reference
     from weightless_core.fileformat import load
+    from weightless_core.models import reference
 
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEIGHTLESS_")}

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.job_settings import JobSettings, Structure
-from weightless_core.presets import settings_for
+from weightless_core.config.presets import settings_for
 from weightless_core.retrieval import STRUCTURES
 
 

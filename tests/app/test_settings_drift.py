@@ -16,8 +16,8 @@ from app.cli import app as service_cli
 from app.job_settings import JobSettings, LayerSettings
 from weightless_core.cli import app as core_cli
 from weightless_core.cli_options import default_text
-from weightless_core.presets import NAMES as PRESETS
-from weightless_core.setting_schema import (
+from weightless_core.config.presets import NAMES as PRESETS
+from weightless_core.config.setting_schema import (
     SEARCH_SECONDS,
     Setting,
     layer_settings,

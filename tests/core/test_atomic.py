@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from weightless_core.atomic import atomic_open, atomic_path, write_text_atomic
+from weightless_core.io.atomic import atomic_open, atomic_path, write_text_atomic
 
 
 def test_text_replaces_the_old_file_and_leaves_only_it(tmp_path):

@@ -8,14 +8,14 @@ import math
 import numpy as np
 import pytest
 
-from weightless_core.baselines import (
+from weightless_core.baselines.deep_compression import coded_bits, deep_compress
+from weightless_core.baselines.strongest import (
     INDEX_BITS_SEARCHED,
     binary_entropy,
     code_entropy,
     deep_compress_best,
     entropy_bound_bits,
 )
-from weightless_core.deep_compression import coded_bits, deep_compress
 from weightless_core.errors import InvalidInputError
 
 

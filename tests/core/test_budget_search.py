@@ -9,11 +9,11 @@ import pytest
 import torch
 from trainkit import train_lenet_300_100
 
-from weightless_core.budget_search import compress_within_budget, evaluations_bound
-from weightless_core.data import load_dataset
+from weightless_core.config.settings import CompressionSettings
 from weightless_core.errors import InvalidInputError
-from weightless_core.settings import CompressionSettings
-from weightless_core.training import accuracy
+from weightless_core.io.data import load_dataset
+from weightless_core.method.budget_search import compress_within_budget, evaluations_bound
+from weightless_core.method.training import accuracy
 
 QUICK = CompressionSettings(prune_steps=1, prune_epochs=1, cluster_epochs=1, retrain_epochs=1)
 

@@ -11,9 +11,9 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from weightless_core.cli import app
-from weightless_core.data import load_digits_8x8
-from weightless_core.models import build_model
-from weightless_core.training import accuracy
+from weightless_core.io.data import load_digits_8x8
+from weightless_core.method.training import accuracy
+from weightless_core.models.lenet import build_model
 
 runner = CliRunner()
 

@@ -7,8 +7,8 @@ import typer
 
 from weightless_core.cli_guard import guard
 from weightless_core.cli_options import parse_layer_overrides
+from weightless_core.config.settings import LayerOverride
 from weightless_core.errors import InvalidInputError
-from weightless_core.settings import LayerOverride
 
 
 def test_layer_overrides_take_every_per_layer_key_with_its_type():

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from weightless_core.cluster import assign_codes, kmeans_1d
 from weightless_core.errors import InvalidInputError
+from weightless_core.method.cluster import assign_codes, kmeans_1d
 
 
 def test_hand_checked_toy_case() -> None:

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from weightless_core.data import (
+from weightless_core.errors import DataError, InvalidInputError
+from weightless_core.io.data import (
     BUILTIN_DATASETS,
     Dataset,
     load_dataset,
@@ -23,7 +24,6 @@ from weightless_core.data import (
     load_npz,
     parse_idx,
 )
-from weightless_core.errors import DataError, InvalidInputError
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import weightless_core as wl
-from weightless_core import _jit, huffman
-from weightless_core.cluster import kmeans_1d
-from weightless_core.deep_compression import (
+from weightless_core import _jit
+from weightless_core.baselines import huffman
+from weightless_core.baselines.deep_compression import (
     DeepCompressedLayer,
     decode_entries,
     deep_compress,
@@ -19,7 +19,8 @@ from weightless_core.deep_compression import (
     layer_problem,
 )
 from weightless_core.errors import FormatError, InvalidInputError
-from weightless_core.layer import encode_layer
+from weightless_core.method.cluster import kmeans_1d
+from weightless_core.method.layer import encode_layer
 
 
 def _clustered(

@@ -31,8 +31,8 @@ from weightless_core.errors import (
     TruncatedFileError,
     UnsupportedVersionError,
 )
-from weightless_core.hashing import hash64, seed_key
-from weightless_core.layer import EncodedLayer, encode_layer
+from weightless_core.method.layer import EncodedLayer, encode_layer
+from weightless_core.retrieval.hashing import hash64, seed_key
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "data" / "golden_v1.wlss"

@@ -18,7 +18,11 @@ import torch
 from goldenkit import header_version, make_golden
 
 from weightless_core import fileformat as ff
-from weightless_core.deep_compression import DeepCompressedLayer, decode_entries, deep_compress
+from weightless_core.baselines.deep_compression import (
+    DeepCompressedLayer,
+    decode_entries,
+    deep_compress,
+)
 from weightless_core.errors import (
     ChecksumMismatchError,
     FormatError,
@@ -27,7 +31,7 @@ from weightless_core.errors import (
     TruncatedFileError,
     UnsupportedVersionError,
 )
-from weightless_core.layer import EncodedLayer, encode_layer
+from weightless_core.method.layer import EncodedLayer, encode_layer
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN_V1 = ROOT / "tests" / "data" / "golden_v1.wlss"

@@ -20,14 +20,14 @@ import torch
 from goldenkit import header_version, make_golden
 
 from weightless_core import fileformat as ff
-from weightless_core.deep_compression import deep_compress
+from weightless_core.baselines.deep_compression import deep_compress
 from weightless_core.errors import (
     ChecksumMismatchError,
     MalformedRecordError,
     TruncatedFileError,
 )
 from weightless_core.fileformat.spec import MIN_VERSION_OF_STRUCTURE
-from weightless_core.layer import EncodedLayer, encode_layer
+from weightless_core.method.layer import EncodedLayer, encode_layer
 from weightless_core.retrieval import BY_CODE, STRUCTURES
 from weightless_core.retrieval.fuse import SEGMENT_STEPS
 

@@ -24,8 +24,8 @@ from weightless_core.errors import (
     MalformedRecordError,
     TruncatedFileError,
 )
-from weightless_core.layer import EncodedLayer, encode_layer
-from weightless_core.liveness import Liveness
+from weightless_core.method.layer import EncodedLayer, encode_layer
+from weightless_core.method.liveness import Liveness
 
 GOLDEN_V4 = DATA / "golden_v4_ribbon.wlss"
 GOLDEN_V4_SHA256 = "769b0e3100859f531159d58a62d7699a2ed34a3d42be3c11b38f6823b454e106"

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from weightless_core.errors import InvalidInputError
-from weightless_core.hashing import (
+from weightless_core.retrieval.hashing import (
     GOLDEN,
     MASK64,
     MIX1,

@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 import torch
 
-from weightless_core.data import load_dataset
+from weightless_core.config.settings import CompressionSettings
 from weightless_core.errors import InvalidInputError
-from weightless_core.html_report import render_html, write_html
-from weightless_core.models import build_model
-from weightless_core.pipeline import compress
-from weightless_core.report import Report
-from weightless_core.settings import CompressionSettings
-from weightless_core.training import train_epochs
+from weightless_core.io.data import load_dataset
+from weightless_core.method.pipeline import compress
+from weightless_core.method.training import train_epochs
+from weightless_core.models.lenet import build_model
+from weightless_core.reports.html_report import render_html, write_html
+from weightless_core.reports.report import Report
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
 HOSTILE = "<script>alert(1)</script>"

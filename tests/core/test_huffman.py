@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from weightless_core import _jit, huffman
+from weightless_core import _jit
+from weightless_core.baselines import huffman
 from weightless_core.errors import FormatError, InvalidInputError
 
 # ----------------------------------------------------------------------------- references

@@ -10,15 +10,15 @@ import pytest
 import torch
 from torch import nn
 
-from weightless_core.budget_search import compress_within_budget
-from weightless_core.data import Dataset, load_data_file
+from weightless_core.config.settings import CompressionSettings
 from weightless_core.errors import DataError
-from weightless_core.html_report import render_html
-from weightless_core.objective import Teacher, distill_loss, output_kinds, output_tensors
-from weightless_core.pipeline import compress
-from weightless_core.settings import CompressionSettings
-from weightless_core.tables import summary_lines
-from weightless_core.training import accuracy
+from weightless_core.io.data import Dataset, load_data_file
+from weightless_core.method.budget_search import compress_within_budget
+from weightless_core.method.objective import Teacher, distill_loss, output_kinds, output_tensors
+from weightless_core.method.pipeline import compress
+from weightless_core.method.training import accuracy
+from weightless_core.reports.html_report import render_html
+from weightless_core.reports.tables import summary_lines
 
 FAST = CompressionSettings(
     sparsity=0.9, r=3, t=9, prune_steps=2, prune_epochs=1, cluster_epochs=1, retrain_epochs=1,

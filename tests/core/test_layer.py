@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from weightless_core.cluster import assign_codes
 from weightless_core.errors import InvalidInputError
-from weightless_core.layer import EncodedLayer, encode_layer
+from weightless_core.method.cluster import assign_codes
+from weightless_core.method.layer import EncodedLayer, encode_layer
 from weightless_core.retrieval import STRUCTURES
 
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from weightless_core import fileformat
-from weightless_core.deep_compression import DeepCompressedLayer
+from weightless_core.baselines.deep_compression import DeepCompressedLayer
+from weightless_core.config.presets import NAMES, preset_values, settings_for
+from weightless_core.config.settings import CompressionSettings, SizeRule
 from weightless_core.errors import InvalidInputError
-from weightless_core.layer import EncodedLayer
-from weightless_core.pipeline import compress
-from weightless_core.presets import NAMES, preset_values, settings_for
-from weightless_core.settings import CompressionSettings, SizeRule
+from weightless_core.method.layer import EncodedLayer
+from weightless_core.method.pipeline import compress
 
 SMALL = CompressionSettings(
     sparsity=0.9,
@@ -29,7 +29,7 @@ SMALL = CompressionSettings(
 @pytest.fixture(scope="module")
 def both(fashion_small, trained_state):
     """A Weightless run (with its baseline) and a Deep Compression run, same inputs and seed."""
-    from weightless_core.models import build_model
+    from weightless_core.models.lenet import build_model
 
     out = {}
     for method in ("weightless", "deep-compression"):
@@ -89,7 +89,7 @@ def test_finetuned_codebooks_are_what_the_file_holds(both, tmp_path):
 
 
 def test_finetuning_moves_centroids_but_never_the_table(fashion_small, trained_state):
-    from weightless_core.models import build_model
+    from weightless_core.models.lenet import build_model
 
     results = {}
     for finetune in (False, True):
@@ -124,7 +124,7 @@ def test_size_rules_pick_values_by_tensor_size(trained_model):
 
 
 def test_explicit_layer_settings_win_over_size_rules():
-    from weightless_core.settings import LayerOverride
+    from weightless_core.config.settings import LayerOverride
 
     s = CompressionSettings(
         size_rules=(SizeRule(1000, t=7),), layers={"fc1.weight": LayerOverride(t=12)}
@@ -181,8 +181,8 @@ def test_unknown_preset_is_refused():
 
 
 def test_variants_share_pruning_and_match_separate_runs(fashion_small, trained_state):
-    from weightless_core.models import build_model
-    from weightless_core.pipeline import compress_variants
+    from weightless_core.method.pipeline import compress_variants
+    from weightless_core.models.lenet import build_model
 
     def fresh():
         model = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
@@ -201,7 +201,7 @@ def test_variants_share_pruning_and_match_separate_runs(fashion_small, trained_s
 
 
 def test_variants_that_change_pruning_are_refused(trained_model):
-    from weightless_core.pipeline import compress_variants
+    from weightless_core.method.pipeline import compress_variants
 
     with pytest.raises(InvalidInputError, match=r"\['sparsity'\]"):
         compress_variants(trained_model, None, [SMALL, SMALL.with_(sparsity=0.5)])

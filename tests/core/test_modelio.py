@@ -13,14 +13,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from weightless_core.errors import DataError, InvalidInputError, ModelLoadError
-from weightless_core.modelio import (
+from weightless_core.io.modelio import (
     FORMATS,
     detect_format,
     load_model,
     save_state_dict,
     state_dict_of,
 )
-from weightless_core.models import LeNet5, LeNet300100
+from weightless_core.models.lenet import LeNet5, LeNet300100
 
 
 def _plant(marker: str) -> None:

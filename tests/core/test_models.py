@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from weightless_core.errors import InvalidInputError
-from weightless_core.models import ARCHITECTURES, LeNet5, LeNet300100, build_model
+from weightless_core.models.lenet import ARCHITECTURES, LeNet5, LeNet300100, build_model
 
 
 def test_forward_shapes() -> None:

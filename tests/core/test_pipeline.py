@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from weightless_core.data import Dataset
+from weightless_core.config.settings import CompressionSettings
 from weightless_core.errors import DataError, InvalidInputError
 from weightless_core.fileformat import load, load_into, metadata_nbytes, read_model
-from weightless_core.layer import EncodedLayer
-from weightless_core.models import build_model
-from weightless_core.pipeline import Progress, compress
-from weightless_core.settings import CompressionSettings
-from weightless_core.tables import summary_lines
-from weightless_core.training import accuracy
+from weightless_core.io.data import Dataset
+from weightless_core.method.layer import EncodedLayer
+from weightless_core.method.pipeline import Progress, compress
+from weightless_core.method.training import accuracy
+from weightless_core.models.lenet import build_model
+from weightless_core.reports.tables import summary_lines
 
 # Small but faithful: gradual pruning, weight sharing, layer-by-layer encoding with retraining.
 FAST = CompressionSettings(
@@ -222,7 +222,7 @@ def test_labels_beyond_the_outputs_are_refused(trained_model):
 
 
 def test_overrides_for_unknown_layers_are_refused(trained_model):
-    from weightless_core.settings import LayerOverride
+    from weightless_core.config.settings import LayerOverride
 
     bad = FAST.with_(layers={"fc9.weight": LayerOverride(t=9)})
     with pytest.raises(InvalidInputError, match=r"fc9\.weight"):
@@ -230,7 +230,7 @@ def test_overrides_for_unknown_layers_are_refused(trained_model):
 
 
 def test_per_layer_settings_are_applied(trained_model):
-    from weightless_core.settings import LayerOverride
+    from weightless_core.config.settings import LayerOverride
 
     s = CompressionSettings(layers={"fc2.weight": LayerOverride(r=2, t=5, sparsity=0.5)})
     result = compress(trained_model, None, s)
@@ -241,8 +241,8 @@ def test_per_layer_settings_are_applied(trained_model):
 
 
 def test_hybrid_stores_each_layer_the_smaller_way(fashion_small, trained_model, tmp_path):
-    from weightless_core.deep_compression import DeepCompressedLayer
-    from weightless_core.settings import LayerOverride
+    from weightless_core.baselines.deep_compression import DeepCompressedLayer
+    from weightless_core.config.settings import LayerOverride
 
     settings = FAST.with_(
         hybrid=True,
@@ -266,7 +266,7 @@ def test_hybrid_stores_each_layer_the_smaller_way(fashion_small, trained_model, 
     # A Deep Compression layer holds exactly the clustered weights: no false positives.
     weight = result.model.state_dict()["fc3.weight"].cpu()
     np.testing.assert_array_equal(fc3.decode(), weight.numpy())
-    from weightless_core.html_report import render_html
+    from weightless_core.reports.html_report import render_html
 
     page = render_html(result.report.to_dict(), title="hybrid")
     assert "fc3.weight" in page and "csr-huffman" in page
@@ -289,7 +289,7 @@ def test_largest_first_liveness_auto_structure_and_seed_choice(
     """The options that let a layer tolerate a small t, together: the largest layer is encoded
     first, each table covers only its live grid, the smallest structure is picked per layer and
     of several seeds the table whose false positives cost least training loss is kept."""
-    from weightless_core.settings import LayerOverride
+    from weightless_core.config.settings import LayerOverride
 
     settings = FAST.with_(
         encode_order="size",
@@ -318,7 +318,7 @@ def test_largest_first_liveness_auto_structure_and_seed_choice(
 
 
 def test_seed_candidates_keep_the_table_with_the_lowest_training_loss(fashion_small, trained_state):
-    from weightless_core.pipeline import _Run
+    from weightless_core.method.pipeline import _Run
 
     settings = FAST.with_(seed_candidates=4, prune_steps=1, retrain_epochs=0, cluster_epochs=0)
     model = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
@@ -360,8 +360,8 @@ def test_simulated_false_positives_only_for_layers_that_will_be_tables(
 ):
     """With hybrid storage, a small dense layer (Deep Compression will store it) trains clean;
     the large sparse one trains with false positives at its table's rate on its live grid."""
-    from weightless_core.pipeline import _Run
-    from weightless_core.settings import LayerOverride
+    from weightless_core.config.settings import LayerOverride
+    from weightless_core.method.pipeline import _Run
 
     settings = FAST.with_(
         fp_noise=True,
@@ -389,7 +389,7 @@ def test_simulated_false_positives_only_for_layers_that_will_be_tables(
 
 @pytest.mark.parametrize("regrowth", [False, True])
 def test_unit_sparsity_prunes_whole_rows_and_columns_first(fashion_small, trained_model, regrowth):
-    from weightless_core.settings import LayerOverride
+    from weightless_core.config.settings import LayerOverride
 
     settings = FAST.with_(
         regrowth=regrowth,

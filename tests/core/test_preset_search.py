@@ -10,11 +10,11 @@ import pytest
 import torch
 from trainkit import train_lenet_300_100
 
-from weightless_core.data import load_dataset
-from weightless_core.models import build_model
-from weightless_core.preset_search import search_size_rules
-from weightless_core.settings import CompressionSettings
-from weightless_core.training import accuracy
+from weightless_core.config.settings import CompressionSettings
+from weightless_core.io.data import load_dataset
+from weightless_core.method.preset_search import search_size_rules
+from weightless_core.method.training import accuracy
+from weightless_core.models.lenet import build_model
 
 ROOT = Path(__file__).resolve().parents[2]
 

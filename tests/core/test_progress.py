@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from weightless_core.data import load_dataset
-from weightless_core.models import build_model
-from weightless_core.pipeline import Progress, compress
-from weightless_core.progress import ProgressMeter, work_units
-from weightless_core.settings import CompressionSettings
+from weightless_core.config.settings import CompressionSettings
+from weightless_core.io.data import load_dataset
+from weightless_core.method.pipeline import Progress, compress
+from weightless_core.method.progress import ProgressMeter, work_units
+from weightless_core.models.lenet import build_model
 
 TINY = CompressionSettings(
     sparsity=0.9, r=3, t=8, prune_steps=2, prune_epochs=1, cluster_epochs=1, retrain_epochs=1,

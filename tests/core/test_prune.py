@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from weightless_core.errors import InvalidInputError
-from weightless_core.prune import magnitude_mask, schedule
+from weightless_core.method.prune import magnitude_mask, schedule
 
 
 def test_schedule_is_cubic_ramp_ending_at_target():
@@ -48,7 +48,7 @@ def test_mask_rejects_bad_sparsity():
 def test_unit_grid_keeps_the_rows_and_columns_of_largest_norm():
     import torch
 
-    from weightless_core.prune import unit_grid
+    from weightless_core.method.prune import unit_grid
 
     w = torch.zeros(4, 2, 3)  # matrix view 4 x 6
     m = w.view(4, 6)

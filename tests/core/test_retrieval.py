@@ -24,7 +24,6 @@ from hypothesis import strategies as st
 
 from weightless_core import _jit, bitpack
 from weightless_core.errors import ConstructionError, InvalidInputError
-from weightless_core.hashing import derive_seed, hash_array, seed_key
 from weightless_core.retrieval import (
     BY_CODE,
     MAX_T,
@@ -37,6 +36,7 @@ from weightless_core.retrieval import (
 )
 from weightless_core.retrieval.cellxor import CellXorStructure
 from weightless_core.retrieval.fuse import SEGMENT_STEPS, layout, parse_num_cells, size_factor
+from weightless_core.retrieval.hashing import derive_seed, hash_array, seed_key
 
 ROOT = Path(__file__).resolve().parents[2]
 U64 = np.uint64

@@ -16,11 +16,8 @@ import typer.main
 from weightless_core import bitpack
 from weightless_core.cli import app as core_app
 from weightless_core.cli_options import default_text
-from weightless_core.errors import InvalidInputError
-from weightless_core.objective import OUTPUT_CHOICES
-from weightless_core.presets import NAMES as PRESETS
-from weightless_core.retrieval import STRUCTURES
-from weightless_core.setting_schema import (
+from weightless_core.config.presets import NAMES as PRESETS
+from weightless_core.config.setting_schema import (
     COMPOUND_FIELDS,
     MAX_R,
     MAX_T,
@@ -30,8 +27,11 @@ from weightless_core.setting_schema import (
     layer_settings,
     user_settings,
 )
-from weightless_core.settings import CompressionSettings, LayerOverride, SizeRule
-from weightless_core.settings_doc import DOC_PATH, markdown
+from weightless_core.config.settings import CompressionSettings, LayerOverride, SizeRule
+from weightless_core.config.settings_doc import DOC_PATH, markdown
+from weightless_core.errors import InvalidInputError
+from weightless_core.method.objective import OUTPUT_CHOICES
+from weightless_core.retrieval import STRUCTURES
 
 
 def _valid_and_invalid(s: Setting) -> tuple[list[object], list[object]]:
@@ -131,7 +131,7 @@ def test_compress_offers_every_user_setting_with_its_default_and_range():
 
 def test_docs_settings_md_is_generated_from_the_schema():
     assert DOC_PATH.read_text(encoding="utf-8") == markdown(), (
-        "docs/settings.md is stale: run `python -m weightless_core.settings_doc`"
+        "docs/settings.md is stale: run `python -m weightless_core.config.settings_doc`"
     )
     for s in SETTINGS:
         assert f"| `{s.name}` |" in markdown()
@@ -139,8 +139,8 @@ def test_docs_settings_md_is_generated_from_the_schema():
 
 def test_importing_the_settings_loads_no_kernels():
     code = (
-        "import sys, weightless_core.settings, weightless_core.presets, "
-        "weightless_core.setting_schema\n"
+        "import sys, weightless_core.config.settings, weightless_core.config.presets, "
+        "weightless_core.config.setting_schema\n"
         "heavy = [m for m in ('numba', 'torch', 'numpy', 'weightless_core.retrieval') "
         "if m in sys.modules]\n"
         "assert not heavy, heavy"

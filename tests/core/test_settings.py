@@ -1,7 +1,7 @@
 import pytest
 
+from weightless_core.config.settings import CompressionSettings, LayerOverride
 from weightless_core.errors import InvalidInputError
-from weightless_core.settings import CompressionSettings, LayerOverride
 
 
 def test_defaults_validate_and_serialise():

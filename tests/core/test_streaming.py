@@ -10,10 +10,10 @@ import textwrap
 import torch
 from safetensors.torch import save_file
 
+from weightless_core.config.settings import CompressionSettings
 from weightless_core.fileformat import load, read_model, save
-from weightless_core.modelio import load_model
-from weightless_core.pipeline import Progress, compress
-from weightless_core.settings import CompressionSettings
+from weightless_core.io.modelio import load_model
+from weightless_core.method.pipeline import Progress, compress
 
 SETTINGS = CompressionSettings(sparsity=0.95, r=3, t=8, min_elements=1000)
 
@@ -51,9 +51,9 @@ _MEASURE = textwrap.dedent(
     """
     import json, resource, sys, torch
     from safetensors.torch import save_file
-    from weightless_core.modelio import load_model
-    from weightless_core.pipeline import compress
-    from weightless_core.settings import CompressionSettings
+    from weightless_core.io.modelio import load_model
+    from weightless_core.method.pipeline import compress
+    from weightless_core.config.settings import CompressionSettings
 
     settings = CompressionSettings(sparsity=0.95, r=3, t=8, min_elements=1000)
     folder = sys.argv[1]

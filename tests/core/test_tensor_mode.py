@@ -8,14 +8,14 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from weightless_core.cli import app
-from weightless_core.data import load_dataset
+from weightless_core.config.settings import CompressionSettings
 from weightless_core.errors import DataError, MalformedRecordError, ModelLoadError
 from weightless_core.fileformat import load, read_model, save
-from weightless_core.html_report import render_html
-from weightless_core.layer import EncodedLayer
-from weightless_core.modelio import load_model
-from weightless_core.pipeline import compress
-from weightless_core.settings import CompressionSettings
+from weightless_core.io.data import load_dataset
+from weightless_core.io.modelio import load_model
+from weightless_core.method.layer import EncodedLayer
+from weightless_core.method.pipeline import compress
+from weightless_core.reports.html_report import render_html
 
 SETTINGS = CompressionSettings(sparsity=0.9, r=3, t=8, min_elements=1000)
 

@@ -13,9 +13,9 @@ import torch
 
 from weightless_core.errors import InvalidInputError
 from weightless_core.fileformat import load, save
-from weightless_core.hashing import mix64
-from weightless_core.layer import encode_layer
+from weightless_core.method.layer import encode_layer
 from weightless_core.retrieval import STRUCTURES, BloomierFilter, RetrievalStructure, torch_decode
+from weightless_core.retrieval.hashing import mix64
 
 ALL = pytest.mark.parametrize("cls", list(STRUCTURES.values()), ids=list(STRUCTURES))
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

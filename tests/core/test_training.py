@@ -1,11 +1,11 @@
 import torch
 from torch import nn
 
-from weightless_core.training import Constraint, train_epochs
+from weightless_core.method.training import Constraint, train_epochs
 
 
 def _tiny_data():
-    from weightless_core.data import Dataset
+    from weightless_core.io.data import Dataset
 
     g = torch.Generator().manual_seed(0)
     x = torch.rand(64, 1, 2, 4, generator=g)
@@ -107,7 +107,7 @@ def test_regrowing_weights_train_densely_and_the_mask_follows_magnitudes():
     # a target that only input 0 explains: its weights must grow back to fit it
     x = data.x_train
     y = (x.flatten(1)[:, 0] > 0.5).long()
-    from weightless_core.data import Dataset
+    from weightless_core.io.data import Dataset
 
     train_epochs(
         model,

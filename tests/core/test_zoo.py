@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch import nn
 
+from weightless_core.config.settings import CompressionSettings
 from weightless_core.fileformat import load, load_into, read_model
-from weightless_core.modelio import load_model
-from weightless_core.pipeline import compress
-from weightless_core.settings import CompressionSettings
-from weightless_core.training import set_mode
+from weightless_core.io.modelio import load_model
+from weightless_core.method.pipeline import compress
+from weightless_core.method.training import set_mode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import _zoo

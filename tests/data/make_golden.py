@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from weightless_core.deep_compression import DeepCompressedLayer, deep_compress
+from weightless_core.baselines.deep_compression import DeepCompressedLayer, deep_compress
 from weightless_core.fileformat import save, to_bytes
-from weightless_core.layer import EncodedLayer, encode_layer
+from weightless_core.method.layer import EncodedLayer, encode_layer
 
 GOLDEN = Path(__file__).with_name("golden_v1.wlss")
 METADATA = {"arch": "golden-mlp", "note": "format v1 golden file", "sizes": [12, 10, 4]}

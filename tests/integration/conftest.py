@@ -33,7 +33,7 @@ from app.config import Settings
 from app.db import make_engine, make_sessionmaker
 from app.main import create_app
 from app.queue import QUEUE, make_celery
-from weightless_core.reference import train_and_save
+from weightless_core.models.reference import train_and_save
 
 
 @pytest.fixture(scope="module")

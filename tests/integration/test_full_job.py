@@ -32,9 +32,9 @@ from sqlalchemy import func, select
 from app.client import WeightlessClient
 from app.models import Upload
 from weightless_core import fileformat
-from weightless_core.data import load_dataset
-from weightless_core.models import build_model
-from weightless_core.training import accuracy
+from weightless_core.io.data import load_dataset
+from weightless_core.method.training import accuracy
+from weightless_core.models.lenet import build_model
 
 pytestmark = pytest.mark.slow
 

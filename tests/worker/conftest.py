@@ -16,7 +16,7 @@ from app.config import Settings
 from app.db import transaction
 from app.models import Job, Team, Upload
 from app.storage import LocalStorage, Storage
-from weightless_core.reference import train_and_save
+from weightless_core.models.reference import train_and_save
 
 FAST = {"preset": "fast", "sparsity": 0.8, "t": 9}
 

@@ -12,9 +12,9 @@ from workerkit import load_job
 from app.queue import enqueue_job, make_celery
 from app.s3storage import S3Storage
 from weightless_core import load_into
-from weightless_core.data import load_dataset
-from weightless_core.models import build_model
-from weightless_core.training import accuracy
+from weightless_core.io.data import load_dataset
+from weightless_core.method.training import accuracy
+from weightless_core.models.lenet import build_model
 
 
 @pytest.mark.slow

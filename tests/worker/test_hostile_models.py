@@ -32,8 +32,8 @@ from workerkit import load_job
 
 from app.models import Job
 from app.storage import html_report_key
-from weightless_core.data import load_dataset
-from weightless_core.models import build_model
+from weightless_core.io.data import load_dataset
+from weightless_core.models.lenet import build_model
 from worker.claim import Outcome
 from worker.runner import artifact_keys, run_job
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from app.schemas import Result
-from weightless_core.pipeline import compress
-from weightless_core.settings import CompressionSettings
-from weightless_core.tensor_model import nested_module
+from weightless_core.config.settings import CompressionSettings
+from weightless_core.method.pipeline import compress
+from weightless_core.method.tensor_model import nested_module
 from worker.job_result import job_result, json_safe
 
 SETTINGS = CompressionSettings(sparsity=0.9, r=3, t=8, min_elements=100)

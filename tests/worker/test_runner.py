@@ -21,10 +21,10 @@ from app.db import make_engine, make_sessionmaker, transaction, upgrade
 from app.models import Job
 from app.storage import LocalStorage, StorageError, html_report_key
 from weightless_core import load_into
-from weightless_core.data import load_dataset
 from weightless_core.fileformat import load
-from weightless_core.models import build_model
-from weightless_core.training import accuracy
+from weightless_core.io.data import load_dataset
+from weightless_core.method.training import accuracy
+from weightless_core.models.lenet import build_model
 from worker.claim import Outcome
 from worker.runner import artifact_keys, run_job
 

@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from weightless_core.deep_compression import DeepCompressedLayer
-from weightless_core.deep_compression import layer_problem as _deep_rules
+from weightless_core.baselines.deep_compression import DeepCompressedLayer
+from weightless_core.baselines.deep_compression import layer_problem as _deep_rules
 from weightless_core.fileformat.spec import (
     MAX_NAME_BYTES,
     MAX_NDIM,
@@ -20,8 +20,8 @@ from weightless_core.fileformat.spec import (
     MAX_NUMEL,
     U64,
 )
-from weightless_core.layer import MAX_R
-from weightless_core.liveness import Liveness, matrix_shape
+from weightless_core.method.layer import MAX_R
+from weightless_core.method.liveness import Liveness, matrix_shape
 from weightless_core.retrieval import BY_CODE, MAX_T
 
 

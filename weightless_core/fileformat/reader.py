@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from weightless_core.deep_compression import MAX_INDEX_BITS, DeepCompressedLayer
+from weightless_core.baselines.deep_compression import MAX_INDEX_BITS, DeepCompressedLayer
 from weightless_core.errors import (
     BadMagicError,
     ChecksumMismatchError,
@@ -63,8 +63,8 @@ from weightless_core.fileformat.spec import (
     Entry,
     PathLike,
 )
-from weightless_core.layer import MAX_R, EncodedLayer
-from weightless_core.liveness import Liveness, matrix_shape
+from weightless_core.method.layer import MAX_R, EncodedLayer
+from weightless_core.method.liveness import Liveness, matrix_shape
 from weightless_core.retrieval import BY_CODE
 
 

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from weightless_core.deep_compression import DeepCompressedLayer
+from weightless_core.baselines.deep_compression import DeepCompressedLayer
 from weightless_core.errors import InvalidInputError
-from weightless_core.layer import EncodedLayer
+from weightless_core.method.layer import EncodedLayer
 from weightless_core.retrieval import BY_CODE
 
 # Version 2 adds record kind 4, version 3 the binary fuse structures (codes 2 and 3) in kind-1

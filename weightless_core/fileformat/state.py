@@ -9,7 +9,7 @@ import torch
 from weightless_core.errors import InvalidInputError, MalformedRecordError
 from weightless_core.fileformat.reader import read_model
 from weightless_core.fileformat.spec import WEIGHT_LAYERS, EncodedModel, PathLike
-from weightless_core.layer import Backend, EncodedLayer
+from weightless_core.method.layer import Backend, EncodedLayer
 
 
 def load(

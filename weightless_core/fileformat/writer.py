@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from weightless_core.atomic import atomic_open
-from weightless_core.deep_compression import DeepCompressedLayer
+from weightless_core.baselines.deep_compression import DeepCompressedLayer
 from weightless_core.errors import InvalidInputError
 from weightless_core.fileformat.checks import (
     deep_layer_problem,
@@ -48,7 +47,8 @@ from weightless_core.fileformat.spec import (
     file_version,
     metadata_body,
 )
-from weightless_core.layer import EncodedLayer
+from weightless_core.io.atomic import atomic_open
+from weightless_core.method.layer import EncodedLayer
 
 Writable = EncodedLayer | DeepCompressedLayer | torch.Tensor | np.ndarray
 

@@ -30,8 +30,8 @@ from weightless_core import bitpack
 from weightless_core._jit import inline
 from weightless_core.bitpack import MAX_T
 from weightless_core.errors import ConstructionError, InvalidInputError
-from weightless_core.hashing import MIX1, MIX2, derive_seed, seed_key
 from weightless_core.retrieval import narrow
+from weightless_core.retrieval.hashing import MIX1, MIX2, derive_seed, seed_key
 
 if TYPE_CHECKING:
     import torch

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from weightless_core.errors import InvalidInputError
-from weightless_core.hashing import MIX1, MIX2, seed_key
 from weightless_core.retrieval import narrow
 from weightless_core.retrieval.base import RetrievalStructure
+from weightless_core.retrieval.hashing import MIX1, MIX2, seed_key
 
 CPU_CHUNK = 1 << 20
 """Positions per chunk on CPU (about 80 MiB of temporaries)."""

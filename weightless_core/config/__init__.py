@@ -1,0 +1,1 @@
+"""Settings: the schema that declares each setting once, validated settings, presets, docs."""

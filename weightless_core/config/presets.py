@@ -1,0 +1,119 @@
+"""Named settings users pick instead of knobs: ``default``, ``fast``, ``paper`` and ``max``.
+
+* ``paper``: the recipe of Reagen et al. as the paper describes it: Deep Compression's pruning
+  level (8 % kept) and 16 clusters, t = 9 (where the paper's t curve flattens), Bloomier tables,
+  encoded layers frozen (codebooks included), later layers retrained between encodings.
+* ``default``: quick, and never larger than Deep Compression on the same weights: every layer
+  is stored as its table or as Deep Compression, whichever is smaller (``hybrid``), in the
+  smallest retrieval structure (``structure="auto"``); the largest layers are pruned far enough
+  and stored at a small enough t that their tables can win.
+* ``max``: the smallest weights we found within the iso-accuracy rule on the validation split,
+  with everything that lets a layer tolerate a small t: pruning with regrowth and whole units,
+  liveness bitmaps, the largest layer encoded first, simulated false positives in training,
+  distillation, the table seed chosen by training loss. Its values and the runs that chose
+  them are in docs/presets.md.
+
+Size rules (``SizeRule``) key values on a tensor's element count, not its name, so a preset fits
+any model; larger tensors are pruned further and stored at smaller t (they hold more redundant
+weights, and a table's false positives cost a large layer the least per weight). Explicit
+settings always win over a preset's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from weightless_core.config.settings import CompressionSettings, SizeRule
+from weightless_core.errors import InvalidInputError
+
+# Retraining long enough that pruning and clustering alone stay within noise of the dense model
+# (LeNet-300-100 on Fashion-MNIST: 89.0% dense, 89.0% clustered; one epoch per stage loses 1.9).
+_THOROUGH: dict[str, Any] = {
+    "prune_steps": 5,
+    "prune_epochs": 3,
+    "cluster_epochs": 3,
+    "retrain_epochs": 3,
+}
+# What lets a table win: the smallest structure per layer, Deep Compression where it is smaller,
+# a table of the live grid only, the largest layer first, a cosine schedule within each stage.
+_TABLES: dict[str, Any] = {
+    "structure": "auto",
+    "hybrid": True,
+    "liveness": True,
+    "encode_order": "size",
+    "lr_schedule": "cosine",
+    "regrowth": True,
+    "distill": 0.5,
+}
+
+_FIXED: dict[str, dict[str, Any]] = {
+    "default": {
+        **_TABLES,
+        "prune_steps": 4,
+        "prune_epochs": 1,
+        "cluster_epochs": 1,
+        "retrain_epochs": 1,
+        "seed_candidates": 2,
+        "size_rules": (
+            SizeRule(1_000, sparsity=0.9, r=3, t=10),
+            SizeRule(10_000, sparsity=0.95, r=3, t=10),
+            SizeRule(100_000, sparsity=0.97, r=2, t=8, unit_sparsity=0.3),
+            SizeRule(300_000, sparsity=0.99, r=2, t=7, unit_sparsity=0.4),
+        ),
+    },
+    "fast": {"prune_steps": 1, "prune_epochs": 1, "cluster_epochs": 0, "retrain_epochs": 0},
+    "paper": {
+        **_THOROUGH,
+        "sparsity": 0.92,
+        "r": 4,
+        "t": 9,
+        "finetune_codebooks": False,
+        "later_layers": "recluster",
+    },
+    "max": {
+        **_TABLES,
+        "fp_noise": True,
+        "seed_candidates": 8,
+        "min_elements": 400,
+        "prune_steps": 10,
+        "prune_epochs": 2,
+        "cluster_epochs": 2,
+        "retrain_epochs": 6,
+        "size_rules": (
+            SizeRule(400, sparsity=0.5, r=3, t=12),
+            SizeRule(1_000, sparsity=0.93, r=3, t=12),
+            SizeRule(10_000, sparsity=0.97, r=3, t=12),
+            SizeRule(100_000, sparsity=0.98, r=2, t=9, unit_sparsity=0.3),
+            SizeRule(300_000, sparsity=0.99, r=2, t=7, unit_sparsity=0.4),
+        ),
+    },
+}
+NAMES = ("default", "fast", "paper", "max")
+
+
+def preset_values(name: str) -> dict[str, Any]:
+    """The settings a preset sets (a fresh dict; callers may add to it)."""
+    if name in _FIXED:
+        return dict(_FIXED[name])
+    raise InvalidInputError(f"unknown preset {name!r}; choose from {list(NAMES)}")
+
+
+def settings_for(name: str, **overrides: Any) -> CompressionSettings:
+    """``CompressionSettings`` of preset ``name`` with ``overrides`` (not ``None``) on top.
+
+    A value given globally (``sparsity=0.95``) wins over the preset's per-size values of it
+    too: explicit settings always win over a preset's.
+    """
+    values = preset_values(name)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    per_size = [k for k in _PER_SIZE if k in given]
+    if per_size and values.get("size_rules"):
+        values["size_rules"] = tuple(
+            replace(rule, **dict.fromkeys(per_size)) for rule in values["size_rules"]
+        )
+    values.update(given)
+    return CompressionSettings(**values)
+
+
+_PER_SIZE = ("sparsity", "r", "t", "unit_sparsity")  # the fields a SizeRule may set

@@ -1,0 +1,688 @@
+"""The paper's Algorithm 1: prune -> cluster -> encode layer by layer, retraining around errors.
+
+Encoding is sequential because each encoded layer's false positives are deterministic errors
+that the layers after it learn to absorb: a layer is encoded, replaced by what its table
+decodes, frozen, and the remaining layers are retrained before the next one is encoded.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from weightless_core import fileformat
+from weightless_core.baselines.deep_compression import DeepCompressedLayer
+from weightless_core.baselines.strongest import deep_compress_best, entropy_bound_bits
+from weightless_core.config.settings import CompressionSettings
+from weightless_core.errors import DataError, InvalidInputError
+from weightless_core.io.data import Dataset
+from weightless_core.method.cluster import kmeans_1d
+from weightless_core.method.layer import EncodedLayer, encode_layer
+from weightless_core.method.model_fit import check_fit, tied_notes
+from weightless_core.method.objective import (
+    Teacher,
+    distill_loss,
+    output_tensors,
+    outputs_of,
+)
+from weightless_core.method.progress import (
+    STAGES,
+    Progress,
+    ProgressCallback,
+    ProgressMeter,
+    work_units,
+)
+from weightless_core.method.prune import kept_count, magnitude_mask, schedule, unit_grid
+from weightless_core.method.tensor_model import TensorModel
+from weightless_core.method.training import (
+    Constraint,
+    accuracy,
+    logits_of,
+    parameters_by_name,
+    set_mode,
+    train_epochs,
+)
+from weightless_core.method.variants import Snapshot, check_variant
+from weightless_core.reports.report import Report
+from weightless_core.reports.report_builder import RunRecord, build_report, file_metadata
+from weightless_core.retrieval.hashing import derive_seed
+
+__all__ = [
+    "STAGES",
+    "CompressionResult",
+    "Progress",
+    "ProgressCallback",
+    "compress",
+    "compress_variants",
+    "resolve_device",
+    "select_targets",
+]
+
+
+@dataclass
+class CompressionResult:
+    """The compressed model (weights replaced by what the file decodes) and what to save."""
+
+    model: nn.Module
+    entries: dict[str, fileformat.Entry]
+    metadata: dict[str, Any]
+    report: Report
+    # What Deep Compression stored for the same weights (``report.baseline``'s entries).
+    baseline_entries: dict[str, fileformat.Entry] | None = None
+
+    def to_bytes(self) -> bytes:
+        return fileformat.to_bytes(self.entries, metadata=self.metadata)
+
+    def save(self, path: str | Path) -> int:
+        """Write the encoded-model file atomically; returns its size in bytes."""
+        return fileformat.save(path, self.entries, metadata=self.metadata)
+
+
+def _names(names: Sequence[str], most: int = 8, width: int = 80) -> str:
+    """A list of tensor names for an error message, bounded whatever the user sent."""
+    shown = [n if len(n) <= width else n[: width - 1] + "\N{HORIZONTAL ELLIPSIS}" for n in names]
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return f"[{', '.join(repr(n) for n in shown[:most])}]{more}"
+
+
+def select_targets(params: Mapping[str, nn.Parameter], settings: CompressionSettings) -> list[str]:
+    """Names of the tensors to encode, in definition order; validates explicit choices."""
+    if settings.encode is not None:
+        unknown = [n for n in settings.encode if n not in params]
+        if unknown:
+            raise InvalidInputError(
+                f"encode names unknown tensors {_names(unknown)}; "
+                f"the model has {_names(list(params))}"
+            )
+        chosen = set(settings.encode)
+        targets = [n for n in params if n in chosen]
+    else:
+        targets = [
+            n
+            for n, p in params.items()
+            if p.dim() >= 2 and p.numel() >= settings.min_elements and p.is_floating_point()
+        ]
+    stray = sorted(set(settings.layers) - set(targets))
+    if stray:
+        raise InvalidInputError(
+            f"per-layer settings name tensors that are not encoded: {_names(stray)}; "
+            f"encoded: {_names(targets)}"
+        )
+    if not targets:
+        raise InvalidInputError(
+            f"no tensor to encode: none has >= 2 dims and >= {settings.min_elements} elements; "
+            "lower min_elements or name tensors with encode"
+        )
+    return targets
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """``name`` if given, else CUDA when present, else CPU."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise InvalidInputError(f"unknown device {name!r}: {e}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError("device 'cuda' asked for but no CUDA device is available")
+    return device
+
+
+def compress(
+    model: nn.Module,
+    data: Dataset | None,
+    settings: CompressionSettings | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+) -> CompressionResult:
+    """Compress ``model`` in place with the Weightless method and return what to save.
+
+    ``data`` drives retraining and evaluation; with ``None`` the model is compressed data-free
+    (one-shot pruning, no retraining, no accuracy). ``progress`` receives ``Progress`` events and
+    may raise to cancel. Same model, data and settings give a byte-identical file.
+    """
+    settings = settings or CompressionSettings()
+    if isinstance(model, TensorModel):
+        if data is not None:
+            raise DataError(model.refusal())
+        from weightless_core.method.streaming import compress_tensors  # it builds on this module
+
+        return compress_tensors(model, settings, progress=progress)
+    run = _Run(model, data, settings, progress)
+    return run.execute()
+
+
+def compress_variants(
+    model: nn.Module,
+    data: Dataset | None,
+    variants: Sequence[CompressionSettings],
+    *,
+    progress: ProgressCallback | None = None,
+) -> list[CompressionResult]:
+    """``compress`` once per settings variant, pruning and clustering only once.
+
+    Variants may differ in ``t``, structure, codebook fine-tuning, the retraining after each
+    encoded layer and per-layer ``t``; each result equals what ``compress`` gives for it alone
+    (a t sweep costs one pruning pass instead of one per point). ``model`` ends pruned and
+    clustered; each result holds its own copy of the compressed model.
+    """
+    if not variants:
+        raise InvalidInputError("give at least one settings variant")
+    run = _Run(model, data, variants[0], progress)
+    return run.execute_variants(variants)
+
+
+class _Run:
+    """State of one compression run. Read top to bottom it is Algorithm 1: ``_prepare``
+    measures the dense model, prunes (``_prune``) and clusters (``_cluster``) with retraining;
+    ``_finish`` encodes layer by layer (``_encode_all``), each layer frozen as its table decodes
+    and the layers after it retrained. Progress arithmetic (``progress``), the report
+    (``report_builder``), variants (``variants``) and data checks (``model_fit``) live apart."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: Dataset | None,
+        settings: CompressionSettings,
+        progress: ProgressCallback | None,
+    ):
+        if isinstance(model, TensorModel):
+            if data is not None:
+                raise DataError(model.refusal())
+            model = model.materialized()  # variants hold every tensor anyway
+        self.settings = settings
+        self.device = resolve_device(settings.device)
+        self.source_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+        self.source_dtypes = _float32_in_place(model)  # restored in the file
+        self.model = model.to(self.device)
+        self.data = data
+        self.params = parameters_by_name(model)
+        self.targets = select_targets(self.params, settings)
+        self.plans = {n: settings.plan(n, self.params[n].numel()) for n in self.targets}
+        self.constraints: dict[str, Constraint] = {}
+        self.encoded: dict[str, EncodedLayer | DeepCompressedLayer] = {}
+        self.layer_accuracy: dict[str, float | None] = {}
+        self.accuracy: dict[str, float | None] = {}
+        self.seconds: dict[str, float] = {}
+        self.notes = tied_notes(model, self.params, self.targets)  # what the run changed
+        self.generator = torch.Generator().manual_seed(settings.seed)
+        self.recluster = settings.later_layers == "recluster"
+        self.weightless = settings.method == "weightless"
+        self.baseline: dict[str, DeepCompressedLayer] = {}
+        self.bounds: dict[str, float] = {}  # entropy bound (bits) of each clustered layer
+        self.fp_noise: dict[str, tuple[float, torch.Tensor]] = {}  # rate, positions
+        self.baseline_state: dict[str, torch.Tensor] = {}
+        self.teacher: torch.Tensor | None = None  # dense logits, for distillation with labels
+        self.dense_out: Teacher | None = None  # dense outputs, the target without labels
+        self.kinds: tuple[str, ...] = ()
+        units = work_units(settings, len(self.targets), trains=data is not None)
+        self.meter = ProgressMeter(progress, units)
+
+    # -- stages ---------------------------------------------------------------------------
+    def execute(self) -> CompressionResult:
+        self._prepare()
+        return self._finish()
+
+    def execute_variants(self, variants: Sequence[CompressionSettings]) -> list[CompressionResult]:
+        """Prune and cluster once, then encode once per variant from that same state."""
+        sizes = {n: self.params[n].numel() for n in self.targets}
+        for v in variants:
+            check_variant(self.settings, v, sizes)
+        self._prepare()
+        snapshot = Snapshot.take(self.model, self.constraints, self.accuracy, self.seconds,
+                                 self.generator, self.meter.done)  # fmt: skip
+        results = []
+        for v in variants:
+            self._restore(snapshot, v)
+            result = self._finish()
+            result.model = copy.deepcopy(self.model)
+            results.append(result)
+        return results
+
+    def _prepare(self) -> None:
+        """Steps 1-3: the dense model's accuracy, then pruning and clustering, with retraining
+        (and the Deep Compression baseline of the clustered weights)."""
+        torch.manual_seed(self.settings.seed)
+        for p in self.model.parameters():
+            p.requires_grad_(True)
+        if self.data is not None:
+            fit = check_fit(self.model, self.data, self.device, self.settings.outputs,
+                            on_note=self._note)  # fmt: skip
+            self.data, self.kinds = fit.data, fit.kinds
+        d = self.data
+        if d is not None and not d.labelled:
+            dense = lambda x: outputs_of(self.model, x, device=self.device)  # noqa: E731
+            test = None if d.x_test is None else dense(d.x_test)
+            self.dense_out = Teacher(self.kinds, dense(d.x_train), dense(d.x_val), test)
+        self._timed("evaluate", lambda: (self._evaluate("dense"), self._score_test("dense")))
+        if d is not None and d.labelled and self.settings.distill > 0:
+            self.teacher = logits_of(self.model, d.x_train, device=self.device)
+        self._timed("prune", self._prune)
+        self._timed("cluster", self._cluster)
+        if self.settings.baseline or not self.weightless:
+            self._timed("baseline", self._deep_compress_all)
+
+    def _finish(self) -> CompressionResult:
+        """Step 4: encode layer by layer (Deep Compression stops after clustering)."""
+        if self.weightless:
+            self._timed("encode", self._encode_all)
+            self.accuracy["final"] = self.accuracy.get(f"after:{self.encode_sequence()[-1]}")
+            self._score_test("final")
+        else:
+            self.accuracy["final"] = self.accuracy.get("clustered")
+            if "test:clustered" in self.accuracy:
+                self.accuracy["test:final"] = self.accuracy["test:clustered"]
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        set_mode(self.model, False)
+        result = self._result()
+        self.meter.emit("done", "compression finished", metrics=_metric_dict(self.accuracy))
+        return result
+
+    def _prune(self) -> None:
+        """Step 2: magnitude pruning in ``prune_steps`` steps up to each layer's sparsity, with
+        ``prune_epochs`` of retraining after each (one step, no retraining, data-free)."""
+        s = self.settings
+        steps = s.prune_steps if self.data is not None else 1
+        ramps = {n: schedule(self.plans[n].sparsity, steps) for n in self.targets}
+        units = {n: schedule(self.plans[n].unit_sparsity, steps) for n in self.targets}
+        regrow = s.regrowth and self.data is not None
+        for step in range(steps):
+            for name in self.targets:
+                p = self.params[name]
+                old = self.constraints.get(name)
+                unit = units[name][step]
+                if regrow:  # masks follow the dense copy's magnitudes: pruned weights may return
+                    keep = kept_count(p.numel(), ramps[name][step])
+                    dense = p.detach().clone() if old is None else old.dense
+                    grid = unit_grid(dense, unit) if unit > 0 else None
+                    c = Constraint(
+                        p, mask=old.mask if old else None, dense=dense, keep=keep, grid=grid
+                    )
+                    c.refresh()
+                else:
+                    prior = None if old is None else old.mask
+                    if unit > 0:  # whole rows and columns go first, by norm
+                        grid = unit_grid(p, unit)
+                        prior = grid if prior is None else prior & grid
+                    c = Constraint(p, mask=magnitude_mask(p, ramps[name][step], keep=prior))
+                self.constraints[name] = c
+                c.project()
+            label = f"pruning step {step + 1}/{steps}"
+            self.meter.emit("prune", label, metrics=self._sparsity_metrics())
+            self._train("prune", s.prune_epochs, label)
+        for name in self.targets:
+            self.constraints[name] = self.constraints[name].settle()
+        if s.fp_noise and self.weightless and self.data is not None:
+            self._plan_false_positives()
+        self._evaluate("pruned")
+
+    def _plan_false_positives(self) -> None:
+        """From now on the layers likely to be stored as tables train with simulated false
+        positives at their table's rate, on the positions their table will query (the live
+        grid with ``liveness``). With ``hybrid``, a layer whose table would not beat the
+        entropy bound of a sparse index by 10 % (so Deep Compression will likely store it)
+        trains without them."""
+        for name in self.targets:
+            plan = self.plans[name]
+            mask = self.constraints[name].mask
+            assert mask is not None
+            n, numel = int(mask.sum()), mask.numel()
+            grid = ~mask
+            live_bits = 0
+            if self.settings.liveness:
+                m = mask.reshape(mask.shape[0], -1)
+                rows, cols = m.any(dim=1), m.any(dim=0)
+                grid &= (rows[:, None] & cols[None, :]).reshape(mask.shape)
+                live_bits = m.shape[0] + m.shape[1]
+            table_bits = 1.02 * plan.t * n + live_bits
+            index_bits = entropy_bound_bits(numel, np.array([n])) + n * plan.r
+            if self.settings.hybrid and table_bits > index_bits / 1.1:
+                continue
+            self.fp_noise[name] = (2.0 ** (plan.r - plan.t), grid)
+            self.constraints[name] = self._noisy(name, self.constraints[name])
+
+    def _noisy(self, name: str, c: Constraint) -> Constraint:
+        """``c`` with the layer's simulated false positives, if it trains with them."""
+        if name in self.fp_noise and name not in self.encoded:
+            c.fp_rate, c.fp_grid = self.fp_noise[name]
+        return c
+
+    def _cluster(self) -> None:
+        """Step 3: k-means of each layer's surviving weights into 2^r centroids, then
+        weight-sharing retraining."""
+        for name in self.targets:
+            self._share(name)
+        self.meter.emit("cluster", "weights clustered")
+        self._train("cluster", self.settings.cluster_epochs, "weight-sharing retraining")
+        self._evaluate("clustered")
+        self._score_test("clustered")
+
+    def _share(self, name: str) -> None:
+        """Cluster the layer's surviving weights; from now on it trains by weight sharing."""
+        c = self.constraints[name]
+        k = 1 << self.plans[name].r
+        values = self.params[name].detach()[c.mask].cpu().numpy()
+        centroids, codes = kmeans_1d(values, k, seed=self.settings.seed)
+        full = torch.zeros(c.mask.shape, dtype=torch.uint8)  # r <= 8: one byte per position
+        full[c.mask.cpu()] = torch.from_numpy(codes.astype(np.uint8))
+        self.constraints[name] = self._noisy(
+            name,
+            Constraint(
+                c.param,
+                mask=c.mask,
+                codes=full.to(self.device),
+                centroids=torch.from_numpy(centroids).to(self.device).requires_grad_(True),
+            ),
+        )
+        self.constraints[name].project()
+
+    def _deep_compress_all(self) -> None:
+        """Deep Compression of the clustered weights: the baseline, or the run's output."""
+        for name in self.targets:
+            c = self.constraints[name]
+            codes = c.codes.cpu().numpy()
+            self.baseline[name] = deep_compress_best(
+                self.params[name].detach(),
+                codebook=c.centroids.detach().cpu().numpy(),
+                codes=codes,
+                r=self.plans[name].r,
+            )
+            counts = np.bincount(codes[c.mask.cpu().numpy()], minlength=1 << self.plans[name].r)
+            self.bounds[name] = entropy_bound_bits(codes.size, counts)
+            if not self.weightless:
+                self.meter.advance()
+                layer = self.baseline[name]
+                self.meter.emit(
+                    "encode",
+                    f"stored {name} as Deep Compression: {layer.nnz} weights, {layer.nbytes} bytes",
+                    layer=name,
+                    metrics={"bytes": float(layer.nbytes)},
+                )
+        self.baseline_state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        if self.weightless:  # the encoded run goes on changing the weights in place
+            self.baseline_state = {k: v.clone() for k, v in self.baseline_state.items()}
+
+    def encode_sequence(self) -> list[str]:
+        """The targets in the order they are encoded (``settings.encode_order``)."""
+        if self.settings.encode_order == "size":  # stable: equal sizes keep definition order
+            return sorted(self.targets, key=lambda n: -self.params[n].numel())
+        return list(self.targets)
+
+    def _encode_all(self) -> None:
+        """Step 4, layer by layer: encode, freeze as decoded, retrain the layers after it."""
+        order = self.encode_sequence()
+        for step, name in enumerate(order):
+            if self.recluster and step > 0:
+                self._share(name)
+                label = f"re-clustering {name} before encoding it"
+                self._train("cluster", self.settings.cluster_epochs, label, layer=name)
+            self._encode_one(self.targets.index(name), name)
+            if self.recluster:  # later layers absorb the errors with all their surviving weights
+                for later in order[step + 1 :]:
+                    c = self.constraints[later]
+                    self.constraints[later] = self._noisy(later, Constraint(c.param, mask=c.mask))
+            after = f"retraining the layers after {name}"
+            self._train("retrain", self.settings.retrain_epochs, after, layer=name)
+            acc = self._evaluate(f"after:{name}")
+            self.layer_accuracy[name] = acc
+
+    def _encode_one(self, index: int, name: str) -> None:
+        plan = self.plans[name]
+        c = self.constraints[name]
+        p = self.params[name]
+        enc = self._best_table(name, index)
+        stored: EncodedLayer | DeepCompressedLayer = enc
+        message = (
+            f"encoded {name}: {enc.nnz} weights in {enc.structure.num_cells} cells, "
+            f"{enc.false_positives} false positives"
+        )
+        if self.settings.hybrid:
+            dc = deep_compress_best(
+                p.detach(), codebook=enc.codebook, codes=c.codes.cpu().numpy(), r=plan.r
+            )
+            if dc.paper_nbytes < enc.paper_nbytes:  # the count the ratios are reported in
+                stored = dc
+                message = (
+                    f"stored {name} as Deep Compression: {dc.paper_nbytes} bytes, smaller than "
+                    f"its table's {enc.paper_nbytes}"
+                )
+        if stored is enc:  # the table's reading of every position, false positives included
+            codes_np, valid = enc.read_codes()
+            codes = torch.from_numpy(codes_np).to(self.device)
+            mask = torch.from_numpy(valid).to(self.device)
+        else:  # stored as clustered: its mask and codes stay as they are
+            codes, mask = c.codes, c.mask
+        finetune = self.settings.finetune_codebooks
+        centroids = torch.from_numpy(stored.codebook.copy()).to(self.device)
+        self.constraints[name] = Constraint(
+            p, mask=mask, codes=codes, centroids=centroids.requires_grad_(finetune),
+            frozen=not finetune,
+        )  # fmt: skip
+        self.constraints[name].project()
+        self.encoded[name] = stored
+        self.meter.advance()
+        fps = enc.false_positives if stored is enc else 0
+        self.meter.emit(
+            "encode", message, layer=name,
+            metrics={"false_positives": float(fps), "bytes": float(stored.nbytes)},
+        )  # fmt: skip
+
+    def _best_table(self, name: str, index: int) -> EncodedLayer:
+        """The layer's table; with ``seed_candidates`` > 1, of that many seeds the one whose
+        false positives cost the least training loss (the table is fixed once chosen, so this
+        is the only point where its errors land can be picked)."""
+        plan = self.plans[name]
+        c = self.constraints[name]
+        first = derive_seed(self.settings.seed, index + 1)
+        seeds = [first] + [derive_seed(first, k) for k in range(1, self.settings.seed_candidates)]
+        best: tuple[float, EncodedLayer] | None = None
+        for seed in seeds:
+            enc = encode_layer(
+                self.params[name].detach(),
+                r=plan.r,
+                t=plan.t,
+                seed=seed,
+                codebook=c.centroids.detach().cpu().numpy(),
+                codes=c.codes.cpu().numpy(),
+                structure=plan.structure,
+                liveness=self.settings.liveness,
+            )
+            if len(seeds) == 1 or self.data is None:
+                return enc
+            loss = self._loss_with(name, enc)
+            if best is None or loss < best[0]:
+                best = (loss, enc)
+        assert best is not None
+        return best[1]
+
+    @torch.no_grad()
+    def _loss_with(self, name: str, enc: EncodedLayer) -> float:
+        """Training loss (cross-entropy, on a fixed sample of up to 4,096 training examples)
+        with ``name``'s weights replaced by what ``enc`` decodes; the weights are put back."""
+        p = self.params[name]
+        saved = p.detach().clone()
+        p.copy_(torch.from_numpy(enc.decode()).to(p.device, p.dtype))
+        d = self.data
+        n = min(4096, d.x_train.shape[0])
+        idx = torch.randperm(d.x_train.shape[0], generator=torch.Generator().manual_seed(0))[:n]
+        set_mode(self.model, False)
+        total = 0.0
+        for start in range(0, n, 1024):
+            part = idx[start : start + 1024]
+            out = self.model(d.x_train[part].to(self.device))
+            if self.dense_out is not None:  # no labels: the distance to the dense outputs
+                loss = distill_loss(output_tensors(out), self.dense_out.batch(part, self.device),
+                                    self.kinds)  # fmt: skip
+                total += float(loss) * len(part)
+                continue
+            y = d.y_train[part].to(self.device)
+            total += float(nn.functional.cross_entropy(out, y, reduction="sum"))
+        p.copy_(saved)
+        return total / n
+
+    # -- helpers --------------------------------------------------------------------------
+    def _note(self, note: str) -> None:
+        """Something the run changed in the user's input: in the report, and said now."""
+        self.notes.append(note)
+        self.meter.emit("evaluate", note)
+
+    def _train(self, stage: str, epochs: int, label: str, *, layer: str | None = None) -> None:
+        if self.data is None or epochs <= 0:
+            return
+        on_epoch, on_batch = self.meter.epochs(stage, label, epochs, layer=layer)
+        train_epochs(
+            self.model,
+            self.constraints,
+            self.data,
+            epochs=epochs,
+            lr=self.settings.lr,
+            batch_size=self.settings.batch_size,
+            generator=self.generator,
+            device=self.device,
+            on_epoch=on_epoch,
+            on_batch=on_batch,
+            schedule=self.settings.lr_schedule,
+            teacher_logits=self.teacher,
+            distill=self.settings.distill,
+            teacher=self.dense_out,
+        )
+
+    def _evaluate(self, label: str) -> float | None:
+        if self.data is None:
+            self.accuracy[label] = None
+            return None
+        d = self.data
+        if self.dense_out is not None:
+            acc = self.dense_out.score(self.model, d.x_val, "val", device=self.device)
+        else:
+            acc = accuracy(self.model, d.x_val, d.y_val, device=self.device)
+        self.accuracy[label] = acc
+        self.meter.emit(
+            "evaluate", f"{self.metric} ({label}): {acc:.2f}%", metrics={"accuracy": acc}
+        )
+        return acc
+
+    @property
+    def metric(self) -> str:
+        """What ``accuracy`` holds: ``accuracy``, or ``agreement``/``fidelity`` without labels."""
+        return "accuracy" if self.dense_out is None else self.dense_out.metric
+
+    def _score_test(self, label: str) -> None:
+        """Accuracy on the test split, if the data has one, as ``test:<label>``: only ever
+        recorded, never read by any choice (those use the validation split)."""
+        d = self.data
+        if d is None or d.x_test is None:
+            return
+        if self.dense_out is not None:
+            acc = self.dense_out.score(self.model, d.x_test, "test", device=self.device)
+        else:
+            acc = accuracy(self.model, d.x_test, d.y_test, device=self.device)
+        self.accuracy[f"test:{label}"] = acc
+
+    def _timed(self, key: str, fn: Callable[[], object]) -> None:
+        start = time.perf_counter()
+        fn()
+        self.seconds[key] = time.perf_counter() - start
+
+    def _sparsity_metrics(self) -> dict[str, float]:
+        return {f"kept:{n}": float(c.mask.float().mean()) for n, c in self.constraints.items()}
+
+    # -- what the run hands back ----------------------------------------------------------
+    def _result(self) -> CompressionResult:
+        for name, enc in self.encoded.items():  # fine-tuned centroids go into the file
+            trained = self.constraints[name].centroids.detach().cpu().numpy().astype(np.float32)
+            if not np.array_equal(trained, enc.codebook):
+                self.encoded[name] = dataclasses.replace(enc, codebook=trained)
+        run = self._record()
+        base_entries = None
+        if self.weightless:
+            # Copies: on CPU .cpu() aliases the parameter, which a later variant overwrites.
+            state = {
+                k: v if k in self.encoded else v.detach().cpu().clone()
+                for k, v in self.model.state_dict().items()
+            }
+            entries = self._entries(state, self.encoded)
+            baseline = None
+            if self.settings.baseline:  # off: no Deep Compression ran, so no baseline report
+                base_entries = self._entries(self.baseline_state, self.baseline)
+                baseline = build_report(run, "deep-compression", base_entries)
+            report = build_report(run, "weightless", entries, baseline=baseline)
+        else:
+            entries = self._entries(self.baseline_state, self.baseline)
+            report = build_report(run, "deep-compression", entries)
+        metadata = file_metadata(run, self.settings.method)
+        return CompressionResult(self.model, entries, metadata, report, base_entries)
+
+    def _record(self) -> RunRecord:
+        return RunRecord(
+            settings=self.settings,
+            device=str(self.device),
+            metric=self.metric,
+            accuracy=self.accuracy,
+            seconds=self.seconds,
+            notes=self.notes,
+            targets=self.targets,
+            source_bytes=self.source_bytes,
+            source_dtypes=self.source_dtypes,
+            bounds=self.bounds,
+            stored=self.encoded,
+            layer_accuracy=self.layer_accuracy,
+        )
+
+    def _entries(
+        self, state: dict[str, torch.Tensor], encoded: Mapping[str, fileformat.Entry]
+    ) -> dict[str, fileformat.Entry]:
+        missing = set(encoded) - set(state)
+        if missing:  # a parameter not in state_dict would be silently dropped
+            raise InvalidInputError(f"encoded tensors {sorted(missing)} are not in the state_dict")
+        entries: dict[str, fileformat.Entry] = {}
+        for name, tensor in state.items():
+            entry = encoded.get(name, tensor)
+            dtype = self.source_dtypes.get(name)
+            if dtype is not None and isinstance(entry, torch.Tensor):
+                entry = entry.to(dtype)  # stored plainly in the input's own dtype
+            entries[name] = entry
+        return entries
+
+    # -- compress_variants ------------------------------------------------------------------
+    def _restore(self, snapshot: Snapshot, settings: CompressionSettings) -> None:
+        """Back to the state after clustering, to encode with ``settings``."""
+        snapshot.restore_model(self.model, self.generator)
+        self.constraints = snapshot.fresh_constraints()
+        self.accuracy = dict(snapshot.accuracy)
+        self.seconds = dict(snapshot.seconds)
+        self.meter.done = snapshot.units_done
+        self.settings = settings
+        self.plans = {n: settings.plan(n, self.params[n].numel()) for n in self.targets}
+        self.recluster = settings.later_layers == "recluster"
+        self.encoded = {}
+        self.layer_accuracy = {}
+
+
+def _float32_in_place(model: nn.Module) -> dict[str, torch.dtype]:
+    """The floating tensors of ``model`` that are not float32, by name, with their dtypes; the
+    model is then made float32 in place, as pruning, clustering and training work in float32
+    (bfloat16 k-means and masks would not reproduce across devices)."""
+    dtypes = {
+        name: t.dtype
+        for name, t in model.state_dict().items()
+        if t.is_floating_point() and t.dtype != torch.float32
+    }
+    if dtypes:
+        model.float()
+    return dtypes
+
+
+def _metric_dict(values: Mapping[str, float | None]) -> dict[str, float]:
+    return {k: v for k, v in values.items() if v is not None}

@@ -1,0 +1,1 @@
+"""Reference architectures and the reference models the benchmarks and the demo train."""
