@@ -92,7 +92,7 @@ def test_run_in_parts_keeps_earlier_pairs_and_saves_after_each(monkeypatch):
 def test_gpu_checks_pipeline_step_runs_on_the_cpu_too(tmp_path, monkeypatch):
     """CI has no GPU: the step that times a pipeline per device is run here on the CPU, so the
     script a GPU machine runs is known to work before one is lent."""
-    from weightless_core.data import load_dataset
+    from weightless_core.io.data import load_dataset
 
     gpu_check = _script(monkeypatch, "gpu_check")
     data = load_dataset("digits").subset(400, 120, seed=0)
@@ -122,3 +122,18 @@ def torch_numel(shape: tuple[int, ...]) -> int:
     for d in shape:
         out *= d
     return out
+
+
+def test_t_tolerance_quick_run_reports_each_t_on_one_pruned_model(tmp_path, monkeypatch):
+    tolerance = _script(monkeypatch, "bench_t_tolerance")
+    tolerance.main(["--quick", "--out-dir", str(tmp_path), "--threads", "1"])
+    text = (tmp_path / "t_tolerance.md").read_text()
+    rows = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| 10 |")]
+    assert [tuple(c.strip() for c in cells[1:4]) for cells in rows] == [
+        ("2", "0.3", "8"),
+        ("2", "0.3", "9"),
+    ]
+    for cells in rows:
+        assert re.fullmatch(r"\d+\.\dx", cells[5].strip())  # the layer's ratio
+        test, seeds = re.fullmatch(r"([\d.]+) \[([\d., ]+)\]", cells[10].strip()).groups()
+        assert 0 < float(test) <= 100 and float(seeds) == float(test)
