@@ -175,6 +175,16 @@ def test_max_and_default_store_the_largest_layers_as_small_tables():
     assert values["fp_noise"] and values["regrowth"] and values["encode_order"] == "size"
 
 
+def test_small_tensors_let_in_by_min_elements_keep_half_their_weights():
+    """A 288-weight depthwise kernel must not get the global 92 % sparsity (it emptied whole
+    filters and took a depthwise model to chance); the largest tensors keep their own rules."""
+    for name in ("max", "default"):
+        settings = settings_for(name, min_elements=64)
+        assert settings.plan("dw.weight", 288).sparsity == 0.5
+        assert settings.plan("fc1.weight", 400_000).sparsity == 0.99
+    assert settings_for("default").sparsity == 0.92  # still what a user's global value replaces
+
+
 def test_unknown_preset_is_refused():
     with pytest.raises(InvalidInputError, match="unknown preset 'turbo'"):
         preset_values("turbo")

@@ -47,6 +47,11 @@ _TABLES: dict[str, Any] = {
     "distill": 0.5,
 }
 
+# Tensors under 1,000 elements (conv stems, depthwise kernels) are encoded only when
+# ``min_elements`` lets them in; a few hundred weights pruned to the global 8 % empty whole
+# filters (a depthwise model fell to chance), so they keep half.
+_SMALL = SizeRule(1, sparsity=0.5, r=3, t=12)
+
 _FIXED: dict[str, dict[str, Any]] = {
     "default": {
         **_TABLES,
@@ -56,6 +61,7 @@ _FIXED: dict[str, dict[str, Any]] = {
         "retrain_epochs": 1,
         "seed_candidates": 2,
         "size_rules": (
+            _SMALL,
             SizeRule(1_000, sparsity=0.9, r=3, t=10),
             SizeRule(10_000, sparsity=0.95, r=3, t=10),
             SizeRule(100_000, sparsity=0.97, r=2, t=8, unit_sparsity=0.3),
@@ -81,7 +87,7 @@ _FIXED: dict[str, dict[str, Any]] = {
         "cluster_epochs": 2,
         "retrain_epochs": 6,
         "size_rules": (
-            SizeRule(400, sparsity=0.5, r=3, t=12),
+            _SMALL,
             SizeRule(1_000, sparsity=0.93, r=3, t=12),
             SizeRule(10_000, sparsity=0.97, r=3, t=12),
             SizeRule(100_000, sparsity=0.98, r=2, t=9, unit_sparsity=0.3),
