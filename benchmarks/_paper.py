@@ -114,11 +114,14 @@ def pair_key(pair: dict[str, Any]) -> str:
     return f"{pair['arch']}/{pair['dataset']}"
 
 
+Checkpoint = Callable[[dict[str, Any]], None]
+
+
 def run_in_parts(
     names: list[str],
     chosen: list[str],
     earlier: list[dict[str, Any]],
-    run: Callable[[str, str], dict[str, Any]],
+    run: Callable[[str, str, Checkpoint], dict[str, Any]],
     save: Callable[[list[dict[str, Any]], list[str]], None],
 ) -> None:
     """Run the ``chosen`` "arch/data" pairs in ``names`` order, timing each (``seconds``).
@@ -126,20 +129,33 @@ def run_in_parts(
     After every pair, ``save(pairs, missing)`` gets the finished pairs with those ``earlier``
     runs recorded that were not run again, in ``names`` order, and the names still missing: a
     table too long for one sitting is completed by later ``--pairs`` runs, and a crash loses
-    no finished pair.
+    no finished pair. ``run`` may also hand its pair over unfinished (``checkpoint(pair)``,
+    e.g. after each sparsity level of an hour-long pair): it is saved marked ``partial``, with
+    no ``seconds``, and its name stays missing, so an interrupted pair still leaves its rows.
     """
     done = {pair_key(p): p for p in earlier if pair_key(p) not in chosen}
+
+    def ordered() -> list[dict[str, Any]]:
+        return [done[k] for k in names if k in done]
+
     for key in names:
         if key not in chosen:
             continue
+
+        def checkpoint(pair: dict[str, Any], key: str = key) -> None:
+            done[key] = pair | {"partial": True}
+            missing = [k for k in names if k not in done or done[k].get("partial")]
+            save(ordered(), missing)
+
         start = time.perf_counter()
-        pair = run(*key.split("/"))
+        pair = run(*key.split("/"), checkpoint)
         pair["seconds"] = round(time.perf_counter() - start, 1)
         done[key] = pair
-        save([done[k] for k in names if k in done], [k for k in names if k not in done])
+        save(ordered(), [k for k in names if k not in done or done[k].get("partial")])
         print(f"{key} done in {pair['seconds'] / 60:.1f} min; recorded", flush=True)
 
 
 def with_missing(text: str, missing: list[str]) -> str:
-    """A table run in parts says which parts it still lacks."""
-    return text + (f"\n\nNot yet run: {', '.join(missing)}." if missing else "")
+    """A table run in parts says which parts it still lacks (a pair saved unfinished shows the
+    rows it has and is named here too)."""
+    return text + (f"\n\nNot yet run, or not finished: {', '.join(missing)}." if missing else "")

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _paper import (
     DENSE_EPOCHS,
     SEEDS,
+    Checkpoint,
     fresh_model,
     run_in_parts,
     test_accuracy,
@@ -68,7 +69,13 @@ def settings_for(arch: str, kept_percent: float, regrowth: bool, seed: int) -> C
 
 
 def run_pair(
-    arch: str, data: Dataset, *, levels: tuple[float, ...], seeds: tuple[int, ...], epochs: int
+    arch: str,
+    data: Dataset,
+    *,
+    levels: tuple[float, ...],
+    seeds: tuple[int, ...],
+    epochs: int,
+    checkpoint: Checkpoint | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"arch": arch, "dataset": data.name, "seeds": list(seeds)}
     out |= {"dense": [], "points": []}
@@ -91,6 +98,8 @@ def run_pair(
             point[method] = {"test": accs, "seconds": round(seconds, 1)}
             print(f"  {kept}% kept, {method}: {accs}", flush=True)
         out["points"].append(point)
+        if checkpoint is not None:  # an hour-long pair keeps each level it finished
+            checkpoint(out)
     return out
 
 
@@ -139,15 +148,22 @@ def markdown(pairs: list[dict[str, Any]], total_s: float) -> str:
 
 
 def recorded_pairs() -> list[dict[str, Any]]:
-    """Pairs an earlier ``--pairs`` run recorded over the same levels and seeds."""
+    """Pairs an earlier ``--pairs`` run recorded over the same levels and seeds; a pair it left
+    unfinished (``partial``) is kept too, over the first of those levels."""
+
+    def levels_fit(p: dict[str, Any]) -> bool:
+        ran = [x.get("kept_percent") for x in p.get("points", [])]
+        levels = list(KEPT_PERCENT.get(p.get("arch"), ()))
+        return (
+            ran == levels
+            if "seconds" in p
+            else bool(p.get("partial")) and ran == levels[: len(ran)]
+        )
+
     return [
         p
         for p in recorded("frontier").get("pairs", [])
-        if isinstance(p, dict)
-        and "seconds" in p
-        and p.get("seeds") == list(SEEDS)
-        and [x.get("kept_percent") for x in p.get("points", [])]
-        == list(KEPT_PERCENT.get(p.get("arch"), ()))
+        if isinstance(p, dict) and p.get("seeds") == list(SEEDS) and levels_fit(p)
     ]
 
 
@@ -178,13 +194,16 @@ def main(argv: list[str] | None = None) -> None:
         (out / "frontier.md").write_text(text + "\n", encoding="utf-8")
         return
 
-    def run(arch: str, name: str) -> dict[str, Any]:
+    def run(arch: str, name: str, checkpoint: Checkpoint) -> dict[str, Any]:
         data = load_dataset(name)
         epochs = DENSE_EPOCHS[(arch, name)]
-        return run_pair(arch, data, levels=KEPT_PERCENT[arch], seeds=SEEDS, epochs=epochs)
+        levels = KEPT_PERCENT[arch]
+        return run_pair(
+            arch, data, levels=levels, seeds=SEEDS, epochs=epochs, checkpoint=checkpoint
+        )
 
     def save(pairs: list[dict[str, Any]], missing: list[str]) -> None:
-        total = sum(p["seconds"] for p in pairs)
+        total = sum(p.get("seconds", 0.0) for p in pairs)
         text = with_missing(markdown(pairs, total), missing)
         record(
             "frontier",

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _paper import (
     DENSE_EPOCHS,
     SEEDS,
+    Checkpoint,
     fresh_model,
     pair_key,
     run_in_parts,
@@ -537,7 +538,7 @@ def main(argv: list[str] | None = None) -> None:
         (out / "results.json").write_text(json.dumps(summary(pairs), indent=1) + "\n", "utf-8")
         return
 
-    def run(arch: str, name: str) -> dict[str, Any]:
+    def run(arch: str, name: str, _checkpoint: Checkpoint) -> dict[str, Any]:
         data = load_dataset(name)
         epochs = DENSE_EPOCHS[(arch, name)]
         pair = run_pair(arch, data, seeds=SEEDS, presets=presets, epochs=epochs)

@@ -44,12 +44,18 @@ def test_frontier_keeps_only_pairs_over_the_same_levels_and_seeds(tmp_path, monk
         return base | {"points": points} | extra
 
     kept = pair("mnist", levels)
+
+    def unfinished(dataset: str, kept: list[float]) -> dict:  # saved by a checkpoint
+        return {k: v for k, v in pair(dataset, kept, partial=True).items() if k != "seconds"}
+
+    half = unfinished("c", levels[:2])
     others = [pair("a", levels[:-1]), pair("b", levels, seeds=[0]), {"arch": "lenet-5"}]
+    others.append(unfinished("d", levels[1:]))  # not the first levels: not this sweep
     (tmp_path / "results.json").write_text(
-        json.dumps({"frontier": {"data": {"pairs": [kept, *others]}}})
+        json.dumps({"frontier": {"data": {"pairs": [kept, half, *others]}}})
     )
     monkeypatch.setattr(sys.modules["_results"], "RESULTS_JSON", tmp_path / "results.json")
-    assert frontier.recorded_pairs() == [kept]
+    assert frontier.recorded_pairs() == [kept, half]
 
 
 def test_paper_table_keeps_pairs_recorded_over_the_same_seeds(tmp_path, monkeypatch):
@@ -77,16 +83,24 @@ def test_run_in_parts_keeps_earlier_pairs_and_saves_after_each(monkeypatch):
     earlier = [{"arch": "a", "dataset": "x", "old": True}, {"arch": "b", "dataset": "y"}]
     saved: list[tuple[list[str], list[str]]] = []
 
-    def run(arch: str, data: str) -> dict:
-        return {"arch": arch, "dataset": data}
+    def run(arch: str, data: str, checkpoint) -> dict:
+        if arch == "c":  # a long pair hands over its first half before it finishes
+            checkpoint({"arch": arch, "dataset": data, "points": [1]})
+        return {"arch": arch, "dataset": data, "points": [1, 2]}
 
     def save(pairs: list[dict], missing: list[str]) -> None:
-        assert all("seconds" in p or p.get("old") for p in pairs)
-        saved.append(([paper.pair_key(p) for p in pairs], missing))
+        assert all("seconds" in p or p.get("old") or p.get("partial") for p in pairs)
+        partial = [paper.pair_key(p) for p in pairs if p.get("partial")]
+        saved.append(([paper.pair_key(p) for p in pairs], missing, partial))
 
     paper.run_in_parts(names, ["c/z", "b/y"], earlier, run, save)
-    # b/y is run again (the earlier one is dropped), in table order, a/x kept from before
-    assert saved == [(["a/x", "b/y"], ["c/z"]), (["a/x", "b/y", "c/z"], [])]
+    # b/y is run again (the earlier one is dropped), in table order, a/x kept from before;
+    # c/z is saved half done (still missing), then done
+    assert saved == [
+        (["a/x", "b/y"], ["c/z"], []),
+        (["a/x", "b/y", "c/z"], ["c/z"], ["c/z"]),
+        (["a/x", "b/y", "c/z"], [], []),
+    ]
 
 
 def test_gpu_checks_pipeline_step_runs_on_the_cpu_too(tmp_path, monkeypatch):
