@@ -76,12 +76,13 @@ def run_pair(
     seeds: tuple[int, ...],
     epochs: int,
     checkpoint: Checkpoint | None = None,
+    cache: bool = True,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"arch": arch, "dataset": data.name, "seeds": list(seeds)}
     out |= {"dense": [], "points": []}
     states = {}
     for seed in seeds:
-        state, _, _ = train_dense(arch, data, epochs, seed=seed, cache=True)
+        state, _, _ = train_dense(arch, data, epochs, seed=seed, cache=cache)
         states[seed] = state
         out["dense"].append(test_accuracy(fresh_model(arch, data, state), data))
     print(f"{arch} / {data.name}: dense test {out['dense']}", flush=True)
@@ -187,7 +188,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         start = time.perf_counter()
         data = load_dataset("digits")
-        pairs = [run_pair("lenet-300-100", data, levels=(10, 5), seeds=(0, 1), epochs=2)]
+        pairs = [
+            run_pair("lenet-300-100", data, levels=(10, 5), seeds=(0, 1), epochs=2, cache=False)
+        ]
         out = args.out_dir or Path("frontier-quick")
         out.mkdir(parents=True, exist_ok=True)
         text = markdown(pairs, time.perf_counter() - start)

@@ -77,6 +77,32 @@ def test_paper_table_keeps_pairs_recorded_over_the_same_seeds(tmp_path, monkeypa
     assert paper_table.recorded_pairs() == kept
 
 
+def test_paper_table_rerun_of_one_preset_keeps_the_others(monkeypatch):
+    paper_table = _script(monkeypatch, "paper_table")
+
+    def pair(presets: tuple[str, ...], dense: list[float], command: str) -> dict:
+        runs = {n: [{"seed": s, "seconds": 60.0, "preset": n} for s in (0, 1, 2)] for n in presets}
+        dense_runs = [{"seed": s, "test": t} for s, t in enumerate(dense)]
+        base = {"arch": "lenet-5", "dataset": "mnist", "seeds": [0, 1, 2], "command": command}
+        return base | {"dense": dense_runs, "runs": runs}
+
+    before = pair(("paper", "default", "max"), [99.2, 99.3, 99.1], "old --pairs lenet-5/mnist")
+    rerun = pair(("max",), [99.2, 99.3, 99.1], "new --presets max")
+    rerun["runs"]["max"][0]["new"] = True
+    merged = paper_table.keep_other_presets(rerun, before)
+    assert list(merged["runs"]) == ["paper", "default", "max"]  # table order
+    assert merged["runs"]["max"] == rerun["runs"]["max"] and merged["runs"]["max"][0]["new"]
+    assert merged["runs"]["paper"] == before["runs"]["paper"]
+    assert merged["kept_seconds"] == 6 * 60.0
+    assert merged["kept_from"] == {"presets": ["paper", "default"], "command": before["command"]}
+    merged["seconds"] = 100.0
+    assert paper_table.total_seconds([merged]) == 460.0
+    # other dense models (retrained, or another machine): nothing is mixed in
+    other = pair(("max",), [99.0, 99.3, 99.1], "new --presets max")
+    assert paper_table.keep_other_presets(other, before) == other
+    assert paper_table.keep_other_presets(rerun, None) == rerun
+
+
 def test_run_in_parts_keeps_earlier_pairs_and_saves_after_each(monkeypatch):
     paper = _script(monkeypatch, "_paper")
     names = ["a/x", "b/y", "c/z"]
