@@ -31,6 +31,7 @@ from app.cli_render import (
 from weightless_core.cli import app as core_app
 from weightless_core.cli_guard import console, err_console
 from weightless_core.cli_options import PRESET_HELP, layer_help, with_setting_options
+from weightless_core.io.model_files import WEIGHTS_ONLY, detect_format
 
 if TYPE_CHECKING:
     from app.client import WeightlessClient
@@ -113,6 +114,28 @@ def _upload(client: WeightlessClient, kind: str, path: Path, *, reuse: bool) -> 
     return str(upload(path)["id"])
 
 
+def _dataset_for(model: Path, fmt: str, dataset: str | None) -> str:
+    """The data set to send, decided before anything is uploaded: plain weights carry no code
+    to retrain, so they go data-free (the server would fail such a job with data); a model
+    with code must say what to retrain on, or ``none``."""
+    data_free = dataset is not None and dataset.lower() in ("none", "data-free")
+    if fmt in WEIGHTS_ONLY:
+        if dataset is not None and not data_free:
+            raise fail(
+                f"{model.name} holds plain weights ({fmt}) without an architecture, so it "
+                f"cannot be retrained on {dataset}: leave out --dataset to compress it "
+                "data-free, or upload a TorchScript archive (torch.jit.save) or an exported "
+                "program (torch.export.save, .pt2) to retrain it"
+            )
+        return "none"
+    if dataset is None:
+        raise fail(
+            f"{model.name} is a {fmt} model: pass --dataset with the data to retrain it on "
+            "(fashion-mnist, mnist, FILE.npz), or --dataset none to compress it data-free"
+        )
+    return dataset
+
+
 def _dataset_spec(client: WeightlessClient, dataset: str, *, reuse: bool) -> dict[str, str] | None:
     """``none`` -> data-free; an existing file (or a .npz/.safetensors name) -> upload; else a
     built-in name for the server to validate."""
@@ -147,9 +170,14 @@ def _job_settings(preset: str | None, layers: list[str], **values: Any) -> dict[
 def submit(
     model: Annotated[Path, typer.Argument(help="TorchScript, .pt2, safetensors or state_dict")],
     dataset: Annotated[
-        str,
-        typer.Option("--dataset", "-d", help="fashion-mnist, mnist, FILE.npz, or none (data-free)"),
-    ],
+        str | None,
+        typer.Option(
+            "--dataset",
+            "-d",
+            help="fashion-mnist, mnist, FILE.npz, or none (data-free); plain weights "
+            "(safetensors, a state_dict) are compressed data-free and need none",
+        ),
+    ] = None,
     preset: Annotated[
         str | None, typer.Option(help=f"{PRESET_HELP}; the server's default: default")
     ] = None,
@@ -174,6 +202,7 @@ def submit(
     settings = guard(lambda: _job_settings(preset, layer or [], **values))
     if not model.is_file():
         raise fail(f"no such file: {model}")
+    dataset = _dataset_for(model, guard(lambda: detect_format(model)), dataset)
     client = _client(url, key)
 
     def run() -> dict[str, Any]:

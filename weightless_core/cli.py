@@ -23,6 +23,7 @@ from weightless_core.cli_options import (
 )
 from weightless_core.config.setting_schema import BY_NAME, SEARCH_SECONDS
 from weightless_core.errors import InvalidInputError
+from weightless_core.io.model_files import WEIGHTS_ONLY, detect_format
 
 __all__ = ["app", "console", "err_console", "main", "parse_layer_overrides", "write_json_atomic"]
 
@@ -133,9 +134,7 @@ def compress(
 
 def _weights_only(path: Path) -> bool:
     """Whether ``path`` holds weights without code (safetensors or a state_dict)."""
-    from weightless_core.io.modelio import detect_format
-
-    return detect_format(path) in ("state-dict", "safetensors")
+    return detect_format(path) in WEIGHTS_ONLY
 
 
 def _compress_and_show(

@@ -22,7 +22,8 @@ from app.db import transaction
 from app.models import Upload
 from app.storage import Storage
 from weightless_core.io.data import BUILTIN_DATASETS, Dataset, load_data_file, load_dataset
-from weightless_core.io.modelio import detect_format, load_model
+from weightless_core.io.model_files import WEIGHTS_ONLY, detect_format
+from weightless_core.io.modelio import load_model
 from worker.claim import Claim
 from worker.errors import JobFailed
 
@@ -75,7 +76,7 @@ def fetch_model(
     # ModelLoadError for anything that is not a model we can read (damaged, truncated, a bomb)
     fmt = detect_format(path, max_bytes=settings.max_model_bytes)
     with_data = claim.dataset_id is not None or claim.dataset_builtin is not None
-    if fmt in ("state-dict", "safetensors") and with_data:
+    if fmt in WEIGHTS_ONLY and with_data:
         raise JobFailed(
             "arch_required",
             f"the model is plain weights ({fmt}) without an architecture, so it cannot be "

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -96,11 +97,43 @@ def invoke(*args: str) -> Any:
     return CliRunner().invoke(cli.app, list(args), env={"WEIGHTLESS_API_KEY": KEY})
 
 
-@pytest.fixture
-def model(tmp_path: Path) -> Path:
-    path = tmp_path / "lenet.pt"
-    path.write_bytes(b"\0" * 300_000)
+def _archive(path: Path, members: dict[str, bytes]) -> Path:
+    """A zip in PyTorch's layout (one top-level folder): what detection reads, no torch needed."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for name, body in members.items():
+            archive.writestr(f"lenet/{name}", body)
     return path
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:  # laid out as torch.jit.save writes: a model with code
+    members = {"constants.pkl": b"\x80.", "code/__torch__.py": b"", "data/0": b"\0" * 300_000}
+    return _archive(tmp_path / "lenet.pt", members)
+
+
+@pytest.fixture
+def weights(tmp_path: Path) -> Path:  # a torch.save'd state_dict: plain weights, no code
+    return _archive(tmp_path / "weights.pt", {"data.pkl": b"\x80.", "data/0": b"\0" * 64})
+
+
+def test_plain_weights_go_data_free_without_being_told(fake, weights):
+    result = invoke("submit", str(weights))
+    assert result.exit_code == 0, result.output
+    create = next(r for r in fake.requests if r.url.path == "/v1/jobs")
+    assert json.loads(create.content)["dataset"] is None
+
+
+def test_what_the_server_would_refuse_is_refused_before_any_upload(fake, weights, model, tmp_path):
+    with_data = invoke("submit", str(weights), "-d", "mnist")
+    assert with_data.exit_code == 2
+    assert "plain weights (state-dict) without an architecture" in with_data.output
+    no_data = invoke("submit", str(model))
+    assert no_data.exit_code == 2 and "torchscript model: pass --dataset" in no_data.output
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\0" * 1000)
+    unreadable = invoke("submit", str(junk), "-d", "mnist")
+    assert unreadable.exit_code == 2 and "not a model file we can load safely" in unreadable.output
+    assert fake.requests == []  # nothing was uploaded
 
 
 def test_submit_wait_follows_progress_then_downloads_atomically(fake, model, tmp_path):

@@ -13,9 +13,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from weightless_core.errors import DataError, InvalidInputError, ModelLoadError
+from weightless_core.io.model_files import FORMATS, detect_format
 from weightless_core.io.modelio import (
-    FORMATS,
-    detect_format,
     load_model,
     save_state_dict,
     state_dict_of,

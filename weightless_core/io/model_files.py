@@ -1,21 +1,25 @@
 """What every model-file reader shares: PyTorch's zip layout, size checks, and refusals' wording.
 
-Detection (``modelio``) and ``.pt2`` vetting (``pt2_vetting``) both split archives with
-``split_members`` and explain failures with ``reason``, so their messages read alike. Zip sizes
+Format detection (``detect_format``, here) and ``.pt2`` vetting (``pt2_vetting``) both split
+archives with ``split_members`` and explain failures with ``reason``, so their messages read
+alike. Zip sizes
 (``check_unpacked_size``, ``read_member``) and safetensors headers
 (``parse_safetensors_header``) are checked here before anything is inflated or allocated; this
-module imports no torch, so the API checks uploads with the same code.
+module imports no torch, so the API and the service's CLI check uploads with the same code.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import os
 import re
 import struct
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from weightless_core.errors import ModelLoadError, WeightlessError
 
@@ -25,6 +29,8 @@ SUPPORTED = (
 )
 _MAX_REASON_CHARS = 400
 DEFAULT_MAX_BYTES = 2 * 1024**3
+FORMATS: tuple[str, ...] = ("torchscript", "exported-program", "state-dict", "safetensors")
+WEIGHTS_ONLY: tuple[str, ...] = ("state-dict", "safetensors")  # no code: compressed data-free
 
 
 def split_members(names: list[str], name: str) -> tuple[str, set[str]]:
@@ -197,3 +203,94 @@ def parse_safetensors_header(header: bytes, name: str) -> SafetensorsLayout:
 
 def _natural(value: object) -> bool:
     return type(value) is int and value >= 0
+
+
+# --------------------------------------------------------------------------------------------
+# Detection
+
+
+def existing_file(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a ``Path``, or a ``ModelLoadError`` naming it when it is not a file."""
+    file = Path(path)
+    if not file.is_file():
+        raise ModelLoadError(f"{file}: no such file")
+    return file
+
+
+def detect_format(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
+    """The format of the model file at ``path`` (one of ``FORMATS``), judged by its bytes.
+
+    safetensors: an 8-byte little-endian header length ``2 <= N <= 100 MiB``, then ``{``; the
+    header must be sound and describe exactly the file's size (so a truncated or lying file is
+    refused here, by name, before any tensor is read). Zip archives (everything
+    ``torch.jit.save``, ``torch.export.save`` and ``torch.save`` write) must unpack to at most
+    ``max_bytes`` and keep all members under one top-level folder ``<p>/`` with no duplicate
+    names; then ``<p>/archive_format`` -> exported-program, ``<p>/constants.pkl`` plus
+    ``<p>/code/...`` -> torchscript, ``<p>/data.pkl`` -> state-dict. Anything else, including
+    legacy (non-zip) pickles, is a ``ModelLoadError``.
+    """
+    file = existing_file(path)
+    size = file.stat().st_size
+    if size == 0:
+        raise ModelLoadError(f"{file.name}: the file is empty")
+    with file.open("rb") as handle:
+        head = handle.read(9)
+        header_len = safetensors_header_length(head)
+        if header_len is not None:
+            _check_safetensors(handle, header_len, size, file.name)
+            return "safetensors"
+    if head[:4] == b"PK\x03\x04" or zipfile.is_zipfile(file):
+        try:
+            with zipfile.ZipFile(file) as archive:
+                infos = archive.infolist()
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise ModelLoadError(
+                f"{file.name}: damaged or truncated zip archive: {reason(exc)}"
+            ) from exc
+        check_unpacked_size(infos, file.name, max_bytes)
+        return _classify_zip([info.filename for info in infos], file.name)
+    if head[:1] == b"\x80" or head[:1] in (b"(", b"]", b"}"):
+        what = "a legacy (non-zip) pickle, which could run arbitrary code when loaded"
+    else:
+        what = "unrecognised content"
+    raise ModelLoadError(f"not a model file we can load safely: {file.name} is {what}; {SUPPORTED}")
+
+
+def _check_safetensors(handle: io.BufferedReader, header_len: int, size: int, name: str) -> None:
+    """The header (after its 8-byte length) is sound and accounts for every byte of the file."""
+    if size < 8 + header_len:
+        raise ModelLoadError(
+            f"{name}: cannot load safetensors: the file is truncated: it ends inside its "
+            f"{header_len}-byte header ({size} bytes in all)"
+        )
+    handle.seek(8)
+    layout = parse_safetensors_header(handle.read(header_len), name)
+    if size < layout.file_bytes:
+        raise ModelLoadError(
+            f"{name}: cannot load safetensors: the file is truncated: its header describes "
+            f"{layout.file_bytes} bytes but the file has {size}"
+        )
+    if size > layout.file_bytes:
+        raise ModelLoadError(
+            f"{name}: cannot load safetensors: {size - layout.file_bytes} bytes follow the "
+            "tensor data its header describes (not one safetensors file)"
+        )
+
+
+def _classify_zip(names: list[str], name: str) -> str:
+    _, members = split_members(names, name)
+    if "archive_format" in members:
+        return "exported-program"
+    if "constants.pkl" in members and any(m.startswith("code/") for m in members):
+        return "torchscript"
+    if "data.pkl" in members:
+        return "state-dict"
+    if "serialized_exported_program.json" in members:
+        raise ModelLoadError(
+            f"{name}: a torch.export archive in the pre-2.8 layout, which is loaded through "
+            "pickle; re-save it with a current torch.export.save"
+        )
+    raise ModelLoadError(
+        f"not a model file we can load safely: {name} is a zip archive of unknown layout; "
+        f"{SUPPORTED}"
+    )

@@ -1,6 +1,7 @@
 """Loading a user's trained model safely: no file is ever unpickled with arbitrary globals.
 
-Four formats are accepted, recognised by content (never by extension):
+Four formats are accepted, recognised by content, never by extension
+(``model_files.detect_format``, which imports no torch):
 
 * ``torchscript``: ``torch.jit.save`` archives, read by TorchScript's own loader;
 * ``exported-program``: ``torch.export.save`` ``.pt2`` archives. ``torch.export.load`` unpickles
@@ -21,7 +22,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,18 +33,13 @@ from weightless_core.errors import InvalidInputError, ModelLoadError
 from weightless_core.io.atomic import atomic_path
 from weightless_core.io.model_files import (
     DEFAULT_MAX_BYTES,
-    SUPPORTED,
-    check_unpacked_size,
-    parse_safetensors_header,
+    detect_format,
+    existing_file,
     reason,
-    safetensors_header_length,
-    split_members,
 )
 from weightless_core.io.pt2_vetting import vet_exported_program
 from weightless_core.method.tensor_model import TensorModel, TensorSpec
 from weightless_core.models.lenet import ARCHITECTURES, build_model
-
-FORMATS: tuple[str, ...] = ("torchscript", "exported-program", "state-dict", "safetensors")
 
 
 @dataclass
@@ -59,89 +54,6 @@ class LoadedModel:
     def tensors_only(self) -> bool:
         """Weights without code (a ``TensorModel``): compressed data-free only."""
         return isinstance(self.module, TensorModel)
-
-
-# --------------------------------------------------------------------------------------------
-# Detection
-
-
-def detect_format(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
-    """The format of the model file at ``path`` (one of ``FORMATS``), judged by its bytes.
-
-    safetensors: an 8-byte little-endian header length ``2 <= N <= 100 MiB``, then ``{``; the
-    header must be sound and describe exactly the file's size (so a truncated or lying file is
-    refused here, by name, before any tensor is read). Zip archives (everything
-    ``torch.jit.save``, ``torch.export.save`` and ``torch.save`` write) must unpack to at most
-    ``max_bytes`` and keep all members under one top-level folder ``<p>/`` with no duplicate
-    names; then ``<p>/archive_format`` -> exported-program, ``<p>/constants.pkl`` plus
-    ``<p>/code/...`` -> torchscript, ``<p>/data.pkl`` -> state-dict. Anything else, including
-    legacy (non-zip) pickles, is a ``ModelLoadError``.
-    """
-    file = _existing_file(path)
-    size = file.stat().st_size
-    if size == 0:
-        raise ModelLoadError(f"{file.name}: the file is empty")
-    with file.open("rb") as handle:
-        head = handle.read(9)
-        header_len = safetensors_header_length(head)
-        if header_len is not None:
-            _check_safetensors(handle, header_len, size, file.name)
-            return "safetensors"
-    if head[:4] == b"PK\x03\x04" or zipfile.is_zipfile(file):
-        try:
-            with zipfile.ZipFile(file) as archive:
-                infos = archive.infolist()
-        except (zipfile.BadZipFile, OSError, ValueError) as exc:
-            raise ModelLoadError(
-                f"{file.name}: damaged or truncated zip archive: {reason(exc)}"
-            ) from exc
-        check_unpacked_size(infos, file.name, max_bytes)
-        return _classify_zip([info.filename for info in infos], file.name)
-    if head[:1] == b"\x80" or head[:1] in (b"(", b"]", b"}"):
-        what = "a legacy (non-zip) pickle, which could run arbitrary code when loaded"
-    else:
-        what = "unrecognised content"
-    raise ModelLoadError(f"not a model file we can load safely: {file.name} is {what}; {SUPPORTED}")
-
-
-def _check_safetensors(handle: io.BufferedReader, header_len: int, size: int, name: str) -> None:
-    """The header (after its 8-byte length) is sound and accounts for every byte of the file."""
-    if size < 8 + header_len:
-        raise ModelLoadError(
-            f"{name}: cannot load safetensors: the file is truncated: it ends inside its "
-            f"{header_len}-byte header ({size} bytes in all)"
-        )
-    handle.seek(8)
-    layout = parse_safetensors_header(handle.read(header_len), name)
-    if size < layout.file_bytes:
-        raise ModelLoadError(
-            f"{name}: cannot load safetensors: the file is truncated: its header describes "
-            f"{layout.file_bytes} bytes but the file has {size}"
-        )
-    if size > layout.file_bytes:
-        raise ModelLoadError(
-            f"{name}: cannot load safetensors: {size - layout.file_bytes} bytes follow the "
-            "tensor data its header describes (not one safetensors file)"
-        )
-
-
-def _classify_zip(names: list[str], name: str) -> str:
-    _, members = split_members(names, name)
-    if "archive_format" in members:
-        return "exported-program"
-    if "constants.pkl" in members and any(m.startswith("code/") for m in members):
-        return "torchscript"
-    if "data.pkl" in members:
-        return "state-dict"
-    if "serialized_exported_program.json" in members:
-        raise ModelLoadError(
-            f"{name}: a torch.export archive in the pre-2.8 layout, which is loaded through "
-            "pickle; re-save it with a current torch.export.save"
-        )
-    raise ModelLoadError(
-        f"not a model file we can load safely: {name} is a zip archive of unknown layout; "
-        f"{SUPPORTED}"
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,7 +92,7 @@ def load_model(
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
         raise InvalidInputError(f"max_bytes must be a positive int, got {max_bytes!r}")
 
-    file = _existing_file(path)
+    file = existing_file(path)
     size = file.stat().st_size
     if size == 0:
         raise ModelLoadError(f"{file.name}: the file is empty")
@@ -199,13 +111,6 @@ def load_model(
     _check_finite(state.items(), file.name)
     module = _module_from_state(state, arch, input_shape, num_classes, file.name)
     return LoadedModel(module=module, format=fmt, arch=arch)
-
-
-def _existing_file(path: str | os.PathLike[str]) -> Path:
-    file = Path(path)
-    if not file.is_file():
-        raise ModelLoadError(f"{file}: no such file")
-    return file
 
 
 def _load_torchscript(file: Path) -> nn.Module:
