@@ -11,7 +11,7 @@ test set): trains a dense model per seed (0, 1, 2), runs the presets ``paper``, 
 presets' values were chosen on validation splits (docs/presets.md) and nothing here selects
 anything. Each run reports, on its own pruned, clustered weights, Deep Compression with its best
 index width per layer (``baselines.deep_compress_best``, the strongest sparse-index coder we
-have) and the entropy bound of any sparse index (``baselines.entropy_bound_bits``).
+have) and the entropy bound of any sparse index (``baselines.sparse_index_bound_bits``).
 
 Writes the ``paper`` section of BENCHMARKS.md (results, largest layer, targets, every seed's
 figures, the ``max`` rows layer by layer), ``benchmarks/results.json`` and
@@ -274,10 +274,11 @@ def markdown(pairs: list[dict[str, Any]], total_s: float, plot_name: str | None)
         "for Deep Compression; no record headers, no Huffman tables). **Deep Compression** is "
         "`baselines.deep_compress_best` (index width 3-8 bits chosen per layer) on the very "
         "weights the run pruned and clustered, so it has the clustered model's accuracy; the "
-        "**entropy bound** N·H(d) + n·H(codes) (+ codebook) is what no coder of positions and "
-        "codes gets below on unstructured positions. Presets: `paper` = the paper's recipe; "
-        "`default` = quick, with hybrid storage and per-layer structure choice; `max` = "
-        "docs/presets.md.",
+        "**entropy bound** N·H(d) + n·H(codes) (+ codebook; over the live rows and columns "
+        "after their bitmaps where that is smaller, from 2026-12-03 on) is what no coder of "
+        "positions and codes gets below on unstructured positions. Presets: `paper` = the "
+        "paper's recipe; `default` = quick, with hybrid storage and per-layer structure "
+        "choice; `max` = docs/presets.md.",
         "",
         f"Total run time: **{total_s / 60:.1f} min** on this machine (dense training included).",
         "",

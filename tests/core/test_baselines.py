@@ -15,6 +15,8 @@ from weightless_core.baselines.strongest import (
     code_entropy,
     deep_compress_best,
     entropy_bound_bits,
+    live_grid_bound_bits,
+    sparse_index_bound_bits,
 )
 from weightless_core.errors import InvalidInputError
 
@@ -86,6 +88,43 @@ def test_entropy_bound_by_hand():
     assert entropy_bound_bits(10, np.array([0, 0])) == 0.0  # nothing kept: nothing to say
     with pytest.raises(InvalidInputError):
         entropy_bound_bits(3, np.array([2, 2]))
+
+
+def test_live_grid_bound_by_hand():
+    # 4 x 6 positions; rows 0 and 2, columns 1, 2 and 5 live: a 2 x 3 grid holding 3 kept
+    mask = np.zeros((4, 6), dtype=bool)
+    mask[0, 1] = mask[0, 5] = mask[2, 2] = True
+    counts = np.array([2, 1])
+    grid = live_grid_bound_bits(mask, counts)
+    assert grid == pytest.approx(4 + 6 + entropy_bound_bits(6, counts))
+    # conv kernels are seen as (out, in * kh * kw), as the table's liveness bitmaps see them
+    conv = mask.reshape(4, 2, 3)
+    assert live_grid_bound_bits(conv, counts) == pytest.approx(grid)
+
+
+def test_the_bound_reports_use_is_the_stronger_position_model():
+    rng = np.random.default_rng(1)
+    counts = np.array([30, 20, 10, 5])
+    # kept weights spread over the whole layer: the bitmaps cost more than they save
+    spread = np.zeros(400 * 300, dtype=bool)
+    spread[rng.choice(spread.size, 65, replace=False)] = True
+    spread = spread.reshape(400, 300)
+    flat = entropy_bound_bits(spread.size, counts)
+    assert sparse_index_bound_bits(spread, counts) == pytest.approx(flat)
+    assert live_grid_bound_bits(spread, counts) > flat
+    # a thousand kept inside 50 live rows and 60 live columns (a third of that grid, as after
+    # pruning whole units): the bitmaps' 700 bits buy a far cheaper index
+    packed = np.zeros((400, 300), dtype=bool)
+    rows, cols = rng.choice(400, 50, replace=False), rng.choice(300, 60, replace=False)
+    packed[np.ix_(rows, cols)] = rng.random((50, 60)) < 1 / 3
+    packed[rows, cols[:50]] = True  # every chosen row and column live
+    packed[rows[:10], cols[50:]] = True
+    counts = np.array([int(packed.sum()) - 60, 30, 20, 10])
+    bound = sparse_index_bound_bits(packed, counts)
+    assert bound == pytest.approx(live_grid_bound_bits(packed, counts))
+    assert bound < entropy_bound_bits(packed.size, counts) / 2
+    # nothing kept: nothing to say, whatever the shape
+    assert sparse_index_bound_bits(np.zeros((3, 3), dtype=bool), np.array([0, 0])) == 0.0
 
 
 def test_deep_compression_never_beats_the_entropy_bound():

@@ -175,5 +175,6 @@ def test_t_tolerance_quick_run_reports_each_t_on_one_pruned_model(tmp_path, monk
     ]
     for cells in rows:
         assert re.fullmatch(r"\d+\.\dx", cells[5].strip())  # the layer's ratio
-        test, seeds = re.fullmatch(r"([\d.]+) \[([\d., ]+)\]", cells[10].strip()).groups()
+        assert re.fullmatch(r"\d+\.\d\dx", cells[7].strip())  # against the live-grid bound
+        test, seeds = re.fullmatch(r"([\d.]+) \[([\d., ]+)\]", cells[11].strip()).groups()
         assert 0 < float(test) <= 100 and float(seeds) == float(test)

@@ -405,3 +405,15 @@ def test_unit_sparsity_prunes_whole_rows_and_columns_first(fashion_small, traine
     assert rows <= 150 and cols <= 392  # half of 300 units, half of 784 inputs
     assert fc1.nnz == round(0.02 * 300 * 784)  # the same weights kept, inside the grid
     assert fc1.live.grid_size <= 0.25 * 300 * 784
+    # the bound it is compared with skips the dead rows and columns too, where that is less
+    from weightless_core.baselines.strongest import entropy_bound_bits, sparse_index_bound_bits
+
+    assert result.baseline_entries is not None
+    dc = result.baseline_entries["fc1.weight"]
+    w = dc.decode()
+    kept = w != 0
+    codes = np.abs(w[kept][:, None] - dc.codebook[None, :]).argmin(axis=1)
+    counts = np.bincount(codes, minlength=dc.codebook.size)
+    row = next(x for x in result.report.layers if x.name == "fc1.weight")
+    assert row.bound_bits == pytest.approx(sparse_index_bound_bits(kept, counts), rel=1e-6)
+    assert row.bound_bits < entropy_bound_bits(kept.size, counts)  # here the grid's is less

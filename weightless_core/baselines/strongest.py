@@ -9,6 +9,11 @@
   binary and the empirical code entropy. No coder that stores positions and codes (CSR, Huffman,
   arithmetic or CABAC-style) gets below it without exploiting structure between positions; a
   table of ``c`` cells of ``t`` bits per kept weight beats it when ``c*t < H(d)/d + H(codes)``.
+* **The same bound inside the live grid** (``live_grid_bound_bits``): a layer pruned by whole
+  rows and columns (``unit_sparsity``) has structure any coder can use, the way a table's
+  liveness bitmaps do: store the two bitmaps, then the bound over the live grid only.
+  ``sparse_index_bound_bits``, the smaller of the two, is what reports call the entropy bound,
+  so a table with liveness bitmaps is never compared with an index that ignores them.
 """
 
 from __future__ import annotations
@@ -86,3 +91,22 @@ def entropy_bound_bits(numel: int, code_counts: np.ndarray) -> float:
     if numel < 1 or not 0 <= n <= numel:
         raise InvalidInputError(f"need 0 <= kept ({n}) <= numel ({numel}) and numel >= 1")
     return numel * binary_entropy(n / numel) + n * code_entropy(code_counts)
+
+
+def live_grid_bound_bits(mask: np.ndarray, code_counts: np.ndarray) -> float:
+    """Bitmaps of the live rows and columns of ``mask`` seen as ``(shape[0], -1)`` (one bit
+    each, as a table's liveness bitmaps) plus the entropy bound over the live grid only."""
+    m = np.asarray(mask, dtype=bool)
+    m = m.reshape(m.shape[0], -1) if m.ndim > 1 else m.reshape(1, -1)
+    live = int(m.any(axis=1).sum()) * int(m.any(axis=0).sum())
+    return m.shape[0] + m.shape[1] + entropy_bound_bits(max(live, 1), code_counts)
+
+
+def sparse_index_bound_bits(mask: np.ndarray, code_counts: np.ndarray) -> float:
+    """The smaller of ``entropy_bound_bits`` over every position and ``live_grid_bound_bits``:
+    the strongest of the two position models, for a layer whose kept positions are ``mask``."""
+    m = np.asarray(mask, dtype=bool)
+    flat = entropy_bound_bits(m.size, code_counts)
+    if not m.any():
+        return flat
+    return min(flat, live_grid_bound_bits(m, code_counts))

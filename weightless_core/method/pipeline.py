@@ -21,7 +21,11 @@ from torch import nn
 
 from weightless_core import fileformat
 from weightless_core.baselines.deep_compression import DeepCompressedLayer
-from weightless_core.baselines.strongest import deep_compress_best, entropy_bound_bits
+from weightless_core.baselines.strongest import (
+    deep_compress_best,
+    entropy_bound_bits,
+    sparse_index_bound_bits,
+)
 from weightless_core.config.settings import CompressionSettings
 from weightless_core.errors import DataError, InvalidInputError
 from weightless_core.io.data import Dataset
@@ -219,7 +223,7 @@ class _Run:
         self.recluster = settings.later_layers == "recluster"
         self.weightless = settings.method == "weightless"
         self.baseline: dict[str, DeepCompressedLayer] = {}
-        self.bounds: dict[str, float] = {}  # entropy bound (bits) of each clustered layer
+        self.bounds: dict[str, float] = {}  # sparse-index bound (bits) of each clustered layer
         self.fp_noise: dict[str, tuple[float, torch.Tensor]] = {}  # rate, positions
         self.baseline_state: dict[str, torch.Tensor] = {}
         self.teacher: torch.Tensor | None = None  # dense logits, for distillation with labels
@@ -398,8 +402,9 @@ class _Run:
                 codes=codes,
                 r=self.plans[name].r,
             )
-            counts = np.bincount(codes[c.mask.cpu().numpy()], minlength=1 << self.plans[name].r)
-            self.bounds[name] = entropy_bound_bits(codes.size, counts)
+            mask = c.mask.cpu().numpy()
+            counts = np.bincount(codes[mask], minlength=1 << self.plans[name].r)
+            self.bounds[name] = sparse_index_bound_bits(mask, counts)
             if not self.weightless:
                 self.meter.advance()
                 layer = self.baseline[name]

@@ -7,7 +7,8 @@ header out, as both papers count); *whole-file* compares the dense state_dict wi
 file. ``baseline`` is the Deep Compression report on the same pruned, clustered weights (its
 index width chosen per layer, ``baselines.deep_compress_best``), and ``bound_bits`` of an
 encoded layer is the entropy bound of any sparse-index coder on those weights
-(``baselines.entropy_bound_bits``): the three figures a user compares.
+(``baselines.sparse_index_bound_bits``: over every position, or over the live rows and
+columns after their bitmaps where that is smaller): the three figures a user compares.
 """
 
 from __future__ import annotations

@@ -282,7 +282,8 @@ def _comparison(report: Mapping[str, Any]) -> str:
             '<h2 id="s-dc">Against the strongest baselines, on the same weights</h2>',
             "<p>Deep Compression (relative-gap sparse index with the best index width per layer, "
             "Huffman coded) stores the same pruned, clustered weights; the entropy bound "
-            "(N&middot;H(d) + n&middot;H(codes) bits per layer, plus its codebook) is what no "
+            "(N&middot;H(d) + n&middot;H(codes) bits per layer, plus its codebook; over the live "
+            "rows and columns after their bitmaps where that is smaller) is what no "
             f"coder of positions and codes, CABAC included, gets below. {verdict}</p>",
             '<div class="table-wrap"><table class="compare">',
             f"<thead><tr><th></th><th>{esc(name)}</th><th>Deep Compression</th>"
