@@ -46,7 +46,7 @@ LAYER = "fc1.weight"
 # (r, unit share of fc1's rows and columns pruned whole) -> the t values encoded; the max
 # preset's own fc1 row is (2, 0.4) at t = 7
 GRID: dict[tuple[int, float], tuple[int, ...]] = {
-    (2, 0.8): (5, 6),
+    (2, 0.8): (4, 5, 6),
     (2, 0.6): (6, 7),
     (2, 0.4): (6, 7),
     (1, 0.6): (5, 6),

@@ -178,3 +178,13 @@ def test_t_tolerance_quick_run_reports_each_t_on_one_pruned_model(tmp_path, monk
         assert re.fullmatch(r"\d+\.\d\dx", cells[7].strip())  # against the live-grid bound
         test, seeds = re.fullmatch(r"([\d.]+) \[([\d., ]+)\]", cells[11].strip()).groups()
         assert 0 < float(test) <= 100 and float(seeds) == float(test)
+
+
+def test_recipe_probe_prints_validation_figures_only(monkeypatch, capsys):
+    probe = _script(monkeypatch, "probe_recipe")
+    probe.main(["--quick", "--only", "long-1", "max-long-t7"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("lenet-300-100 / digits, seed 0: dense validation")
+    assert out[1].startswith("long-1: dense ") and "clustered" in out[1]
+    assert out[2].startswith("max-long-t7: ") and "DC-best" in out[2] and "fc1.weight" in out[2]
+    assert not any("test" in line for line in out)  # the test split is never shown

@@ -1,0 +1,121 @@
+"""Which recipe a preset should use: validation accuracy of LeNet-300-100 by schedule length.
+
+    python benchmarks/probe_recipe.py                 # every variant, full MNIST, seed 0
+    python benchmarks/probe_recipe.py --only long-1 max-long-t7
+    python benchmarks/probe_recipe.py --quick         # tiny smoke run (the tests)
+
+A probe for choosing preset values, not a result: one seed, and it prints **validation**
+accuracy only (the 5,000 training images held out), never the test split, so a choice made
+from it leaves the test split unseen for BENCHMARKS.md's `paper` table. Every variant starts
+from the same cached dense model (``.cache/dense``). The Deep Compression variants stop after
+clustering, so they measure what pruning and clustering alone cost; the ``max-*`` variants run
+the ``max`` preset with tables. Its output is quoted, with this command, in docs/presets.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _paper import DENSE_EPOCHS, fresh_model, train_dense
+
+from weightless_core.config.presets import settings_for
+from weightless_core.config.settings import CompressionSettings, LayerOverride
+from weightless_core.io.data import load_dataset
+from weightless_core.method.pipeline import compress
+
+ARCH = "lenet-300-100"
+# Pruning and clustering only, regrowth, cosine, distillation: the recipe of `max` (10 steps of
+# 2 epochs, 2 after clustering) unless a variant says otherwise.
+CLUSTER_ONLY = CompressionSettings(
+    method="deep-compression",
+    r=2,
+    min_elements=400,
+    prune_steps=10,
+    prune_epochs=2,
+    cluster_epochs=2,
+    lr_schedule="cosine",
+    distill=0.5,
+    baseline=False,
+    regrowth=True,
+)
+
+
+def layers(fc1: float, fc2: float, fc3: float, *, units: float = 0.3, t: int | None = None):
+    """Kept shares of the three layers (fc1 r=2 with ``units`` pruned whole; fc2, fc3 r=3)."""
+    return {
+        "fc1.weight": LayerOverride(sparsity=1 - fc1, r=2, unit_sparsity=units, t=t),
+        "fc2.weight": LayerOverride(sparsity=1 - fc2, r=3),
+        "fc3.weight": LayerOverride(sparsity=1 - fc3, r=3),
+    }
+
+
+def variants(seed: int) -> dict[str, CompressionSettings]:
+    base = CLUSTER_ONLY.with_(seed=seed)
+    longer = {"prune_epochs": 6, "cluster_epochs": 6}
+    return {
+        "max-levels": base.with_(layers=layers(0.02, 0.03, 0.07)),
+        "wider-small": base.with_(layers=layers(0.02, 0.06, 0.30)),
+        "long": base.with_(layers=layers(0.02, 0.03, 0.07), **longer),
+        "long-wider-small": base.with_(layers=layers(0.02, 0.06, 0.30), **longer),
+        "long-1": base.with_(layers=layers(0.01, 0.06, 0.30), **longer),
+        "longer-1": base.with_(layers=layers(0.01, 0.06, 0.30), prune_epochs=10, cluster_epochs=8),
+        "max-long-t7": settings_for("max", seed=seed).with_(
+            layers=layers(0.01, 0.06, 0.30, t=7), **longer
+        ),
+    }
+
+
+def describe(settings: CompressionSettings, report) -> str:
+    """Validation figures through the stages, then sizes for runs with tables."""
+    acc = {k: v for k, v in report.accuracy.items() if not k.startswith("test") and v is not None}
+    text = " ".join(f"{k} {v:.2f}" for k, v in acc.items())
+    if settings.method == "deep-compression":
+        return text
+    base = report.baseline
+    text += f" | {report.weights_paper_ratio:.1f}x"
+    if base is not None:
+        text += f", DC-best {base.weights_paper_ratio:.1f}x"
+    for row in report.layers:
+        if row.encoded:
+            text += (
+                f" | {row.name} {row.structure} {row.payload_bytes} B"
+                f" ({row.false_positives or 0} false positives)"
+            )
+    return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="mnist", help="mnist or fashion-mnist")
+    ap.add_argument("--only", nargs="+", help="variant names (default: all)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--quick", action="store_true", help="tiny smoke run (digits)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    data = load_dataset("digits" if args.quick else args.data)
+    epochs = 2 if args.quick else DENSE_EPOCHS[(ARCH, data.name)]
+    state, val, _ = train_dense(ARCH, data, epochs, seed=args.seed, cache=not args.quick)
+    print(f"{ARCH} / {data.name}, seed {args.seed}: dense validation {val:.2f} %", flush=True)
+    chosen = variants(args.seed)
+    for name in args.only or list(chosen):
+        if name not in chosen:
+            raise SystemExit(f"unknown variant {name!r}; choose from {sorted(chosen)}")
+        settings = chosen[name]
+        if args.quick:
+            settings = settings.with_(prune_steps=1, prune_epochs=1, cluster_epochs=1,
+                                      retrain_epochs=0)  # fmt: skip
+        start = time.perf_counter()
+        result = compress(fresh_model(ARCH, data, state), data, settings)
+        seconds = time.perf_counter() - start
+        print(f"{name}: {describe(settings, result.report)} ({seconds:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
