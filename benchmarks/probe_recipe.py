@@ -23,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _paper import DENSE_EPOCHS, fresh_model, train_dense
+from bench_frontier import RECIPE as FRONTIER_RECIPE
 
 from weightless_core.config.presets import settings_for
 from weightless_core.config.settings import CompressionSettings, LayerOverride
@@ -30,19 +31,10 @@ from weightless_core.io.data import load_dataset
 from weightless_core.method.pipeline import compress
 
 ARCH = "lenet-300-100"
-# Pruning and clustering only, regrowth, cosine, distillation: the recipe of `max` (10 steps of
-# 2 epochs, 2 after clustering) unless a variant says otherwise.
-CLUSTER_ONLY = CompressionSettings(
-    method="deep-compression",
-    r=2,
-    min_elements=400,
-    prune_steps=10,
-    prune_epochs=2,
-    cluster_epochs=2,
-    lr_schedule="cosine",
-    distill=0.5,
-    baseline=False,
-    regrowth=True,
+# Pruning and clustering only (the frontier's recipe: cosine, distillation), with regrowth and
+# the schedule of `max` (10 steps of 2 epochs, 2 after clustering) unless a variant says otherwise.
+CLUSTER_ONLY = FRONTIER_RECIPE.with_(
+    prune_steps=10, prune_epochs=2, cluster_epochs=2, regrowth=True
 )
 
 
