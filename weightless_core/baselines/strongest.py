@@ -31,6 +31,7 @@ from weightless_core.baselines.deep_compression import (
 )
 from weightless_core.errors import InvalidInputError
 from weightless_core.method.layer import _as_float_array, cluster_values
+from weightless_core.method.liveness import Liveness
 
 INDEX_BITS_SEARCHED = (3, 4, 5, 6, 7, 8)
 
@@ -94,19 +95,18 @@ def entropy_bound_bits(numel: int, code_counts: np.ndarray) -> float:
 
 
 def live_grid_bound_bits(mask: np.ndarray, code_counts: np.ndarray) -> float:
-    """Bitmaps of the live rows and columns of ``mask`` seen as ``(shape[0], -1)`` (one bit
-    each, as a table's liveness bitmaps) plus the entropy bound over the live grid only."""
+    """The two bitmaps a table with liveness stores (``method.liveness``: one bit per row and
+    per column of the matrix view) plus the entropy bound over the live grid only."""
     m = np.asarray(mask, dtype=bool)
-    m = m.reshape(m.shape[0], -1) if m.ndim > 1 else m.reshape(1, -1)
-    live = int(m.any(axis=1).sum()) * int(m.any(axis=0).sum())
-    return m.shape[0] + m.shape[1] + entropy_bound_bits(max(live, 1), code_counts)
+    live = Liveness.of(m.ravel(), m.shape)
+    bitmaps = live.rows.size + live.cols.size
+    return bitmaps + entropy_bound_bits(max(live.grid_size, 1), code_counts)
 
 
 def sparse_index_bound_bits(mask: np.ndarray, code_counts: np.ndarray) -> float:
     """The smaller of ``entropy_bound_bits`` over every position and ``live_grid_bound_bits``:
     the strongest of the two position models, for a layer whose kept positions are ``mask``."""
-    m = np.asarray(mask, dtype=bool)
-    flat = entropy_bound_bits(m.size, code_counts)
-    if not m.any():
+    flat = entropy_bound_bits(np.size(mask), code_counts)
+    if not np.any(mask):
         return flat
-    return min(flat, live_grid_bound_bits(m, code_counts))
+    return min(flat, live_grid_bound_bits(mask, code_counts))
