@@ -202,7 +202,7 @@ def _sd(xs: list[float]) -> float:
 def aggregate(pair: dict[str, Any], name: str) -> dict[str, Any]:
     """Means over seeds of one preset's runs on one pair, and the verdicts against the targets."""
     runs = pair["runs"][name]
-    dense = _mean([d["test"] for d in pair["dense"]])
+    dense = _mean(_tests(dense_of(pair, name)))
     wl_test = [r["weightless"]["test"] for r in runs]
     dc_test = [r["deep_compression"]["test"] for r in runs]
 
@@ -338,8 +338,8 @@ def markdown(pairs: list[dict[str, Any]], total_s: float, plot_name: str | None)
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for p in pairs:
-        dense = [d["test"] for d in p["dense"]]
         for name, runs in p["runs"].items():
+            dense = _tests(dense_of(p, name))
             largest = [next(x for x in r["layers"] if x["name"] == r["largest"]) for r in runs]
             lines.append(
                 f"| {p['arch']} | {p['dataset']} | {name} | {_seeds(dense)} | "
@@ -510,26 +510,43 @@ def recorded_pairs() -> list[dict[str, Any]]:
 
 def keep_other_presets(pair: dict[str, Any], before: dict[str, Any] | None) -> dict[str, Any]:
     """``pair`` with the runs of presets it did not run taken from ``before``, the same pair
-    recorded earlier, when both start from the same dense models: ``--presets max`` after a
-    change to ``max`` then replaces only ``max``'s rows. Their compression time is counted in
-    ``kept_seconds``, and ``kept_from`` names them and the command that ran them."""
-    if before is None or [d["test"] for d in before["dense"]] != [d["test"] for d in pair["dense"]]:
+    recorded earlier: ``--presets max`` after a change to ``max`` then replaces only ``max``'s
+    rows. Their compression time is counted in ``kept_seconds``, and ``kept_from`` names them
+    and the command that ran them. When the dense models differ (retrained on another machine:
+    dense training is not bit-identical across CPUs), each kept preset keeps its own dense
+    models in ``dense_of``, so every row is judged against the models it compressed."""
+    if before is None:
         return pair
     kept = {n: runs for n, runs in before["runs"].items() if n not in pair["runs"]}
     if not kept:
         return pair
     order = [n for n in PRESETS if n in kept or n in pair["runs"]]
     runs = pair["runs"] | kept
-    return pair | {
+    own = {n: dense_of(before, n) for n in kept}
+    dense = {n: d for n, d in own.items() if _tests(d) != _tests(pair["dense"])}
+    merged = pair | {
         "runs": {n: runs[n] for n in order},
         "kept_seconds": round(sum(r["seconds"] for rs in kept.values() for r in rs), 1),
         "kept_from": {"presets": list(kept), "command": before.get("command", "not recorded")},
     }
+    return merged | ({"dense_of": dense} if dense else {})
+
+
+def dense_of(pair: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """The dense runs preset ``name``'s rows of ``pair`` started from."""
+    return pair.get("dense_of", {}).get(name, pair["dense"])
+
+
+def _tests(dense: list[dict[str, Any]]) -> list[float]:
+    return [d["test"] for d in dense]
 
 
 def _kept_from(pair: dict[str, Any]) -> str:
     kept = pair.get("kept_from")
-    return f" ({', '.join(kept['presets'])} from `{kept['command']}`)" if kept else ""
+    if not kept:
+        return ""
+    own = " (on their own dense models)" if pair.get("dense_of") else ""
+    return f" ({', '.join(kept['presets'])} from `{kept['command']}`{own})"
 
 
 def total_seconds(pairs: list[dict[str, Any]]) -> float:

@@ -97,10 +97,24 @@ def test_paper_table_rerun_of_one_preset_keeps_the_others(monkeypatch):
     assert merged["kept_from"] == {"presets": ["paper", "default"], "command": before["command"]}
     merged["seconds"] = 100.0
     assert paper_table.total_seconds([merged]) == 460.0
-    # other dense models (retrained, or another machine): nothing is mixed in
-    other = pair(("max",), [99.0, 99.3, 99.1], "new --presets max")
-    assert paper_table.keep_other_presets(other, before) == other
+    assert "dense_of" not in merged  # same dense models: one reference for every row
     assert paper_table.keep_other_presets(rerun, None) == rerun
+    # other dense models (retrained on another machine): the kept rows keep their own
+    other = pair(("max",), [99.0, 99.3, 99.1], "new --presets max")
+    other["runs"]["max"] = [
+        {"seed": s, "seconds": 60.0, "weightless": {"test": 98.9}, "deep_compression": {}}
+        for s in (0, 1, 2)
+    ]
+    mixed = paper_table.keep_other_presets(other, before)
+    assert list(mixed["runs"]) == ["paper", "default", "max"]
+    assert mixed["dense_of"] == {"paper": before["dense"], "default": before["dense"]}
+    assert paper_table.dense_of(mixed, "max") == other["dense"]
+    assert paper_table.dense_of(mixed, "paper") == before["dense"]
+    assert "own dense models" in paper_table._kept_from(mixed)
+    # a third run keeps each row's own reference, not the newest run's
+    third = paper_table.keep_other_presets(pair(("default",), [98.0] * 3, "third"), mixed)
+    assert paper_table.dense_of(third, "paper") == before["dense"]
+    assert paper_table.dense_of(third, "max") == other["dense"]
 
 
 def test_run_in_parts_keeps_earlier_pairs_and_saves_after_each(monkeypatch):
