@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -258,6 +259,43 @@ def _yes(ok: bool) -> str:
     return "yes" if ok else "**no**"
 
 
+def outdated(runs: list[dict[str, Any]], name: str) -> list[str]:
+    """The settings in which ``runs`` differ from preset ``name`` as it is now (the seed aside;
+    settings added since are not counted; size rules compared by what they give the layers the
+    run encoded): a row recorded before its preset changed says so rather than standing for
+    today's preset."""
+    now = json.loads(json.dumps(settings_for(name).to_dict()))
+    changed: set[str] = set()
+    for r in runs:
+        old = r.get("settings", {})
+        for key, value in old.items():
+            if key in ("seed", "device", "size_rules") or key not in now:
+                continue
+            if value != now[key]:
+                changed.add(key)
+        for layer in r.get("layers", []):
+            if layer["encoded"] and "size_rules" in old:
+                numel = math.prod(layer["shape"])
+                if _rule_values(old, numel) != _rule_values(now, numel):
+                    changed.add(f"{layer['name']}'s size rule")
+    return sorted(changed)
+
+
+def _rule_values(settings: dict[str, Any], numel: int) -> dict[str, Any]:
+    """sparsity, r, t and unit share a settings dict gives a tensor of ``numel`` elements."""
+    keys = ("sparsity", "r", "t", "unit_sparsity")
+    values = {k: settings.get(k) for k in keys}
+    rules = [x for x in settings.get("size_rules", []) if x["min_elements"] <= numel]
+    if rules:
+        rule = max(rules, key=lambda x: x["min_elements"])
+        values |= {k: rule[k] for k in keys if rule.get(k) is not None}
+    return values
+
+
+def _preset_cell(runs: list[dict[str, Any]], name: str) -> str:
+    return f"{name} (earlier values)" if outdated(runs, name) else name
+
+
 def _seeds(xs: list[float], fmt: str = "{:.2f}") -> str:
     return "[" + ", ".join(fmt.format(x) for x in xs) + "]"
 
@@ -298,14 +336,27 @@ def markdown(pairs: list[dict[str, Any]], total_s: float, plot_name: str | None)
     for p in pairs:
         for name in p["runs"]:
             a = aggregate(p, name)
+            cell = _preset_cell(p["runs"][name], name)
             lines.append(
-                f"| {p['arch']} | {p['dataset']} | {name} | {a['dense_test']:.2f}% | "
+                f"| {p['arch']} | {p['dataset']} | {cell} | {a['dense_test']:.2f}% | "
                 f"{a['weightless_ratio']:.1f}x / {a['weightless_test']:.2f} ± "
                 f"{a['weightless_test_sd']:.2f}% | {a['deep_compression_ratio']:.1f}x / "
                 f"{a['deep_compression_test']:.2f}% | {a['bound_ratio']:.1f}x | "
                 f"{a['gain']:.2f}x | {_yes(a['iso'])} / {_yes(a['iso_deep_compression'])} | "
                 f"{a['minutes']:.1f} |"
             )
+    stale = [
+        f"{p['arch']} / {p['dataset']} `{n}` ({', '.join(outdated(runs, n))})"
+        for p in pairs
+        for n, runs in p["runs"].items()
+        if outdated(runs, n)
+    ]
+    if stale:
+        lines += [
+            "",
+            "Rows marked *(earlier values)* ran before their preset changed, and do not stand for "
+            "it as it is now; the settings that differ: " + "; ".join(stale) + ".",
+        ]
     lines += [
         "",
         "### The largest layer (means over 3 seeds)",

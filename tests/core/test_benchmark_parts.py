@@ -202,3 +202,32 @@ def test_recipe_probe_prints_validation_figures_only(monkeypatch, capsys):
     assert out[1].startswith("long-1: dense ") and "clustered" in out[1]
     assert out[2].startswith("max-long-t7: ") and "DC-best" in out[2] and "fc1.weight" in out[2]
     assert not any("test" in line for line in out)  # the test split is never shown
+
+
+def test_paper_table_marks_rows_run_before_their_preset_changed(monkeypatch):
+    """A row recorded with older preset values must not stand for the preset as it is now;
+    a rule for tensor sizes the run never encoded is no difference."""
+    paper_table = _script(monkeypatch, "paper_table")
+    from weightless_core.config.presets import settings_for
+
+    now = json.loads(json.dumps(settings_for("max", seed=1).to_dict()))
+    layers = [
+        {"name": "fc1.weight", "shape": [500, 800], "encoded": True},
+        {"name": "fc2.weight", "shape": [10, 500], "encoded": True},
+        {"name": "bias", "shape": [7], "encoded": False},
+    ]
+    run = {"settings": now, "layers": layers}
+    assert paper_table.outdated([run], "max") == []
+    older = now | {"prune_epochs": now["prune_epochs"] + 1, "seed": 5, "retired_knob": 1}
+    assert paper_table.outdated([run, {"settings": older, "layers": layers}], "max") == [
+        "prune_epochs"
+    ]
+    rules = [dict(x) for x in now["size_rules"]]
+    big = max(rules, key=lambda x: x["min_elements"])
+    big["t"] += 1  # the rule fc1 (400,000 elements) falls under
+    changed = {"settings": now | {"size_rules": rules}, "layers": layers}
+    assert paper_table.outdated([changed], "max") == ["fc1.weight's size rule"]
+    unused = now | {"size_rules": [*now["size_rules"], {"min_elements": 10**9, "t": 3}]}
+    assert paper_table.outdated([{"settings": unused, "layers": layers}], "max") == []
+    assert paper_table._preset_cell([changed], "max") == "max (earlier values)"
+    assert paper_table._preset_cell([run], "max") == "max"
