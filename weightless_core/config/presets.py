@@ -83,15 +83,15 @@ _FIXED: dict[str, dict[str, Any]] = {
         "seed_candidates": 8,
         "min_elements": 400,
         "prune_steps": 10,
-        "prune_epochs": 2,
-        "cluster_epochs": 2,
+        "prune_epochs": 6,
+        "cluster_epochs": 6,
         "retrain_epochs": 6,
         "size_rules": (
             _SMALL,
             SizeRule(1_000, sparsity=0.93, r=3, t=12),
             SizeRule(10_000, sparsity=0.97, r=3, t=12),
             SizeRule(100_000, sparsity=0.98, r=2, t=9, unit_sparsity=0.3),
-            SizeRule(300_000, sparsity=0.99, r=2, t=7, unit_sparsity=0.4),
+            SizeRule(300_000, sparsity=0.99, r=2, t=5, unit_sparsity=0.8),
         ),
     },
 }
