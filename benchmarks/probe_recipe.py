@@ -32,7 +32,8 @@ from weightless_core.method.pipeline import compress
 
 ARCH = "lenet-300-100"
 # Pruning and clustering only (the frontier's recipe: cosine, distillation), with regrowth and
-# the schedule of `max` (10 steps of 2 epochs, 2 after clustering) unless a variant says otherwise.
+# the schedule `max` had until 2026-12-03 (10 steps of 2 epochs, 2 after clustering) unless a
+# variant says otherwise.
 CLUSTER_ONLY = FRONTIER_RECIPE.with_(
     prune_steps=10, prune_epochs=2, cluster_epochs=2, regrowth=True
 )
