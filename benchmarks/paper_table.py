@@ -374,7 +374,7 @@ def markdown(pairs: list[dict[str, Any]], total_s: float, plot_name: str | None)
                 for k in ("weightless_bytes", "deep_compression_bytes", "bound_bytes")
             ]
             lines.append(
-                f"| {p['arch']} | {p['dataset']} | {name} | {a['largest']} | "
+                f"| {p['arch']} | {p['dataset']} | {_preset_cell(runs, name)} | {a['largest']} | "
                 f"{a['layer_ratio']:.1f}x | {a['layer_deep_compression_ratio']:.1f}x | "
                 f"{a['layer_bound_ratio']:.1f}x | {a['layer_gain']:.2f}x | "
                 f"{bits[0]:.2f} / {bits[1]:.2f} / {bits[2]:.2f} |"
@@ -492,8 +492,9 @@ def targets_markdown(pairs: list[dict[str, Any]]) -> list[str]:
                     a["minutes"] <= goal["minutes"],
                 )
             )
+        data = p["dataset"] + (" (earlier `max`)" if outdated(p["runs"]["max"], "max") else "")
         for what, measured, ok in checks:
-            lines.append(f"| {p['arch']} | {p['dataset']} | {what} | {measured} | {_yes(ok)} |")
+            lines.append(f"| {p['arch']} | {data} | {what} | {measured} | {_yes(ok)} |")
     return lines
 
 
