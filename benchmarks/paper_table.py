@@ -49,6 +49,7 @@ from _paper import (
 from _results import command_line, record, recorded
 
 from weightless_core.config.presets import settings_for
+from weightless_core.config.settings import SizeRule
 from weightless_core.io.data import Dataset, load_dataset
 from weightless_core.method.pipeline import compress
 from weightless_core.reports.report import LayerReport, Report
@@ -261,35 +262,24 @@ def _yes(ok: bool) -> str:
 
 def outdated(runs: list[dict[str, Any]], name: str) -> list[str]:
     """The settings in which ``runs`` differ from preset ``name`` as it is now (the seed aside;
-    settings added since are not counted; size rules compared by what they give the layers the
-    run encoded): a row recorded before its preset changed says so rather than standing for
-    today's preset."""
-    now = json.loads(json.dumps(settings_for(name).to_dict()))
+    settings added since are not counted; size rules compared by the plan they give the layers
+    the run encoded): a row recorded before its preset changed says so rather than standing
+    for today's preset."""
+    preset = settings_for(name)
+    now = json.loads(json.dumps(preset.to_dict()))
     changed: set[str] = set()
     for r in runs:
         old = r.get("settings", {})
-        for key, value in old.items():
-            if key in ("seed", "device", "size_rules") or key not in now:
-                continue
-            if value != now[key]:
-                changed.add(key)
+        skip = ("seed", "device", "size_rules")
+        changed |= {k for k, v in old.items() if k not in skip and k in now and v != now[k]}
+        if "size_rules" not in old:
+            continue
+        then = preset.with_(size_rules=tuple(SizeRule(**x) for x in old["size_rules"]))
         for layer in r.get("layers", []):
-            if layer["encoded"] and "size_rules" in old:
-                numel = math.prod(layer["shape"])
-                if _rule_values(old, numel) != _rule_values(now, numel):
-                    changed.add(f"{layer['name']}'s size rule")
+            numel = math.prod(layer["shape"])
+            if layer["encoded"] and then.plan("", numel) != preset.plan("", numel):
+                changed.add(f"{layer['name']}'s size rule")
     return sorted(changed)
-
-
-def _rule_values(settings: dict[str, Any], numel: int) -> dict[str, Any]:
-    """sparsity, r, t and unit share a settings dict gives a tensor of ``numel`` elements."""
-    keys = ("sparsity", "r", "t", "unit_sparsity")
-    values = {k: settings.get(k) for k in keys}
-    rules = [x for x in settings.get("size_rules", []) if x["min_elements"] <= numel]
-    if rules:
-        rule = max(rules, key=lambda x: x["min_elements"])
-        values |= {k: rule[k] for k in keys if rule.get(k) is not None}
-    return values
 
 
 def _preset_cell(runs: list[dict[str, Any]], name: str) -> str:
@@ -346,10 +336,10 @@ def markdown(pairs: list[dict[str, Any]], total_s: float, plot_name: str | None)
                 f"{a['minutes']:.1f} |"
             )
     stale = [
-        f"{p['arch']} / {p['dataset']} `{n}` ({', '.join(outdated(runs, n))})"
+        f"{p['arch']} / {p['dataset']} `{n}` ({', '.join(diff)})"
         for p in pairs
         for n, runs in p["runs"].items()
-        if outdated(runs, n)
+        if (diff := outdated(runs, n))
     ]
     if stale:
         lines += [

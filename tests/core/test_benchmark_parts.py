@@ -227,7 +227,7 @@ def test_paper_table_marks_rows_run_before_their_preset_changed(monkeypatch):
     big["t"] += 1  # the rule fc1 (400,000 elements) falls under
     changed = {"settings": now | {"size_rules": rules}, "layers": layers}
     assert paper_table.outdated([changed], "max") == ["fc1.weight's size rule"]
-    unused = now | {"size_rules": [*now["size_rules"], {"min_elements": 10**9, "t": 3}]}
+    unused = now | {"size_rules": [*now["size_rules"], {"min_elements": 10**9, "t": 8}]}
     assert paper_table.outdated([{"settings": unused, "layers": layers}], "max") == []
     assert paper_table._preset_cell([changed], "max") == "max (earlier values)"
     assert paper_table._preset_cell([run], "max") == "max"
