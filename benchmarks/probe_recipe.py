@@ -1,7 +1,9 @@
-"""Which recipe a preset should use: validation accuracy of LeNet-300-100 by schedule length.
+"""Which recipe a preset should use: validation accuracy of LeNet-300-100 by schedule length,
+and of LeNet-5 by fc1's kept share, whole units and t.
 
-    python benchmarks/probe_recipe.py                 # every variant, full MNIST, seed 0
+    python benchmarks/probe_recipe.py                 # every LeNet-300-100 variant, seed 0
     python benchmarks/probe_recipe.py --only long-1 max-long-t7
+    python benchmarks/probe_recipe.py --arch lenet-5 --only u60-t6
     python benchmarks/probe_recipe.py --quick         # tiny smoke run (the tests)
 
 A probe for choosing preset values, not a result: one seed, and it prints **validation**
@@ -30,7 +32,7 @@ from weightless_core.config.settings import CompressionSettings, LayerOverride
 from weightless_core.io.data import load_dataset
 from weightless_core.method.pipeline import compress
 
-ARCH = "lenet-300-100"
+ARCHS = ("lenet-300-100", "lenet-5")
 # Pruning and clustering only (the frontier's recipe: cosine, distillation), with regrowth and
 # the schedule `max` had until 2026-12-03 (10 steps of 2 epochs, 2 after clustering) unless a
 # variant says otherwise.
@@ -64,6 +66,21 @@ def variants(seed: int) -> dict[str, CompressionSettings]:
     }
 
 
+def lenet5_variants(seed: int) -> dict[str, CompressionSettings]:
+    """``max`` with LeNet-5's fc1 (the only table) at other kept shares, units and t."""
+    base = settings_for("max", seed=seed)
+
+    def fc1(kept: float, units: float, t: int, **kw) -> CompressionSettings:
+        over = LayerOverride(sparsity=1 - kept, r=2, t=t, unit_sparsity=units)
+        return base.with_(layers={"fc1.weight": over}, **kw)
+
+    return {
+        "max": base,
+        "u60-t6": fc1(0.009, 0.6, 6),
+        "u60-t6-no-fp-noise": fc1(0.009, 0.6, 6, fp_noise=False),
+    }
+
+
 def describe(settings: CompressionSettings, report) -> str:
     """Validation figures through the stages, then sizes for runs with tables."""
     acc = {k: v for k, v in report.accuracy.items() if not k.startswith("test") and v is not None}
@@ -85,6 +102,7 @@ def describe(settings: CompressionSettings, report) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", default=ARCHS[0], choices=ARCHS)
     ap.add_argument("--data", default="mnist", help="mnist or fashion-mnist")
     ap.add_argument("--only", nargs="+", help="variant names (default: all)")
     ap.add_argument("--seed", type=int, default=0)
@@ -93,10 +111,11 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     data = load_dataset("digits" if args.quick else args.data)
-    epochs = 2 if args.quick else DENSE_EPOCHS[(ARCH, data.name)]
-    state, val, _ = train_dense(ARCH, data, epochs, seed=args.seed, cache=not args.quick)
-    print(f"{ARCH} / {data.name}, seed {args.seed}: dense validation {val:.2f} %", flush=True)
-    chosen = variants(args.seed)
+    arch = args.arch
+    epochs = 2 if args.quick else DENSE_EPOCHS[(arch, data.name)]
+    state, val, _ = train_dense(arch, data, epochs, seed=args.seed, cache=not args.quick)
+    print(f"{arch} / {data.name}, seed {args.seed}: dense validation {val:.2f} %", flush=True)
+    chosen = (lenet5_variants if arch == "lenet-5" else variants)(args.seed)
     for name in args.only or list(chosen):
         if name not in chosen:
             raise SystemExit(f"unknown variant {name!r}; choose from {sorted(chosen)}")
@@ -105,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
             settings = settings.with_(prune_steps=1, prune_epochs=1, cluster_epochs=1,
                                       retrain_epochs=0)  # fmt: skip
         start = time.perf_counter()
-        result = compress(fresh_model(ARCH, data, state), data, settings)
+        result = compress(fresh_model(arch, data, state), data, settings)
         seconds = time.perf_counter() - start
         print(f"{name}: {describe(settings, result.report)} ({seconds:.0f} s)", flush=True)
 

@@ -278,6 +278,38 @@ def test_hybrid_stores_each_layer_the_smaller_way(fashion_small, trained_model, 
     assert acc == pytest.approx(result.report.accuracy["final"])
 
 
+@pytest.mark.parametrize("retrain", [True, False])
+def test_retraining_after_a_losslessly_stored_layer_is_optional(
+    fashion_small, trained_model, retrain
+):
+    from weightless_core.baselines.deep_compression import DeepCompressedLayer
+    from weightless_core.config.settings import LayerOverride
+
+    settings = FAST.with_(
+        hybrid=True,
+        retrain_after_lossless=retrain,
+        layers={
+            "fc1.weight": LayerOverride(sparsity=0.97, r=2, t=5),  # a table: false positives
+            "fc3.weight": LayerOverride(sparsity=0.5, r=4, t=12),  # Deep Compression: lossless
+        },
+    )
+    events: list[Progress] = []
+    result = compress(trained_model, fashion_small, settings, progress=events.append)
+    assert isinstance(result.entries["fc3.weight"], DeepCompressedLayer)
+    assert not isinstance(result.entries["fc1.weight"], DeepCompressedLayer)
+
+    def retrained(layer: str) -> list[str]:
+        return [e.message for e in events if e.stage == "retrain" and e.layer == layer]
+
+    assert any("epoch" in m for m in retrained("fc1.weight"))  # a table is always retrained
+    after_fc3 = retrained("fc3.weight")
+    if retrain:
+        assert any("epoch" in m for m in after_fc3), after_fc3
+    else:
+        assert after_fc3 == ["no retraining after fc3.weight: stored losslessly, no weight changed"]
+    assert events[-1].stage == "done" and events[-1].fraction == 1.0
+
+
 def test_hybrid_must_be_a_bool():
     with pytest.raises(InvalidInputError, match="hybrid must be true or false"):
         CompressionSettings(hybrid="yes")  # type: ignore[arg-type]

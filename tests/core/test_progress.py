@@ -19,8 +19,13 @@ TINY = CompressionSettings(
 
 @pytest.mark.parametrize(
     "settings",
-    [TINY, TINY.with_(later_layers="shared"), TINY.with_(method="deep-compression")],
-    ids=["recluster", "shared", "deep-compression"],
+    [
+        TINY,
+        TINY.with_(later_layers="shared"),
+        TINY.with_(method="deep-compression"),
+        TINY.with_(hybrid=True, retrain_after_lossless=False),
+    ],
+    ids=["recluster", "shared", "deep-compression", "no-retraining-after-lossless"],
 )
 def test_the_last_unit_of_work_ends_the_bar(settings, monkeypatch):
     meters: list[ProgressMeter] = []

@@ -80,6 +80,7 @@ _FIXED: dict[str, dict[str, Any]] = {
     "max": {
         **_TABLES,
         "fp_noise": True,
+        "retrain_after_lossless": False,
         "seed_candidates": 8,
         "min_elements": 400,
         "prune_steps": 10,

@@ -105,7 +105,9 @@ class CompressionSettings:
     positives cost the least training loss. ``fp_noise`` trains each layer that will be a table
     with simulated false positives (a fresh random pattern at its table's rate every step) from
     the end of pruning until it is encoded, so the network is robust to its table's errors
-    before they exist.
+    before they exist. ``retrain_after_lossless=False`` skips the retraining after a layer
+    stored losslessly (as Deep Compression under ``hybrid``): storing it changed no weight, so
+    those epochs would only train the later layers longer before their own re-clustering.
 
     ``outputs`` says what a model returns, for a data set without labels (the model is then
     retrained to match its dense self): ``"logits"`` (class scores: KL divergence, top-1
@@ -128,6 +130,7 @@ class CompressionSettings:
     liveness: bool = False
     seed_candidates: int = 1
     fp_noise: bool = False
+    retrain_after_lossless: bool = True
     unit_sparsity: float = 0.0
     outputs: str = "auto"
     layers: Mapping[str, LayerOverride] = field(default_factory=dict)

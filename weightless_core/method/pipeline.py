@@ -437,10 +437,26 @@ class _Run:
                 for later in order[step + 1 :]:
                     c = self.constraints[later]
                     self.constraints[later] = self._noisy(later, Constraint(c.param, mask=c.mask))
-            after = f"retraining the layers after {name}"
-            self._train("retrain", self.settings.retrain_epochs, after, layer=name)
+            if self._lossless(name) and not self.settings.retrain_after_lossless:
+                self._skip_retraining(name)
+            else:
+                after = f"retraining the layers after {name}"
+                self._train("retrain", self.settings.retrain_epochs, after, layer=name)
             acc = self._evaluate(f"after:{name}")
             self.layer_accuracy[name] = acc
+
+    def _lossless(self, name: str) -> bool:
+        """Whether ``name`` was stored without false positives (as Deep Compression)."""
+        return isinstance(self.encoded[name], DeepCompressedLayer)
+
+    def _skip_retraining(self, name: str) -> None:
+        """Count the retraining epochs after a losslessly stored layer as done, unrun."""
+        if self.data is None or self.settings.retrain_epochs <= 0:
+            return
+        for _ in range(self.settings.retrain_epochs):
+            self.meter.advance()
+        message = f"no retraining after {name}: stored losslessly, no weight changed"
+        self.meter.emit("retrain", message, layer=name)
 
     def _encode_one(self, index: int, name: str) -> None:
         plan = self.plans[name]
