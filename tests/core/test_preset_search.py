@@ -98,5 +98,7 @@ def test_paper_table_quick_run_writes_table_plot_and_json(tmp_path, monkeypatch)
             assert 0 <= wl["test"] <= 100 and 0 <= dc["test"] <= 100
             assert bound["weights_bytes"] > 0 and bound["weights_ratio"] > 1
             assert all(0 < row["kept"] < 1 for row in run["layers"] if row["encoded"])
+            assert run["cpu_seconds"] > 0 and run["threads"] >= 1
     aggregate = data["aggregates"]["lenet-300-100/digits/paper"]
     assert {"iso", "gain", "layer_gain", "dense_test"} <= set(aggregate)
+    assert aggregate["cpu_minutes"] > 0
