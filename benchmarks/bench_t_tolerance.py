@@ -3,6 +3,7 @@
     python benchmarks/bench_t_tolerance.py                      # LeNet-5 / MNIST, seed 0
     python benchmarks/bench_t_tolerance.py --seeds 0 1 2        # the 3-seed figure
     python benchmarks/bench_t_tolerance.py --rows 2:0.6         # only some (r, unit share) rows
+    python benchmarks/bench_t_tolerance.py --rows 2:0.7:5,6 --kept 0.9  # a row not in GRID
     python benchmarks/bench_t_tolerance.py --quick --out-dir DIR  # tiny smoke run (the tests)
 
 Issue 12's LeNet-5 targets (fc1 >= 500x and >= 1.5x Deep Compression-best, the whole model
@@ -192,6 +193,22 @@ def markdown(result: dict[str, Any], total_s: float) -> str:
     return "\n".join(lines)
 
 
+def row_spec(text: str) -> tuple[tuple[int, float], tuple[int, ...]]:
+    """``"r:u"`` (a row of ``GRID``) or ``"r:u:t,t"`` as ``((r, u), ts)``."""
+    parts = text.split(":")
+    try:
+        r, unit = int(parts[0]), float(parts[1])
+        ts = tuple(int(t) for t in parts[2].split(",")) if len(parts) == 3 else GRID[(r, unit)]
+    except (IndexError, ValueError, KeyError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give r:unit share for a row of {[f'{r}:{u:g}' for r, u in GRID]}, "
+            "or r:unit share:t,t for another"
+        ) from None
+    if len(parts) > 3 or not 0 <= unit < 1 or not ts or any(t <= r for t in ts):
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= unit share < 1 and every t > r")
+    return (r, unit), ts
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny smoke run (digits, one seed)")
@@ -202,7 +219,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     names = [f"{r}:{u:g}" for r, u in GRID]
     ap.add_argument(
-        "--rows", nargs="+", choices=names, default=names, help="(r:unit share) rows to run"
+        "--rows",
+        nargs="+",
+        type=row_spec,
+        default=names,
+        help="rows to run as r:unit share, with the t values after a second colon where the "
+        f"row is not one of {', '.join(names)} (e.g. 2:0.7:5,6)",
     )
     ap.add_argument(
         "--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch CPU threads"
@@ -226,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
         (out / "t_tolerance.md").write_text(text + "\n", encoding="utf-8")
         return
     arch, name = "lenet-5", "mnist"
-    grid = {(r, u): ts for (r, u), ts in GRID.items() if f"{r}:{u:g}" in args.rows}
+    grid = dict(row_spec(x) if isinstance(x, str) else x for x in args.rows)
     earlier = recorded_rows(list(args.seeds))
 
     def save(result: dict[str, Any]) -> None:

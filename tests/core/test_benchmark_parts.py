@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import re
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -231,3 +234,12 @@ def test_paper_table_marks_rows_run_before_their_preset_changed(monkeypatch):
     assert paper_table.outdated([{"settings": unused, "layers": layers}], "max") == []
     assert paper_table._preset_cell([changed], "max") == "max (earlier values)"
     assert paper_table._preset_cell([run], "max") == "max"
+
+
+def test_t_tolerance_rows_outside_the_grid_name_their_t_values(monkeypatch):
+    tolerance = _script(monkeypatch, "bench_t_tolerance")
+    assert tolerance.row_spec("2:0.6") == ((2, 0.6), tolerance.GRID[(2, 0.6)])
+    assert tolerance.row_spec("2:0.7:5,6") == ((2, 0.7), (5, 6))
+    for bad in ("2:0.55", "2:1.2:5", "2:0.5:2", "x:y"):  # unknown row, u >= 1, t <= r, junk
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(repr(bad))):
+            tolerance.row_spec(bad)
