@@ -243,3 +243,17 @@ def test_t_tolerance_rows_outside_the_grid_name_their_t_values(monkeypatch):
     for bad in ("2:0.55", "2:1.2:5", "2:0.5:2", "x:y"):  # unknown row, u >= 1, t <= r, junk
         with pytest.raises(argparse.ArgumentTypeError, match=re.escape(repr(bad))):
             tolerance.row_spec(bad)
+
+
+def test_recipe_probe_lenet5_variants_change_only_fc1(monkeypatch):
+    """The LeNet-5 probes are ``max`` with fc1 overridden; every other tensor keeps its rule."""
+    probe_recipe = _script(monkeypatch, "probe_recipe")
+    from weightless_core.config.presets import settings_for
+
+    chosen = probe_recipe.lenet5_variants(seed=3)
+    assert chosen["max"] == settings_for("max", seed=3)
+    plan = chosen["u60-t6"].plan("fc1.weight", 400_000)
+    assert (plan.sparsity, plan.r, plan.t, plan.unit_sparsity) == (0.991, 2, 6, 0.6)
+    assert chosen["u60-t6"].fp_noise and not chosen["u60-t6-no-fp-noise"].fp_noise
+    for v in chosen.values():
+        assert v.plan("conv2.weight", 25_000) == chosen["max"].plan("conv2.weight", 25_000)
