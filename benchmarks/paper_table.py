@@ -526,7 +526,12 @@ def plot(pairs: list[dict[str, Any]], path: Path) -> bool:
                     label=f"{name}: {label}",
                 )
         dense = _mean([d["test"] for d in p["dense"]])
-        ax.axhline(dense, color="grey", linestyle=":", label="dense (mean)")
+        which = (
+            f" of {', '.join(n for n in p['runs'] if n not in p['dense_of'])}"
+            if p.get("dense_of")
+            else ""
+        )  # kept presets started from other dense models (``dense_of``)
+        ax.axhline(dense, color="grey", linestyle=":", label=f"dense (mean{which})")
         ax.axhline(dense - ISO_POINTS, color="grey", linestyle="--", label="iso-accuracy floor")
         ax.set_xscale("log")
         fmt = ticker.FuncFormatter(lambda x, _: f"{x:g}x")
