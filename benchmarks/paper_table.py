@@ -495,6 +495,13 @@ def targets_markdown(pairs: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _minor_label(x: float, _pos: int) -> str:
+    """Minor ticks of a log axis labelled at 2, 3 and 5 times a power of ten only, so that the
+    labels between 30x and 100x do not run into each other."""
+    lead = round(x / 10 ** math.floor(math.log10(x))) if x > 0 else 0
+    return f"{x:g}x" if lead in (2, 3, 5) else ""
+
+
 def plot(pairs: list[dict[str, Any]], path: Path) -> bool:
     """Weights ratio (log) against test accuracy, every seed, per pair: each preset's
     Weightless run and Deep Compression-best of the same weights, the dense mean and the
@@ -534,9 +541,8 @@ def plot(pairs: list[dict[str, Any]], path: Path) -> bool:
         ax.axhline(dense, color="grey", linestyle=":", label=f"dense (mean{which})")
         ax.axhline(dense - ISO_POINTS, color="grey", linestyle="--", label="iso-accuracy floor")
         ax.set_xscale("log")
-        fmt = ticker.FuncFormatter(lambda x, _: f"{x:g}x")
-        ax.xaxis.set_major_formatter(fmt)
-        ax.xaxis.set_minor_formatter(fmt)
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f"{x:g}x"))
+        ax.xaxis.set_minor_formatter(ticker.FuncFormatter(_minor_label))
         ax.set_xlabel("weights-only compression ratio (log)")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{p['arch']} on {p['dataset']}")
