@@ -255,5 +255,6 @@ def test_recipe_probe_lenet5_variants_change_only_fc1(monkeypatch):
     plan = chosen["u60-t6"].plan("fc1.weight", 400_000)
     assert (plan.sparsity, plan.r, plan.t, plan.unit_sparsity) == (0.991, 2, 6, 0.6)
     assert chosen["u60-t6"].fp_noise and not chosen["u60-t6-no-fp-noise"].fp_noise
+    assert chosen["u80-t5"].plan("fc1.weight", 400_000).unit_sparsity == 0.8
     for v in chosen.values():
         assert v.plan("conv2.weight", 25_000) == chosen["max"].plan("conv2.weight", 25_000)

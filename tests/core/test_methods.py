@@ -172,7 +172,8 @@ def test_max_and_default_store_the_largest_layers_as_small_tables():
         assert big.sparsity > mid.sparsity and big.t < mid.t and big.unit_sparsity > 0
     values = preset_values("max")
     assert all(isinstance(r, SizeRule) for r in values["size_rules"])
-    assert values["fp_noise"] and values["regrowth"] and values["encode_order"] == "size"
+    assert values["regrowth"] and values["encode_order"] == "size"
+    assert values["retrain_after_lossless"] is False and not values.get("fp_noise")
 
 
 def test_small_tensors_let_in_by_min_elements_keep_half_their_weights():
@@ -181,7 +182,7 @@ def test_small_tensors_let_in_by_min_elements_keep_half_their_weights():
     for name in ("max", "default"):
         settings = settings_for(name, min_elements=64)
         assert settings.plan("dw.weight", 288).sparsity == 0.5
-        assert settings.plan("fc1.weight", 400_000).sparsity == 0.99
+        assert settings.plan("fc1.weight", 400_000).sparsity >= 0.99
     assert settings_for("default").sparsity == 0.92  # still what a user's global value replaces
 
 
@@ -221,4 +222,4 @@ def test_a_global_value_given_wins_over_the_presets_per_size_values():
     plan = settings_for("default", sparsity=0.5, t=11).plan("fc1.weight", 400_000)
     assert (plan.sparsity, plan.t) == (0.5, 11)
     assert plan.r == 2 and plan.unit_sparsity == 0.4  # what was not given keeps the preset's
-    assert settings_for("max").plan("w", 400_000).sparsity == 0.99
+    assert settings_for("max").plan("w", 400_000).sparsity == 0.991

@@ -9,8 +9,8 @@
   and stored at a small enough t that their tables can win.
 * ``max``: the smallest weights we found within the iso-accuracy rule on the validation split,
   with everything that lets a layer tolerate a small t: pruning with regrowth and whole units,
-  liveness bitmaps, the largest layer encoded first, simulated false positives in training,
-  distillation, the table seed chosen by training loss. Its values and the runs that chose
+  liveness bitmaps, the largest layer encoded first, distillation, the table seed chosen by
+  training loss. Its values and the runs that chose
   them are in docs/presets.md.
 
 Size rules (``SizeRule``) key values on a tensor's element count, not its name, so a preset fits
@@ -79,7 +79,6 @@ _FIXED: dict[str, dict[str, Any]] = {
     },
     "max": {
         **_TABLES,
-        "fp_noise": True,
         "retrain_after_lossless": False,
         "seed_candidates": 8,
         "min_elements": 400,
@@ -92,7 +91,7 @@ _FIXED: dict[str, dict[str, Any]] = {
             SizeRule(1_000, sparsity=0.93, r=3, t=12),
             SizeRule(10_000, sparsity=0.97, r=3, t=12),
             SizeRule(100_000, sparsity=0.98, r=2, t=9, unit_sparsity=0.3),
-            SizeRule(300_000, sparsity=0.99, r=2, t=5, unit_sparsity=0.8),
+            SizeRule(300_000, sparsity=0.991, r=2, t=6, unit_sparsity=0.6),
         ),
     },
 }
