@@ -559,7 +559,7 @@ def recorded_pairs() -> list[dict[str, Any]]:
     """Pairs an earlier ``--pairs`` run recorded over the same seeds, so a run of the remaining
     pairs completes the table rather than replacing it (each pair lists the presets it ran)."""
     return [
-        p
+        p | {"runs": {n: p["runs"][n] for n in PRESETS if n in p["runs"]}}  # table order
         for p in recorded("paper").get("pairs", [])
         if isinstance(p, dict)
         and p.get("seeds") == list(SEEDS)
@@ -587,9 +587,20 @@ def keep_other_presets(pair: dict[str, Any], before: dict[str, Any] | None) -> d
     merged = pair | {
         "runs": {n: runs[n] for n in order},
         "kept_seconds": round(sum(r["seconds"] for rs in kept.values() for r in rs), 1),
-        "kept_from": {"presets": list(kept), "command": before.get("command", "not recorded")},
+        "kept_from": {"presets": list(kept), "command": _command_of(before, list(kept))},
     }
     return merged | ({"dense_of": dense} if dense else {})
+
+
+def _command_of(pair: dict[str, Any], names: list[str]) -> str:
+    """The command(s) that ran presets ``names`` of ``pair``: its own command, or for presets
+    it kept from an earlier record, the command that record names for them."""
+    older = pair.get("kept_from") or {}
+    commands = [
+        older["command"] if n in older.get("presets", []) else pair.get("command", "not recorded")
+        for n in names
+    ]
+    return "`; `".join(dict.fromkeys(commands))
 
 
 def dense_of(pair: dict[str, Any], name: str) -> list[dict[str, Any]]:

@@ -59,6 +59,8 @@ def variants(seed: int) -> dict[str, CompressionSettings]:
         "long": base.with_(layers=layers(0.02, 0.03, 0.07), **longer),
         "long-wider-small": base.with_(layers=layers(0.02, 0.06, 0.30), **longer),
         "long-1": base.with_(layers=layers(0.01, 0.06, 0.30), **longer),
+        "long-3": base.with_(layers=layers(0.03, 0.06, 0.30), **longer),
+        "long-5": base.with_(layers=layers(0.05, 0.06, 0.30), **longer),
         "longer-1": base.with_(layers=layers(0.01, 0.06, 0.30), prune_epochs=10, cluster_epochs=8),
         "max-long-t7": settings_for("max", seed=seed).with_(
             layers=layers(0.01, 0.06, 0.30, t=7), **longer

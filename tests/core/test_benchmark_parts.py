@@ -98,6 +98,9 @@ def test_paper_table_rerun_of_one_preset_keeps_the_others(monkeypatch):
     assert merged["runs"]["paper"] == before["runs"]["paper"]
     assert merged["kept_seconds"] == 6 * 60.0
     assert merged["kept_from"] == {"presets": ["paper", "default"], "command": before["command"]}
+    # a second rerun names the command that ran the kept rows, not the first rerun's
+    again = paper_table.keep_other_presets(pair(("max",), [99.2, 99.3, 99.1], "newer"), merged)
+    assert again["kept_from"]["command"] == before["command"]
     merged["seconds"] = 100.0
     assert paper_table.total_seconds([merged]) == 460.0
     assert "dense_of" not in merged  # same dense models: one reference for every row
