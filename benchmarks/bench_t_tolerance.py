@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
         "--rows",
         nargs="+",
         type=row_spec,
-        default=names,
+        default=list(GRID.items()),
         help="rows to run as r:unit share, with the t values after a second colon where the "
         f"row is not one of {', '.join(names)} (e.g. 2:0.7:5,6)",
     )
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
         (out / "t_tolerance.md").write_text(text + "\n", encoding="utf-8")
         return
     arch, name = "lenet-5", "mnist"
-    grid = dict(row_spec(x) if isinstance(x, str) else x for x in args.rows)
+    grid = dict(args.rows)
     earlier = recorded_rows(list(args.seeds))
 
     def save(result: dict[str, Any]) -> None:

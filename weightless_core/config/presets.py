@@ -10,8 +10,7 @@
 * ``max``: the smallest weights we found within the iso-accuracy rule on the validation split,
   with everything that lets a layer tolerate a small t: pruning with regrowth and whole units,
   liveness bitmaps, the largest layer encoded first, distillation, the table seed chosen by
-  training loss. Its values and the runs that chose
-  them are in docs/presets.md.
+  training loss. Its values and the runs that chose them are in docs/presets.md.
 
 Size rules (``SizeRule``) key values on a tensor's element count, not its name, so a preset fits
 any model; larger tensors are pruned further and stored at smaller t (they hold more redundant
