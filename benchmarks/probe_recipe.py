@@ -80,8 +80,9 @@ def lenet5_variants(seed: int) -> dict[str, CompressionSettings]:
         "max": base,
         "u80-t5": fc1(0.01, 0.8, 5, fp_noise=True),  # max's fc1 from the first 2026-12-03 change
         "u60-t6": fc1(0.009, 0.6, 6, fp_noise=True),
-        "u60-t6-no-fp-noise": fc1(0.009, 0.6, 6, fp_noise=False),  # max's fc1 since
-        "u60-t7-0.8": fc1(0.008, 0.6, 7, fp_noise=False),  # half the false positives
+        "u60-t6-no-fp-noise": fc1(0.009, 0.6, 6, fp_noise=False),  # the second change's
+        "u60-t7-0.8": fc1(0.008, 0.6, 7, fp_noise=False),  # max's fc1 since the third
+        "u70-t6-0.8": fc1(0.008, 0.7, 6, fp_noise=False),  # as many, at t=6: a smaller grid
     }
 
 

@@ -90,7 +90,7 @@ _FIXED: dict[str, dict[str, Any]] = {
             SizeRule(1_000, sparsity=0.93, r=3, t=12),
             SizeRule(10_000, sparsity=0.97, r=3, t=12),
             SizeRule(100_000, sparsity=0.98, r=2, t=9, unit_sparsity=0.3),
-            SizeRule(300_000, sparsity=0.991, r=2, t=6, unit_sparsity=0.6),
+            SizeRule(300_000, sparsity=0.992, r=2, t=7, unit_sparsity=0.6),
         ),
     },
 }
