@@ -29,8 +29,10 @@ from bench_frontier import RECIPE as FRONTIER_RECIPE
 
 from weightless_core.config.presets import settings_for
 from weightless_core.config.settings import CompressionSettings, LayerOverride
+from weightless_core.errors import InvalidInputError
 from weightless_core.io.data import load_dataset
-from weightless_core.method.pipeline import compress
+from weightless_core.method.pipeline import compress_variants, select_targets
+from weightless_core.method.variants import check_variant
 
 ARCHS = ("lenet-300-100", "lenet-5")
 # Pruning and clustering only (the frontier's recipe: cosine, distillation), with regrowth and
@@ -83,6 +85,10 @@ def lenet5_variants(seed: int) -> dict[str, CompressionSettings]:
         "u60-t6-no-fp-noise": fc1(0.009, 0.6, 6, fp_noise=False),  # the second change's
         "u60-t7-0.8": fc1(0.008, 0.6, 7, fp_noise=False),  # max's fc1 since the third
         "u70-t6-0.8": fc1(0.008, 0.7, 6, fp_noise=False),  # as many, at t=6: a smaller grid
+        # The same pruning at t=5 with a veto of the costliest quarter, half, all false positives
+        "u70-t5-veto25": fc1(0.008, 0.7, 5, fp_noise=False, veto=0.25),
+        "u70-t5-veto50": fc1(0.008, 0.7, 5, fp_noise=False, veto=0.5),
+        "u70-t5-veto100": fc1(0.008, 0.7, 5, fp_noise=False, veto=1.0),
     }
 
 
@@ -121,17 +127,42 @@ def main(argv: list[str] | None = None) -> None:
     state, val, _ = train_dense(arch, data, epochs, seed=args.seed, cache=not args.quick)
     print(f"{arch} / {data.name}, seed {args.seed}: dense validation {val:.2f} %", flush=True)
     chosen = (lenet5_variants if arch == "lenet-5" else variants)(args.seed)
-    for name in args.only or list(chosen):
+    for name in args.only or []:
         if name not in chosen:
             raise SystemExit(f"unknown variant {name!r}; choose from {sorted(chosen)}")
-        settings = chosen[name]
-        if args.quick:
-            settings = settings.with_(prune_steps=1, prune_epochs=1, cluster_epochs=1,
-                                      retrain_epochs=0)  # fmt: skip
+    picked = {n: s for n, s in chosen.items() if not args.only or n in args.only}
+    if args.quick:
+        quick = {"prune_steps": 1, "prune_epochs": 1, "cluster_epochs": 1, "retrain_epochs": 0}
+        picked = {n: s.with_(**quick) for n, s in picked.items()}
+    for group in shared_groups(picked, fresh_model(arch, data, state)):
         start = time.perf_counter()
-        result = compress(fresh_model(arch, data, state), data, settings)
+        settings = [picked[n] for n in group]
+        results = compress_variants(fresh_model(arch, data, state), data, settings)
         seconds = time.perf_counter() - start
-        print(f"{name}: {describe(settings, result.report)} ({seconds:.0f} s)", flush=True)
+        for name, s, result in zip(group, settings, results, strict=True):
+            print(f"{name}: {describe(s, result.report)} ({seconds:.0f} s for {group})", flush=True)
+
+
+def shared_groups(
+    picked: dict[str, CompressionSettings], model: torch.nn.Module
+) -> list[list[str]]:
+    """The variants in groups that prune and cluster alike, each run by one
+    ``compress_variants`` (pruning once per group), in the order given."""
+    params = dict(model.named_parameters())
+    groups: list[list[str]] = []
+    for name, settings in picked.items():
+        for group in groups:
+            base = picked[group[0]]
+            sizes = {n: params[n].numel() for n in select_targets(params, base)}
+            try:
+                check_variant(base, settings, sizes)
+            except InvalidInputError:
+                continue
+            group.append(name)
+            break
+        else:
+            groups.append([name])
+    return groups
 
 
 if __name__ == "__main__":

@@ -449,3 +449,45 @@ def test_unit_sparsity_prunes_whole_rows_and_columns_first(fashion_small, traine
     row = next(x for x in result.report.layers if x.name == "fc1.weight")
     assert row.bound_bits == pytest.approx(sparse_index_bound_bits(kept, counts), rel=1e-6)
     assert row.bound_bits < entropy_bound_bits(kept.size, counts)  # here the grid's is less
+
+
+def test_a_veto_run_cancels_the_costliest_false_positives(fashion_small, trained_state, tmp_path):
+    """``veto`` builds each table's veto from the run's own loss: a full veto leaves no false
+    positive, half of one about a quarter, and the costliest are the ones gone."""
+    from weightless_core.method.pipeline import _Run
+
+    settings = FAST.with_(r=2, t=4, prune_steps=1, retrain_epochs=0, cluster_epochs=0, veto=1.0)
+    model = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
+    model.load_state_dict(trained_state)
+    run = _Run(model, fashion_small, settings, None)
+    run._prepare()
+    harm = run._harm("fc1.weight")
+    assert harm.shape == (300, 784) and (harm >= 0).all() and harm.max() > 0
+    full = run._best_table("fc1.weight", 0)
+    assert full.veto is not None and full.false_positives == 0
+    run.settings = settings.with_(veto=0.0)
+    plain = run._best_table("fc1.weight", 0)
+    run.settings = settings.with_(veto=0.5)
+    half = run._best_table("fc1.weight", 0)
+    assert plain.false_positives > 1000 and full.structure == plain.structure == half.structure
+    left = plain.false_positives / 2  # the other half passes the veto's bit half the time
+    assert abs(half.false_positives - left / 2) < 0.15 * left
+    before, after = plain.decode(), half.decode()
+    cost = harm * before.astype(np.float64) ** 2
+    gone = (before != 0) & (after == 0)
+    kept_fp = (after != 0) & (before != 0) & (run.constraints["fc1.weight"].mask.numpy() == 0)
+    assert cost[gone].mean() > 3 * cost[kept_fp].mean()
+    result = compress(_trained(trained_state), fashion_small, settings)
+    for name, layer in result.entries.items():
+        if isinstance(layer, EncodedLayer):
+            assert layer.veto is not None and layer.false_positives == 0, name
+    result.save(tmp_path / "v.wlss")
+    state = load(tmp_path / "v.wlss")
+    for name, tensor in result.model.state_dict().items():
+        np.testing.assert_array_equal(state[name].numpy(), tensor.numpy())
+
+
+def _trained(state: dict) -> torch.nn.Module:
+    model = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
+    model.load_state_dict(state)
+    return model

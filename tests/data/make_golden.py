@@ -1,5 +1,5 @@
-"""Regenerate ``golden_v1.wlss``, ``golden_v2_dc.wlss``, ``golden_v3_fuse.wlss`` and
-``golden_v4_ribbon.wlss``, files every release must still read.
+"""Regenerate ``golden_v1.wlss``, ``golden_v2_dc.wlss``, ``golden_v3_fuse.wlss``,
+``golden_v4_ribbon.wlss`` and ``golden_v5_veto.wlss``, files every release must still read.
 
 Run ``python tests/data/make_golden.py``. The inputs are fixed (seeded generator, explicit
 codebooks and codes, so k-means changes cannot move them). Do not regenerate the committed files
@@ -8,7 +8,8 @@ holds Deep Compression records (kind 4) beside a Bloomier layer, plain tensors a
 v3 file binary fuse layers (3-wise and 4-wise, one and several start segments) beside a
 Bloomier layer, a plain tensor and metadata; the v4 file ribbon layers (the smallest table and a
 larger one) and kind-5 layers with liveness bitmaps (ribbon and binary fuse), a plain tensor and
-metadata.
+metadata; the v5 file kind-6 layers (a veto table beside the main table) with and without
+liveness, in Bloomier, binary fuse and ribbon, vetoing all or half of the false positives.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ GOLDEN_V3 = Path(__file__).with_name("golden_v3_fuse.wlss")
 METADATA_V3 = {"arch": "golden-fuse", "note": "format v3 golden file: binary fuse layers"}
 GOLDEN_V4 = Path(__file__).with_name("golden_v4_ribbon.wlss")
 METADATA_V4 = {"arch": "golden-ribbon", "note": "format v4 golden file: ribbon and liveness"}
+GOLDEN_V5 = Path(__file__).with_name("golden_v5_veto.wlss")
+METADATA_V5 = {"arch": "golden-veto", "note": "format v5 golden file: veto tables"}
 
 
 def dense_weights() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, int, int, int]]:
@@ -183,10 +186,47 @@ def build_v4() -> dict[str, EncodedLayer | torch.Tensor]:
     }
 
 
-def _encode(w, cb, codes, r, t, *, seed, structure, live=False) -> EncodedLayer:
+def _encode(w, cb, codes, r, t, *, seed, structure, live=False, **veto) -> EncodedLayer:
     return encode_layer(
-        w, r=r, t=t, seed=seed, codebook=cb, codes=codes, structure=structure, liveness=live
-    )
+        w, r=r, t=t, seed=seed, codebook=cb, codes=codes, structure=structure, liveness=live,
+        **veto,
+    )  # fmt: skip
+
+
+def veto_harm(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """A fixed cost per position, so which half of the false positives is vetoed is pinned."""
+    return np.random.default_rng(seed).random(shape)
+
+
+def build_v5() -> dict[str, EncodedLayer | torch.Tensor]:
+    """The version-5 golden entries, in file order."""
+    small = dense_weights()["fc1.weight"]
+    big = fuse_weights()["conv.weight"]
+    lw, lcb, lcodes, lr = live_weight()
+    half = {"veto_share": 0.5}
+    return {
+        "small.weight": _encode(*small[:3], 2, 4, seed=3, structure="bloomier", veto_share=1.0),
+        "conv.weight": _encode(
+            *big[:4], 5, seed=9, structure="fuse3", **half, veto_harm=veto_harm(big[0].shape, 1)
+        ),
+        "live.weight": _encode(
+            lw,
+            lcb,
+            lcodes,
+            lr,
+            4,
+            seed=2,
+            structure="ribbon",
+            live=True,
+            **half,
+            veto_harm=veto_harm(lw.shape, 2),
+        ),
+        "live.bias": torch.arange(9, dtype=torch.float32) / 8,
+    }
+
+
+def golden_v5_bytes() -> bytes:
+    return to_bytes(build_v5(), metadata=METADATA_V5)
 
 
 def golden_v4_bytes() -> bytes:
@@ -202,3 +242,5 @@ if __name__ == "__main__":
     print(f"wrote {GOLDEN_V3} ({size} bytes)", file=sys.stderr)
     size = save(GOLDEN_V4, build_v4(), metadata=METADATA_V4)
     print(f"wrote {GOLDEN_V4} ({size} bytes)", file=sys.stderr)
+    size = save(GOLDEN_V5, build_v5(), metadata=METADATA_V5)
+    print(f"wrote {GOLDEN_V5} ({size} bytes)", file=sys.stderr)

@@ -102,9 +102,12 @@ class CompressionSettings:
     pruning inside what is left: the live grid a table with ``liveness`` queries shrinks, and
     with it the false positives, for the same kept weights (``prune.unit_grid``).
     ``seed_candidates`` builds each table with that many seeds and keeps the one whose false
-    positives cost the least training loss. ``fp_noise`` trains each layer that will be a table
-    with simulated false positives (a fresh random pattern at its table's rate every step) from
-    the end of pruning until it is encoded, so the network is robust to its table's errors
+    positives cost the least training loss. ``veto`` cancels that share of each table's false
+    positives with a one-bit veto table (``method.veto``), those whose error costs most first:
+    each costs the training loss's squared gradient at its position times its value squared (a
+    diagonal Fisher estimate of the loss it adds). ``fp_noise`` trains each layer that will be a
+    table with simulated false positives (a fresh random pattern at its table's rate every step)
+    from the end of pruning until it is encoded, so the network is robust to its table's errors
     before they exist. ``retrain_after_lossless=False`` skips the retraining after a layer
     stored losslessly (as Deep Compression under ``hybrid``): storing it changed no weight, so
     those epochs would only train the later layers longer before their own re-clustering.
@@ -129,6 +132,7 @@ class CompressionSettings:
     encode_order: str = "definition"
     liveness: bool = False
     seed_candidates: int = 1
+    veto: float = 0.0
     fp_noise: bool = False
     retrain_after_lossless: bool = True
     unit_sparsity: float = 0.0

@@ -82,6 +82,19 @@ def layer_problem(
     return None
 
 
+def veto_problem(code: int, t: int, seed: int, num_cells: int) -> str | None:
+    """A kind-6 record's veto table: a known structure of one bit per cell and a valid size."""
+    if code not in BY_CODE:
+        return f"unknown retrieval structure code {code} for the veto table"
+    if t != 1:
+        return f"a veto table has 1 bit per cell, got {t}"
+    if not 0 <= seed <= U64:
+        return f"the veto's seed must be a u64, got {seed}"
+    if not 0 < num_cells <= MAX_NUM_CELLS:
+        return f"the veto's num_cells must be in 1..{MAX_NUM_CELLS}, got {num_cells}"
+    return BY_CODE[code].size_problem(num_cells)
+
+
 def live_problem(live: Liveness, shape: tuple[int, ...]) -> str | None:
     """A kind-5 record's bitmaps: the matrix view's sizes, and at least one live row and
     column (a layer with none stores nothing to query)."""

@@ -32,6 +32,7 @@ from weightless_core.fileformat.checks import (
     live_problem,
     name_problem,
     shape_problem,
+    veto_problem,
 )
 from weightless_core.fileformat.spec import (
     DEEP_PARAMS,
@@ -47,6 +48,7 @@ from weightless_core.fileformat.spec import (
     KIND_DEEP_COMPRESSION,
     KIND_ENCODED,
     KIND_ENCODED_LIVE,
+    KIND_ENCODED_VETO,
     KIND_METADATA,
     KIND_NAMELEN,
     KIND_NAMES,
@@ -59,13 +61,14 @@ from weightless_core.fileformat.spec import (
     MIN_VERSION_OF_KIND,
     MIN_VERSION_OF_STRUCTURE,
     SUPPORTED_VERSIONS,
+    VETO_PARAMS,
     EncodedModel,
     Entry,
     PathLike,
 )
 from weightless_core.method.layer import MAX_R, EncodedLayer
 from weightless_core.method.liveness import Liveness, matrix_shape
-from weightless_core.retrieval import BY_CODE
+from weightless_core.retrieval import BY_CODE, RetrievalStructure
 
 
 class _Reader:
@@ -217,8 +220,8 @@ def _parse_records(buf: memoryview, count: int, version: int) -> EncodedModel:
             raise MalformedRecordError(f"{where}: duplicate name {name!r}")
         body = _Reader(buf, body_start, body_start + body_len, MalformedRecordError, name)
         body.where = f"{where} ({name!r})"
-        if kind in (KIND_ENCODED, KIND_ENCODED_LIVE):
-            entries[name] = _parse_encoded(body, version, live=kind == KIND_ENCODED_LIVE)
+        if kind in (KIND_ENCODED, KIND_ENCODED_LIVE, KIND_ENCODED_VETO):
+            entries[name] = _parse_encoded(body, version, kind)
         else:
             entries[name] = _PARSERS[kind](body)
         body.done()
@@ -277,7 +280,7 @@ def _parse_shape(body: _Reader, *, min_ndim: int, min_dim: int) -> tuple[int, ..
     return shape
 
 
-def _parse_encoded(body: _Reader, version: int, *, live: bool = False) -> EncodedLayer:
+def _parse_encoded(body: _Reader, version: int, kind: int = KIND_ENCODED) -> EncodedLayer:
     shape = _parse_shape(body, min_ndim=1, min_dim=1)
     code, r, t, hash_code, seed, num_cells, nnz, fp = ENCODED_PARAMS.unpack(
         body.take(ENCODED_PARAMS.size, "parameters")
@@ -295,6 +298,21 @@ def _parse_encoded(body: _Reader, version: int, *, live: bool = False) -> Encode
     if not 1 <= r <= MAX_R:
         raise MalformedRecordError(f"{body.where}: r must be in 1..{MAX_R}, got {r}")
     codebook = np.frombuffer(body.take(4 << r, "codebook"), dtype="<f4").astype(np.float32)
+    live = kind == KIND_ENCODED_LIVE
+    veto_fields = None
+    if kind == KIND_ENCODED_VETO:
+        has_live, *veto_fields = VETO_PARAMS.unpack(body.take(VETO_PARAMS.size, "veto parameters"))
+        if has_live not in (0, 1):
+            raise MalformedRecordError(f"{body.where}: the liveness flag must be 0 or 1")
+        problem = veto_problem(veto_fields[0], 1, veto_fields[1], veto_fields[2])
+        if problem:
+            raise MalformedRecordError(f"{body.where}: {problem}")
+        if version < MIN_VERSION_OF_STRUCTURE.get(veto_fields[0], 1):
+            raise MalformedRecordError(
+                f"{body.where}: the veto's structure {veto_fields[0]} needs format version "
+                f"{MIN_VERSION_OF_STRUCTURE[veto_fields[0]]}, but the file says {version}"
+            )
+        live = bool(has_live)
     liveness = None
     if live:
         rows, cols = matrix_shape(shape)
@@ -319,20 +337,17 @@ def _parse_encoded(body: _Reader, version: int, *, live: bool = False) -> Encode
     )
     if problem:
         raise MalformedRecordError(f"{body.where}: {problem}")
+    veto = None
+    if veto_fields is not None:
+        code_v, seed_v, cells_v = veto_fields
+        veto = _table(body, BY_CODE[code_v], 1, seed_v, cells_v, (cells_v + 7) // 8, "veto")
     table_len = (num_cells * t + 7) // 8
     if table_len != body.end - body.pos:
         raise MalformedRecordError(
             f"{body.where}: a table of {num_cells} cells of {t} bits is {table_len} bytes, "
             f"but the body has {body.end - body.pos} bytes left for it"
         )
-    table = bytes(body.take(table_len, "table"))
-    used = (num_cells * t) % 8
-    if used and table[-1] >> used:
-        raise MalformedRecordError(f"{body.where}: padding bits after the last cell are not 0")
-    try:
-        structure = BY_CODE[code].from_table(t=t, seed=seed, num_cells=num_cells, table=table)
-    except InvalidInputError as e:
-        raise MalformedRecordError(f"{body.where}: {e}") from None
+    structure = _table(body, BY_CODE[code], t, seed, num_cells, table_len, "table")
     return EncodedLayer(
         shape=shape,
         r=r,
@@ -341,7 +356,28 @@ def _parse_encoded(body: _Reader, version: int, *, live: bool = False) -> Encode
         nnz=nnz,
         false_positives=fp,
         live=liveness,
+        veto=veto,
     )
+
+
+def _table(
+    body: _Reader,
+    cls: type[RetrievalStructure],
+    t: int,
+    seed: int,
+    num_cells: int,
+    nbytes: int,
+    what: str,
+) -> RetrievalStructure:
+    """A packed table of ``num_cells`` ``t``-bit cells read from ``body``, its padding checked."""
+    table = bytes(body.take(nbytes, what))
+    used = (num_cells * t) % 8
+    if used and table[-1] >> used:
+        raise MalformedRecordError(f"{body.where}: padding bits after the last cell are not 0")
+    try:
+        return cls.from_table(t=t, seed=seed, num_cells=num_cells, table=table)
+    except InvalidInputError as e:
+        raise MalformedRecordError(f"{body.where}: {e}") from None
 
 
 def _parse_deep(body: _Reader) -> DeepCompressedLayer:
@@ -408,9 +444,10 @@ def _parse_plain(body: _Reader) -> torch.Tensor:
     return tensor.view(torch.bfloat16) if dtype == torch.bfloat16 else tensor
 
 
-_PARSERS = {  # kinds 1 and 5 are parsed by _parse_encoded, which also needs the file's version
+_PARSERS = {  # kinds 1, 5, 6 are parsed by _parse_encoded, which also needs the file's version
     KIND_ENCODED: _parse_encoded,
     KIND_ENCODED_LIVE: _parse_encoded,
+    KIND_ENCODED_VETO: _parse_encoded,
     KIND_PLAIN: _parse_plain,
     KIND_DEEP_COMPRESSION: _parse_deep,
 }

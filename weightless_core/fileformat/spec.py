@@ -21,11 +21,12 @@ from weightless_core.method.layer import EncodedLayer
 from weightless_core.retrieval import BY_CODE
 
 # Version 2 adds record kind 4, version 3 the binary fuse structures (codes 2 and 3) in kind-1
-# records, version 4 ribbon retrieval (code 4) and record kind 5 (a table of the live grid). A
+# records, version 4 ribbon retrieval (code 4) and record kind 5 (a table of the live grid),
+# version 5 record kind 6 (a table with a veto of chosen false positives). A
 # file is written at the lowest version that holds it, so a file without them is byte for byte
 # what earlier releases wrote, and older readers keep reading all they could.
-FORMAT_VERSION = 4  # the latest version (written only when a file needs it)
-SUPPORTED_VERSIONS = (1, 2, 3, 4)
+FORMAT_VERSION = 5  # the latest version (written only when a file needs it)
+SUPPORTED_VERSIONS = (1, 2, 3, 4, 5)
 MAGIC = b"\x89WLS\r\n\x1a\n"
 END_MAGIC = b"WLS\x00"
 HEADER_BYTES = 16
@@ -38,12 +39,14 @@ KIND_PLAIN = 2
 KIND_METADATA = 3
 KIND_DEEP_COMPRESSION = 4  # version >= 2 only
 KIND_ENCODED_LIVE = 5  # version >= 4 only: kind 1 plus liveness bitmaps, keys in the live grid
+KIND_ENCODED_VETO = 6  # version >= 5 only: kind 1 or 5 plus a one-bit veto table
 KIND_NAMES = {
     KIND_ENCODED: "encoded layer",
     KIND_PLAIN: "plain tensor",
     KIND_METADATA: "metadata",
     KIND_DEEP_COMPRESSION: "Deep Compression layer",
     KIND_ENCODED_LIVE: "encoded layer with liveness",
+    KIND_ENCODED_VETO: "encoded layer with a veto",
 }
 MIN_VERSION_OF_KIND = {
     KIND_ENCODED: 1,
@@ -51,6 +54,7 @@ MIN_VERSION_OF_KIND = {
     KIND_METADATA: 1,
     KIND_DEEP_COMPRESSION: 2,
     KIND_ENCODED_LIVE: 4,
+    KIND_ENCODED_VETO: 5,
 }
 # Retrieval structure code (kinds 1 and 5) -> first version that has it (each structure's
 # ``min_version``): 1 = Bloomier filter, 2 = binary fuse 3-wise, 3 = binary fuse 4-wise, 4 = ribbon.
@@ -69,6 +73,7 @@ HEADER = struct.Struct("<8sHHI")
 FOOTER = struct.Struct("<I4s")
 KIND_NAMELEN = struct.Struct("<BH")
 ENCODED_PARAMS = struct.Struct("<BBBBQQQQ")  # structure r t hash seed num_cells nnz fp
+VETO_PARAMS = struct.Struct("<BBQQ")  # has_liveness structure seed num_cells (kind 6)
 DEEP_PARAMS = struct.Struct("<BBQQQQ")  # r index_bits nnz entries code_bits gap_bits
 
 # dtype code -> (torch dtype, little-endian storage dtype). bfloat16 is stored as its int16 bit
@@ -154,6 +159,9 @@ def file_version(entries: Mapping[str, object]) -> int:
             version = max(version, MIN_VERSION_OF_STRUCTURE.get(v.structure.code, 1))
             if v.live is not None:
                 version = max(version, MIN_VERSION_OF_KIND[KIND_ENCODED_LIVE])
+            if v.veto is not None:
+                version = max(version, MIN_VERSION_OF_KIND[KIND_ENCODED_VETO])
+                version = max(version, MIN_VERSION_OF_STRUCTURE.get(v.veto.code, 1))
     return version
 
 

@@ -23,6 +23,7 @@ from weightless_core.fileformat.checks import (
     live_problem,
     name_problem,
     shape_problem,
+    veto_problem,
 )
 from weightless_core.fileformat.spec import (
     DEEP_PARAMS,
@@ -36,6 +37,7 @@ from weightless_core.fileformat.spec import (
     KIND_DEEP_COMPRESSION,
     KIND_ENCODED,
     KIND_ENCODED_LIVE,
+    KIND_ENCODED_VETO,
     KIND_METADATA,
     KIND_NAMELEN,
     KIND_PLAIN,
@@ -43,6 +45,7 @@ from weightless_core.fileformat.spec import (
     MAX_RECORDS,
     NUMPY_CODES,
     TORCH_CODES,
+    VETO_PARAMS,
     PathLike,
     file_version,
     metadata_body,
@@ -121,6 +124,8 @@ def _file_chunks(
         if isinstance(value, EncodedLayer):
             body = _encoded_body(name, value)
             kind = KIND_ENCODED if value.live is None else KIND_ENCODED_LIVE
+            if value.veto is not None:
+                kind = KIND_ENCODED_VETO
             yield _framing(kind, encoded_name, len(body))
             yield body
         elif isinstance(value, DeepCompressedLayer):
@@ -174,9 +179,12 @@ def _encoded_body(name: str, layer: EncodedLayer) -> bytes:
         false_positives=layer.false_positives,
         codebook=codebook,
     )
+    if not problem and layer.veto is not None:
+        problem = veto_problem(layer.veto.code, layer.veto.t, layer.veto.seed, layer.veto.num_cells)
     if problem:
         raise InvalidInputError(f"encoded layer {name!r}: {problem}")
     table = s.table_bytes()
+    veto = layer.veto
     return b"".join(
         (
             struct.pack(f"<B{len(layer.shape)}Q", len(layer.shape), *layer.shape),
@@ -191,7 +199,11 @@ def _encoded_body(name: str, layer: EncodedLayer) -> bytes:
                 layer.false_positives,
             ),
             codebook.astype("<f4").tobytes(),
+            b""
+            if veto is None
+            else VETO_PARAMS.pack(layer.live is not None, veto.code, veto.seed, veto.num_cells),
             b"" if layer.live is None else layer.live.to_bytes(),
+            b"" if veto is None else veto.table_bytes(),
             table,
         )
     )

@@ -3,7 +3,8 @@
 Exact zeros are pruned positions. Non-zeros are quantised to the nearest of ``2**r`` centroids
 (unless codes are given) and the map ``flat position -> code`` is stored without any index. A
 pruned position reads back as 0 unless its query lands below ``2**r`` (a false positive, rate
-``2**(r-t)``), in which case it carries that centroid; the pipeline retrains around those.
+``2**(r-t)``), in which case it carries that centroid; the pipeline retrains around those, and
+a veto (``weightless_core.method.veto``) can cancel the costliest of them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from weightless_core.config.setting_schema import AUTO, check_structure, validate_bits
 from weightless_core.config.setting_schema import MAX_R as MAX_R  # the format checks read it here
 from weightless_core.errors import InvalidInputError
+from weightless_core.method import veto as vetoes
 from weightless_core.method.liveness import Liveness
 from weightless_core.retrieval import STRUCTURES, RetrievalStructure
 
@@ -27,6 +29,8 @@ Backend = Literal["auto", "numba", "torch"]
 # Bytes of an encoded record body besides the shape, codebook and table (see docs/format.md):
 # ndim u8, structure/r/t/hash u8 x4, seed/num_cells/nnz/false_positives u64 x4.
 _FIXED_BODY_BYTES = 1 + 4 + 8 * 4
+# A veto's own fields in a kind-6 record: the liveness flag u8, structure u8, seed and cells u64.
+_VETO_FIELD_BYTES = 1 + 1 + 8 + 8
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,7 +40,9 @@ class EncodedLayer:
     ``codebook`` is float32 of shape ``(2**r,)``; ``nnz`` counts stored positions and
     ``false_positives`` the pruned positions that decode to a centroid. With ``live`` the table
     holds only the grid of live rows and columns (its keys are positions in that grid) and
-    everything else decodes to 0.
+    everything else decodes to 0. With ``veto`` (a one-bit table, ``method.veto``) a position
+    whose table reads a code is a weight only where the veto reads 0; ``false_positives``
+    counts what is left after it.
     """
 
     shape: tuple[int, ...]
@@ -46,6 +52,7 @@ class EncodedLayer:
     nnz: int
     false_positives: int
     live: Liveness | None = None
+    veto: RetrievalStructure | None = None
 
     @property
     def t(self) -> int:
@@ -62,13 +69,15 @@ class EncodedLayer:
 
     @property
     def nbytes(self) -> int:
-        """Exact bytes of this layer's record body in the file (docs/format.md, kinds 1, 5)."""
+        """Exact bytes of this layer's record body in the file (docs/format.md, kinds 1, 5, 6)."""
+        veto = 0 if self.veto is None else _VETO_FIELD_BYTES + self.veto.table_nbytes
         return (
             _FIXED_BODY_BYTES
             + 8 * len(self.shape)
             + 4 * self.codebook.size
             + (0 if self.live is None else self.live.nbytes)
             + self.structure.table_nbytes
+            + veto
         )
 
     @property
@@ -76,13 +85,15 @@ class EncodedLayer:
         """Bytes as the papers count a layer: table, codebook and (ours) liveness bitmaps; no
         record header."""
         live = 0 if self.live is None else self.live.nbytes
-        return self.structure.table_nbytes + 4 * self.codebook.size + live
+        veto = 0 if self.veto is None else self.veto.table_nbytes
+        return self.structure.table_nbytes + 4 * self.codebook.size + live + veto
 
     def decode(self) -> np.ndarray:
         """The dense float32 tensor, false positives included (no extra memory beyond it
         without liveness; the live grid's size more with it)."""
         out = np.empty(self.queried, dtype=np.float32)
         self.structure.decode_dense(out, self.codebook)
+        self._apply_veto(out)
         if self.live is not None:
             out = self.live.expand(out)
         return out.reshape(self.shape)
@@ -95,6 +106,7 @@ class EncodedLayer:
         copy alone would be 800 MB."""
         out = np.empty(self.queried, dtype=np.float32)
         self.structure.decode_dense(out, np.arange(1, (1 << self.r) + 1, dtype=np.float32))
+        self._apply_veto(out)
         if self.live is not None:
             out = self.live.expand(out)
         valid = out > 0
@@ -115,15 +127,27 @@ class EncodedLayer:
         if backend not in ("auto", "numba", "torch"):
             raise InvalidInputError(f"backend must be auto, numba or torch, got {backend!r}")
         if backend == "torch" or (backend == "auto" and dev.type != "cpu"):
-            if self.live is None:
+            if self.live is None and self.veto is None:
                 return torch_decode.decode_dense(
                     self.structure, self.codebook, self.shape, device=dev
                 )
             grid = torch_decode.decode_dense(
                 self.structure, self.codebook, (self.queried,), device=dev
             )
-            return self.live.expand_torch(grid).reshape(self.shape)
+            if self.veto is not None:
+                keep = torch_decode.decode_dense(
+                    self.veto, vetoes.KEEP, (self.queried,), device=dev
+                )
+                grid = torch.where(keep != 0, grid, torch.zeros((), device=dev))
+            if self.live is not None:
+                grid = self.live.expand_torch(grid)
+            return grid.reshape(self.shape)
         return torch.from_numpy(self.decode()).to(dev)
+
+    def _apply_veto(self, grid: np.ndarray) -> None:
+        """Zero, in place, the queried positions the veto cancels."""
+        if self.veto is not None:
+            grid[~vetoes.passes(self.veto, grid.size)] = 0
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, EncodedLayer):
@@ -136,6 +160,8 @@ class EncodedLayer:
             and (self.nnz, self.false_positives) == (other.nnz, other.false_positives)
             and (self.live is None) == (other.live is None)
             and (self.live is None or self.live == other.live)
+            and (self.veto is None) == (other.veto is None)
+            and (self.veto is None or self.veto == other.veto)
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -152,6 +178,8 @@ def encode_layer(
     structure: str = "bloomier",
     max_attempts: int = 16,
     liveness: bool = False,
+    veto_share: float = 0.0,
+    veto_harm: np.ndarray | None = None,
 ) -> EncodedLayer:
     """Encode ``weight`` (torch tensor or ndarray, any shape; exact zeros are pruned).
 
@@ -161,6 +189,9 @@ def encode_layer(
     ``structure="auto"`` builds every structure and keeps the one with the fewest cells.
     ``liveness`` stores the live rows and columns (``weightless_core.method.liveness``) and a table
     of the live grid only; it is dropped when every row and column is live (it would only cost).
+    ``veto_share`` > 0 builds a veto (``weightless_core.method.veto``) cancelling that share of
+    the table's false positives, the ones with the largest ``veto_harm`` (an array of the
+    weight's shape; without it, the lowest positions).
     """
     validate_bits(r, t)
     check_structure(structure)
@@ -193,7 +224,15 @@ def encode_layer(
         if table is None or built.num_cells < table.num_cells:
             table = built
     assert table is not None
-    fp = table.count_in_range(~nonzero, k)
+    veto = None
+    if veto_share > 0:
+        harm = None if veto_harm is None else _grid_values(veto_harm, w.shape, live)
+        veto = _veto_for(table, keys, nonzero, cb, veto_share, harm, seed, kinds)
+    if veto is None:
+        fp = table.count_in_range(~nonzero, k)
+    else:
+        fp = int(np.count_nonzero(_reads_code(table, nonzero.size, k) & ~nonzero
+                                  & vetoes.passes(veto, nonzero.size)))  # fmt: skip
     return EncodedLayer(
         shape=tuple(int(d) for d in w.shape),
         r=r,
@@ -202,7 +241,48 @@ def encode_layer(
         nnz=int(keys.size),
         false_positives=fp,
         live=live,
+        veto=veto,
     )
+
+
+def _reads_code(table: RetrievalStructure, size: int, k: int) -> np.ndarray:
+    """Whether each queried position ``0..size-1`` reads one of the ``k`` codes."""
+    out = np.empty(size, dtype=np.float32)
+    table.decode_dense(out, np.ones(k, dtype=np.float32))
+    return out != 0
+
+
+def _veto_for(
+    table: RetrievalStructure,
+    keys: np.ndarray,
+    nonzero: np.ndarray,
+    codebook: np.ndarray,
+    share: float,
+    harm: np.ndarray | None,
+    seed: int,
+    kinds: list[str],
+) -> RetrievalStructure | None:
+    """The veto of ``share`` of ``table``'s false positives (None when it has none), the
+    costliest first: ``harm`` at the position (1 without it) times the value read squared."""
+    false_positives = np.flatnonzero(_reads_code(table, nonzero.size, codebook.size) & ~nonzero)
+    if false_positives.size == 0:
+        return None
+    values = np.empty(nonzero.size, dtype=np.float32)
+    table.decode_dense(values, codebook)
+    cost = np.square(values[false_positives].astype(np.float64))
+    if harm is not None:
+        cost *= harm[false_positives]
+    chosen = vetoes.choose_vetoes(false_positives, cost, share)
+    return vetoes.build_veto(keys, chosen.astype(np.uint64), seed=seed, structure=kinds)
+
+
+def _grid_values(values: np.ndarray, shape: tuple[int, ...], live: Liveness | None) -> np.ndarray:
+    """``values`` (of the weight's shape) flat, in the order the table is queried."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.shape != shape:
+        raise InvalidInputError(f"veto_harm must have the weight's shape {shape}, got {v.shape}")
+    flat = v.ravel()
+    return flat if live is None else live.compact(flat)
 
 
 def cluster_values(

@@ -507,6 +507,8 @@ class _Run:
         c = self.constraints[name]
         first = derive_seed(self.settings.seed, index + 1)
         seeds = [first] + [derive_seed(first, k) for k in range(1, self.settings.seed_candidates)]
+        veto = self.settings.veto
+        harm = self._harm(name) if veto > 0 and self.data is not None else None
         best: tuple[float, EncodedLayer] | None = None
         for seed in seeds:
             enc = encode_layer(
@@ -518,6 +520,8 @@ class _Run:
                 codes=c.codes.cpu().numpy(),
                 structure=plan.structure,
                 liveness=self.settings.liveness,
+                veto_share=veto,
+                veto_harm=harm,
             )
             if len(seeds) == 1 or self.data is None:
                 return enc
@@ -527,30 +531,50 @@ class _Run:
         assert best is not None
         return best[1]
 
+    def _sample(self, batch: int) -> list[torch.Tensor]:
+        """A fixed sample of up to 4,096 training examples, as index batches of ``batch``."""
+        d = self.data
+        assert d is not None
+        n = min(4096, d.x_train.shape[0])
+        idx = torch.randperm(d.x_train.shape[0], generator=torch.Generator().manual_seed(0))[:n]
+        return list(idx.split(batch))
+
+    def _batch_loss(self, part: torch.Tensor) -> torch.Tensor:
+        """Summed loss of the examples ``part``: cross-entropy, or without labels the distance
+        to the dense outputs."""
+        d = self.data
+        assert d is not None
+        out = self.model(d.x_train[part].to(self.device))
+        if self.dense_out is not None:
+            target = self.dense_out.batch(part, self.device)
+            return distill_loss(output_tensors(out), target, self.kinds) * len(part)
+        y = d.y_train[part].to(self.device)
+        return nn.functional.cross_entropy(out, y, reduction="sum")
+
     @torch.no_grad()
     def _loss_with(self, name: str, enc: EncodedLayer) -> float:
-        """Training loss (cross-entropy, on a fixed sample of up to 4,096 training examples)
-        with ``name``'s weights replaced by what ``enc`` decodes; the weights are put back."""
+        """Training loss on the fixed sample with ``name``'s weights replaced by what ``enc``
+        decodes; the weights are put back."""
         p = self.params[name]
         saved = p.detach().clone()
         p.copy_(torch.from_numpy(enc.decode()).to(p.device, p.dtype))
-        d = self.data
-        n = min(4096, d.x_train.shape[0])
-        idx = torch.randperm(d.x_train.shape[0], generator=torch.Generator().manual_seed(0))[:n]
         set_mode(self.model, False)
-        total = 0.0
-        for start in range(0, n, 1024):
-            part = idx[start : start + 1024]
-            out = self.model(d.x_train[part].to(self.device))
-            if self.dense_out is not None:  # no labels: the distance to the dense outputs
-                loss = distill_loss(output_tensors(out), self.dense_out.batch(part, self.device),
-                                    self.kinds)  # fmt: skip
-                total += float(loss) * len(part)
-                continue
-            y = d.y_train[part].to(self.device)
-            total += float(nn.functional.cross_entropy(out, y, reduction="sum"))
+        parts = self._sample(1024)
+        total = sum(float(self._batch_loss(part)) for part in parts)
         p.copy_(saved)
-        return total / n
+        return total / sum(len(part) for part in parts)
+
+    def _harm(self, name: str) -> np.ndarray:
+        """What a false positive costs at each position of ``name``, per unit of its value
+        squared: the squared gradient of the training loss there, summed over batches of 256
+        of the fixed sample (a diagonal Fisher estimate; the veto weighs it by the value)."""
+        p = self.params[name]
+        set_mode(self.model, False)
+        total = torch.zeros_like(p, dtype=torch.float64)
+        for part in self._sample(256):
+            (grad,) = torch.autograd.grad(self._batch_loss(part) / len(part), [p])
+            total += grad.double().square()
+        return total.cpu().numpy()
 
     # -- helpers --------------------------------------------------------------------------
     def _note(self, note: str) -> None:

@@ -1,0 +1,287 @@
+"""Vetoes (format version 5, kind 6): a one-bit table cancels chosen false positives.
+
+A pure-Python reader written from docs/format.md alone (``_ref_*``) decodes the golden v5 file,
+so the document, the golden bytes and the library are checked against each other; the library
+checks are that every kept weight survives the veto, that what is vetoed is what costs most,
+that the false positives left are about half of those not vetoed, and that numba and torch
+decode the same bits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from goldenkit import DATA, header_version, make_golden
+from test_fileformat_ribbon import _ref_bits, _ref_query
+
+from weightless_core import fileformat as ff
+from weightless_core.errors import (
+    ChecksumMismatchError,
+    InvalidInputError,
+    MalformedRecordError,
+    TruncatedFileError,
+)
+from weightless_core.method.layer import EncodedLayer, encode_layer
+from weightless_core.method.veto import choose_vetoes
+from weightless_core.retrieval import STRUCTURES
+
+GOLDEN_V5 = DATA / "golden_v5_veto.wlss"
+GOLDEN_V5_SHA256 = "fcdf9413770ffffba298a240dcda320ec47fbe08cc907ab707c4d70f4908394d"
+# name -> (structure, nnz, num_cells, t, false_positives, veto cells, live grid or None)
+GOLDEN_V5_LAYERS = {
+    "small.weight": ("bloomier", 25, 63, 4, 0, 87, None),
+    "conv.weight": ("fuse3", 237, 384, 5, 25, 448, None),
+    "live.weight": ("ribbon", 26, 128, 4, 3, 128, (6, 10)),
+}
+
+# ----------------------------------------------------------------------------- the reference
+
+
+def _ref_decode_veto_layer(body: bytes) -> np.ndarray:
+    """A kind-6 body decoded as docs/format.md says, from the bytes alone."""
+    ndim = body[0]
+    shape = struct.unpack_from(f"<{ndim}Q", body, 1)
+    pos = 1 + 8 * ndim
+    code, r, t, hsh, seed, num_cells, _, _ = struct.unpack_from("<BBBBQQQQ", body, pos)
+    assert code in (1, 2, 3, 4) and hsh == 1
+    pos += 36
+    codebook = struct.unpack_from(f"<{1 << r}f", body, pos)
+    pos += 4 * (1 << r)
+    has_live, vcode, vseed, vcells = struct.unpack_from("<BBQQ", body, pos)
+    pos += 18
+    rows, cols = shape[0], math.prod(shape) // shape[0]
+    live_rows, live_cols = [True] * rows, [True] * cols
+    if has_live:
+        live_rows = _ref_bits(body[pos:], rows)
+        pos += (rows + 7) // 8
+        live_cols = _ref_bits(body[pos:], cols)
+        pos += (cols + 7) // 8
+    veto_table = body[pos : pos + (vcells + 7) // 8]
+    table = body[pos + (vcells + 7) // 8 :]
+    assert len(table) == (num_cells * t + 7) // 8
+    row_index = {i: a for a, i in enumerate(i for i in range(rows) if live_rows[i])}
+    col_index = {j: b for b, j in enumerate(j for j in range(cols) if live_cols[j])}
+    out = np.zeros(rows * cols, dtype="<f4")
+    for i in range(rows * cols):
+        row, col = divmod(i, cols)
+        if row not in row_index or col not in col_index:
+            continue
+        key = row_index[row] * len(col_index) + col_index[col]
+        q = _ref_query(code, seed, key, num_cells, t, table)
+        if q < 1 << r and _ref_query(vcode, vseed, key, vcells, 1, veto_table) == 0:
+            out[i] = codebook[q]
+    return out.reshape(shape)
+
+
+def _ref_veto_records(data: bytes) -> dict[str, np.ndarray]:
+    (count,) = struct.unpack_from("<I", data, 12)
+    pos, out = 16, {}
+    for _ in range(count):
+        kind, name_len = struct.unpack_from("<BH", data, pos)
+        name = data[pos + 3 : pos + 3 + name_len].decode()
+        (body_len,) = struct.unpack_from("<Q", data, pos + 3 + name_len)
+        body = data[pos + 11 + name_len : pos + 11 + name_len + body_len]
+        if kind == 6:
+            out[name] = _ref_decode_veto_layer(body)
+        pos += 11 + name_len + body_len
+    return out
+
+
+# ----------------------------------------------------------------------------- golden v5
+
+
+def test_golden_v5_decodes_to_what_the_document_says():
+    data = GOLDEN_V5.read_bytes()
+    assert header_version(data) == 5 and hashlib.sha256(data).hexdigest() == GOLDEN_V5_SHA256
+    model = ff.read_model(GOLDEN_V5)
+    assert model.metadata["arch"] == "golden-veto"
+    state = ff.load(GOLDEN_V5)
+    ref = _ref_veto_records(data)
+    assert set(ref) == set(GOLDEN_V5_LAYERS)
+    for name, decoded in ref.items():
+        np.testing.assert_array_equal(state[name].numpy(), decoded)
+    for name, (kind, nnz, cells, t, fp, vcells, grid) in GOLDEN_V5_LAYERS.items():
+        layer = model.entries[name]
+        assert isinstance(layer, EncodedLayer) and layer.veto is not None
+        got = (layer.structure.kind, layer.nnz, layer.structure.num_cells, layer.t)
+        assert got == (kind, nnz, cells, t)
+        assert (layer.false_positives, layer.veto.num_cells, layer.veto.t) == (fp, vcells, 1)
+        assert layer.veto.kind == kind  # the veto is built in the layer's structure
+        assert (None if layer.live is None else layer.live.grid_shape) == grid
+        decoded = state[name].numpy()
+        assert layer.false_positives == int((decoded != 0).sum()) - nnz
+
+
+def test_make_golden_reproduces_the_v5_file():
+    assert make_golden().golden_v5_bytes() == GOLDEN_V5.read_bytes()
+
+
+def test_every_truncation_and_flip_of_golden_v5_is_detected():
+    data = GOLDEN_V5.read_bytes()
+    for cut in range(0, len(data), 5):
+        with pytest.raises(TruncatedFileError):
+            ff.from_bytes(data[:cut])
+    for i in range(12, len(data), 3):
+        bad = bytearray(data)
+        bad[i] ^= 0x10
+        with pytest.raises(ChecksumMismatchError):
+            ff.from_bytes(bytes(bad))
+
+
+# ----------------------------------------------------------------------------- the library
+
+
+def _sparse(shape, *, keep, dead_rows=(), dead_cols=(), seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal(shape).astype(np.float32)
+    w[rng.random(shape) > keep] = 0
+    m = w.reshape(shape[0], -1)
+    m[list(dead_rows), :] = 0
+    m[:, list(dead_cols)] = 0
+    return w
+
+
+@pytest.mark.parametrize("structure", list(STRUCTURES))
+@pytest.mark.parametrize("live", [False, True])
+def test_a_full_veto_leaves_no_false_positive_and_keeps_every_weight(structure, live):
+    w = _sparse((60, 80), keep=0.05, dead_rows=range(0, 60, 4), dead_cols=range(10), seed=1)
+    plain = encode_layer(w, r=2, t=4, seed=3, structure=structure, liveness=live)
+    vetoed = encode_layer(w, r=2, t=4, seed=3, structure=structure, liveness=live, veto_share=1)
+    assert plain.false_positives > 50 and vetoed.false_positives == 0
+    assert vetoed.structure == plain.structure  # the main table is the same table
+    decoded = vetoed.decode()
+    kept = w != 0
+    np.testing.assert_array_equal(decoded[kept], plain.decode()[kept])
+    assert not decoded[~kept].any()
+    # about one bit per kept weight and per vetoed false positive, times the structure's cells
+    bits = 8 * vetoed.veto.table_nbytes
+    assert (
+        plain.nnz + plain.false_positives
+        <= bits
+        <= 1.35 * (plain.nnz + plain.false_positives) + 128
+    )
+    assert vetoed.paper_nbytes == plain.paper_nbytes + vetoed.veto.table_nbytes
+    assert vetoed.nbytes == plain.nbytes + 18 + vetoed.veto.table_nbytes
+
+
+def test_the_costliest_false_positives_are_vetoed_and_half_the_rest_pass():
+    w = _sparse((300, 200), keep=0.02, seed=2)
+    rng = np.random.default_rng(5)
+    harm = rng.random(w.shape)
+    plain = encode_layer(w, r=2, t=4, seed=1, structure="ribbon")
+    half = encode_layer(w, r=2, t=4, seed=1, structure="ribbon", veto_share=0.5, veto_harm=harm)
+    before, after = plain.decode(), half.decode()
+    fp_before = (before != 0) & (w == 0)
+    fp_after = (after != 0) & (w == 0)
+    assert not (fp_after & ~fp_before).any()  # a veto only removes
+    f = int(fp_before.sum())
+    cost = harm * before.astype(np.float64) ** 2  # what choose_vetoes ranks by
+    order = np.argsort(-cost[fp_before], kind="stable")
+    positions = np.flatnonzero(fp_before.ravel())
+    vetoed = positions[order[: math.ceil(f / 2)]]
+    assert not fp_after.ravel()[vetoed].any()  # every chosen one is gone
+    left = f - vetoed.size  # the others pass a random bit: about half of them
+    assert abs(half.false_positives - left / 2) <= 5 * math.sqrt(left / 4) + 1
+    assert half.false_positives == int(fp_after.sum())
+    # the survivors are the cheap ones
+    assert cost[fp_after].max() <= cost.ravel()[vetoed].min()
+
+
+def test_without_a_harm_the_largest_values_are_vetoed_first():
+    w = _sparse((200, 100), keep=0.03, seed=4)
+    codebook = np.array([-2.0, -0.1, 0.1, 2.0], dtype=np.float32)
+    codes = np.where(w < 0, np.where(w < -1, 0, 1), np.where(w > 1, 3, 2))
+    plain = encode_layer(w, r=2, t=4, seed=2, codebook=codebook, codes=codes)
+    fps = (plain.decode() != 0) & (w == 0)
+    big = fps & (np.abs(plain.decode()) == 2.0)
+    share = big.sum() / fps.sum()  # exactly the large ones
+    vetoed = encode_layer(w, r=2, t=4, seed=2, codebook=codebook, codes=codes, veto_share=share)
+    after = vetoed.decode()
+    assert not (np.abs(after[w == 0]) == 2.0).any()
+
+
+def test_choose_vetoes_rounds_up_and_refuses_a_bad_share():
+    fps = np.array([3, 8, 11, 20], dtype=np.int64)
+    cost = np.array([0.1, 0.9, 0.5, 0.9])
+    np.testing.assert_array_equal(choose_vetoes(fps, cost, 0.5), [8, 20])
+    np.testing.assert_array_equal(choose_vetoes(fps, cost, 0.6), [8, 11, 20])
+    np.testing.assert_array_equal(choose_vetoes(fps, cost, 1.0), fps)
+    assert choose_vetoes(fps, cost, 0.0).size == 0
+    with pytest.raises(InvalidInputError, match="veto share"):
+        choose_vetoes(fps, cost, 1.5)
+
+
+def test_a_veto_harm_of_the_wrong_shape_is_refused():
+    w = _sparse((20, 30), keep=0.1, seed=6)
+    with pytest.raises(InvalidInputError, match="veto_harm"):
+        encode_layer(w, r=2, t=4, veto_share=0.5, veto_harm=np.ones((30, 20)))
+
+
+@pytest.mark.parametrize("structure", list(STRUCTURES))
+def test_numba_and_torch_decode_the_same_bits_and_codes(structure):
+    w = _sparse((50, 64), keep=0.06, dead_cols=range(0, 64, 5), seed=7)
+    layer = encode_layer(w, r=3, t=5, seed=4, structure=structure, liveness=True, veto_share=0.5)
+    decoded = layer.decode()
+    for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+        out = layer.to_torch(device, backend="torch").cpu().numpy()
+        np.testing.assert_array_equal(out.view(np.uint32), decoded.view(np.uint32))
+    codes, valid = layer.read_codes()
+    np.testing.assert_array_equal(valid, decoded != 0)
+    np.testing.assert_array_equal(np.where(valid, layer.codebook[codes], 0), decoded)
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_a_veto_layer_round_trips_through_a_file(tmp_path, live):
+    w = _sparse((24, 25), keep=0.2, dead_rows=(3, 9), seed=8)
+    layer = encode_layer(w, r=2, t=4, seed=3, structure="ribbon", liveness=live, veto_share=0.7)
+    entries = {"w": layer, "b": torch.linspace(-1, 1, 24)}
+    data = ff.to_bytes(entries)
+    assert header_version(data) == 5 == ff.file_version(entries)
+    model = ff.from_bytes(data)
+    assert model.entries["w"] == layer
+    np.testing.assert_array_equal(_ref_veto_records(data)["w"], layer.decode())
+    assert model.file_nbytes() == len(data) and ff.to_bytes(model.entries) == data
+    path = tmp_path / "v.wlss"
+    ff.save(path, entries)
+    np.testing.assert_array_equal(ff.load(path)["w"].numpy(), layer.decode())
+
+
+def _rewritten(data: bytes, at: int, value: int, *, version: int | None = None) -> bytes:
+    """``data`` with byte ``at`` set to ``value`` (and the header version), CRC fixed."""
+    out = bytearray(data)
+    out[at] = value
+    if version is not None:
+        out[8] = version
+    out[-8:-4] = struct.pack("<I", zlib.crc32(bytes(out[:-8])))
+    return bytes(out)
+
+
+def test_a_bad_veto_record_is_refused_with_its_reason():
+    w = _sparse((9, 12), keep=0.3, dead_rows=(0,), seed=3)
+    layer = encode_layer(w, r=2, t=4, structure="ribbon", liveness=True, veto_share=1)
+    data = ff.to_bytes({"w": layer})
+    with pytest.raises(MalformedRecordError, match="version 5"):
+        ff.from_bytes(_rewritten(data, 8, 4))
+    # body: framing 16 + 11 + 1 name byte; then ndim, 2 dims, 36 params, 16 codebook bytes
+    flag = 16 + 12 + 1 + 16 + 36 + 16
+    assert data[flag] == 1
+    with pytest.raises(MalformedRecordError, match="liveness flag"):
+        ff.from_bytes(_rewritten(data, flag, 2))
+    with pytest.raises(MalformedRecordError, match="structure"):
+        ff.from_bytes(_rewritten(data, flag + 1, 9))
+    with pytest.raises(InvalidInputError, match="1 bit per cell"):
+        wide = encode_layer(w, r=2, t=4, structure="ribbon")
+        ff.to_bytes({"w": dataclasses.replace(layer, veto=wide.structure)})
+
+
+def test_files_without_a_veto_keep_their_version():
+    w = _sparse((9, 12), keep=0.3, seed=4)
+    assert header_version(ff.to_bytes({"w": encode_layer(w, r=2, t=6)})) == 1
+    assert header_version(ff.to_bytes({"w": encode_layer(w, r=2, t=6, veto_share=0.0)})) == 1
