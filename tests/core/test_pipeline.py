@@ -306,7 +306,7 @@ def test_retraining_after_a_losslessly_stored_layer_is_optional(
     if retrain:
         assert any("epoch" in m for m in after_fc3), after_fc3
     else:
-        assert after_fc3 == ["no retraining after fc3.weight: stored losslessly, no weight changed"]
+        assert after_fc3 == ["no retraining after fc3.weight: stored exactly, no weight changed"]
     assert events[-1].stage == "done" and events[-1].fraction == 1.0
 
 
@@ -491,3 +491,36 @@ def _trained(state: dict) -> torch.nn.Module:
     model = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
     model.load_state_dict(state)
     return model
+
+
+@pytest.mark.parametrize("first", ["vetoed table", "deep compression"])
+def test_layers_after_an_exactly_stored_one_keep_their_clustering(
+    fashion_small, trained_state, first
+):
+    """A layer stored exactly (a table whose false positives are all vetoed, or Deep
+    Compression) changes no weight: under ``retrain_after_lossless=False`` nothing retrains or
+    re-clusters after it, so the model is the clustered model, and a later layer stored as Deep
+    Compression costs what the baseline's encoding of the clustered weights costs."""
+    from weightless_core.config.settings import LayerOverride
+
+    table = first == "vetoed table"
+    settings = FAST.with_(
+        hybrid=not table, retrain_after_lossless=False, encode_order="size", veto=1.0,
+        baseline=True, layers={"fc1.weight": LayerOverride(sparsity=0.98, r=2, t=5)},
+    )  # fmt: skip
+    events: list[Progress] = []
+    result = compress(_trained(trained_state), fashion_small, settings, progress=events.append)
+    fc1 = result.entries["fc1.weight"]
+    assert isinstance(fc1, EncodedLayer) == table
+    if table:
+        assert fc1.veto is not None and fc1.false_positives == 0
+    stages = [(e.stage, e.message) for e in events if e.layer in ("fc2.weight", "fc3.weight")]
+    assert ("cluster", "no re-clustering of fc2.weight: no weight before it changed") in stages
+    assert not any("epoch" in m for _, m in stages), stages  # nothing trained after clustering
+    acc = result.report.accuracy
+    assert acc["final"] == acc["clustered"]
+    baseline = {row.name: row for row in result.report.baseline.layers}
+    for row in result.report.layers:
+        if not table:
+            assert row.payload_bytes == baseline[row.name].payload_bytes, row.name
+    assert events[-1].stage == "done" and events[-1].fraction == 1.0

@@ -157,7 +157,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("fp_noise", bool, False,
        "train layers that will be tables with simulated false positives", **_W),
     _s("retrain_after_lossless", bool, True,
-       "retrain after a layer stored losslessly (as Deep Compression under hybrid)", **_W),
+       "retrain (and re-cluster) after a layer stored exactly (no false positive left)", **_W),
     _s("distill", float, 0.0, "weight of distillation from the dense model in retraining",
        **_FRACTION),
     _s("lr_schedule", str, "constant", "constant, or cosine (decay within each stage)",

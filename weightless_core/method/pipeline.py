@@ -425,38 +425,52 @@ class _Run:
         return list(self.targets)
 
     def _encode_all(self) -> None:
-        """Step 4, layer by layer: encode, freeze as decoded, retrain the layers after it."""
+        """Step 4, layer by layer: encode, freeze as decoded, retrain the layers after it.
+
+        With ``recluster`` the layers after an encoded one train freely (their codes released)
+        and each is clustered again before it is encoded. Under ``retrain_after_lossless=False``
+        a layer stored exactly (losslessly, or as a table left with no false positive) changed
+        no weight: nothing retrains and nothing is released, so the layers after it keep their
+        first clustering, and cost what Deep Compression of the clustered weights costs."""
         order = self.encode_sequence()
+        released: set[str] = set()
         for step, name in enumerate(order):
-            if self.recluster and step > 0:
+            if name in released:
                 self._share(name)
                 label = f"re-clustering {name} before encoding it"
                 self._train("cluster", self.settings.cluster_epochs, label, layer=name)
+            elif self.recluster and step > 0:
+                why = f"no re-clustering of {name}: no weight before it changed"
+                self._skip_epochs("cluster", self.settings.cluster_epochs, name, why)
             self._encode_one(self.targets.index(name), name)
-            if self.recluster:  # later layers absorb the errors with all their surviving weights
+            exact = self._exact(name) and not self.settings.retrain_after_lossless
+            if self.recluster and not exact:  # later layers absorb the errors with all weights
                 for later in order[step + 1 :]:
                     c = self.constraints[later]
                     self.constraints[later] = self._noisy(later, Constraint(c.param, mask=c.mask))
-            if self._lossless(name) and not self.settings.retrain_after_lossless:
-                self._skip_retraining(name)
+                    released.add(later)
+            if exact:
+                why = f"no retraining after {name}: stored exactly, no weight changed"
+                self._skip_epochs("retrain", self.settings.retrain_epochs, name, why)
             else:
                 after = f"retraining the layers after {name}"
                 self._train("retrain", self.settings.retrain_epochs, after, layer=name)
             acc = self._evaluate(f"after:{name}")
             self.layer_accuracy[name] = acc
 
-    def _lossless(self, name: str) -> bool:
-        """Whether ``name`` was stored without false positives (as Deep Compression)."""
-        return isinstance(self.encoded[name], DeepCompressedLayer)
+    def _exact(self, name: str) -> bool:
+        """Whether ``name`` decodes to its clustered weights exactly: stored as Deep Compression,
+        or as a table whose false positives were all vetoed (or that had none)."""
+        stored = self.encoded[name]
+        return isinstance(stored, DeepCompressedLayer) or stored.false_positives == 0
 
-    def _skip_retraining(self, name: str) -> None:
-        """Count the retraining epochs after a losslessly stored layer as done, unrun."""
-        if self.data is None or self.settings.retrain_epochs <= 0:
+    def _skip_epochs(self, stage: str, epochs: int, name: str, message: str) -> None:
+        """Count ``epochs`` of a stage that has nothing to do as done, unrun."""
+        if self.data is None or epochs <= 0:
             return
-        for _ in range(self.settings.retrain_epochs):
+        for _ in range(epochs):
             self.meter.advance()
-        message = f"no retraining after {name}: stored losslessly, no weight changed"
-        self.meter.emit("retrain", message, layer=name)
+        self.meter.emit(stage, message, layer=name)
 
     def _encode_one(self, index: int, name: str) -> None:
         plan = self.plans[name]
