@@ -477,6 +477,13 @@ def test_a_veto_run_cancels_the_costliest_false_positives(fashion_small, trained
     gone = (before != 0) & (after == 0)
     kept_fp = (after != 0) & (before != 0) & (run.constraints["fc1.weight"].mask.numpy() == 0)
     assert cost[gone].mean() > 3 * cost[kept_fp].mean()
+    # with every false positive vetoed all candidates decode alike: the smallest is kept
+    run.settings = settings.with_(seed_candidates=4)
+    sizes = []
+    original = run._loss_with
+    run._loss_with = lambda n, enc: sizes.append(enc.paper_nbytes) or original(n, enc)  # type: ignore[method-assign]
+    chosen = run._best_table("fc1.weight", 0)
+    assert len(sizes) == 4 and len(set(sizes)) > 1 and chosen.paper_nbytes == min(sizes)
     result = compress(_trained(trained_state), fashion_small, settings)
     for name, layer in result.entries.items():
         if isinstance(layer, EncodedLayer):

@@ -515,8 +515,8 @@ class _Run:
 
     def _best_table(self, name: str, index: int) -> EncodedLayer:
         """The layer's table; with ``seed_candidates`` > 1, of that many seeds the one whose
-        false positives cost the least training loss (the table is fixed once chosen, so this
-        is the only point where its errors land can be picked)."""
+        false positives cost the least training loss, the smallest of equal ones (the table is
+        fixed once chosen, so this is the only point where its errors land can be picked)."""
         plan = self.plans[name]
         c = self.constraints[name]
         first = derive_seed(self.settings.seed, index + 1)
@@ -539,8 +539,8 @@ class _Run:
             )
             if len(seeds) == 1 or self.data is None:
                 return enc
-            loss = self._loss_with(name, enc)
-            if best is None or loss < best[0]:
+            loss = self._loss_with(name, enc)  # equal losses (no false positive left): fewer bytes
+            if best is None or (loss, enc.paper_nbytes) < (best[0], best[1].paper_nbytes):
                 best = (loss, enc)
         assert best is not None
         return best[1]
