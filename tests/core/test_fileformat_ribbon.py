@@ -7,14 +7,14 @@ so the document, the golden bytes and the library are checked against each other
 
 from __future__ import annotations
 
-import hashlib
 import math
 import struct
 
 import numpy as np
 import pytest
 import torch
-from goldenkit import DATA, header_version, make_golden
+from goldenkit import DATA, assert_cuts_and_flips_detected, header_version, make_golden, read_golden
+from test_fileformat_dc import _ref_records
 from test_fileformat_fuse import _ref_cell, _ref_cells_and_mask, _ref_hash64, _ref_mix64
 
 from weightless_core import fileformat as ff
@@ -22,7 +22,6 @@ from weightless_core.errors import (
     ChecksumMismatchError,
     InvalidInputError,
     MalformedRecordError,
-    TruncatedFileError,
 )
 from weightless_core.method.layer import EncodedLayer, encode_layer
 from weightless_core.method.liveness import Liveness
@@ -65,6 +64,7 @@ def _ref_bits(raw: bytes, count: int) -> list[bool]:
 
 
 def _ref_decode_layer(body: bytes, kind: int) -> np.ndarray:
+    """A kind-1, -5 or -6 body decoded as docs/format.md says, from the bytes alone."""
     ndim = body[0]
     shape = struct.unpack_from(f"<{ndim}Q", body, 1)
     pos = 1 + 8 * ndim
@@ -73,14 +73,22 @@ def _ref_decode_layer(body: bytes, kind: int) -> np.ndarray:
     pos += 36
     codebook = struct.unpack_from(f"<{1 << r}f", body, pos)
     pos += 4 * (1 << r)
+    live, veto = kind == 5, None
+    if kind == 6:
+        live, *veto = struct.unpack_from("<BBQQ", body, pos)
+        pos += 18
     rows, cols = shape[0], math.prod(shape) // shape[0]
     live_rows, live_cols = [True] * rows, [True] * cols
-    if kind == 5:
+    if live:
         live_rows = _ref_bits(body[pos:], rows)
         pos += (rows + 7) // 8
         live_cols = _ref_bits(body[pos:], cols)
         pos += (cols + 7) // 8
+    if veto is not None:
+        veto.append(body[pos : pos + (veto[2] + 7) // 8])  # code, seed, cells, table
+        pos += (veto[2] + 7) // 8
     table = body[pos:]
+    assert len(table) == (num_cells * t + 7) // 8
     row_index = {i: a for a, i in enumerate(i for i in range(rows) if live_rows[i])}
     col_index = {j: b for b, j in enumerate(j for j in range(cols) if live_cols[j])}
     out = np.zeros(rows * cols, dtype="<f4")
@@ -90,38 +98,29 @@ def _ref_decode_layer(body: bytes, kind: int) -> np.ndarray:
             continue
         key = row_index[row] * len(col_index) + col_index[col]
         q = _ref_query(code, seed, key, num_cells, t, table)
+        if veto is not None and _ref_query(veto[0], veto[1], key, veto[2], 1, veto[3]) == 1:
+            q = 1 << r  # vetoed: not a weight
         out[i] = codebook[q] if q < 1 << r else 0.0
     return out.reshape(shape)
 
 
 def _ref_encoded_records(data: bytes) -> dict[str, np.ndarray]:
     """The decoded kind-1 and kind-5 records of a file, by name."""
-    (count,) = struct.unpack_from("<I", data, 12)
-    pos, out = 16, {}
-    for _ in range(count):
-        kind, name_len = struct.unpack_from("<BH", data, pos)
-        name = data[pos + 3 : pos + 3 + name_len].decode()
-        (body_len,) = struct.unpack_from("<Q", data, pos + 3 + name_len)
-        body = data[pos + 11 + name_len : pos + 11 + name_len + body_len]
-        if kind in (1, 5):
-            out[name] = _ref_decode_layer(body, kind)
-        pos += 11 + name_len + body_len
-    return out
+    return {
+        name: _ref_decode_layer(body, kind)
+        for kind, name, body in _ref_records(data)
+        if kind in (1, 5)
+    }
 
 
 # ----------------------------------------------------------------------------- golden v4
 
 
 def test_golden_v4_decodes_to_what_the_document_says():
-    data = GOLDEN_V4.read_bytes()
-    assert header_version(data) == 4 and hashlib.sha256(data).hexdigest() == GOLDEN_V4_SHA256
-    model = ff.read_model(GOLDEN_V4)
-    assert model.metadata["arch"] == "golden-ribbon"
-    state = ff.load(GOLDEN_V4)
-    ref = _ref_encoded_records(data)
-    assert set(ref) == set(GOLDEN_V4_LAYERS)
-    for name, decoded in ref.items():
-        np.testing.assert_array_equal(state[name].numpy(), decoded)
+    model, state = read_golden(
+        GOLDEN_V4, version=4, sha256=GOLDEN_V4_SHA256, arch="golden-ribbon",
+        reference=_ref_encoded_records, names=GOLDEN_V4_LAYERS,
+    )  # fmt: skip
     for name, (kind, nnz, cells, t, fp, grid) in GOLDEN_V4_LAYERS.items():
         layer = model.entries[name]
         assert isinstance(layer, EncodedLayer)
@@ -153,15 +152,7 @@ def test_make_golden_reproduces_the_v4_file():
 
 
 def test_every_truncation_and_flip_of_golden_v4_is_detected():
-    data = GOLDEN_V4.read_bytes()
-    for cut in range(0, len(data), 7):
-        with pytest.raises(TruncatedFileError):
-            ff.from_bytes(data[:cut])
-    for i in range(12, len(data), 5):
-        bad = bytearray(data)
-        bad[i] ^= 0x04
-        with pytest.raises(ChecksumMismatchError):
-            ff.from_bytes(bytes(bad))
+    assert_cuts_and_flips_detected(GOLDEN_V4.read_bytes(), step=5, bit=0x04)
 
 
 @pytest.mark.parametrize("live", [False, True])

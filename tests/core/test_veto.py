@@ -1,6 +1,7 @@
 """Vetoes (format version 5, kind 6): a one-bit table cancels chosen false positives.
 
-A pure-Python reader written from docs/format.md alone (``_ref_*``) decodes the golden v5 file,
+The pure-Python reader written from docs/format.md alone (``test_fileformat_ribbon``'s
+``_ref_decode_layer``, which reads kinds 1, 5 and 6) decodes the golden v5 file,
 so the document, the golden bytes and the library are checked against each other; the library
 checks are that every kept weight survives the veto, that what is vetoed is what costs most,
 that the false positives left are about half of those not vetoed, and that numba and torch
@@ -10,7 +11,6 @@ decode the same bits.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import struct
 import zlib
@@ -18,15 +18,14 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from goldenkit import DATA, header_version, make_golden
-from test_fileformat_ribbon import _ref_bits, _ref_query
+from goldenkit import DATA, assert_cuts_and_flips_detected, header_version, make_golden, read_golden
+from test_fileformat_dc import _ref_records
+from test_fileformat_ribbon import _ref_decode_layer, _sparse
 
 from weightless_core import fileformat as ff
 from weightless_core.errors import (
-    ChecksumMismatchError,
     InvalidInputError,
     MalformedRecordError,
-    TruncatedFileError,
 )
 from weightless_core.method.layer import EncodedLayer, encode_layer
 from weightless_core.method.veto import choose_vetoes
@@ -44,69 +43,20 @@ GOLDEN_V5_LAYERS = {
 # ----------------------------------------------------------------------------- the reference
 
 
-def _ref_decode_veto_layer(body: bytes) -> np.ndarray:
-    """A kind-6 body decoded as docs/format.md says, from the bytes alone."""
-    ndim = body[0]
-    shape = struct.unpack_from(f"<{ndim}Q", body, 1)
-    pos = 1 + 8 * ndim
-    code, r, t, hsh, seed, num_cells, _, _ = struct.unpack_from("<BBBBQQQQ", body, pos)
-    assert code in (1, 2, 3, 4) and hsh == 1
-    pos += 36
-    codebook = struct.unpack_from(f"<{1 << r}f", body, pos)
-    pos += 4 * (1 << r)
-    has_live, vcode, vseed, vcells = struct.unpack_from("<BBQQ", body, pos)
-    pos += 18
-    rows, cols = shape[0], math.prod(shape) // shape[0]
-    live_rows, live_cols = [True] * rows, [True] * cols
-    if has_live:
-        live_rows = _ref_bits(body[pos:], rows)
-        pos += (rows + 7) // 8
-        live_cols = _ref_bits(body[pos:], cols)
-        pos += (cols + 7) // 8
-    veto_table = body[pos : pos + (vcells + 7) // 8]
-    table = body[pos + (vcells + 7) // 8 :]
-    assert len(table) == (num_cells * t + 7) // 8
-    row_index = {i: a for a, i in enumerate(i for i in range(rows) if live_rows[i])}
-    col_index = {j: b for b, j in enumerate(j for j in range(cols) if live_cols[j])}
-    out = np.zeros(rows * cols, dtype="<f4")
-    for i in range(rows * cols):
-        row, col = divmod(i, cols)
-        if row not in row_index or col not in col_index:
-            continue
-        key = row_index[row] * len(col_index) + col_index[col]
-        q = _ref_query(code, seed, key, num_cells, t, table)
-        if q < 1 << r and _ref_query(vcode, vseed, key, vcells, 1, veto_table) == 0:
-            out[i] = codebook[q]
-    return out.reshape(shape)
-
-
 def _ref_veto_records(data: bytes) -> dict[str, np.ndarray]:
-    (count,) = struct.unpack_from("<I", data, 12)
-    pos, out = 16, {}
-    for _ in range(count):
-        kind, name_len = struct.unpack_from("<BH", data, pos)
-        name = data[pos + 3 : pos + 3 + name_len].decode()
-        (body_len,) = struct.unpack_from("<Q", data, pos + 3 + name_len)
-        body = data[pos + 11 + name_len : pos + 11 + name_len + body_len]
-        if kind == 6:
-            out[name] = _ref_decode_veto_layer(body)
-        pos += 11 + name_len + body_len
-    return out
+    return {
+        name: _ref_decode_layer(body, 6) for kind, name, body in _ref_records(data) if kind == 6
+    }
 
 
 # ----------------------------------------------------------------------------- golden v5
 
 
 def test_golden_v5_decodes_to_what_the_document_says():
-    data = GOLDEN_V5.read_bytes()
-    assert header_version(data) == 5 and hashlib.sha256(data).hexdigest() == GOLDEN_V5_SHA256
-    model = ff.read_model(GOLDEN_V5)
-    assert model.metadata["arch"] == "golden-veto"
-    state = ff.load(GOLDEN_V5)
-    ref = _ref_veto_records(data)
-    assert set(ref) == set(GOLDEN_V5_LAYERS)
-    for name, decoded in ref.items():
-        np.testing.assert_array_equal(state[name].numpy(), decoded)
+    model, state = read_golden(
+        GOLDEN_V5, version=5, sha256=GOLDEN_V5_SHA256, arch="golden-veto",
+        reference=_ref_veto_records, names=GOLDEN_V5_LAYERS,
+    )  # fmt: skip
     for name, (kind, nnz, cells, t, fp, vcells, grid) in GOLDEN_V5_LAYERS.items():
         layer = model.entries[name]
         assert isinstance(layer, EncodedLayer) and layer.veto is not None
@@ -124,28 +74,10 @@ def test_make_golden_reproduces_the_v5_file():
 
 
 def test_every_truncation_and_flip_of_golden_v5_is_detected():
-    data = GOLDEN_V5.read_bytes()
-    for cut in range(0, len(data), 5):
-        with pytest.raises(TruncatedFileError):
-            ff.from_bytes(data[:cut])
-    for i in range(12, len(data), 3):
-        bad = bytearray(data)
-        bad[i] ^= 0x10
-        with pytest.raises(ChecksumMismatchError):
-            ff.from_bytes(bytes(bad))
+    assert_cuts_and_flips_detected(GOLDEN_V5.read_bytes(), step=3)
 
 
 # ----------------------------------------------------------------------------- the library
-
-
-def _sparse(shape, *, keep, dead_rows=(), dead_cols=(), seed=0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    w = rng.standard_normal(shape).astype(np.float32)
-    w[rng.random(shape) > keep] = 0
-    m = w.reshape(shape[0], -1)
-    m[list(dead_rows), :] = 0
-    m[:, list(dead_cols)] = 0
-    return w
 
 
 @pytest.mark.parametrize("structure", list(STRUCTURES))
