@@ -261,3 +261,16 @@ def test_recipe_probe_lenet5_variants_change_only_fc1(monkeypatch):
     assert chosen["u80-t5"].plan("fc1.weight", 400_000).unit_sparsity == 0.8
     for v in chosen.values():
         assert v.plan("conv2.weight", 25_000) == chosen["max"].plan("conv2.weight", 25_000)
+    assert [chosen[f"u70-t5-veto{p}"].veto for p in (25, 50, 100)] == [0.25, 0.5, 1.0]
+
+
+def test_recipe_probe_prunes_once_for_variants_that_prune_alike(monkeypatch):
+    """Variants differing only in how layers are encoded share one pruning run."""
+    probe_recipe = _script(monkeypatch, "probe_recipe")
+    from weightless_core.models.lenet import build_model
+
+    chosen = probe_recipe.lenet5_variants(seed=0)
+    names = ["u70-t5-veto25", "u60-t7-0.8", "u70-t6-0.8", "u70-t5-veto100", "max"]
+    model = build_model("lenet-5", input_shape=(1, 28, 28), num_classes=10)
+    groups = probe_recipe.shared_groups({n: chosen[n] for n in names}, model)
+    assert groups == [["u70-t5-veto25", "u70-t6-0.8", "u70-t5-veto100"], ["u60-t7-0.8", "max"]]

@@ -9,7 +9,7 @@ import torch
 from weightless_core import fileformat
 from weightless_core.baselines.deep_compression import DeepCompressedLayer
 from weightless_core.config.presets import NAMES, preset_values, settings_for
-from weightless_core.config.settings import CompressionSettings, SizeRule
+from weightless_core.config.settings import CompressionSettings, LayerOverride, SizeRule
 from weightless_core.errors import InvalidInputError
 from weightless_core.method.layer import EncodedLayer
 from weightless_core.method.pipeline import compress
@@ -216,6 +216,9 @@ def test_variants_that_change_pruning_are_refused(trained_model):
 
     with pytest.raises(InvalidInputError, match=r"\['sparsity'\]"):
         compress_variants(trained_model, None, [SMALL, SMALL.with_(sparsity=0.5)])
+    units = SMALL.with_(layers={"fc1.weight": LayerOverride(unit_sparsity=0.5)})
+    with pytest.raises(InvalidInputError, match=r"fc1\.weight's sparsity, r and share of whole"):
+        compress_variants(trained_model, None, [SMALL, units])
 
 
 def test_a_global_value_given_wins_over_the_presets_per_size_values():

@@ -17,8 +17,8 @@ from weightless_core.errors import InvalidInputError
 from weightless_core.method.training import Constraint
 
 # Settings that shape pruning and clustering; ``compress_variants`` shares that work, so its
-# variants must agree on them (each layer's sparsity and r, which ``layers`` and ``size_rules``
-# may set, are compared per layer).
+# variants must agree on them (each layer's sparsity, r and unit sparsity, which ``layers`` and
+# ``size_rules`` may set, are compared per layer).
 SHARED_FIELDS = (
     "method", "sparsity", "r", "encode", "min_elements", "prune_steps",
     "prune_epochs", "cluster_epochs", "batch_size", "lr", "lr_schedule", "seed", "device",
@@ -40,8 +40,10 @@ def check_variant(
         )
     for name, numel in sizes.items():
         a, b = base.plan(name, numel), v.plan(name, numel)
-        if (a.sparsity, a.r) != (b.sparsity, b.r):
-            raise InvalidInputError(f"variants must keep {name}'s sparsity and r")
+        if (a.sparsity, a.r, a.unit_sparsity) != (b.sparsity, b.r, b.unit_sparsity):
+            raise InvalidInputError(
+                f"variants must keep {name}'s sparsity, r and share of whole units pruned"
+            )
 
 
 @dataclass(frozen=True)
