@@ -485,9 +485,12 @@ def test_a_veto_run_cancels_the_costliest_false_positives(fashion_small, trained
     chosen = run._best_table("fc1.weight", 0)
     assert len(sizes) == 4 and len(set(sizes)) > 1 and chosen.paper_nbytes == min(sizes)
     result = compress(_trained(trained_state), fashion_small, settings)
+    rows = {row.name: row for row in result.report.layers}
     for name, layer in result.entries.items():
         if isinstance(layer, EncodedLayer):
             assert layer.veto is not None and layer.false_positives == 0, name
+            assert rows[name].structure == layer.structure.kind + "+veto"
+            assert rows[name].paper_bytes == layer.paper_nbytes  # the veto's table counted
     result.save(tmp_path / "v.wlss")
     state = load(tmp_path / "v.wlss")
     for name, tensor in result.model.state_dict().items():

@@ -87,6 +87,7 @@ def test_a_full_veto_leaves_no_false_positive_and_keeps_every_weight(structure, 
     plain = encode_layer(w, r=2, t=4, seed=3, structure=structure, liveness=live)
     vetoed = encode_layer(w, r=2, t=4, seed=3, structure=structure, liveness=live, veto_share=1)
     assert plain.false_positives > 50 and vetoed.false_positives == 0
+    assert (plain.kind, vetoed.kind) == (structure, f"{structure}+veto")
     assert vetoed.structure == plain.structure  # the main table is the same table
     decoded = vetoed.decode()
     kept = w != 0

@@ -63,6 +63,11 @@ class EncodedLayer:
         return math.prod(self.shape)
 
     @property
+    def kind(self) -> str:
+        """The structure's name, with ``+veto`` when a veto table sits beside it (reports)."""
+        return self.structure.kind + ("" if self.veto is None else "+veto")
+
+    @property
     def queried(self) -> int:
         """Positions the table is queried at: every one, or the live grid's."""
         return self.numel if self.live is None else self.live.grid_size

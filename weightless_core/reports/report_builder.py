@@ -125,7 +125,7 @@ def layer_row(run: RunRecord, name: str, entry: fileformat.Entry) -> LayerReport
     return LayerReport(
         **common,
         t=entry.t,
-        structure=entry.structure.kind,
+        structure=entry.kind,
         cells=entry.structure.num_cells,
         false_positives=entry.false_positives,
         build_attempts=entry.structure.attempts,

@@ -137,7 +137,7 @@ def inspect_table(model: Any, *, file_bytes: int, title: str) -> Table:
         if isinstance(entry, EncodedLayer):
             table.add_row(
                 name,
-                entry.structure.kind,
+                entry.kind,
                 _shape(entry.shape),
                 f"r={entry.r}, t={entry.t}",
                 f"{entry.structure.num_cells:,}",
