@@ -80,13 +80,15 @@ def lenet5_variants(seed: int) -> dict[str, CompressionSettings]:
 
     return {
         "max": base,
-        "u80-t5": fc1(0.01, 0.8, 5, fp_noise=True),  # max's fc1 from the first 2026-12-03 change
-        "u60-t6": fc1(0.009, 0.6, 6, fp_noise=True),
-        "u60-t6-no-fp-noise": fc1(0.009, 0.6, 6, fp_noise=False),  # the second change's
-        "u60-t7-0.8": fc1(0.008, 0.6, 7, fp_noise=False),  # max's fc1 since the third
-        "u70-t6-0.8": fc1(0.008, 0.7, 6, fp_noise=False),  # as many, at t=6: a smaller grid
+        "u80-t5": fc1(
+            0.01, 0.8, 5, fp_noise=True, veto=0.0
+        ),  # max's fc1 from the first 2026-12-03 change
+        "u60-t6": fc1(0.009, 0.6, 6, fp_noise=True, veto=0.0),
+        "u60-t6-no-fp-noise": fc1(0.009, 0.6, 6, fp_noise=False, veto=0.0),  # the second's
+        "u60-t7-0.8": fc1(0.008, 0.6, 7, fp_noise=False, veto=0.0),  # the third change's
+        "u70-t6-0.8": fc1(0.008, 0.7, 6, fp_noise=False, veto=0.0),  # a smaller grid
         # The same pruning at t=5 with a veto of the costliest quarter, half, all false positives
-        "u70-t5-veto25": fc1(0.008, 0.7, 5, fp_noise=False, veto=0.25),
+        "u70-t5-veto25": fc1(0.008, 0.7, 5, fp_noise=False, veto=0.25),  # max's since the fourth
         "u70-t5-veto50": fc1(0.008, 0.7, 5, fp_noise=False, veto=0.5),
         "u70-t5-veto100": fc1(0.008, 0.7, 5, fp_noise=False, veto=1.0),
     }

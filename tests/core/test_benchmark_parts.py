@@ -273,4 +273,4 @@ def test_recipe_probe_prunes_once_for_variants_that_prune_alike(monkeypatch):
     names = ["u70-t5-veto25", "u60-t7-0.8", "u70-t6-0.8", "u70-t5-veto100", "max"]
     model = build_model("lenet-5", input_shape=(1, 28, 28), num_classes=10)
     groups = probe_recipe.shared_groups({n: chosen[n] for n in names}, model)
-    assert groups == [["u70-t5-veto25", "u70-t6-0.8", "u70-t5-veto100"], ["u60-t7-0.8", "max"]]
+    assert groups == [["u70-t5-veto25", "u70-t6-0.8", "u70-t5-veto100", "max"], ["u60-t7-0.8"]]
