@@ -75,6 +75,14 @@ def current_team(request: Request, credentials: Credentials) -> TeamRef:
 CurrentTeam = Annotated[TeamRef, Depends(current_team)]
 
 
+def authenticate_request(request: Request) -> TeamRef:
+    """``current_team`` from the raw header, for a request refused before its dependencies ran
+    (an unreadable body): a caller without a valid key hears 401, never what its body lacks."""
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    with read_connection(request) as conn:
+        return teams.authenticate(conn, key.strip() if scheme.lower() == "bearer" else None)
+
+
 def _owned_model(model_id: str, session: SessionDep, team: CurrentTeam) -> Upload:
     return uploads.get_upload(session, team, "model", model_id)
 

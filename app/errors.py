@@ -167,6 +167,16 @@ async def handle_error(request: Request, exc: Exception) -> Response:
 
     A browser page (the dashboard registers ``app.state.html_error``) may answer with HTML.
     """
+    unreadable = isinstance(exc, HTTPException) and exc.status_code == 400
+    if (unreadable or isinstance(exc, RequestValidationError)) and request.url.path.startswith(
+        "/v1/"
+    ):
+        from app.deps import authenticate_request  # app.deps builds on this module
+
+        try:  # the body is checked before the key otherwise: 401 must come first
+            authenticate_request(request)
+        except Exception as refused:  # mapped like any other error below
+            exc = refused
     err = _as_app_error(exc, request)
     html_error = getattr(request.app.state, "html_error", None)
     if html_error is not None and (page := html_error(request, err)) is not None:

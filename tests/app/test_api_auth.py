@@ -63,6 +63,18 @@ def test_wrong_key_is_401(anon_client, method, template, authorization):
     assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
+@pytest.mark.parametrize("body", [b"\x04", b"\xd1"])  # not JSON (422), not UTF-8 (400)
+@pytest.mark.parametrize("authorization", [None, "Bearer wl_not-a-real-key-at-all-xxxxxx"])
+def test_an_unreadable_body_without_a_valid_key_is_401(anon_client, authorization, body):
+    """The body is parsed before the key is checked: the refusal must still be the 401."""
+    headers = {"Content-Type": "application/json"}
+    if authorization:
+        headers["Authorization"] = authorization
+    response = anon_client.post("/v1/jobs", content=body, headers=headers)
+    assert response.status_code == 401, response.text
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
 def test_revoked_key_is_401(client, sessions):
     with transaction(sessions) as session:
         create_team(session, "carol")
