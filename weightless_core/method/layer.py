@@ -229,15 +229,20 @@ def encode_layer(
         if table is None or built.num_cells < table.num_cells:
             table = built
     assert table is not None
-    veto = None
-    if veto_share > 0:
-        harm = None if veto_harm is None else _grid_values(veto_harm, w.shape, live)
-        veto = _veto_for(table, keys, nonzero, cb, veto_share, harm, seed, kinds)
-    if veto is None:
+    veto, fp = None, None
+    if veto_share > 0:  # the table read once: its false positives, their values, the veto
+        out = np.empty(nonzero.size, dtype=np.float32)
+        table.decode_dense(out, np.arange(1, k + 1, dtype=np.float32))
+        false_positives = np.flatnonzero((out > 0) & ~nonzero)
+        if false_positives.size:
+            cost = np.square(cb[out[false_positives].astype(np.int64) - 1].astype(np.float64))
+            if veto_harm is not None:  # the value squared, times the position's harm
+                cost *= _grid_values(veto_harm, w.shape, live)[false_positives]
+            chosen = vetoes.choose_vetoes(false_positives, cost, veto_share)
+            veto = vetoes.build_veto(keys, chosen.astype(np.uint64), seed=seed, structure=kinds)
+            fp = int(np.count_nonzero(vetoes.passes(veto, nonzero.size)[false_positives]))
+    if fp is None:
         fp = table.count_in_range(~nonzero, k)
-    else:
-        fp = int(np.count_nonzero(_reads_code(table, nonzero.size, k) & ~nonzero
-                                  & vetoes.passes(veto, nonzero.size)))  # fmt: skip
     return EncodedLayer(
         shape=tuple(int(d) for d in w.shape),
         r=r,
@@ -248,37 +253,6 @@ def encode_layer(
         live=live,
         veto=veto,
     )
-
-
-def _reads_code(table: RetrievalStructure, size: int, k: int) -> np.ndarray:
-    """Whether each queried position ``0..size-1`` reads one of the ``k`` codes."""
-    out = np.empty(size, dtype=np.float32)
-    table.decode_dense(out, np.ones(k, dtype=np.float32))
-    return out != 0
-
-
-def _veto_for(
-    table: RetrievalStructure,
-    keys: np.ndarray,
-    nonzero: np.ndarray,
-    codebook: np.ndarray,
-    share: float,
-    harm: np.ndarray | None,
-    seed: int,
-    kinds: list[str],
-) -> RetrievalStructure | None:
-    """The veto of ``share`` of ``table``'s false positives (None when it has none), the
-    costliest first: ``harm`` at the position (1 without it) times the value read squared."""
-    false_positives = np.flatnonzero(_reads_code(table, nonzero.size, codebook.size) & ~nonzero)
-    if false_positives.size == 0:
-        return None
-    values = np.empty(nonzero.size, dtype=np.float32)
-    table.decode_dense(values, codebook)
-    cost = np.square(values[false_positives].astype(np.float64))
-    if harm is not None:
-        cost *= harm[false_positives]
-    chosen = vetoes.choose_vetoes(false_positives, cost, share)
-    return vetoes.build_veto(keys, chosen.astype(np.uint64), seed=seed, structure=kinds)
 
 
 def _grid_values(values: np.ndarray, shape: tuple[int, ...], live: Liveness | None) -> np.ndarray:
