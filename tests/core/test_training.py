@@ -151,3 +151,66 @@ def test_simulated_false_positives_land_only_on_the_grid_at_the_rate_and_never_s
     assert torch.equal(w.detach()[mask], kept)  # stored weights untouched
     c.project()
     assert not ((w.detach() != 0) & ~mask).any()  # gone again after the step
+
+
+class _ViewsFeatureMap(nn.Module):
+    """A convolution whose feature map is flattened with ``view``: the default layout only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, kernel_size=2)
+        self.fc = nn.Linear(3 * 1 * 3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        return self.fc(h.view(h.shape[0], -1))
+
+
+def _conv_net() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(1, 3, kernel_size=2), nn.Flatten(), nn.Linear(9, 2))
+
+
+def test_conv_models_train_channels_last_on_cpu_and_come_back_in_the_default_layout(monkeypatch):
+    import weightless_core.method.training as training
+    from weightless_core.method.training import _channels_last_ok
+
+    data, cpu = _tiny_data(), torch.device("cpu")
+    torch.manual_seed(0)
+    net = _conv_net()
+    assert _channels_last_ok(net, data.x_train[:8], cpu)
+    assert not _channels_last_ok(_ViewsFeatureMap(), data.x_train[:8], cpu)
+    assert not _channels_last_ok(nn.Sequential(nn.Flatten(), nn.Linear(8, 2)), data.x_train, cpu)
+    w = net[0].weight
+    mask = torch.rand(w.shape, generator=torch.Generator().manual_seed(1)) > 0.5
+    cons = {"0.weight": Constraint(w, dense=w.detach().clone(), keep=int(mask.sum()))}
+    cons["0.weight"].refresh()
+    kw = dict(lr=0.05, batch_size=8, device=cpu)
+    train_epochs(net, cons, data, epochs=2, generator=torch.Generator().manual_seed(0), **kw)
+    assert w.is_contiguous() and cons["0.weight"].dense.is_contiguous()
+    assert int((w != 0).sum()) <= int(mask.sum())
+    # the same training in the default layout reaches the same weights (to float rounding)
+    torch.manual_seed(0)
+    ref = _conv_net()
+    ref_w = ref[0].weight
+    ref_cons = {"0.weight": Constraint(ref_w, dense=ref_w.detach().clone(), keep=int(mask.sum()))}
+    ref_cons["0.weight"].refresh()
+    monkeypatch.setattr(training, "_channels_last_ok", lambda *a: False)
+    train_epochs(ref, ref_cons, data, epochs=2, generator=torch.Generator().manual_seed(0), **kw)
+    assert torch.allclose(w, ref_w, atol=1e-5)
+
+
+def test_a_model_that_views_its_feature_map_still_trains():
+    data = _tiny_data()
+    net = _ViewsFeatureMap()
+    before = net.fc.weight.detach().clone()
+    train_epochs(
+        net,
+        {},
+        data,
+        epochs=1,
+        lr=0.05,
+        batch_size=8,
+        generator=torch.Generator().manual_seed(0),
+        device=torch.device("cpu"),
+    )
+    assert not torch.equal(net.fc.weight, before)
