@@ -178,7 +178,9 @@ def test_conv_models_train_channels_last_on_cpu_and_come_back_in_the_default_lay
     torch.manual_seed(0)
     net = _conv_net()
     assert _channels_last_ok(net, data.x_train[:8], cpu)
+    assert _channels_last_ok(torch.jit.script(_conv_net()), data.x_train[:8], cpu)
     assert not _channels_last_ok(_ViewsFeatureMap(), data.x_train[:8], cpu)
+    assert not _channels_last_ok(torch.jit.script(_ViewsFeatureMap()), data.x_train[:8], cpu)
     assert not _channels_last_ok(nn.Sequential(nn.Flatten(), nn.Linear(8, 2)), data.x_train, cpu)
     w = net[0].weight
     mask = torch.rand(w.shape, generator=torch.Generator().manual_seed(1)) > 0.5
