@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -189,6 +189,7 @@ def train_epochs(
     temperature: float = 2.0,
     refresh_every: int = 16,
     teacher: Teacher | None = None,
+    channels_last: bool | None = None,
 ) -> None:
     """Train ``epochs`` epochs of cross-entropy with Adam under ``constraints``.
 
@@ -206,6 +207,8 @@ def train_epochs(
     ``objective.distill_loss`` against them alone, for whatever the model returns.
 
     Regrowing constraints recompute their masks every ``refresh_every`` steps.
+    ``channels_last=None`` picks the faster layout for convolutions by itself (``True`` or
+    ``False`` force one, for benchmarks and tests).
     """
     if epochs <= 0:
         return
@@ -214,19 +217,87 @@ def train_epochs(
     params = trainable_tensors(model, constraints)
     if not params:
         return
-    fast = _channels_last_ok(model, data.x_train[:8], device)
+    with _training_layout(model, data.x_train[:8], device, channels_last) as fast:
+        opt = torch.optim.Adam(params, lr=lr)
+        active = [c for c in constraints.values() if not c.frozen]
+        regrowing = [c for c in active if c.regrowing]
+        noisy = [c for c in active if c.fp_rate > 0 and not c.regrowing]
+        x_all, y_all = data.x_train, data.y_train
+        n = x_all.shape[0]
+        num_batches = (n + batch_size - 1) // batch_size
+        total_steps = epochs * num_batches
+        step = 0
+        set_mode(model, True)
+        for epoch in range(1, epochs + 1):
+            order = torch.randperm(n, generator=generator)
+            total, batches = 0.0, 0
+            for start in range(0, n, batch_size):
+                idx = order[start : start + batch_size]
+                x = x_all[idx].to(device, non_blocking=True)
+                if fast:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                opt.zero_grad(set_to_none=True)
+                for c in constraints.values():
+                    c.param.grad = None
+                for c in noisy:
+                    c.simulate_false_positives()
+                if y_all is None:  # no labels: match the dense model's outputs
+                    assert teacher is not None, "a data set without labels needs a teacher"
+                    outs = output_tensors(model(x))
+                    loss = distill_loss(outs, teacher.batch(idx, device), teacher.kinds,
+                                        temperature=temperature)  # fmt: skip
+                else:
+                    y = y_all[idx].to(device, non_blocking=True)
+                    logits = model(x)
+                    loss = nn.functional.cross_entropy(logits, y)
+                    if teacher_logits is not None and distill > 0:
+                        soft = teacher_logits[idx].to(device, non_blocking=True)
+                        kd = nn.functional.kl_div(
+                            nn.functional.log_softmax(logits / temperature, dim=1),
+                            nn.functional.log_softmax(soft / temperature, dim=1),
+                            reduction="batchmean",
+                            log_target=True,
+                        )
+                        loss = (1 - distill) * loss + distill * temperature**2 * kd
+                loss.backward()
+                if schedule == "cosine":
+                    for group in opt.param_groups:
+                        group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
+                step += 1
+                for c in constraints.values():
+                    if c.frozen:
+                        c.param.grad = None
+                    else:
+                        c.route_gradient()
+                opt.step()
+                if regrowing and step % refresh_every == 0:
+                    for c in regrowing:
+                        c.refresh()
+                for c in active:
+                    c.project()
+                total += float(loss.detach())
+                batches += 1
+                if on_batch is not None:
+                    on_batch(epoch, batches, num_batches)
+            if on_epoch is not None:
+                on_epoch(epoch, total / max(batches, 1))
+    set_mode(model, False)
+
+
+@contextlib.contextmanager
+def _training_layout(
+    model: nn.Module, sample: torch.Tensor, device: torch.device, wanted: bool | None
+) -> Iterator[bool]:
+    """Train in channels-last layout where ``wanted`` (``None``: where ``_channels_last_ok``),
+    and give the parameters back in the default layout however training ends."""
+    fast = _channels_last_ok(model, sample, device) if wanted is None else wanted
     if fast:
         model.to(memory_format=torch.channels_last)
     try:
-        _train_loop(model, constraints, data, params, epochs=epochs, lr=lr,
-                    batch_size=batch_size, generator=generator, device=device,
-                    on_epoch=on_epoch, on_batch=on_batch, schedule=schedule,
-                    teacher_logits=teacher_logits, distill=distill, temperature=temperature,
-                    refresh_every=refresh_every, teacher=teacher, channels_last=fast)  # fmt: skip
+        yield fast
     finally:
         if fast:
             model.to(memory_format=torch.contiguous_format)
-    set_mode(model, False)
 
 
 def _channels_last_ok(model: nn.Module, sample: torch.Tensor, device: torch.device) -> bool:
@@ -257,93 +328,6 @@ def _channels_last_ok(model: nn.Module, sample: torch.Tensor, device: torch.devi
         model.to(memory_format=torch.contiguous_format)
         set_mode(model, was_training)
     return bool(same)
-
-
-def _train_loop(
-    model: nn.Module,
-    constraints: dict[str, Constraint],
-    data: Dataset,
-    params: list[torch.Tensor],
-    *,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    generator: torch.Generator,
-    device: torch.device,
-    on_epoch: Callable[[int, float], None] | None,
-    on_batch: Callable[[int, int, int], None] | None,
-    schedule: str,
-    teacher_logits: torch.Tensor | None,
-    distill: float,
-    temperature: float,
-    refresh_every: int,
-    teacher: Teacher | None,
-    channels_last: bool,
-) -> None:
-    """``train_epochs``' loop, once the model's layout is chosen."""
-    opt = torch.optim.Adam(params, lr=lr)
-    active = [c for c in constraints.values() if not c.frozen]
-    regrowing = [c for c in active if c.regrowing]
-    noisy = [c for c in active if c.fp_rate > 0 and not c.regrowing]
-    x_all, y_all = data.x_train, data.y_train
-    n = x_all.shape[0]
-    num_batches = (n + batch_size - 1) // batch_size
-    total_steps = epochs * num_batches
-    step = 0
-    set_mode(model, True)
-    for epoch in range(1, epochs + 1):
-        order = torch.randperm(n, generator=generator)
-        total, batches = 0.0, 0
-        for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size]
-            x = x_all[idx].to(device, non_blocking=True)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            opt.zero_grad(set_to_none=True)
-            for c in constraints.values():
-                c.param.grad = None
-            for c in noisy:
-                c.simulate_false_positives()
-            if y_all is None:  # no labels: match the dense model's outputs
-                assert teacher is not None, "a data set without labels needs a teacher"
-                outs = output_tensors(model(x))
-                loss = distill_loss(outs, teacher.batch(idx, device), teacher.kinds,
-                                    temperature=temperature)  # fmt: skip
-            else:
-                y = y_all[idx].to(device, non_blocking=True)
-                logits = model(x)
-                loss = nn.functional.cross_entropy(logits, y)
-                if teacher_logits is not None and distill > 0:
-                    soft = teacher_logits[idx].to(device, non_blocking=True)
-                    kd = nn.functional.kl_div(
-                        nn.functional.log_softmax(logits / temperature, dim=1),
-                        nn.functional.log_softmax(soft / temperature, dim=1),
-                        reduction="batchmean",
-                        log_target=True,
-                    )
-                    loss = (1 - distill) * loss + distill * temperature**2 * kd
-            loss.backward()
-            if schedule == "cosine":
-                for group in opt.param_groups:
-                    group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
-            step += 1
-            for c in constraints.values():
-                if c.frozen:
-                    c.param.grad = None
-                else:
-                    c.route_gradient()
-            opt.step()
-            if regrowing and step % refresh_every == 0:
-                for c in regrowing:
-                    c.refresh()
-            for c in active:
-                c.project()
-            total += float(loss.detach())
-            batches += 1
-            if on_batch is not None:
-                on_batch(epoch, batches, num_batches)
-        if on_epoch is not None:
-            on_epoch(epoch, total / max(batches, 1))
 
 
 @torch.no_grad()
