@@ -497,6 +497,38 @@ def test_a_veto_run_cancels_the_costliest_false_positives(fashion_small, trained
         np.testing.assert_array_equal(state[name].numpy(), tensor.numpy())
 
 
+def test_a_path_ranked_veto_attributes_the_added_loss_and_removes_more_of_it(
+    fashion_small, trained_state
+):
+    """``veto_rank="path"``: each false positive's share of the loss all of them add sums to
+    that loss, and vetoing by it leaves less loss than by the squared-gradient ranking at the
+    same share (the same table, so the same false positives to choose from)."""
+    from weightless_core.method.pipeline import _Run
+
+    settings = FAST.with_(r=2, t=5, prune_steps=1, retrain_epochs=0, cluster_epochs=0)
+    model = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
+    model.load_state_dict(trained_state)
+    run = _Run(model, fashion_small, settings, None)
+    run._prepare()
+    name = "fc1.weight"
+    plain = run._best_table(name, 0)
+    decoded = plain.decode()
+    with torch.no_grad():
+        parts = run._sample(1024)
+        clean = sum(float(run._batch_loss(x)) for x in parts) / sum(len(x) for x in parts)
+    added = run._loss_with(name, plain) - clean
+    shares = run._path_cost(name)(decoded)
+    assert shares.shape == decoded.shape
+    fps = (decoded != 0) & (run.constraints[name].mask.numpy() == 0)
+    assert np.abs(shares[~fps]).max() < 1e-9  # kept weights decode to what they are
+    loss = {}
+    for rank in ("fisher", "path"):
+        run.settings = settings.with_(veto=0.5, veto_rank=rank)
+        loss[rank] = run._loss_with(name, run._best_table(name, 0))
+    assert abs(added) > 1e-3 and shares[fps].sum() == pytest.approx(added, rel=0.15)
+    assert loss["path"] < loss["fisher"] - 0.01 and loss["path"] < clean + added
+
+
 def _trained(state: dict) -> torch.nn.Module:
     model = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
     model.load_state_dict(state)

@@ -127,6 +127,37 @@ def test_the_costliest_false_positives_are_vetoed_and_half_the_rest_pass():
     assert cost[fp_after].max() <= cost.ravel()[vetoed].min()
 
 
+@pytest.mark.parametrize("live", [False, True])
+def test_a_veto_cost_function_sees_the_decoded_weight_and_ranks_by_its_result(live):
+    w = _sparse((300, 200), keep=0.02, seed=3)
+    if live:  # whole dead rows and columns: the table reads only the live grid
+        w[::3] = 0
+        w[:, 1::4] = 0
+    rng = np.random.default_rng(8)
+    signed = rng.standard_normal(w.shape)  # a cost that may be negative
+    seen = []
+
+    def cost(decoded: np.ndarray) -> np.ndarray:
+        seen.append(decoded.copy())
+        return signed
+
+    kw = {"r": 2, "t": 4, "seed": 1, "structure": "ribbon", "liveness": live}
+    plain = encode_layer(w, **kw)
+    half = encode_layer(w, **kw, veto_share=0.5, veto_cost=cost)
+    assert len(seen) == 1 and seen[0].dtype == np.float32
+    before, after = plain.decode(), half.decode()
+    np.testing.assert_array_equal(seen[0], before)  # every false positive in place
+    fp_before = (before != 0) & (w == 0)
+    fp_after = (after != 0) & (w == 0)
+    assert not (fp_after & ~fp_before).any() and fp_after.sum() < fp_before.sum()
+    order = np.argsort(-signed[fp_before], kind="stable")
+    vetoed = np.flatnonzero(fp_before.ravel())[order[: math.ceil(fp_before.sum() / 2)]]
+    assert not fp_after.ravel()[vetoed].any()  # the largest results are gone, sign counted
+    assert signed[fp_after].max() <= signed.ravel()[vetoed].min()
+    with pytest.raises(InvalidInputError, match="veto_cost"):
+        encode_layer(w, **kw, veto_share=0.5, veto_cost=lambda d: np.ones((3, 3)))
+
+
 def test_without_a_harm_the_largest_values_are_vetoed_first():
     w = _sparse((200, 100), keep=0.03, seed=4)
     codebook = np.array([-2.0, -0.1, 0.1, 2.0], dtype=np.float32)

@@ -154,6 +154,10 @@ SETTINGS: tuple[Setting, ...] = (
     _s("veto", float, 0.0,
        "share of each table's false positives cancelled by a one-bit veto, costliest first",
        lo=0, hi=1, label="share of false positives vetoed", **_W),
+    _s("veto_rank", str, "fisher",
+       "how vetoes rank false positives: fisher (value squared x squared gradient) or path "
+       "(signed share of the loss they add)",
+       choices=("fisher", "path"), label="veto ranking", **_W),
     _s("fp_noise", bool, False,
        "train layers that will be tables with simulated false positives", **_W),
     _s("retrain_after_lossless", bool, True,

@@ -104,9 +104,14 @@ class CompressionSettings:
     ``seed_candidates`` builds each table with that many seeds and keeps the one whose false
     positives cost the least training loss. ``veto`` cancels that share of each table's false
     positives with a one-bit veto table (``method.veto``), those whose error costs most first:
-    each costs the training loss's squared gradient at its position times its value squared (a
-    diagonal Fisher estimate of the loss it adds). ``fp_noise`` trains each layer that will be a
-    table with simulated false positives (a fresh random pattern at its table's rate every step)
+    with ``veto_rank="fisher"`` each costs the training loss's squared gradient at its position
+    times its value squared (a diagonal Fisher estimate of the loss it adds, blind to its sign);
+    with ``"path"`` its share of the loss that all the table's false positives add together,
+    signed: its value times the loss's gradient there averaged along the straight path from the
+    clustered weights to the decoded ones (Simpson's rule, exact for a cubic loss), so a false
+    positive that lowers the loss is never vetoed before one that raises it. ``fp_noise``
+    trains each layer that will be a table with simulated false positives (a fresh random
+    pattern at its table's rate every step)
     from the end of pruning until it is encoded, so the network is robust to its table's errors
     before they exist. ``retrain_after_lossless=False`` skips the retraining after a layer
     stored exactly (as Deep Compression under ``hybrid``, or a table whose false positives were
@@ -134,6 +139,7 @@ class CompressionSettings:
     liveness: bool = False
     seed_candidates: int = 1
     veto: float = 0.0
+    veto_rank: str = "fisher"
     fp_noise: bool = False
     retrain_after_lossless: bool = True
     unit_sparsity: float = 0.0

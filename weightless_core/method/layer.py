@@ -10,6 +10,7 @@ a veto (``weightless_core.method.veto``) can cancel the costliest of them.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -185,6 +186,7 @@ def encode_layer(
     liveness: bool = False,
     veto_share: float = 0.0,
     veto_harm: np.ndarray | None = None,
+    veto_cost: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> EncodedLayer:
     """Encode ``weight`` (torch tensor or ndarray, any shape; exact zeros are pruned).
 
@@ -195,8 +197,11 @@ def encode_layer(
     ``liveness`` stores the live rows and columns (``weightless_core.method.liveness``) and a table
     of the live grid only; it is dropped when every row and column is live (it would only cost).
     ``veto_share`` > 0 builds a veto (``weightless_core.method.veto``) cancelling that share of
-    the table's false positives, the ones with the largest ``veto_harm`` (an array of the
-    weight's shape; without it, the lowest positions).
+    the table's false positives, the costliest first. A false positive's cost is its value
+    squared times ``veto_harm`` at its position (an array of the weight's shape; without it,
+    the value squared); or, with ``veto_cost``, what that function returns at its position when
+    given the weight as the table decodes it (every false positive in place), so the cost may
+    depend on all of them at once.
     """
     validate_bits(r, t)
     check_structure(structure)
@@ -235,9 +240,17 @@ def encode_layer(
         table.decode_dense(out, np.arange(1, k + 1, dtype=np.float32))
         false_positives = np.flatnonzero((out > 0) & ~nonzero)
         if false_positives.size:
-            cost = np.square(cb[out[false_positives].astype(np.int64) - 1].astype(np.float64))
-            if veto_harm is not None:  # the value squared, times the position's harm
-                cost *= _grid_values(veto_harm, w.shape, live)[false_positives]
+            if veto_cost is not None:  # the caller weighs the decoded weight as a whole
+                read = out > 0
+                decoded = np.zeros(out.size, dtype=np.float32)
+                decoded[read] = cb[out[read].astype(np.int64) - 1]
+                full = decoded if live is None else live.expand(decoded)
+                cost = _grid_values(veto_cost(full.reshape(w.shape)), w.shape, live)
+                cost = cost[false_positives]
+            else:
+                cost = np.square(cb[out[false_positives].astype(np.int64) - 1].astype(np.float64))
+                if veto_harm is not None:  # the value squared, times the position's harm
+                    cost *= _grid_values(veto_harm, w.shape, live)[false_positives]
             chosen = vetoes.choose_vetoes(false_positives, cost, veto_share)
             veto = vetoes.build_veto(keys, chosen.astype(np.uint64), seed=seed, structure=kinds)
             fp = int(np.count_nonzero(vetoes.passes(veto, nonzero.size)[false_positives]))
@@ -259,7 +272,10 @@ def _grid_values(values: np.ndarray, shape: tuple[int, ...], live: Liveness | No
     """``values`` (of the weight's shape) flat, in the order the table is queried."""
     v = np.asarray(values, dtype=np.float64)
     if v.shape != shape:
-        raise InvalidInputError(f"veto_harm must have the weight's shape {shape}, got {v.shape}")
+        raise InvalidInputError(
+            f"a veto cost (veto_harm, or veto_cost's result) must have the weight's shape "
+            f"{shape}, got {v.shape}"
+        )
     flat = v.ravel()
     return flat if live is None else live.compact(flat)
 

@@ -522,7 +522,10 @@ class _Run:
         first = derive_seed(self.settings.seed, index + 1)
         seeds = [first] + [derive_seed(first, k) for k in range(1, self.settings.seed_candidates)]
         veto = self.settings.veto
-        harm = self._harm(name) if veto > 0 and self.data is not None else None
+        weighed = veto > 0 and self.data is not None
+        path = weighed and self.settings.veto_rank == "path"
+        harm = self._harm(name) if weighed and not path else None
+        cost = self._path_cost(name) if path else None
         best: tuple[float, EncodedLayer] | None = None
         for seed in seeds:
             enc = encode_layer(
@@ -536,6 +539,7 @@ class _Run:
                 liveness=self.settings.liveness,
                 veto_share=veto,
                 veto_harm=harm,
+                veto_cost=cost,
             )
             if len(seeds) == 1 or self.data is None:
                 return enc
@@ -589,6 +593,42 @@ class _Run:
             (grad,) = torch.autograd.grad(self._batch_loss(part) / len(part), [p])
             total += grad.double().square()
         return total.cpu().numpy()
+
+    def _gradient(self, name: str) -> torch.Tensor:
+        """The mean training-loss gradient of ``name`` over the fixed sample (float64)."""
+        p = self.params[name]
+        set_mode(self.model, False)
+        parts = self._sample(1024)
+        total = torch.zeros_like(p, dtype=torch.float64)
+        for part in parts:
+            (grad,) = torch.autograd.grad(self._batch_loss(part), [p])
+            total += grad.double()
+        return total / sum(len(part) for part in parts)
+
+    def _path_cost(self, name: str) -> Callable[[np.ndarray], np.ndarray]:
+        """``veto_rank="path"``: a function from ``name``'s weight as a table decodes it to
+        each position's share of the loss the false positives add, ``(decoded - clustered)``
+        times the gradient averaged along the straight path between them. Simpson's rule on
+        three points (the clustered end computed once per layer) is exact for a cubic loss, so
+        the false positives' interactions are in it, and the shares sum to the loss they add."""
+        p = self.params[name]
+        clean = p.detach().clone()
+        start = self._gradient(name)
+
+        def cost(decoded: np.ndarray) -> np.ndarray:
+            step = torch.from_numpy(decoded).to(p.device, p.dtype) - clean
+            mean = start.clone()
+            try:
+                for weight, alpha in ((4.0, 0.5), (1.0, 1.0)):
+                    with torch.no_grad():
+                        p.copy_(clean + alpha * step)
+                    mean += weight * self._gradient(name)
+            finally:
+                with torch.no_grad():
+                    p.copy_(clean)
+            return (step.double() * mean / 6.0).cpu().numpy()
+
+        return cost
 
     # -- helpers --------------------------------------------------------------------------
     def _note(self, note: str) -> None:

@@ -1,0 +1,170 @@
+"""Which false positives a veto cancels: the `max` preset's veto ranked two ways, per seed.
+
+    python benchmarks/bench_veto.py                     # LeNet-5 / MNIST, seeds 0 1 2
+    python benchmarks/bench_veto.py --seeds 0           # one seed: a direction only
+    python benchmarks/bench_veto.py --quick --out-dir DIR  # tiny smoke run (the tests)
+
+A veto (``settings.veto``) cancels a share of a table's false positives, the costliest first,
+for about one bit each. What "costliest" means is the only free choice in it: every ranking
+costs the same bytes. ``fisher`` (what `max` used until this bench) ranks by value squared
+times the squared loss gradient at the clean weights, blind to the sign; ``path`` by each
+false positive's signed share of the loss all of them add (``veto_rank``). Each seed prunes
+and clusters once and encodes every variant from that state (``compress_variants``), so the
+variants differ only in their vetoes. Validation decides; the test split is scored only.
+Writes the ``veto`` section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _paper import DENSE_EPOCHS, fresh_model, train_dense
+from _results import command_line, record
+from bench_t_tolerance import _layer, _mean
+from paper_table import summarise
+
+from weightless_core.config.presets import settings_for
+from weightless_core.io.data import load_dataset
+from weightless_core.method.pipeline import compress_variants
+from weightless_core.method.training import accuracy
+
+LAYER = "fc1.weight"
+# name -> (veto share, ranking); `max` itself is the first
+VARIANTS: dict[str, tuple[float, str]] = {
+    "max (fisher, 25 %)": (0.25, "fisher"),
+    "path, 25 %": (0.25, "path"),
+    "no veto": (0.0, "fisher"),
+}
+
+
+def run(
+    arch: str,
+    data_name: str,
+    *,
+    seeds: tuple[int, ...],
+    epochs: int,
+    variants: dict[str, tuple[float, str]],
+    quick: bool = False,
+    on_seed: Any = None,
+) -> dict[str, Any]:
+    data = load_dataset(data_name)
+    out: dict[str, Any] = {"arch": arch, "dataset": data.name, "seeds": list(seeds)}
+    out |= {"layer": LAYER, "dense": [], "runs": {name: [] for name in variants}}
+    for seed in seeds:
+        state, val, _ = train_dense(arch, data, epochs, seed=seed, cache=not quick)
+        model = fresh_model(arch, data, state)
+        test = accuracy(model, data.x_test, data.y_test, device=torch.device("cpu"))
+        out["dense"].append({"seed": seed, "val": val, "test": test})
+        base = settings_for("max", seed=seed)
+        if quick:
+            base = base.with_(prune_steps=1, prune_epochs=1, cluster_epochs=1, retrain_epochs=1)
+        chosen = [base.with_(veto=share, veto_rank=rank) for share, rank in variants.values()]
+        start = time.perf_counter()
+        results = compress_variants(fresh_model(arch, data, state), data, chosen)
+        seconds = (time.perf_counter() - start) / len(chosen)
+        for name, result in zip(variants, results, strict=True):
+            summary = summarise(result.report, seconds) | {"seed": seed}
+            out["runs"][name].append(summary)
+            wl = summary["weightless"]
+            print(
+                f"seed {seed} {name}: {wl['weights_ratio']:.1f}x val {wl['val']:.2f} "
+                f"test {wl['test']:.2f}",
+                flush=True,
+            )
+        if on_seed is not None:
+            on_seed(out)
+    return out
+
+
+def markdown(result: dict[str, Any], total_s: float) -> str:
+    seeds = result["seeds"]
+    dense_val = _mean([d["val"] for d in result["dense"]])
+    dense_test = _mean([d["test"] for d in result["dense"]])
+    short = LAYER.split(".")[0]
+    lines = [
+        f"{result['arch']} / {result['dataset']}, the `max` preset with its veto varied; each "
+        "seed prunes and clusters once and encodes every variant from that state "
+        f"(`compress_variants`). Seeds {', '.join(map(str, seeds))}"
+        + (" (**fewer than 3: a direction, not a claim**)" if len(seeds) < 3 else "")
+        + f"; dense validation {dense_val:.2f} %, dense test {dense_test:.2f} % (means). "
+        "Ratios are weights-only (paper counting), against Deep Compression-best on the same "
+        "pruned, clustered weights. Validation decides; test accuracy is scored only.",
+        "",
+        f"Total time: {total_s / 60:.1f} min.",
+        "",
+        f"| veto | {short} false positives left | {short} ratio | vs DC-best | model ratio "
+        "| vs DC-best | val % | val per seed | test % | test per seed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, runs in result["runs"].items():
+        if not runs:
+            continue
+        layers = [_layer(x) for x in runs]
+        val = [x["weightless"]["val"] for x in runs]
+        test = [x["weightless"]["test"] for x in runs]
+        model_gain = _mean(
+            [
+                x["deep_compression"]["weights_bytes"] / x["weightless"]["weights_bytes"]
+                for x in runs
+            ]
+        )
+        lines.append(
+            f"| {name} | {_mean([x['false_positives'] or 0 for x in layers]):.0f} | "
+            f"{_mean([x['original_bytes'] / x['weightless_bytes'] for x in layers]):.1f}x | "
+            f"{_mean([x['deep_compression_bytes'] / x['weightless_bytes'] for x in layers]):.2f}x"
+            f" | {_mean([x['weightless']['weights_ratio'] for x in runs]):.1f}x | "
+            f"{model_gain:.2f}x | {_mean(val):.2f} | {', '.join(f'{v:.2f}' for v in val)} | "
+            f"{_mean(test):.2f} | {', '.join(f'{v:.2f}' for v in test)} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="tiny smoke run (digits, one seed)")
+    ap.add_argument("--out-dir", type=Path, help="with --quick: where to write the table")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (0 1 2)")
+    ap.add_argument(
+        "--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch CPU threads"
+    )
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    if args.quick:
+        result = run("lenet-300-100", "digits", seeds=(0,), epochs=2, variants=VARIANTS, quick=True)
+        out = args.out_dir or Path("veto-quick")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "veto.md").write_text(markdown(result, time.perf_counter() - start) + "\n")
+        return
+    arch, name = "lenet-5", "mnist"
+
+    def save(result: dict[str, Any]) -> None:
+        total = time.perf_counter() - start
+        record(
+            "veto",
+            title="Which false positives a veto cancels (LeNet-5 / MNIST fc1, `max`)",
+            command=command_line(__file__, argv),
+            markdown=markdown(result, total),
+            data=result | {"total_seconds": total},
+        )
+
+    run(
+        arch,
+        name,
+        seeds=tuple(args.seeds),
+        epochs=DENSE_EPOCHS[(arch, name)],
+        variants=VARIANTS,
+        on_seed=save,
+    )
+
+
+if __name__ == "__main__":
+    main()
