@@ -6,6 +6,8 @@ scripts that compare runs of one reference may cache it in ``.cache/dense`` (``t
 
 from __future__ import annotations
 
+import argparse
+import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -31,6 +33,19 @@ DENSE_EPOCHS = {
 SEED = 0
 SEEDS = (0, 1, 2)  # every headline figure is a mean over these
 DENSE_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "dense"
+
+
+def bench_parser(doc: str, quick: str) -> argparse.ArgumentParser:
+    """The options every seeded benchmark takes: ``--quick`` (a tiny smoke run, described by
+    ``quick``), ``--out-dir`` for its table, and ``--threads``; the first line of ``doc`` is
+    the description."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help=f"tiny smoke run ({quick})")
+    ap.add_argument("--out-dir", type=Path, help="with --quick: where to write the table")
+    ap.add_argument(
+        "--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch CPU threads"
+    )
+    return ap
 
 
 def fresh_model(arch: str, data: Dataset, state: dict[str, torch.Tensor] | None = None):

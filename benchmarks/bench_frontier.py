@@ -14,8 +14,6 @@ three seeds with each seed's value beside it. Writes the ``frontier`` section of
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import sys
 import time
@@ -29,6 +27,7 @@ from _paper import (
     DENSE_EPOCHS,
     SEEDS,
     Checkpoint,
+    bench_parser,
     fresh_model,
     run_in_parts,
     test_accuracy,
@@ -169,9 +168,7 @@ def recorded_pairs() -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="tiny smoke run (digits, 2 seeds)")
-    ap.add_argument("--out-dir", type=Path, help="with --quick: where to write the table")
+    ap = bench_parser(__doc__, "digits, 2 seeds")
     names = [f"{a}/{d}" for a, d in PAIRS]
     ap.add_argument(
         "--pairs",
@@ -179,9 +176,6 @@ def main(argv: list[str] | None = None) -> None:
         choices=names,
         default=names,
         help="run only these; pairs recorded earlier over the same levels stay in the table",
-    )
-    ap.add_argument(
-        "--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch CPU threads"
     )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)

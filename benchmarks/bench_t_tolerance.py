@@ -23,7 +23,6 @@ split is scored only. Writes the ``t_tolerance`` section of BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -34,7 +33,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _paper import DENSE_EPOCHS, fresh_model, train_dense
+from _paper import DENSE_EPOCHS, bench_parser, fresh_model, train_dense
 from _results import command_line, record, recorded
 from paper_table import summarise
 
@@ -210,9 +209,7 @@ def row_spec(text: str) -> tuple[tuple[int, float], tuple[int, ...]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="tiny smoke run (digits, one seed)")
-    ap.add_argument("--out-dir", type=Path, help="with --quick: where to write the table")
+    ap = bench_parser(__doc__, "digits, one seed")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default: 0)")
     ap.add_argument(
         "--kept", type=float, nargs="+", default=list(KEPT_PERCENT), help="fc1 kept %% levels"
@@ -225,9 +222,6 @@ def main(argv: list[str] | None = None) -> None:
         default=list(GRID.items()),
         help="rows to run as r:unit share, with the t values after a second colon where the "
         f"row is not one of {', '.join(names)} (e.g. 2:0.7:5,6)",
-    )
-    ap.add_argument(
-        "--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch CPU threads"
     )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -16,8 +16,6 @@ Writes the ``veto`` section of BENCHMARKS.md.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,7 +24,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _paper import DENSE_EPOCHS, fresh_model, train_dense
+from _paper import DENSE_EPOCHS, bench_parser, fresh_model, test_accuracy, train_dense
 from _results import command_line, record
 from bench_t_tolerance import _layer, _mean
 from paper_table import summarise
@@ -34,7 +32,6 @@ from paper_table import summarise
 from weightless_core.config.presets import settings_for
 from weightless_core.io.data import load_dataset
 from weightless_core.method.pipeline import compress_variants
-from weightless_core.method.training import accuracy
 
 LAYER = "fc1.weight"
 # name -> (veto share, ranking); `max` itself is the first
@@ -60,8 +57,7 @@ def run(
     out |= {"layer": LAYER, "dense": [], "runs": {name: [] for name in variants}}
     for seed in seeds:
         state, val, _ = train_dense(arch, data, epochs, seed=seed, cache=not quick)
-        model = fresh_model(arch, data, state)
-        test = accuracy(model, data.x_test, data.y_test, device=torch.device("cpu"))
+        test = test_accuracy(fresh_model(arch, data, state), data)
         out["dense"].append({"seed": seed, "val": val, "test": test})
         base = settings_for("max", seed=seed)
         if quick:
@@ -128,13 +124,8 @@ def markdown(result: dict[str, Any], total_s: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="tiny smoke run (digits, one seed)")
-    ap.add_argument("--out-dir", type=Path, help="with --quick: where to write the table")
+    ap = bench_parser(__doc__, "digits, one seed")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (0 1 2)")
-    ap.add_argument(
-        "--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch CPU threads"
-    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
