@@ -111,12 +111,12 @@ class CompressionSettings:
     clustered weights to the decoded ones (Simpson's rule, exact for a cubic loss), so a false
     positive that lowers the loss is never vetoed before one that raises it. ``fp_noise``
     trains each layer that will be a table with simulated false positives (a fresh random
-    pattern at its table's rate every step)
-    from the end of pruning until it is encoded, so the network is robust to its table's errors
-    before they exist. ``retrain_after_lossless=False`` skips the retraining after a layer
-    stored exactly (as Deep Compression under ``hybrid``, or a table whose false positives were
-    all vetoed): storing it changed no weight, so the layers after it keep their clustering
-    (no re-clustering, which would cost them bits) unless an earlier layer's errors released them.
+    pattern at its table's rate every step) from the end of pruning until it is encoded, so the
+    network is robust to its table's errors before they exist. ``retrain_after_lossless=False``
+    skips the retraining after a layer stored exactly (as Deep Compression under ``hybrid``, or
+    a table whose false positives were all vetoed): storing it changed no weight, so the layers
+    after it keep their clustering (no re-clustering, which would cost them bits) unless an
+    earlier layer's errors released them.
 
     ``outputs`` says what a model returns, for a data set without labels (the model is then
     retrained to match its dense self): ``"logits"`` (class scores: KL divergence, top-1
