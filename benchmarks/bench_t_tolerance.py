@@ -133,6 +133,25 @@ def _layer(run: dict[str, Any]) -> dict[str, Any]:
     return next(x for x in run["layers"] if x["name"] == LAYER)
 
 
+def size_figures(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Means over ``runs`` (one per seed) of fc1's false positives, its ratio and gain over
+    Deep Compression-best, and the whole model's ratio and gain (the columns both this table
+    and bench_veto's report)."""
+    layers = [_layer(x) for x in runs]
+    return {
+        "false_positives": _mean([x["false_positives"] or 0 for x in layers]),
+        "ratio": _mean([x["original_bytes"] / x["weightless_bytes"] for x in layers]),
+        "gain": _mean([x["deep_compression_bytes"] / x["weightless_bytes"] for x in layers]),
+        "model_ratio": _mean([x["weightless"]["weights_ratio"] for x in runs]),
+        "model_gain": _mean(
+            [
+                x["deep_compression"]["weights_bytes"] / x["weightless"]["weights_bytes"]
+                for x in runs
+            ]
+        ),
+    }
+
+
 def markdown(result: dict[str, Any], total_s: float) -> str:
     seeds = result["seeds"]
     short = LAYER.split(".")[0]
@@ -164,21 +183,12 @@ def markdown(result: dict[str, Any], total_s: float) -> str:
     for row in result["rows"]:
         for t, runs in row["runs"].items():
             layers = [_layer(x) for x in runs]
-            fp = _mean([x["false_positives"] or 0 for x in layers])
-            ratio = _mean([x["original_bytes"] / x["weightless_bytes"] for x in layers])
-            gain = _mean([x["deep_compression_bytes"] / x["weightless_bytes"] for x in layers])
+            f = size_figures(runs)
             grid = all(x.get("grid_bound") for x in runs)
             bound = (
                 f"{_mean([x['bound_bytes'] / x['weightless_bytes'] for x in layers]):.2f}x"
                 if grid
                 else "-"
-            )
-            model = _mean([x["weightless"]["weights_ratio"] for x in runs])
-            model_gain = _mean(
-                [
-                    x["deep_compression"]["weights_bytes"] / x["weightless"]["weights_bytes"]
-                    for x in runs
-                ]
             )
             val = _mean([x["weightless"]["val"] for x in runs])
             test = [x["weightless"]["test"] for x in runs]
@@ -186,8 +196,9 @@ def markdown(result: dict[str, Any], total_s: float) -> str:
             per_seed = ", ".join(f"{v:.2f}" for v in test)
             lines.append(
                 f"| {row['kept_percent']:g} | {row['r']} | {row['unit_sparsity']:g} | {t} | "
-                f"{fp:.0f} | {ratio:.1f}x | {gain:.2f}x | {bound} | {model:.1f}x | "
-                f"{model_gain:.2f}x | {val:.2f} | {_mean(test):.2f} [{per_seed}] | {dc_test:.2f} |"
+                f"{f['false_positives']:.0f} | {f['ratio']:.1f}x | {f['gain']:.2f}x | {bound} | "
+                f"{f['model_ratio']:.1f}x | {f['model_gain']:.2f}x | {val:.2f} | "
+                f"{_mean(test):.2f} [{per_seed}] | {dc_test:.2f} |"
             )
     return "\n".join(lines)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _paper import DENSE_EPOCHS, bench_parser, fresh_model, test_accuracy, train_dense
 from _results import command_line, record
-from bench_t_tolerance import _layer, _mean
+from bench_t_tolerance import _mean, size_figures
 from paper_table import summarise
 
 from weightless_core.config.presets import settings_for
@@ -52,7 +53,7 @@ def run(
     epochs: int,
     variants: dict[str, dict[str, Any]],
     quick: bool = False,
-    on_seed: Any = None,
+    on_seed: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     data = load_dataset(data_name)
     out: dict[str, Any] = {"arch": arch, "dataset": data.name, "seeds": list(seeds)}
@@ -106,22 +107,14 @@ def markdown(result: dict[str, Any], total_s: float) -> str:
     for name, runs in result["runs"].items():
         if not runs:
             continue
-        layers = [_layer(x) for x in runs]
+        f = size_figures(runs)
         val = [x["weightless"]["val"] for x in runs]
         test = [x["weightless"]["test"] for x in runs]
-        model_gain = _mean(
-            [
-                x["deep_compression"]["weights_bytes"] / x["weightless"]["weights_bytes"]
-                for x in runs
-            ]
-        )
         lines.append(
-            f"| {name} | {_mean([x['false_positives'] or 0 for x in layers]):.0f} | "
-            f"{_mean([x['original_bytes'] / x['weightless_bytes'] for x in layers]):.1f}x | "
-            f"{_mean([x['deep_compression_bytes'] / x['weightless_bytes'] for x in layers]):.2f}x"
-            f" | {_mean([x['weightless']['weights_ratio'] for x in runs]):.1f}x | "
-            f"{model_gain:.2f}x | {_mean(val):.2f} | {', '.join(f'{v:.2f}' for v in val)} | "
-            f"{_mean(test):.2f} | {', '.join(f'{v:.2f}' for v in test)} |"
+            f"| {name} | {f['false_positives']:.0f} | {f['ratio']:.1f}x | {f['gain']:.2f}x | "
+            f"{f['model_ratio']:.1f}x | {f['model_gain']:.2f}x | {_mean(val):.2f} | "
+            f"{', '.join(f'{v:.2f}' for v in val)} | {_mean(test):.2f} | "
+            f"{', '.join(f'{v:.2f}' for v in test)} |"
         )
     return "\n".join(lines)
 
@@ -136,7 +129,9 @@ def main(argv: list[str] | None = None) -> None:
         result = run("lenet-300-100", "digits", seeds=(0,), epochs=2, variants=VARIANTS, quick=True)
         out = args.out_dir or Path("veto-quick")
         out.mkdir(parents=True, exist_ok=True)
-        (out / "veto.md").write_text(markdown(result, time.perf_counter() - start) + "\n")
+        (out / "veto.md").write_text(
+            markdown(result, time.perf_counter() - start) + "\n", encoding="utf-8"
+        )
         return
     arch, name = "lenet-5", "mnist"
 
