@@ -4,6 +4,7 @@
     python benchmarks/bench_t_tolerance.py --seeds 0 1 2        # the 3-seed figure
     python benchmarks/bench_t_tolerance.py --rows 2:0.6         # only some (r, unit share) rows
     python benchmarks/bench_t_tolerance.py --rows 2:0.7:5,6 --kept 0.9  # a row not in GRID
+    python benchmarks/bench_t_tolerance.py --rows 1:0.7:4 --vetoes 0.25 0.5  # each t, each veto
     python benchmarks/bench_t_tolerance.py --quick --out-dir DIR  # tiny smoke run (the tests)
 
 Issue 12's LeNet-5 targets (fc1 >= 500x and >= 1.5x Deep Compression-best, the whole model
@@ -14,10 +15,12 @@ False positives land only in the live grid (liveness), so pruning whole rows and
 columns of fc1 (``unit_sparsity`` u) cuts them by ``(1 - u)**2`` at no cost in bits. This runs
 the ``max`` preset with fc1 overridden to each (kept %, r, u) and encodes the same pruned,
 clustered model at each t (``compress_variants``: one pruning pass per row), so the t columns
-of one row differ only in the table. Rows are recorded as they finish and merged with rows an
-earlier run recorded over the same seeds. Every run reports validation and test accuracy,
-fc1's and the whole model's ratio, and Deep Compression-best on the same weights. The test
-split is scored only. Writes the ``t_tolerance`` section of BENCHMARKS.md.
+of one row differ only in the table (and, with ``--vetoes``, in the share of its false
+positives vetoed: a veto is chosen after the table, so it shares the pruning too). Rows are
+recorded as they finish and merged with rows an earlier run recorded over the same seeds.
+Every run reports validation and test accuracy, fc1's and the whole model's ratio, and Deep
+Compression-best on the same weights. The test split is scored only. Writes the
+``t_tolerance`` section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ def run(
     grid: dict[tuple[int, float], tuple[int, ...]],
     epochs: int,
     preset: str = "max",
+    vetoes: tuple[float, ...] | None = None,
     quick: bool = False,
     on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
@@ -77,7 +81,9 @@ def run(
     for k in kept:
         for (r, unit), ts in grid.items():
             row: dict[str, Any] = {"kept_percent": k, "r": r, "unit_sparsity": unit}
-            row["runs"] = {str(t): [] for t in ts}
+            own = settings_for(preset).veto
+            points = [(t, v) for t in ts for v in (vetoes or (own,))]
+            row["runs"] = {run_key(t, v, own): [] for t, v in points}
             row_start = time.perf_counter()
             for seed in seeds:
                 base = settings_for(preset, seed=seed)
@@ -87,21 +93,23 @@ def run(
                     base.with_(
                         layers={
                             LAYER: LayerOverride(sparsity=1 - k / 100, r=r, t=t, unit_sparsity=unit)
-                        }
+                        },
+                        veto=v,
                     )
-                    for t in ts
+                    for t, v in points
                 ]
                 start = time.perf_counter()
                 results = compress_variants(fresh_model(arch, data, states[seed]), data, variants)
-                seconds = (time.perf_counter() - start) / len(ts)
-                for t, result in zip(ts, results, strict=True):
+                seconds = (time.perf_counter() - start) / len(points)
+                for (t, v), result in zip(points, results, strict=True):
                     summary = summarise(result.report, seconds)
                     summary["seed"] = seed
                     summary["grid_bound"] = True  # bound_bytes counts the live-grid bound
-                    row["runs"][str(t)].append(summary)
+                    row["runs"][run_key(t, v, own)].append(summary)
                     wl, dc = summary["weightless"], summary["deep_compression"]
                     print(
-                        f"{k}% kept r={r} u={unit} t={t} seed {seed}: {wl['weights_ratio']:.1f}x "
+                        f"{k}% kept r={r} u={unit} {run_key(t, v, own)} seed {seed}: "
+                        f"{wl['weights_ratio']:.1f}x "
                         f"(DC-best {dc['weights_ratio']:.1f}x) val {wl['val']:.2f} "
                         f"test {wl['test']:.2f}",
                         flush=True,
@@ -111,6 +119,11 @@ def run(
             if on_row is not None:
                 on_row(out)
     return out
+
+
+def run_key(t: int, veto: float, own: float) -> str:
+    """A row's column key: ``t``, with the veto share where it is not the preset's own."""
+    return str(t) if veto == own else f"{t}, veto {veto:g}"
 
 
 def _key(row: dict[str, Any]) -> tuple[float, int, float]:
@@ -219,6 +232,17 @@ def row_spec(text: str) -> tuple[tuple[int, float], tuple[int, ...]]:
     return (r, unit), ts
 
 
+def veto_share(text: str) -> float:
+    """A share of false positives to veto, 0 to 1."""
+    try:
+        share = float(text)
+    except ValueError:
+        share = -1.0
+    if not 0 <= share <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a veto share is a number from 0 to 1")
+    return share
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = bench_parser(__doc__, "digits, one seed")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default: 0)")
@@ -234,9 +258,17 @@ def main(argv: list[str] | None = None) -> None:
         help="rows to run as r:unit share, with the t values after a second colon where the "
         f"row is not one of {', '.join(names)} (e.g. 2:0.7:5,6)",
     )
+    ap.add_argument(
+        "--vetoes",
+        type=veto_share,
+        nargs="+",
+        help="shares of each table's false positives vetoed, each encoded at every t "
+        "(default: the preset's own)",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
+    vetoes = tuple(args.vetoes) if args.vetoes else None
     if args.quick:
         result = run(
             "lenet-300-100",
@@ -245,6 +277,7 @@ def main(argv: list[str] | None = None) -> None:
             kept=(10.0,),
             grid={(2, 0.3): (8, 9)},
             epochs=2,
+            vetoes=vetoes,
             quick=True,
         )
         out = args.out_dir or Path("t-tolerance-quick")
@@ -276,6 +309,7 @@ def main(argv: list[str] | None = None) -> None:
         kept=tuple(args.kept),
         grid=grid,
         epochs=DENSE_EPOCHS[(arch, name)],
+        vetoes=vetoes,
         on_row=save,
     )
 

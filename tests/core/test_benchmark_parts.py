@@ -202,12 +202,16 @@ def test_veto_quick_run_reports_each_ranking_on_one_pruned_model(tmp_path, monke
 
 def test_t_tolerance_quick_run_reports_each_t_on_one_pruned_model(tmp_path, monkeypatch):
     tolerance = _script(monkeypatch, "bench_t_tolerance")
-    tolerance.main(["--quick", "--out-dir", str(tmp_path), "--threads", "1"])
+    tolerance.main(
+        ["--quick", "--out-dir", str(tmp_path), "--threads", "1", "--vetoes", "0.25", "0.5"]
+    )
     text = (tmp_path / "t_tolerance.md").read_text()
     rows = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| 10 |")]
     assert [tuple(c.strip() for c in cells[1:4]) for cells in rows] == [
-        ("2", "0.3", "8"),
+        ("2", "0.3", "8"),  # max's own veto (0.25) is named by t alone
+        ("2", "0.3", "8, veto 0.5"),
         ("2", "0.3", "9"),
+        ("2", "0.3", "9, veto 0.5"),
     ]
     for cells in rows:
         assert re.fullmatch(r"\d+\.\dx", cells[5].strip())  # the layer's ratio
@@ -262,6 +266,10 @@ def test_t_tolerance_rows_outside_the_grid_name_their_t_values(monkeypatch):
     for bad in ("2:0.55", "2:1.2:5", "2:0.5:2", "x:y"):  # unknown row, u >= 1, t <= r, junk
         with pytest.raises(argparse.ArgumentTypeError, match=re.escape(repr(bad))):
             tolerance.row_spec(bad)
+    assert tolerance.veto_share("0.5") == 0.5
+    for bad in ("1.5", "-0.1", "half"):
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(repr(bad))):
+            tolerance.veto_share(bad)
 
 
 def test_recipe_probe_lenet5_variants_change_only_fc1(monkeypatch):
