@@ -1,7 +1,8 @@
-"""Which false positives a table leaves: `max`'s veto ranking and table draws, per seed.
+"""Around fc1's table: the false positives it leaves and how the later layers retrain, per seed.
 
     python benchmarks/bench_veto.py                     # LeNet-5 / MNIST, seeds 0 1 2
     python benchmarks/bench_veto.py --seeds 0           # one seed: a direction only
+    python benchmarks/bench_veto.py --only "later layers keep their codes"  # keep the others
     python benchmarks/bench_veto.py --quick --out-dir DIR  # tiny smoke run (the tests)
 
 A veto (``settings.veto``) cancels a share of a table's false positives, the costliest first,
@@ -11,7 +12,13 @@ free choice there: it costs no bytes. Two ways to choose better: rank by each fa
 positive's signed share of the loss all of them add (``veto_rank="path"``) instead of `max`'s
 value squared times squared gradient, blind to the sign (``fisher``); or draw more tables.
 Each seed prunes and clusters once and encodes every variant from that state
-(``compress_variants``), so the variants differ only in the false positives left.
+(``compress_variants``), so the variants differ only in the false positives left, or in how
+the layers after fc1 retrain around them: `max` frees their weights after fc1's table and
+clusters each again before it is stored (``later_layers="recluster"``), where they could keep
+their first clustering and tune only their centroids (``"shared"``): nothing to re-cluster,
+and every one of them costs exactly what Deep Compression of the clustered weights costs.
+``max`` is always run with the others, as their same-process reference; ``--only`` reruns
+some variants and keeps the rest as an earlier run over the same seeds recorded them.
 Validation decides; the test split is scored only. Writes the ``veto`` section of
 BENCHMARKS.md.
 """
@@ -28,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _paper import DENSE_EPOCHS, bench_parser, fresh_model, test_accuracy, train_dense
-from _results import command_line, record
+from _results import command_line, record, recorded
 from bench_t_tolerance import _mean, size_figures
 from paper_table import summarise
 
@@ -42,7 +49,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "max (fisher, 8 tables)": {},
     "path, 8 tables": {"veto_rank": "path"},
     "fisher, 32 tables": {"seed_candidates": 32},
+    "later layers keep their codes": {"later_layers": "shared"},
 }
+REFERENCE = next(iter(VARIANTS))
 
 
 def run(
@@ -83,14 +92,14 @@ def run(
     return out
 
 
-def markdown(result: dict[str, Any], total_s: float) -> str:
+def markdown(result: dict[str, Any], total_s: float, earlier: str = "") -> str:
     seeds = result["seeds"]
     dense_val = _mean([d["val"] for d in result["dense"]])
     dense_test = _mean([d["test"] for d in result["dense"]])
     short = LAYER.split(".")[0]
     lines = [
-        f"{result['arch']} / {result['dataset']}, the `max` preset with fc1's veto ranking or "
-        "table draws varied; each "
+        f"{result['arch']} / {result['dataset']}, the `max` preset with fc1's veto ranking, its "
+        "table draws, or how the layers after it retrain varied; each "
         "seed prunes and clusters once and encodes every variant from that state "
         f"(`compress_variants`). Seeds {', '.join(map(str, seeds))}"
         + (" (**fewer than 3: a direction, not a claim**)" if len(seeds) < 3 else "")
@@ -98,7 +107,7 @@ def markdown(result: dict[str, Any], total_s: float) -> str:
         "Ratios are weights-only (paper counting), against Deep Compression-best on the same "
         "pruned, clustered weights. Validation decides; test accuracy is scored only.",
         "",
-        f"Total time: {total_s / 60:.1f} min.",
+        f"Total time: {total_s / 60:.1f} min{earlier}.",
         "",
         f"| veto | {short} false positives left | {short} ratio | vs DC-best | model ratio "
         "| vs DC-best | val % | val per seed | test % | test per seed |",
@@ -122,11 +131,19 @@ def markdown(result: dict[str, Any], total_s: float) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = bench_parser(__doc__, "digits, one seed")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (0 1 2)")
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        choices=list(VARIANTS),
+        metavar="VARIANT",
+        help=f"variants to run besides {REFERENCE!r} (default: all of {list(VARIANTS)})",
+    )
     args = ap.parse_args(argv)
+    chosen = {n: VARIANTS[n] for n in VARIANTS if not args.only or n in (REFERENCE, *args.only)}
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     if args.quick:
-        result = run("lenet-300-100", "digits", seeds=(0,), epochs=2, variants=VARIANTS, quick=True)
+        result = run("lenet-300-100", "digits", seeds=(0,), epochs=2, variants=chosen, quick=True)
         out = args.out_dir or Path("veto-quick")
         out.mkdir(parents=True, exist_ok=True)
         (out / "veto.md").write_text(
@@ -134,14 +151,25 @@ def main(argv: list[str] | None = None) -> None:
         )
         return
     arch, name = "lenet-5", "mnist"
+    earlier = recorded("veto")
+    kept: dict[str, list[dict[str, Any]]] = {}
+    if earlier.get("seeds") == list(args.seeds):
+        kept = {n: runs for n, runs in earlier.get("runs", {}).items() if n not in chosen}
 
     def save(result: dict[str, Any]) -> None:
         total = time.perf_counter() - start
+        runs = {n: (result["runs"].get(n) or kept.get(n, [])) for n in VARIANTS}
+        result = result | {"runs": {n: r for n, r in runs.items() if r}}
         record(
             "veto",
-            title="Which false positives a table leaves (LeNet-5 / MNIST fc1, `max`)",
+            title="Around fc1's table: which false positives it leaves, and how the layers after "
+            "it retrain (LeNet-5 / MNIST, `max`)",
             command=command_line(__file__, argv),
-            markdown=markdown(result, total),
+            markdown=markdown(
+                result,
+                total,
+                f" (this run; {', '.join(kept)} as recorded by an earlier one)" if kept else "",
+            ),
             data=result | {"total_seconds": total},
         )
 
@@ -150,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
         name,
         seeds=tuple(args.seeds),
         epochs=DENSE_EPOCHS[(arch, name)],
-        variants=VARIANTS,
+        variants=chosen,
         on_seed=save,
     )
 
