@@ -18,7 +18,8 @@ clusters each again before it is stored (``later_layers="recluster"``), where th
 their first clustering and tune only their centroids (``"shared"``): nothing to re-cluster,
 and every one of them costs exactly what Deep Compression of the clustered weights costs.
 ``max`` is always run with the others, as their same-process reference; ``--only`` reruns
-some variants and keeps the rest as an earlier run over the same seeds recorded them.
+some variants and keeps the rest as an earlier run over the same seeds recorded them, unless
+``max`` has changed since.
 Validation decides; the test split is scored only. Writes the ``veto`` section of
 BENCHMARKS.md.
 """
@@ -37,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _paper import DENSE_EPOCHS, bench_parser, fresh_model, test_accuracy, train_dense
 from _results import command_line, record, recorded
 from bench_t_tolerance import _mean, size_figures
-from paper_table import summarise
+from paper_table import outdated, summarise
 
 from weightless_core.config.presets import settings_for
 from weightless_core.io.data import load_dataset
@@ -128,6 +129,17 @@ def markdown(result: dict[str, Any], total_s: float, earlier: str = "") -> str:
     return "\n".join(lines)
 
 
+def kept_runs(
+    earlier: dict[str, Any], chosen: dict[str, Any], seeds: list[int]
+) -> dict[str, list[dict[str, Any]]]:
+    """The runs an earlier recording holds of variants this run does not redo: only over the
+    same seeds, and only while ``max`` (their reference) is as it was then."""
+    reference = earlier.get("runs", {}).get(REFERENCE, [])
+    if earlier.get("seeds") != seeds or not reference or outdated(reference, "max"):
+        return {}
+    return {n: runs for n, runs in earlier["runs"].items() if n not in chosen and n in VARIANTS}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = bench_parser(__doc__, "digits, one seed")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (0 1 2)")
@@ -151,10 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         return
     arch, name = "lenet-5", "mnist"
-    earlier = recorded("veto")
-    kept: dict[str, list[dict[str, Any]]] = {}
-    if earlier.get("seeds") == list(args.seeds):
-        kept = {n: runs for n, runs in earlier.get("runs", {}).items() if n not in chosen}
+    kept = kept_runs(recorded("veto"), chosen, list(args.seeds))
 
     def save(result: dict[str, Any]) -> None:
         total = time.perf_counter() - start
