@@ -2,7 +2,7 @@
 
     python benchmarks/bench_veto.py                     # LeNet-5 / MNIST, seeds 0 1 2
     python benchmarks/bench_veto.py --seeds 0           # one seed: a direction only
-    python benchmarks/bench_veto.py --only "later layers keep their codes"  # keep the others
+    python benchmarks/bench_veto.py --only "later layers keep their codes"  # and max
     python benchmarks/bench_veto.py --quick --out-dir DIR  # tiny smoke run (the tests)
 
 A veto (``settings.veto``) cancels a share of a table's false positives, the costliest first,
@@ -17,9 +17,9 @@ the layers after fc1 retrain around them: `max` frees their weights after fc1's 
 clusters each again before it is stored (``later_layers="recluster"``), where they could keep
 their first clustering and tune only their centroids (``"shared"``): nothing to re-cluster,
 and every one of them costs exactly what Deep Compression of the clustered weights costs.
-``max`` is always run with the others, as their same-process reference; ``--only`` reruns
-some variants and keeps the rest as an earlier run over the same seeds recorded them, unless
-``max`` has changed since.
+``max`` is always run with the others, as their same-process reference; ``--only`` runs
+some variants (the section then holds those: runs from other processes start from other dense
+models, so they are never mixed in).
 Validation decides; the test split is scored only. Writes the ``veto`` section of
 BENCHMARKS.md.
 """
@@ -36,9 +36,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _paper import DENSE_EPOCHS, bench_parser, fresh_model, test_accuracy, train_dense
-from _results import command_line, record, recorded
+from _results import command_line, record
 from bench_t_tolerance import _mean, size_figures
-from paper_table import outdated, summarise
+from paper_table import summarise
 
 from weightless_core.config.presets import settings_for
 from weightless_core.io.data import load_dataset
@@ -93,7 +93,7 @@ def run(
     return out
 
 
-def markdown(result: dict[str, Any], total_s: float, earlier: str = "") -> str:
+def markdown(result: dict[str, Any], total_s: float) -> str:
     seeds = result["seeds"]
     dense_val = _mean([d["val"] for d in result["dense"]])
     dense_test = _mean([d["test"] for d in result["dense"]])
@@ -108,7 +108,7 @@ def markdown(result: dict[str, Any], total_s: float, earlier: str = "") -> str:
         "Ratios are weights-only (paper counting), against Deep Compression-best on the same "
         "pruned, clustered weights. Validation decides; test accuracy is scored only.",
         "",
-        f"Total time: {total_s / 60:.1f} min{earlier}.",
+        f"Total time: {total_s / 60:.1f} min.",
         "",
         f"| veto | {short} false positives left | {short} ratio | vs DC-best | model ratio "
         "| vs DC-best | val % | val per seed | test % | test per seed |",
@@ -127,17 +127,6 @@ def markdown(result: dict[str, Any], total_s: float, earlier: str = "") -> str:
             f"{', '.join(f'{v:.2f}' for v in test)} |"
         )
     return "\n".join(lines)
-
-
-def kept_runs(
-    earlier: dict[str, Any], chosen: dict[str, Any], seeds: list[int]
-) -> dict[str, list[dict[str, Any]]]:
-    """The runs an earlier recording holds of variants this run does not redo: only over the
-    same seeds, and only while ``max`` (their reference) is as it was then."""
-    reference = earlier.get("runs", {}).get(REFERENCE, [])
-    if earlier.get("seeds") != seeds or not reference or outdated(reference, "max"):
-        return {}
-    return {n: runs for n, runs in earlier["runs"].items() if n not in chosen and n in VARIANTS}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -163,22 +152,15 @@ def main(argv: list[str] | None = None) -> None:
         )
         return
     arch, name = "lenet-5", "mnist"
-    kept = kept_runs(recorded("veto"), chosen, list(args.seeds))
 
     def save(result: dict[str, Any]) -> None:
         total = time.perf_counter() - start
-        runs = {n: (result["runs"].get(n) or kept.get(n, [])) for n in VARIANTS}
-        result = result | {"runs": {n: r for n, r in runs.items() if r}}
         record(
             "veto",
             title="Around fc1's table: which false positives it leaves, and how the layers after "
             "it retrain (LeNet-5 / MNIST, `max`)",
             command=command_line(__file__, argv),
-            markdown=markdown(
-                result,
-                total,
-                f" (this run; {', '.join(kept)} as recorded by an earlier one)" if kept else "",
-            ),
+            markdown=markdown(result, total),
             data=result | {"total_seconds": total},
         )
 

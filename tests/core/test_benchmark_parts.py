@@ -201,29 +201,6 @@ def test_veto_quick_run_reports_each_ranking_on_one_pruned_model(tmp_path, monke
         assert 0 < float(cells[7]) <= 100 and float(cells[8]) == float(cells[7])
 
 
-def test_veto_keeps_earlier_variants_only_over_the_same_seeds_and_the_same_max(monkeypatch):
-    bench = _script(monkeypatch, "bench_veto")
-    from weightless_core.config.presets import settings_for
-
-    def runs(settings):
-        return [{"settings": json.loads(json.dumps(settings.to_dict())), "layers": []}]
-
-    now = settings_for("max", seed=0)
-    earlier = {
-        "seeds": [0, 1, 2],
-        "runs": {
-            bench.REFERENCE: runs(now),
-            "path, 8 tables": runs(now.with_(veto_rank="path")),
-            "a variant retired since": runs(now),
-        },
-    }
-    redo = {bench.REFERENCE: {}, "later layers keep their codes": {}}
-    assert list(bench.kept_runs(earlier, redo, [0, 1, 2])) == ["path, 8 tables"]
-    assert bench.kept_runs(earlier, redo, [0]) == {}  # other seeds
-    changed = earlier | {"runs": earlier["runs"] | {bench.REFERENCE: runs(now.with_(veto=0.5))}}
-    assert bench.kept_runs(changed, redo, [0, 1, 2]) == {}  # max has changed since
-
-
 def test_t_tolerance_quick_run_reports_each_t_on_one_pruned_model(tmp_path, monkeypatch):
     tolerance = _script(monkeypatch, "bench_t_tolerance")
     tolerance.main(
