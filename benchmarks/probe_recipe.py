@@ -88,7 +88,7 @@ def lenet5_variants(seed: int) -> dict[str, CompressionSettings]:
         "u60-t7-0.8": fc1(0.008, 0.6, 7, fp_noise=False, veto=0.0),  # the third change's
         "u70-t6-0.8": fc1(0.008, 0.7, 6, fp_noise=False, veto=0.0),  # a smaller grid
         # The same pruning at t=5 with a veto of the costliest quarter, half, all false positives
-        "u70-t5-veto25": fc1(0.008, 0.7, 5, fp_noise=False, veto=0.25),  # max's since the fourth
+        "u70-t5-veto25": fc1(0.008, 0.7, 5, fp_noise=False, veto=0.25),  # max's to the 5th change
         "u70-t5-veto50": fc1(0.008, 0.7, 5, fp_noise=False, veto=0.5),
         "u70-t5-veto100": fc1(0.008, 0.7, 5, fp_noise=False, veto=1.0),
     }

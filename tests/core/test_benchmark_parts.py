@@ -203,16 +203,19 @@ def test_veto_quick_run_reports_each_ranking_on_one_pruned_model(tmp_path, monke
 
 def test_t_tolerance_quick_run_reports_each_t_on_one_pruned_model(tmp_path, monkeypatch):
     tolerance = _script(monkeypatch, "bench_t_tolerance")
+    from weightless_core.config.presets import settings_for
+
+    own = settings_for("max").veto
     tolerance.main(
-        ["--quick", "--out-dir", str(tmp_path), "--threads", "1", "--vetoes", "0.25", "0.5"]
+        ["--quick", "--out-dir", str(tmp_path), "--threads", "1", "--vetoes", str(own), "0"]
     )
     text = (tmp_path / "t_tolerance.md").read_text()
     rows = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| 10 |")]
     assert [tuple(c.strip() for c in cells[1:4]) for cells in rows] == [
-        ("2", "0.3", "8"),  # max's own veto (0.25) is named by t alone
-        ("2", "0.3", "8, veto 0.5"),
+        ("2", "0.3", "8"),  # max's own veto is named by t alone
+        ("2", "0.3", "8, veto 0"),
         ("2", "0.3", "9"),
-        ("2", "0.3", "9, veto 0.5"),
+        ("2", "0.3", "9, veto 0"),
     ]
     for cells in rows:
         assert re.fullmatch(r"\d+\.\dx", cells[5].strip())  # the layer's ratio
@@ -298,4 +301,5 @@ def test_recipe_probe_prunes_once_for_variants_that_prune_alike(monkeypatch):
     names = ["u70-t5-veto25", "u60-t7-0.8", "u70-t6-0.8", "u70-t5-veto100", "max"]
     model = build_model("lenet-5", input_shape=(1, 28, 28), num_classes=10)
     groups = probe_recipe.shared_groups({n: chosen[n] for n in names}, model)
-    assert groups == [["u70-t5-veto25", "u70-t6-0.8", "u70-t5-veto100", "max"], ["u60-t7-0.8"]]
+    # max's fc1 is r=1 since the fifth change: two centroids, so it clusters apart
+    assert groups == [["u70-t5-veto25", "u70-t6-0.8", "u70-t5-veto100"], ["u60-t7-0.8"], ["max"]]

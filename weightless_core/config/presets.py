@@ -80,7 +80,7 @@ _FIXED: dict[str, dict[str, Any]] = {
         **_TABLES,
         "retrain_after_lossless": False,
         "seed_candidates": 8,
-        "veto": 0.25,
+        "veto": 0.5,
         "min_elements": 400,
         "prune_steps": 10,
         "prune_epochs": 6,
@@ -91,7 +91,7 @@ _FIXED: dict[str, dict[str, Any]] = {
             SizeRule(1_000, sparsity=0.93, r=3, t=12),
             SizeRule(10_000, sparsity=0.97, r=3, t=12),
             SizeRule(100_000, sparsity=0.98, r=2, t=9, unit_sparsity=0.3),
-            SizeRule(300_000, sparsity=0.992, r=2, t=5, unit_sparsity=0.7),
+            SizeRule(300_000, sparsity=0.992, r=1, t=4, unit_sparsity=0.7),
         ),
     },
 }
