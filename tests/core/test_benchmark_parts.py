@@ -201,6 +201,52 @@ def test_veto_quick_run_reports_each_ranking_on_one_pruned_model(tmp_path, monke
         assert 0 < float(cells[7]) <= 100 and float(cells[8]) == float(cells[7])
 
 
+def test_cluster_init_quick_run_reports_both_starts_from_one_pruned_model(tmp_path, monkeypatch):
+    bench = _script(monkeypatch, "bench_cluster_init")
+    bench.main(["--quick", "--out-dir", str(tmp_path), "--threads", "1"])
+    text = (tmp_path / "cluster_init.md").read_text()
+    rows = {
+        cells[0].strip(): [c.strip() for c in cells[1:]]
+        for cells in (line.split("|")[1:-1] for line in text.splitlines())
+        if len(cells) == 11 and cells[0].strip() in bench.VARIANTS
+    }
+    assert list(rows) == list(bench.VARIANTS)
+    for cells in rows.values():
+        assert 0 < float(cells[0]) <= 100  # clustered, before any table
+        assert re.fullmatch(r"\d+\.\dx", cells[1]) and re.fullmatch(r"\d+\.\d\dx", cells[4])
+        assert float(cells[6]) == float(cells[5]) and float(cells[8]) == float(cells[7])
+    assert "no verdict: the rule needs 3 seeds, 1 run" in text
+
+
+def test_cluster_init_verdict_names_each_part_of_the_rule(monkeypatch):
+    bench = _script(monkeypatch, "bench_cluster_init")
+
+    def seed_run(val: float, ratio: float) -> dict:
+        fc1 = {"name": "fc1.weight", "false_positives": 10, "original_bytes": 1000.0}
+        fc1 |= {"weightless_bytes": 1000.0 / ratio, "deep_compression_bytes": 2000.0 / ratio}
+        return {
+            "weightless": {"val": val, "weights_ratio": 400.0, "weights_bytes": 100.0},
+            "deep_compression": {"weights_bytes": 140.0},
+            "layers": [fc1],
+        }
+
+    def result(gaps: list[float], ratio: float = 600.0) -> dict:
+        ref = [seed_run(99.0, 600.0) for _ in gaps]
+        cand = [seed_run(99.0 + g, ratio) for g in gaps]
+        return {"runs": {bench.REFERENCE: ref, bench.CANDIDATE: cand}}
+
+    assert bench.verdict(result([0.1, 0.0, -0.04])).startswith("**adopt**")
+    worst = bench.verdict(result([0.3, 0.1, -0.12]))
+    assert (
+        worst.startswith("**keep linear**") and "(b) worst seed -0.12 (>= -0.10): missed" in worst
+    )
+    mean = bench.verdict(result([0.02, -0.04, 0.0]))
+    assert "(a) mean validation -0.01: missed" in mean
+    small = bench.verdict(result([0.1, 0.1, 0.1], ratio=450.0))
+    assert "ratio 450.00" in small and "size targets" in small and small.startswith("**keep")
+    assert "needs 3 seeds, 2 run" in bench.verdict(result([0.1, 0.1]))
+
+
 def test_t_tolerance_quick_run_reports_each_t_on_one_pruned_model(tmp_path, monkeypatch):
     tolerance = _script(monkeypatch, "bench_t_tolerance")
     from weightless_core.config.presets import settings_for

@@ -1,4 +1,5 @@
-"""1-D k-means with linear initialisation: toy cases, ordering, nearest codes, refusals."""
+"""1-D k-means, linear and sign-aware initialisation: toy cases, ordering, nearest codes, the
+pruned-weight case sign-aware starts fix, refusals."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from weightless_core.errors import InvalidInputError
-from weightless_core.method.cluster import assign_codes, kmeans_1d
+from weightless_core.method.cluster import INITS, assign_codes, kmeans_1d, linear_init, sign_init
 
 
 def test_hand_checked_toy_case() -> None:
@@ -49,10 +50,11 @@ def test_more_clusters_than_distinct_values() -> None:
         max_size=300,
     ),
     st.integers(1, 16),
+    st.sampled_from(INITS),
 )
-def test_sorted_centroids_and_nearest_codes(values: list[float], k: int) -> None:
+def test_sorted_centroids_and_nearest_codes(values: list[float], k: int, init: str) -> None:
     x = np.array(values, dtype=np.float32)
-    centroids, codes = kmeans_1d(x, k)
+    centroids, codes = kmeans_1d(x, k, init=init)
     assert centroids.shape == (k,) and codes.shape == x.shape
     assert np.all(np.isfinite(centroids))
     assert np.all(np.diff(centroids) >= 0)
@@ -62,6 +64,45 @@ def test_sorted_centroids_and_nearest_codes(values: list[float], k: int) -> None
     assert np.all(chosen <= dist.min(axis=1) + 1e-9)
     assert np.all(centroids >= x.min() - 1e-4) and np.all(centroids <= x.max() + 1e-4)
     np.testing.assert_array_equal(assign_codes(x, centroids), codes)
+
+
+def _pruned_weights(n: int = 20_000, negative: float = 0.5) -> np.ndarray:
+    """What magnitude pruning leaves of a Gaussian layer: |w| above a threshold, both signs."""
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal(n) * 0.05
+    w = w[np.abs(w) > 0.1]
+    signs = np.where(rng.random(w.size) < negative, -1.0, 1.0)
+    return np.abs(w) * signs
+
+
+def test_sign_init_fills_the_codes_linear_init_leaves_empty() -> None:
+    # survivors lie in [-max, -0.1] and [0.1, max]: linear starts put centroids in the gap
+    x = _pruned_weights()
+    for k in (8, 16):
+        lin, lin_codes = kmeans_1d(x, k)
+        sign, sign_codes = kmeans_1d(x, k, init="sign")
+        assert np.unique(lin_codes).size < k, "the case this init exists for"
+        assert np.unique(sign_codes).size == k
+        lin_err = np.mean((x - lin[lin_codes]) ** 2)
+        sign_err = np.mean((x - sign[sign_codes]) ** 2)
+        assert sign_err < 0.8 * lin_err
+        assert (sign < 0).sum() == round(k * (x < 0).mean())  # none in the gap, none moved
+
+
+def test_sign_init_shares_centroids_by_count() -> None:
+    x = _pruned_weights(negative=0.75)
+    start = sign_init(x, 8)
+    assert np.all(np.diff(start) > 0)
+    assert (start < 0).sum() == round(8 * (x < 0).mean()) == 6
+    assert start[0] == x.min() and start[-1] == x.max()
+    assert start[5] == x[x < 0].max() and start[6] == x[x >= 0].min()
+    # at least one centroid per sign, however lopsided
+    lopsided = np.concatenate([np.full(999, 1.0), [-1.0]])
+    assert (sign_init(lopsided, 4) < 0).sum() == 1
+    # one sign only, or one centroid: the linear start
+    one_sign = np.abs(x)
+    np.testing.assert_array_equal(sign_init(one_sign, 8), linear_init(one_sign, 8))
+    np.testing.assert_array_equal(sign_init(x, 1), [x.mean()])
 
 
 def test_deterministic() -> None:
@@ -76,6 +117,8 @@ def test_refusals() -> None:
         kmeans_1d(np.array([]), 4)
     with pytest.raises(InvalidInputError, match="k must be >= 1"):
         kmeans_1d(np.array([1.0]), 0)
+    with pytest.raises(InvalidInputError, match="init must be one of"):
+        kmeans_1d(np.array([1.0]), 2, init="random")
     with pytest.raises(InvalidInputError, match="NaN or Inf"):
         kmeans_1d(np.array([1.0, np.nan]), 2)
     with pytest.raises(InvalidInputError, match="NaN or Inf"):

@@ -214,6 +214,29 @@ def test_variants_share_pruning_and_match_separate_runs(fashion_small, trained_s
     assert results[0].model is not results[1].model
 
 
+def test_variants_with_their_own_clustering_share_only_the_pruning(fashion_small, trained_state):
+    from weightless_core.method.pipeline import compress_variants
+    from weightless_core.models.lenet import build_model
+
+    def fresh():
+        model = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
+        model.load_state_dict(trained_state)
+        return model
+
+    variants = [SMALL, SMALL.with_(cluster_init="sign", t=8)]
+    results = compress_variants(fresh(), fashion_small, variants)
+    for variant, result in zip(variants, results, strict=True):
+        alone = compress(fresh(), fashion_small, variant)
+        assert result.to_bytes() == alone.to_bytes()
+        assert result.report.accuracy == alone.report.accuracy
+        assert result.report.baseline is not None and alone.report.baseline is not None
+        timeless = [{**r.report.baseline.to_dict(), "seconds": None} for r in (result, alone)]
+        assert timeless[0] == timeless[1]
+    linear, sign = (r.report for r in results)
+    assert linear.accuracy["pruned"] == sign.accuracy["pruned"]
+    assert linear.baseline.to_dict()["layers"] != sign.baseline.to_dict()["layers"]
+
+
 def test_variants_that_change_pruning_are_refused(trained_model):
     from weightless_core.method.pipeline import compress_variants
 

@@ -21,6 +21,7 @@ METHODS = ("weightless", "deep-compression")
 WEIGHTLESS_ONLY = ("weightless",)
 STRUCTURE_NAMES = ("bloomier", "fuse3", "fuse4", "ribbon")  # retrieval.STRUCTURES, in order
 AUTO = "auto"  # the smallest structure per layer
+CLUSTER_INITS = ("linear", "sign")  # where k-means starts (method.cluster)
 MAX_R = 8  # bits per cluster code the file format holds
 MAX_T = 32  # bits per table cell the file format holds
 SEARCH_SECONDS = 600.0  # default time budget of the accuracy-budget search
@@ -144,6 +145,10 @@ SETTINGS: tuple[Setting, ...] = (
     _s("hybrid", bool, False,
        "store each layer as its Weightless table or as Deep Compression, whichever is smaller",
        **_W),
+    _s("cluster_init", str, "linear",
+       "where k-means starts: linear over [min, max], or sign (each sign's own range, shared "
+       "by count: no centroid in the gap pruning leaves)",
+       choices=CLUSTER_INITS, label="k-means start"),
     _s("regrowth", bool, False, "prune with regrowth: pruned weights keep training and may return"),
     _s("liveness", bool, False, "store live rows and columns as bitmaps; query only those", **_W),
     _s("encode_order", str, "definition",

@@ -91,6 +91,9 @@ class CompressionSettings:
     retraining loss (0 = labels only). ``lr_schedule`` is ``"constant"`` or ``"cosine"``
     (decay to 0 within each training stage).
 
+    ``cluster_init`` is where each layer's k-means starts (``method.cluster``): ``"linear"``
+    over the surviving weights' range (Deep Compression's choice), or ``"sign"``, linearly over
+    each sign's own range, so no centroid starts in the gap around zero that pruning leaves.
     ``regrowth`` prunes with regrowth: pruned weights keep training in a dense copy and the
     masks follow its magnitudes, so a weight cut too early comes back (pruning only).
     ``encode_order`` is ``"definition"`` (the paper: first layer first) or ``"size"`` (largest
@@ -134,6 +137,7 @@ class CompressionSettings:
     hybrid: bool = False
     lr_schedule: str = "constant"
     distill: float = 0.0
+    cluster_init: str = "linear"
     regrowth: bool = False
     encode_order: str = "definition"
     liveness: bool = False

@@ -55,7 +55,7 @@ from weightless_core.method.training import (
     set_mode,
     train_epochs,
 )
-from weightless_core.method.variants import Snapshot, check_variant
+from weightless_core.method.variants import Snapshot, check_variant, clusters_differ
 from weightless_core.reports.report import Report
 from weightless_core.reports.report_builder import RunRecord, build_report, file_metadata
 from weightless_core.retrieval.hashing import derive_seed
@@ -177,8 +177,9 @@ def compress_variants(
 
     Variants may differ in ``t``, structure, codebook fine-tuning, the retraining after each
     encoded layer and per-layer ``t``; each result equals what ``compress`` gives for it alone
-    (a t sweep costs one pruning pass instead of one per point). ``model`` ends pruned and
-    clustered; each result holds its own copy of the compressed model.
+    (a t sweep costs one pruning pass instead of one per point). Variants that also differ in
+    ``cluster_init`` share the pruning only, and each clusters (with its retraining) on its own.
+    ``model`` ends pruned and clustered; each result holds its own copy of the compressed model.
     """
     if not variants:
         raise InvalidInputError("give at least one settings variant")
@@ -242,20 +243,24 @@ class _Run:
         sizes = {n: self.params[n].numel() for n in self.targets}
         for v in variants:
             check_variant(self.settings, v, sizes)
-        self._prepare()
+        own_clusters = clusters_differ(self.settings, variants)
+        self._prepare(cluster=not own_clusters)
         snapshot = Snapshot.take(self.model, self.constraints, self.accuracy, self.seconds,
                                  self.generator, self.meter.done)  # fmt: skip
         results = []
         for v in variants:
             self._restore(snapshot, v)
+            if own_clusters:
+                self._cluster_stage()
             result = self._finish()
             result.model = copy.deepcopy(self.model)
             results.append(result)
         return results
 
-    def _prepare(self) -> None:
-        """Steps 1-3: the dense model's accuracy, then pruning and clustering, with retraining
-        (and the Deep Compression baseline of the clustered weights)."""
+    def _prepare(self, *, cluster: bool = True) -> None:
+        """Steps 1-3: the dense model's accuracy, then pruning and (unless not ``cluster``)
+        clustering, with retraining and the Deep Compression baseline of the clustered
+        weights."""
         torch.manual_seed(self.settings.seed)
         for p in self.model.parameters():
             p.requires_grad_(True)
@@ -272,6 +277,11 @@ class _Run:
         if d is not None and d.labelled and self.settings.distill > 0:
             self.teacher = logits_of(self.model, d.x_train, device=self.device)
         self._timed("prune", self._prune)
+        if cluster:
+            self._cluster_stage()
+
+    def _cluster_stage(self) -> None:
+        """Step 3 (clustering, weight-sharing retraining) and the baseline of its weights."""
         self._timed("cluster", self._cluster)
         if self.settings.baseline or not self.weightless:
             self._timed("baseline", self._deep_compress_all)
@@ -377,7 +387,9 @@ class _Run:
         c = self.constraints[name]
         k = 1 << self.plans[name].r
         values = self.params[name].detach()[c.mask].cpu().numpy()
-        centroids, codes = kmeans_1d(values, k, seed=self.settings.seed)
+        centroids, codes = kmeans_1d(
+            values, k, seed=self.settings.seed, init=self.settings.cluster_init
+        )
         full = torch.zeros(c.mask.shape, dtype=torch.uint8)  # r <= 8: one byte per position
         full[c.mask.cpu()] = torch.from_numpy(codes.astype(np.uint8))
         self.constraints[name] = self._noisy(

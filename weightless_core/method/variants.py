@@ -2,11 +2,13 @@
 
 Pruning and clustering are shared, so variants must agree on every setting that shapes them;
 the state after clustering is snapshotted once and put back before each variant is encoded.
+Variants that differ only in where k-means starts (``CLUSTER_FIELDS``) share the pruning: the
+state is then snapshotted after pruning and each variant clusters it its own way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +26,13 @@ SHARED_FIELDS = (
     "prune_epochs", "cluster_epochs", "batch_size", "lr", "lr_schedule", "seed", "device",
     "baseline", "distill", "regrowth", "fp_noise",
 )  # fmt: skip
+# Settings of clustering alone: variants may differ in them, and then share only the pruning.
+CLUSTER_FIELDS = ("cluster_init",)
+
+
+def clusters_differ(base: CompressionSettings, variants: Sequence[CompressionSettings]) -> bool:
+    """Whether some variant clusters differently from ``base`` (so each clusters on its own)."""
+    return any(getattr(v, f) != getattr(base, f) for v in variants for f in CLUSTER_FIELDS)
 
 
 def check_variant(
