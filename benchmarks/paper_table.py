@@ -49,7 +49,7 @@ from _paper import (
 from _results import command_line, record, recorded
 
 from weightless_core.config.presets import settings_for
-from weightless_core.config.settings import SizeRule
+from weightless_core.config.settings import CompressionSettings, SizeRule
 from weightless_core.io.data import Dataset, load_dataset
 from weightless_core.method.pipeline import compress
 from weightless_core.reports.report import LayerReport, Report
@@ -268,22 +268,24 @@ def _yes(ok: bool) -> str:
 
 def outdated(runs: list[dict[str, Any]], name: str) -> list[str]:
     """The settings in which ``runs`` differ from preset ``name`` as it is now (the seed aside;
-    settings added since are not counted; size rules compared by the plan they give the layers
-    the run encoded): a row recorded before its preset changed says so rather than standing
-    for today's preset."""
+    a setting added since counts where the preset moved it off its default, which the run had;
+    size rules compared by the plan they give the layers the run encoded): a row recorded
+    before its preset changed says so rather than standing for today's preset."""
     preset = settings_for(name)
     now = json.loads(json.dumps(preset.to_dict()))
+    default = json.loads(json.dumps(CompressionSettings().to_dict()))
     changed: set[str] = set()
     for r in runs:
         old = r.get("settings", {})
         skip = ("seed", "device", "size_rules")
-        changed |= {k for k, v in old.items() if k not in skip and k in now and v != now[k]}
+        then = {k: old.get(k, default[k]) for k in now if k not in skip}
+        changed |= {k for k, v in then.items() if v != now[k]}
         if "size_rules" not in old:
             continue
-        then = preset.with_(size_rules=tuple(SizeRule(**x) for x in old["size_rules"]))
+        rules = preset.with_(size_rules=tuple(SizeRule(**x) for x in old["size_rules"]))
         for layer in r.get("layers", []):
             numel = math.prod(layer["shape"])
-            if layer["encoded"] and then.plan("", numel) != preset.plan("", numel):
+            if layer["encoded"] and rules.plan("", numel) != preset.plan("", numel):
                 changed.add(f"{layer['name']}'s size rule")
     return sorted(changed)
 

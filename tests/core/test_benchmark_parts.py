@@ -298,6 +298,9 @@ def test_paper_table_marks_rows_run_before_their_preset_changed(monkeypatch):
     assert paper_table.outdated([run, {"settings": older, "layers": layers}], "max") == [
         "prune_epochs"
     ]
+    # a setting added since: the run had its default, so it counts where the preset moved off it
+    before_veto = {k: v for k, v in now.items() if k not in ("veto", "cluster_init")}
+    assert paper_table.outdated([{"settings": before_veto, "layers": layers}], "max") == ["veto"]
     rules = [dict(x) for x in now["size_rules"]]
     big = max(rules, key=lambda x: x["min_elements"])
     big["t"] += 1  # the rule fc1 (400,000 elements) falls under
