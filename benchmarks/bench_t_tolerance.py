@@ -5,6 +5,7 @@
     python benchmarks/bench_t_tolerance.py --rows 2:0.6         # only some (r, unit share) rows
     python benchmarks/bench_t_tolerance.py --rows 2:0.7:5,6 --kept 0.9  # a row not in GRID
     python benchmarks/bench_t_tolerance.py --rows 1:0.7:4 --vetoes 0.25 0.5  # each t, each veto
+    python benchmarks/bench_t_tolerance.py --pair lenet-300-100/mnist --rows 1:0.7:4,5 --kept 1.5
     python benchmarks/bench_t_tolerance.py --quick --out-dir DIR  # tiny smoke run (the tests)
 
 Issue 12's LeNet-5 targets (fc1 >= 500x and >= 1.5x Deep Compression-best, the whole model
@@ -16,8 +17,10 @@ columns of fc1 (``unit_sparsity`` u) cuts them by ``(1 - u)**2`` at no cost in b
 the ``max`` preset with fc1 overridden to each (kept %, r, u) and encodes the same pruned,
 clustered model at each t (``compress_variants``: one pruning pass per row), so the t columns
 of one row differ only in the table (and, with ``--vetoes``, in the share of its false
-positives vetoed: a veto is chosen after the table, so it shares the pruning too). Rows are
-recorded as they finish and merged with rows an earlier run recorded over the same seeds.
+positives vetoed: a veto is chosen after the table, so it shares the pruning too). ``--pair``
+runs another model's fc1 (LeNet-300-100's, a first layer on pixels) into a section of its own.
+Rows are recorded as they finish and merged with rows an earlier run recorded over the same
+seeds.
 Every run reports validation and test accuracy, fc1's and the whole model's ratio, and Deep
 Compression-best on the same weights. The test split is scored only. Writes the
 ``t_tolerance`` section of BENCHMARKS.md.
@@ -130,9 +133,22 @@ def _key(row: dict[str, Any]) -> tuple[float, int, float]:
     return (row["kept_percent"], row["r"], row["unit_sparsity"])
 
 
-def recorded_rows(seeds: list[int]) -> list[dict[str, Any]]:
+PAIRS = {  # --pair -> its name in the section title
+    "lenet-5/mnist": "LeNet-5 / MNIST",
+    "lenet-300-100/mnist": "LeNet-300-100 / MNIST",
+    "lenet-300-100/fashion-mnist": "LeNet-300-100 / Fashion-MNIST",
+}
+FIRST = next(iter(PAIRS))
+
+
+def section(pair: str) -> str:
+    """The BENCHMARKS.md section of a pair's rows (LeNet-5 / MNIST keeps the first name)."""
+    return "t_tolerance" if pair == FIRST else "t_tolerance_" + pair.replace("/", "_")
+
+
+def recorded_rows(seeds: list[int], pair: str = FIRST) -> list[dict[str, Any]]:
     """Rows an earlier run recorded over the same seeds (kept when this run does not redo them)."""
-    data = recorded("t_tolerance")
+    data = recorded(section(pair))
     if data.get("seeds") != seeds:
         return []
     return [r for r in data.get("rows", []) if isinstance(r, dict) and "unit_sparsity" in r]
@@ -265,6 +281,7 @@ def main(argv: list[str] | None = None) -> None:
         help="shares of each table's false positives vetoed, each encoded at every t "
         "(default: the preset's own)",
     )
+    ap.add_argument("--pair", choices=list(PAIRS), default=FIRST, help="model / data set")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -285,9 +302,9 @@ def main(argv: list[str] | None = None) -> None:
         text = markdown(result, time.perf_counter() - start)
         (out / "t_tolerance.md").write_text(text + "\n", encoding="utf-8")
         return
-    arch, name = "lenet-5", "mnist"
+    arch, name = args.pair.split("/")
     grid = dict(args.rows)
-    earlier = recorded_rows(list(args.seeds))
+    earlier = recorded_rows(list(args.seeds), args.pair)
 
     def save(result: dict[str, Any]) -> None:
         done = {_key(row) for row in result["rows"]}
@@ -295,8 +312,8 @@ def main(argv: list[str] | None = None) -> None:
         merged["rows"].sort(key=lambda r: (-r["kept_percent"], -r["r"], r["unit_sparsity"]))
         total = sum(r["seconds"] for r in merged["rows"] if "seconds" in r)
         record(
-            "t_tolerance",
-            title="How small a t the largest layer tolerates (LeNet-5 / MNIST fc1)",
+            section(args.pair),
+            title=f"How small a t the largest layer tolerates ({PAIRS[args.pair]} fc1)",
             command=command_line(__file__, argv),
             markdown=markdown(merged, total),
             data=merged | {"total_seconds": total},

@@ -352,3 +352,11 @@ def test_recipe_probe_prunes_once_for_variants_that_prune_alike(monkeypatch):
     groups = probe_recipe.shared_groups({n: chosen[n] for n in names}, model)
     # max's fc1 is r=1 since the fifth change: two centroids, so it clusters apart
     assert groups == [["u70-t5-veto25", "u70-t6-0.8", "u70-t5-veto100"], ["u60-t7-0.8"], ["max"]]
+
+
+def test_t_tolerance_pairs_write_sections_of_their_own(monkeypatch):
+    tolerance = _script(monkeypatch, "bench_t_tolerance")
+    assert tolerance.section("lenet-5/mnist") == "t_tolerance"  # the section it always wrote
+    assert tolerance.section("lenet-300-100/mnist") == "t_tolerance_lenet-300-100_mnist"
+    with pytest.raises(SystemExit):
+        tolerance.main(["--pair", "vgg/cifar"])
