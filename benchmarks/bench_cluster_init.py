@@ -24,17 +24,13 @@ of BENCHMARKS.md.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _paper import DENSE_EPOCHS, bench_parser
-from _results import command_line, record
+from _paper import bench_parser
 from bench_t_tolerance import _mean, size_figures
-from bench_veto import run
+from bench_veto import cells, variants_main
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "linear (max)": {"cluster_init": "linear"},
@@ -86,19 +82,10 @@ def markdown(result: dict[str, Any], total_s: float) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, runs in result["runs"].items():
-        if not runs:
-            continue
-        f = size_figures(runs)
-        clustered = _mean([x["accuracy_stages"]["clustered"] for x in runs])
-        val = [x["weightless"]["val"] for x in runs]
-        test = [x["weightless"]["test"] for x in runs]
-        dc_test = _mean([x["deep_compression"]["test"] for x in runs])
-        lines.append(
-            f"| {name} | {clustered:.2f} | {f['ratio']:.1f}x | {f['gain']:.2f}x | "
-            f"{f['model_ratio']:.1f}x | {f['model_gain']:.2f}x | {_mean(val):.2f} | "
-            f"{', '.join(f'{v:.2f}' for v in val)} | {_mean(test):.2f} | "
-            f"{', '.join(f'{v:.2f}' for v in test)} | {dc_test:.2f} |"
-        )
+        if runs:
+            clustered = _mean([x["accuracy_stages"]["clustered"] for x in runs])
+            dc_test = _mean([x["deep_compression"]["test"] for x in runs])
+            lines.append(f"| {name} | {clustered:.2f} | {cells(runs)} | {dc_test:.2f} |")
     return "\n".join(lines)
 
 
@@ -106,35 +93,15 @@ def main(argv: list[str] | None = None) -> None:
     ap = bench_parser(__doc__, "digits, one seed")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (0 1 2)")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    start = time.perf_counter()
-    if args.quick:
-        result = run("lenet-300-100", "digits", seeds=(0,), epochs=2, variants=VARIANTS, quick=True)
-        out = args.out_dir or Path("cluster-init-quick")
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "cluster_init.md").write_text(
-            markdown(result, time.perf_counter() - start) + "\n", encoding="utf-8"
-        )
-        return
-    arch, name = "lenet-5", "mnist"
-
-    def save(result: dict[str, Any]) -> None:
-        total = time.perf_counter() - start
-        record(
-            "cluster_init",
-            title="Where k-means starts: linear or sign-aware (LeNet-5 / MNIST, `max`)",
-            command=command_line(__file__, argv),
-            markdown=markdown(result, total),
-            data=result | {"total_seconds": total, "verdict": verdict(result)},
-        )
-
-    run(
-        arch,
-        name,
-        seeds=tuple(args.seeds),
-        epochs=DENSE_EPOCHS[(arch, name)],
+    variants_main(
+        args,
+        argv,
+        script=__file__,
         variants=VARIANTS,
-        on_seed=save,
+        section="cluster_init",
+        title="Where k-means starts: linear or sign-aware (LeNet-5 / MNIST, `max`)",
+        markdown=markdown,
+        extra=lambda result: {"verdict": verdict(result)},
     )
 
 

@@ -26,6 +26,7 @@ BENCHMARKS.md.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -115,18 +116,24 @@ def markdown(result: dict[str, Any], total_s: float) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, runs in result["runs"].items():
-        if not runs:
-            continue
-        f = size_figures(runs)
-        val = [x["weightless"]["val"] for x in runs]
-        test = [x["weightless"]["test"] for x in runs]
-        lines.append(
-            f"| {name} | {f['false_positives']:.0f} | {f['ratio']:.1f}x | {f['gain']:.2f}x | "
-            f"{f['model_ratio']:.1f}x | {f['model_gain']:.2f}x | {_mean(val):.2f} | "
-            f"{', '.join(f'{v:.2f}' for v in val)} | {_mean(test):.2f} | "
-            f"{', '.join(f'{v:.2f}' for v in test)} |"
-        )
+        if runs:
+            lines.append(
+                f"| {name} | {size_figures(runs)['false_positives']:.0f} | {cells(runs)} |"
+            )
     return "\n".join(lines)
+
+
+def cells(runs: list[dict[str, Any]]) -> str:
+    """The table cells every `max`-variant benchmark shows, over ``runs`` (one per seed):
+    fc1's ratio and gain over DC-best, the model's, then validation and test, mean and per seed."""
+    f = size_figures(runs)
+    val = [x["weightless"]["val"] for x in runs]
+    test = [x["weightless"]["test"] for x in runs]
+    return (
+        f"{f['ratio']:.1f}x | {f['gain']:.2f}x | {f['model_ratio']:.1f}x | "
+        f"{f['model_gain']:.2f}x | {_mean(val):.2f} | {', '.join(f'{v:.2f}' for v in val)} | "
+        f"{_mean(test):.2f} | {', '.join(f'{v:.2f}' for v in test)}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -141,13 +148,39 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = ap.parse_args(argv)
     chosen = {n: VARIANTS[n] for n in VARIANTS if not args.only or n in (REFERENCE, *args.only)}
+    variants_main(
+        args,
+        argv,
+        script=__file__,
+        variants=chosen,
+        section="veto",
+        title="Around fc1's table: which false positives it leaves, and how the layers after "
+        "it retrain (LeNet-5 / MNIST, `max`)",
+        markdown=markdown,
+    )
+
+
+def variants_main(
+    args: argparse.Namespace,
+    argv: list[str] | None,
+    *,
+    script: str,
+    variants: dict[str, dict[str, Any]],
+    section: str,
+    title: str,
+    markdown: Callable[[dict[str, Any], float], str],
+    extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> None:
+    """The body every `max`-variant benchmark shares: with ``--quick`` a one-seed digits run
+    written to ``--out-dir/<section>.md``, else LeNet-5 / MNIST over ``--seeds``, recorded as
+    section ``section`` after each seed (``extra`` adds to the recorded data)."""
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     if args.quick:
-        result = run("lenet-300-100", "digits", seeds=(0,), epochs=2, variants=chosen, quick=True)
-        out = args.out_dir or Path("veto-quick")
+        result = run("lenet-300-100", "digits", seeds=(0,), epochs=2, variants=variants, quick=True)
+        out = args.out_dir or Path(f"{section}-quick")
         out.mkdir(parents=True, exist_ok=True)
-        (out / "veto.md").write_text(
+        (out / f"{section}.md").write_text(
             markdown(result, time.perf_counter() - start) + "\n", encoding="utf-8"
         )
         return
@@ -156,12 +189,11 @@ def main(argv: list[str] | None = None) -> None:
     def save(result: dict[str, Any]) -> None:
         total = time.perf_counter() - start
         record(
-            "veto",
-            title="Around fc1's table: which false positives it leaves, and how the layers after "
-            "it retrain (LeNet-5 / MNIST, `max`)",
-            command=command_line(__file__, argv),
+            section,
+            title=title,
+            command=command_line(script, argv),
             markdown=markdown(result, total),
-            data=result | {"total_seconds": total},
+            data=result | {"total_seconds": total} | (extra(result) if extra else {}),
         )
 
     run(
@@ -169,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
         name,
         seeds=tuple(args.seeds),
         epochs=DENSE_EPOCHS[(arch, name)],
-        variants=chosen,
+        variants=variants,
         on_seed=save,
     )
 
