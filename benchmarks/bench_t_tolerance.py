@@ -23,7 +23,7 @@ Rows are recorded as they finish and merged with rows an earlier run recorded ov
 seeds.
 Every run reports validation and test accuracy, fc1's and the whole model's ratio, and Deep
 Compression-best on the same weights. The test split is scored only. Writes the
-``t_tolerance`` section of BENCHMARKS.md.
+``t_tolerance`` section of BENCHMARKS.md (``t_tolerance_<arch>_<data set>`` with ``--pair``).
 """
 
 from __future__ import annotations
