@@ -28,7 +28,7 @@ def default_text(setting: Setting) -> str:
     """A default as the help shows it."""
     if setting.type is bool:
         return "yes" if setting.default else "no"
-    return "off" if setting.default is None else str(setting.default)
+    return setting.unset if setting.default is None else str(setting.default)
 
 
 def option_help(setting: Setting) -> str:

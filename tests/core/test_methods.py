@@ -243,8 +243,10 @@ def test_variants_that_change_pruning_are_refused(trained_model):
     with pytest.raises(InvalidInputError, match=r"\['sparsity'\]"):
         compress_variants(trained_model, None, [SMALL, SMALL.with_(sparsity=0.5)])
     units = SMALL.with_(layers={"fc1.weight": LayerOverride(unit_sparsity=0.5)})
-    with pytest.raises(InvalidInputError, match=r"fc1\.weight's sparsity, r and share of whole"):
-        compress_variants(trained_model, None, [SMALL, units])
+    columns = SMALL.with_(layers={"fc1.weight": LayerOverride(column_sparsity=0.5)})
+    for other in (units, columns):
+        with pytest.raises(InvalidInputError, match=r"fc1\.weight's sparsity, r and shares of"):
+            compress_variants(trained_model, None, [SMALL, other])
 
 
 def test_a_global_value_given_wins_over_the_presets_per_size_values():
@@ -252,3 +254,21 @@ def test_a_global_value_given_wins_over_the_presets_per_size_values():
     assert (plan.sparsity, plan.t) == (0.5, 11)
     assert plan.r == 2 and plan.unit_sparsity == 0.4  # what was not given keeps the preset's
     assert settings_for("max").plan("w", 400_000).sparsity == 0.992
+
+
+def test_a_global_share_of_columns_or_units_given_wins_over_the_presets(monkeypatch):
+    """``column_sparsity`` given beats a rule's ``unit_sparsity`` on the columns only;
+    ``unit_sparsity`` given means both axes, so it beats a rule's column share too."""
+    preset = settings_for("max").plan("w", 400_000)
+    assert (preset.unit_sparsity, preset.column_sparsity) == (0.7, 0.7)
+    cols = settings_for("max", column_sparsity=0.3).plan("w", 400_000)
+    assert (cols.unit_sparsity, cols.column_sparsity) == (0.7, 0.3)
+    assert settings_for("max", column_sparsity=0.3).plan("w", 5).column_sparsity == 0.3
+
+    from weightless_core.config import presets
+
+    rule = SizeRule(1000, unit_sparsity=0.7, column_sparsity=0.5)  # a preset's own columns
+    monkeypatch.setitem(presets._FIXED, "max", {**presets._FIXED["max"], "size_rules": (rule,)})
+    both = settings_for("max", unit_sparsity=0.2).plan("w", 2000)
+    assert (both.unit_sparsity, both.column_sparsity) == (0.2, 0.2)
+    assert settings_for("max").plan("w", 2000).column_sparsity == 0.5

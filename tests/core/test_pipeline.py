@@ -419,24 +419,29 @@ def test_simulated_false_positives_only_for_layers_that_will_be_tables(
     assert not grid[~rows].any()  # never in a dead row
 
 
-@pytest.mark.parametrize("regrowth", [False, True])
-def test_unit_sparsity_prunes_whole_rows_and_columns_first(fashion_small, trained_model, regrowth):
+@pytest.mark.parametrize(("regrowth", "columns"), [(False, None), (True, None), (False, 0.25)])
+def test_unit_sparsity_prunes_whole_rows_and_columns_first(
+    fashion_small, trained_model, regrowth, columns
+):
     from weightless_core.config.settings import LayerOverride
 
+    override = LayerOverride(sparsity=0.98, unit_sparsity=0.5, column_sparsity=columns)
     settings = FAST.with_(
         regrowth=regrowth,
         liveness=True,
         prune_steps=2,
         retrain_epochs=0,
-        layers={"fc1.weight": LayerOverride(sparsity=0.98, unit_sparsity=0.5)},
+        layers={"fc1.weight": override},
     )
     result = compress(trained_model, fashion_small, settings)
     fc1 = result.entries["fc1.weight"]
     assert isinstance(fc1, EncodedLayer) and fc1.live is not None
     rows, cols = fc1.live.grid_shape
-    assert rows <= 150 and cols <= 392  # half of 300 units, half of 784 inputs
+    most = 392 if columns is None else 588  # half of 784 inputs, or three quarters of them
+    assert rows <= 150 and cols <= most  # half of 300 units
+    assert cols > 392 if columns else True  # the columns' own share, not the rows'
     assert fc1.nnz == round(0.02 * 300 * 784)  # the same weights kept, inside the grid
-    assert fc1.live.grid_size <= 0.25 * 300 * 784
+    assert fc1.live.grid_size <= 150 * most
     # the bound it is compared with skips the dead rows and columns too, where that is less
     from weightless_core.baselines.strongest import entropy_bound_bits, sparse_index_bound_bits
 

@@ -65,3 +65,21 @@ def test_unit_grid_keeps_the_rows_and_columns_of_largest_norm():
     assert cols == [True, True, False, False, False, True]
     assert torch.equal(grid, torch.tensor(rows)[:, None] & torch.tensor(cols)[None, :])
     assert unit_grid(w, 0.0).all()
+    # each axis its own share: all rows, a third of the columns; half the rows, every column
+    only_cols = unit_grid(w, 0.0, 4 / 6).view(4, 6)
+    assert only_cols.all(dim=0).tolist() == [False, True, False, False, False, True]
+    assert only_cols.any(dim=1).all()
+    only_rows = unit_grid(w, 0.5, 0.0).view(4, 6)
+    assert only_rows.any(dim=1).tolist() == rows and only_rows.any(dim=0).all()
+    assert torch.equal(unit_grid(w, 0.5, None).view(4, 6), grid)  # None: the rows' share
+
+
+def test_unit_grid_refuses_a_share_out_of_range_naming_it():
+    import torch
+
+    from weightless_core.method.prune import unit_grid
+
+    with pytest.raises(InvalidInputError, match=r"column_sparsity must be in \[0, 1\), got 1.0"):
+        unit_grid(torch.ones(3, 3), 0.5, 1.0)
+    with pytest.raises(InvalidInputError, match="unit_sparsity must be in"):
+        unit_grid(torch.ones(3, 3), -0.1)

@@ -32,6 +32,35 @@ def test_structure_is_chosen_globally_and_per_layer():
         CompressionSettings(layers={"fc2.weight": LayerOverride(structure="fuse5")})
 
 
+def test_columns_take_the_rows_share_unless_given_at_the_same_level():
+    """Each level (global, size rule, layer) that gives ``unit_sparsity`` sets rows and columns,
+    unless it gives ``column_sparsity`` too; a more specific level wins, as for every value."""
+    from weightless_core.config.settings import SizeRule
+
+    plan = CompressionSettings(unit_sparsity=0.4).plan("w")
+    assert (plan.unit_sparsity, plan.column_sparsity) == (0.4, 0.4)
+    plan = CompressionSettings(unit_sparsity=0.4, column_sparsity=0.1).plan("w")
+    assert (plan.unit_sparsity, plan.column_sparsity) == (0.4, 0.1)
+    s = CompressionSettings(
+        column_sparsity=0.1,
+        size_rules=(SizeRule(1000, unit_sparsity=0.7), SizeRule(5000, column_sparsity=0.3)),
+        layers={
+            "a": LayerOverride(unit_sparsity=0.5),
+            "b": LayerOverride(column_sparsity=0.2),
+        },
+    )
+    assert s.plan("x", 10).column_sparsity == 0.1
+    big_rule = s.plan("x", 2000)
+    assert (big_rule.unit_sparsity, big_rule.column_sparsity) == (0.7, 0.7)  # the rule's units
+    bigger = s.plan("x", 6000)
+    assert (bigger.unit_sparsity, bigger.column_sparsity) == (0.0, 0.3)
+    a, b = s.plan("a", 2000), s.plan("b", 2000)
+    assert (a.unit_sparsity, a.column_sparsity) == (0.5, 0.5)
+    assert (b.unit_sparsity, b.column_sparsity) == (0.7, 0.2)
+    assert s.to_dict()["layers"]["b"] == {"column_sparsity": 0.2}
+    assert CompressionSettings().to_dict()["column_sparsity"] is None
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -47,6 +76,11 @@ def test_structure_is_chosen_globally_and_per_layer():
         ({"batch_size": 0}, "batch_size"),
         ({"lr": 0}, "lr"),
         ({"layers": {"fc1.weight": LayerOverride(t=2)}}, "layer 'fc1.weight'"),
+        ({"column_sparsity": 1.0}, r"column_sparsity \(fraction of columns pruned\)"),
+        (
+            {"layers": {"fc1.weight": LayerOverride(column_sparsity=-0.5)}},
+            "layer 'fc1.weight': column_sparsity",
+        ),
     ],
 )
 def test_bad_settings_are_refused_with_a_message(changes, message):

@@ -20,6 +20,7 @@ settings always win over a preset's.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -113,13 +114,32 @@ def settings_for(name: str, **overrides: Any) -> CompressionSettings:
     """
     values = preset_values(name)
     given = {k: v for k, v in overrides.items() if v is not None}
-    per_size = [k for k in _PER_SIZE if k in given]
-    if per_size and values.get("size_rules"):
-        values["size_rules"] = tuple(
-            replace(rule, **dict.fromkeys(per_size)) for rule in values["size_rules"]
-        )
+    if values.get("size_rules"):
+        values["size_rules"] = tuple(_yield_to(rule, given) for rule in values["size_rules"])
     values.update(given)
     return CompressionSettings(**values)
 
 
-_PER_SIZE = ("sparsity", "r", "t", "unit_sparsity")  # the fields a SizeRule may set
+def _yield_to(rule: SizeRule, given: Mapping[str, Any]) -> SizeRule:
+    """``rule`` without the per-size values that explicit global ones replace.
+
+    ``unit_sparsity`` given means rows and columns both, so it clears a rule's column share
+    too; ``column_sparsity`` given must also beat a rule's ``unit_sparsity``, which would set
+    the columns at the rule's level, so the rule takes it explicitly.
+    """
+    cleared = [k for k in _PER_SIZE if k in given]
+    if "unit_sparsity" in given:
+        cleared.append("column_sparsity")
+    rule = replace(rule, **dict.fromkeys(cleared))
+    if "column_sparsity" in given and rule.unit_sparsity is not None:
+        rule = replace(rule, column_sparsity=given["column_sparsity"])
+    return rule
+
+
+_PER_SIZE = (
+    "sparsity",
+    "r",
+    "t",
+    "unit_sparsity",
+    "column_sparsity",
+)  # the fields a SizeRule may set

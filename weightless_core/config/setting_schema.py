@@ -39,7 +39,7 @@ class Setting:
     are not ``CompressionSettings`` fields. ``per_layer`` settings may also be given per layer
     (``LayerOverride``, ``--layer NAME:key=value``). ``service_hi`` is the service's tighter cap
     (a shared worker's memory); ``rule`` states a range that depends on another setting.
-    ``default`` ``None`` means "off" (only search settings have it).
+    ``default`` ``None`` means unset: ``unset`` says what that does ("off" unless it says).
     """
 
     name: str
@@ -57,6 +57,7 @@ class Setting:
     label: str = ""
     rule: str = ""
     service_hi: float | None = None
+    unset: str = "off"
 
     @property
     def option(self) -> str:
@@ -82,6 +83,8 @@ class Setting:
     def check(self, value: object) -> None:
         """Raise ``InvalidInputError`` naming this setting unless ``value`` is allowed."""
         named = f"{self.name} ({self.label})" if self.label else self.name
+        if value is None and self.default is None:
+            return
         if self.choices:
             if value not in self.choices:
                 raise InvalidInputError(
@@ -135,8 +138,13 @@ SETTINGS: tuple[Setting, ...] = (
        "layers), ribbon (~1.01-1.03) or auto (the smallest per layer)",
        choices=(*STRUCTURE_NAMES, AUTO), per_layer=True, **_W),
     _s("unit_sparsity", float, 0.0,
-       "fraction of each encoded layer's rows and of its columns pruned whole",
+       "fraction of each encoded layer's rows (output units), and of its columns unless "
+       "column_sparsity is given, pruned whole",
        per_layer=True, label="fraction of rows and columns pruned", **_FRACTION),
+    _s("column_sparsity", float, None,
+       "fraction of each encoded layer's columns (inputs) pruned whole, where it differs from "
+       "its rows'", per_layer=True, label="fraction of columns pruned",
+       unset="as unit_sparsity", **_FRACTION),
     _s("later_layers", str, "recluster",
        "how layers not yet encoded retrain: recluster before encoding, or keep shared codebooks",
        choices=("recluster", "shared"), scope="library", **_W),

@@ -30,6 +30,7 @@ class LayerOverride:
     t: int | None = None
     structure: str | None = None
     unit_sparsity: float | None = None
+    column_sparsity: float | None = None
 
 
 @dataclass(frozen=True)
@@ -45,18 +46,24 @@ class SizeRule:
     r: int | None = None
     t: int | None = None
     unit_sparsity: float | None = None
+    column_sparsity: float | None = None
 
 
 @dataclass(frozen=True)
 class LayerPlan:
     """What one encoded tensor gets: fraction pruned, code bits, cell bits, structure, and the
-    fraction of its rows and of its columns pruned whole."""
+    fraction of its rows and of its columns pruned whole (columns: as rows unless given)."""
 
     sparsity: float
     r: int
     t: int
     structure: str
     unit_sparsity: float = 0.0
+    column_sparsity: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.column_sparsity is None:
+            object.__setattr__(self, "column_sparsity", self.unit_sparsity)
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,10 @@ class CompressionSettings:
     its columns (inputs) whole, by L2 norm and on the same gradual schedule, before the weight
     pruning inside what is left: the live grid a table with ``liveness`` queries shrinks, and
     with it the false positives, for the same kept weights (``prune.unit_grid``).
+    ``column_sparsity`` gives the columns a share of their own (``None``: as the rows). A
+    layer on raw inputs loses accuracy when its input columns go, far less when its hidden rows
+    do (BENCHMARKS.md, ``column_sparsity``). Where a level (global, size rule, layer) gives
+    ``unit_sparsity`` and not ``column_sparsity``, its ``unit_sparsity`` sets both.
     ``seed_candidates`` builds each table with that many seeds and keeps the one whose false
     positives cost the least training loss. ``veto`` cancels that share of each table's false
     positives with a one-bit veto table (``method.veto``), those whose error costs most first:
@@ -147,6 +158,7 @@ class CompressionSettings:
     fp_noise: bool = False
     retrain_after_lossless: bool = True
     unit_sparsity: float = 0.0
+    column_sparsity: float | None = None
     outputs: str = "auto"
     layers: Mapping[str, LayerOverride] = field(default_factory=dict)
     size_rules: tuple[SizeRule, ...] = ()
@@ -195,22 +207,18 @@ class CompressionSettings:
             "sparsity": self.sparsity,
             "r": self.r,
             "t": self.t,
-            "unit_sparsity": self.unit_sparsity,
+            "structure": self.structure,
         }
+        values |= _units(self)
         if numel is not None:
             rule = next((r for r in reversed(self.size_rules) if r.min_elements <= numel), None)
             if rule is not None:
-                values.update({k: getattr(rule, k) for k in values if getattr(rule, k) is not None})
+                values |= _given(rule, ("sparsity", "r", "t")) | _units(rule)
         o = self.layers.get(name, LayerOverride())
-        plan = LayerPlan(
-            sparsity=values["sparsity"] if o.sparsity is None else o.sparsity,
-            r=values["r"] if o.r is None else o.r,
-            t=values["t"] if o.t is None else o.t,
-            structure=self.structure if o.structure is None else o.structure,
-            unit_sparsity=values["unit_sparsity"] if o.unit_sparsity is None else o.unit_sparsity,
-        )
+        values |= _given(o, ("sparsity", "r", "t", "structure")) | _units(o)
+        plan = LayerPlan(**values)
         try:
-            for key in ("sparsity", "unit_sparsity", "r", "t", "structure"):
+            for key in ("sparsity", "unit_sparsity", "column_sparsity", "r", "t", "structure"):
                 BY_NAME[key].check(getattr(plan, key))
             validate_bits(plan.r, plan.t)
         except InvalidInputError as e:
@@ -237,3 +245,17 @@ class CompressionSettings:
                 v = list(v)
             out[f.name] = v
         return out
+
+
+def _given(level: object, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The values among ``keys`` that ``level`` sets (not ``None``)."""
+    return {k: getattr(level, k) for k in keys if getattr(level, k) is not None}
+
+
+def _units(level: SizeRule | LayerOverride | CompressionSettings) -> dict[str, Any]:
+    """The whole-unit shares one level sets: its ``unit_sparsity`` sets the columns' share too
+    unless the same level gives ``column_sparsity``."""
+    out = _given(level, ("unit_sparsity", "column_sparsity"))
+    if "unit_sparsity" in out:
+        out.setdefault("column_sparsity", out["unit_sparsity"])
+    return out

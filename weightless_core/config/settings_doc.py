@@ -29,7 +29,7 @@ _WHERE = {
 
 def _default(s: Setting) -> str:
     if s.default is None:
-        return "off"
+        return s.unset
     if s.type is bool:
         return "yes" if s.default else "no"
     return f"`{s.default}`"

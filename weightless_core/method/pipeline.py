@@ -309,25 +309,25 @@ class _Run:
         s = self.settings
         steps = s.prune_steps if self.data is not None else 1
         ramps = {n: schedule(self.plans[n].sparsity, steps) for n in self.targets}
-        units = {n: schedule(self.plans[n].unit_sparsity, steps) for n in self.targets}
+        units = {n: self._unit_ramps(n, steps) for n in self.targets}
         regrow = s.regrowth and self.data is not None
         for step in range(steps):
             for name in self.targets:
                 p = self.params[name]
                 old = self.constraints.get(name)
-                unit = units[name][step]
+                unit = units[name][step]  # (rows, columns) pruned whole at this step
                 if regrow:  # masks follow the dense copy's magnitudes: pruned weights may return
                     keep = kept_count(p.numel(), ramps[name][step])
                     dense = p.detach().clone() if old is None else old.dense
-                    grid = unit_grid(dense, unit) if unit > 0 else None
+                    grid = unit_grid(dense, *unit) if any(unit) else None
                     c = Constraint(
                         p, mask=old.mask if old else None, dense=dense, keep=keep, grid=grid
                     )
                     c.refresh()
                 else:
                     prior = None if old is None else old.mask
-                    if unit > 0:  # whole rows and columns go first, by norm
-                        grid = unit_grid(p, unit)
+                    if any(unit):  # whole rows and columns go first, by norm
+                        grid = unit_grid(p, *unit)
                         prior = grid if prior is None else prior & grid
                     c = Constraint(p, mask=magnitude_mask(p, ramps[name][step], keep=prior))
                 self.constraints[name] = c
@@ -340,6 +340,13 @@ class _Run:
         if s.fp_noise and self.weightless and self.data is not None:
             self._plan_false_positives()
         self._evaluate("pruned")
+
+    def _unit_ramps(self, name: str, steps: int) -> list[tuple[float, float]]:
+        """Shares of ``name``'s rows and columns pruned whole at each step, both gradual."""
+        plan = self.plans[name]
+        rows = schedule(plan.unit_sparsity, steps)
+        cols = schedule(plan.column_sparsity, steps)  # type: ignore[arg-type]
+        return list(zip(rows, cols, strict=True))
 
     def _plan_false_positives(self) -> None:
         """From now on the layers likely to be stored as tables train with simulated false

@@ -60,19 +60,26 @@ def magnitude_mask(
     return torch.from_numpy(flat).reshape(weight.shape).to(weight.device)
 
 
-def unit_grid(weight: torch.Tensor, unit_sparsity: float) -> torch.Tensor:
-    """Bool mask of ``weight``'s shape: the rows and the columns of its matrix view (rows =
-    dim 0, columns = everything else) with the largest L2 norms, ``1 - unit_sparsity`` of each.
+def unit_grid(
+    weight: torch.Tensor, unit_sparsity: float, column_sparsity: float | None = None
+) -> torch.Tensor:
+    """Bool mask of ``weight``'s shape: the rows of its matrix view (dim 0) with the largest L2
+    norms, ``1 - unit_sparsity`` of them, crossed with its columns (everything else) with the
+    largest norms, ``1 - column_sparsity`` of them (``None``: the rows' share).
 
     Pruning whole rows (output units) and columns (inputs) makes a layer's live grid small, so a
     table with liveness bitmaps queries fewer positions and makes fewer false positives for the
-    same kept weights. Ties go to the lower index; at least one row and column stay.
+    same kept weights. The two shares differ because the axes cost differently: a first layer's
+    columns are input pixels, each a feature no later layer can recover. Ties go to the lower
+    index; at least one row and column stay.
     """
-    if not 0.0 <= unit_sparsity < 1.0:
-        raise InvalidInputError(f"unit_sparsity must be in [0, 1), got {unit_sparsity}")
+    columns = unit_sparsity if column_sparsity is None else column_sparsity
+    for name, share in (("unit_sparsity", unit_sparsity), ("column_sparsity", columns)):
+        if not 0.0 <= share < 1.0:
+            raise InvalidInputError(f"{name} must be in [0, 1), got {share}")
     w = weight.detach().reshape(weight.shape[0], -1).float()
     rows = _top(w.pow(2).sum(dim=1), unit_sparsity)
-    cols = _top(w.pow(2).sum(dim=0), unit_sparsity)
+    cols = _top(w.pow(2).sum(dim=0), columns)
     return (rows[:, None] & cols[None, :]).reshape(weight.shape)
 
 

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from weightless_core.config.settings import CompressionSettings
+from weightless_core.config.settings import CompressionSettings, LayerPlan
 from weightless_core.errors import InvalidInputError
 from weightless_core.method.training import Constraint
 
 # Settings that shape pruning and clustering; ``compress_variants`` shares that work, so its
-# variants must agree on them (each layer's sparsity, r and unit sparsity, which ``layers`` and
-# ``size_rules`` may set, are compared per layer).
+# variants must agree on them (each layer's sparsity, r and shares of whole rows and columns,
+# which ``layers`` and ``size_rules`` may set, are compared per layer).
 SHARED_FIELDS = (
     "method", "sparsity", "r", "encode", "min_elements", "prune_steps",
     "prune_epochs", "cluster_epochs", "batch_size", "lr", "lr_schedule", "seed", "device",
@@ -49,9 +49,10 @@ def check_variant(
         )
     for name, numel in sizes.items():
         a, b = base.plan(name, numel), v.plan(name, numel)
-        if (a.sparsity, a.r, a.unit_sparsity) != (b.sparsity, b.r, b.unit_sparsity):
+        if _pruning(a) != _pruning(b):
             raise InvalidInputError(
-                f"variants must keep {name}'s sparsity, r and share of whole units pruned"
+                f"variants must keep {name}'s sparsity, r and shares of whole rows and columns "
+                "pruned"
             )
 
 
@@ -97,3 +98,8 @@ class Snapshot:
     def fresh_constraints(self) -> dict[str, Constraint]:
         """Copies of the constraints, as a variant changes them in place."""
         return {n: c.clone() for n, c in self.constraints.items()}
+
+
+def _pruning(plan: LayerPlan) -> tuple[float, int, float, float | None]:
+    """What of a layer's plan its pruning and clustering depend on."""
+    return (plan.sparsity, plan.r, plan.unit_sparsity, plan.column_sparsity)
