@@ -41,9 +41,16 @@ TOLERANCE = 0.10  # points a seed may fall below its reference under the rule
 TARGETS = {"model_ratio": 382.0, "model_gain": 1.3, "ratio": 500.0, "gain": 1.5}
 
 
-def verdict(result: dict[str, Any]) -> str:
-    """The rule's verdict over the seeds run, each part named."""
-    ref, cand = result["runs"][REFERENCE], result["runs"][CANDIDATE]
+def verdict(
+    result: dict[str, Any],
+    reference: str = REFERENCE,
+    candidate: str = CANDIDATE,
+    keep: str = "keep linear",
+) -> str:
+    """The rule's verdict over the seeds run, each part named: ``candidate`` is adopted over
+    ``reference`` (else ``keep``) if it gains on mean validation, loses no seed by more than
+    ``TOLERANCE`` and still meets LeNet-5's size targets."""
+    ref, cand = result["runs"][reference], result["runs"][candidate]
     if len(cand) < 3 or len(ref) != len(cand):
         return f"no verdict: the rule needs 3 seeds, {len(cand)} run"
     gaps = [c["weightless"]["val"] - r["weightless"]["val"] for r, c in zip(ref, cand, strict=True)]
@@ -56,7 +63,7 @@ def verdict(result: dict[str, Any]) -> str:
         ),
     }
     said = "; ".join(f"{k}: {'met' if ok else 'missed'}" for k, ok in parts.items())
-    return f"**{'adopt' if all(parts.values()) else 'keep linear'}**: {said}."
+    return f"**{'adopt' if all(parts.values()) else keep}**: {said}."
 
 
 def markdown(result: dict[str, Any], total_s: float) -> str:

@@ -6,6 +6,7 @@
     python benchmarks/bench_t_tolerance.py --rows 2:0.7:5,6 --kept 0.9  # a row not in GRID
     python benchmarks/bench_t_tolerance.py --rows 1:0.7:4 --vetoes 0.25 0.5  # each t, each veto
     python benchmarks/bench_t_tolerance.py --pair lenet-300-100/mnist --rows 1:0.7:4,5 --kept 1.5
+    python benchmarks/bench_t_tolerance.py --rows 1:0.85/0.5:4  # rows 85 %, columns 50 % whole
     python benchmarks/bench_t_tolerance.py --quick --out-dir DIR  # tiny smoke run (the tests)
 
 Issue 12's LeNet-5 targets (fc1 >= 500x and >= 1.5x Deep Compression-best, the whole model
@@ -13,7 +14,8 @@ Issue 12's LeNet-5 targets (fc1 >= 500x and >= 1.5x Deep Compression-best, the w
 or r = 1 (two centroids, half the false positives at the same t). A table's cost is fixed by t;
 what t costs is accuracy, through the false positives the rest of the network retrains around.
 False positives land only in the live grid (liveness), so pruning whole rows and
-columns of fc1 (``unit_sparsity`` u) cuts them by ``(1 - u)**2`` at no cost in bits. This runs
+columns of fc1 (``unit_sparsity`` u, ``column_sparsity`` for the columns where it differs) cuts
+them by ``(1 - u)**2`` at no cost in bits. This runs
 the ``max`` preset with fc1 overridden to each (kept %, r, u) and encodes the same pruned,
 clustered model at each t (``compress_variants``: one pruning pass per row), so the t columns
 of one row differ only in the table (and, with ``--vetoes``, in the share of its false
@@ -33,6 +35,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +52,15 @@ from weightless_core.io.data import load_dataset
 from weightless_core.method.pipeline import compress_variants
 
 LAYER = "fc1.weight"
+# A row's (r, share of rows pruned whole, share of columns or None for the rows')
+Row = tuple[int, float, float | None]
 # (r, unit share of fc1's rows and columns pruned whole) -> the t values encoded; the max
 # preset's own fc1 row is (2, 0.4) at t = 7
-GRID: dict[tuple[int, float], tuple[int, ...]] = {
-    (2, 0.8): (4, 5, 6),
-    (2, 0.6): (6, 7),
-    (2, 0.4): (6, 7),
-    (1, 0.6): (5, 6),
+GRID: dict[Row, tuple[int, ...]] = {
+    (2, 0.8, None): (4, 5, 6),
+    (2, 0.6, None): (6, 7),
+    (2, 0.4, None): (6, 7),
+    (1, 0.6, None): (5, 6),
 }
 KEPT_PERCENT = (1.0,)
 
@@ -66,7 +71,7 @@ def run(
     *,
     seeds: tuple[int, ...],
     kept: tuple[float, ...],
-    grid: dict[tuple[int, float], tuple[int, ...]],
+    grid: dict[Row, tuple[int, ...]],
     epochs: int,
     preset: str = "max",
     vetoes: tuple[float, ...] | None = None,
@@ -82,8 +87,11 @@ def run(
         states[seed] = state
         out["dense"].append({"seed": seed, "val": val})
     for k in kept:
-        for (r, unit), ts in grid.items():
+        for (r, unit, cols), ts in grid.items():
             row: dict[str, Any] = {"kept_percent": k, "r": r, "unit_sparsity": unit}
+            if cols is not None:
+                row["column_sparsity"] = cols
+            fc1 = LayerOverride(sparsity=1 - k / 100, r=r, unit_sparsity=unit, column_sparsity=cols)
             own = settings_for(preset).veto
             points = [(t, v) for t in ts for v in (vetoes or (own,))]
             row["runs"] = {run_key(t, v, own): [] for t, v in points}
@@ -93,13 +101,7 @@ def run(
                 if quick:
                     base = base.with_(prune_steps=1, prune_epochs=1, retrain_epochs=1)
                 variants = [
-                    base.with_(
-                        layers={
-                            LAYER: LayerOverride(sparsity=1 - k / 100, r=r, t=t, unit_sparsity=unit)
-                        },
-                        veto=v,
-                    )
-                    for t, v in points
+                    base.with_(layers={LAYER: replace(fc1, t=t)}, veto=v) for t, v in points
                 ]
                 start = time.perf_counter()
                 results = compress_variants(fresh_model(arch, data, states[seed]), data, variants)
@@ -111,7 +113,7 @@ def run(
                     row["runs"][run_key(t, v, own)].append(summary)
                     wl, dc = summary["weightless"], summary["deep_compression"]
                     print(
-                        f"{k}% kept r={r} u={unit} {run_key(t, v, own)} seed {seed}: "
+                        f"{k}% kept r={r} u={units_text(row)} {run_key(t, v, own)} seed {seed}: "
                         f"{wl['weights_ratio']:.1f}x "
                         f"(DC-best {dc['weights_ratio']:.1f}x) val {wl['val']:.2f} "
                         f"test {wl['test']:.2f}",
@@ -129,8 +131,16 @@ def run_key(t: int, veto: float, own: float) -> str:
     return str(t) if veto == own else f"{t}, veto {veto:g}"
 
 
-def _key(row: dict[str, Any]) -> tuple[float, int, float]:
-    return (row["kept_percent"], row["r"], row["unit_sparsity"])
+def _key(row: dict[str, Any]) -> tuple[float, int, float, float]:
+    cols = row.get("column_sparsity", row["unit_sparsity"])
+    return (row["kept_percent"], row["r"], row["unit_sparsity"], cols)
+
+
+def units_text(row: dict[str, Any]) -> str:
+    """A row's shares of rows and columns pruned whole: ``0.7``, or ``0.7, 0.3`` where the
+    columns' differs."""
+    unit, cols = row["unit_sparsity"], row.get("column_sparsity")
+    return f"{unit:g}" if cols is None or cols == unit else f"{unit:g}, {cols:g}"
 
 
 PAIRS = {  # --pair -> its name in the section title
@@ -224,7 +234,7 @@ def markdown(result: dict[str, Any], total_s: float) -> str:
             dc_test = _mean([x["deep_compression"]["test"] for x in runs])
             per_seed = ", ".join(f"{v:.2f}" for v in test)
             lines.append(
-                f"| {row['kept_percent']:g} | {row['r']} | {row['unit_sparsity']:g} | {t} | "
+                f"| {row['kept_percent']:g} | {row['r']} | {units_text(row)} | {t} | "
                 f"{f['false_positives']:.0f} | {f['ratio']:.1f}x | {f['gain']:.2f}x | {bound} | "
                 f"{f['model_ratio']:.1f}x | {f['model_gain']:.2f}x | {val:.2f} | "
                 f"{_mean(test):.2f} [{per_seed}] | {dc_test:.2f} |"
@@ -232,20 +242,24 @@ def markdown(result: dict[str, Any], total_s: float) -> str:
     return "\n".join(lines)
 
 
-def row_spec(text: str) -> tuple[tuple[int, float], tuple[int, ...]]:
-    """``"r:u"`` (a row of ``GRID``) or ``"r:u:t,t"`` as ``((r, u), ts)``."""
+def row_spec(text: str) -> tuple[Row, tuple[int, ...]]:
+    """``"r:u"`` (a row of ``GRID``) or ``"r:u:t,t"`` as ``((r, u, None), ts)``; ``u`` may be
+    ``rows/columns`` (``0.85/0.5``) for a column share of its own."""
     parts = text.split(":")
     try:
-        r, unit = int(parts[0]), float(parts[1])
-        ts = tuple(int(t) for t in parts[2].split(",")) if len(parts) == 3 else GRID[(r, unit)]
+        r = int(parts[0])
+        unit, slash, rest = parts[1].partition("/")
+        shares = (float(unit), float(rest) if slash else None)
+        ts = tuple(int(t) for t in parts[2].split(",")) if len(parts) == 3 else GRID[(r, *shares)]
     except (IndexError, ValueError, KeyError):
         raise argparse.ArgumentTypeError(
-            f"{text!r}: give r:unit share for a row of {[f'{r}:{u:g}' for r, u in GRID]}, "
-            "or r:unit share:t,t for another"
+            f"{text!r}: give r:unit share for a row of {[f'{r}:{u:g}' for r, u, _ in GRID]}, "
+            "or r:unit share:t,t (r:rows/columns:t,t) for another"
         ) from None
-    if len(parts) > 3 or not 0 <= unit < 1 or not ts or any(t <= r for t in ts):
+    valid = all(0 <= x < 1 for x in shares if x is not None)
+    if len(parts) > 3 or not valid or not ts or any(t <= r for t in ts):
         raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= unit share < 1 and every t > r")
-    return (r, unit), ts
+    return (r, *shares), ts
 
 
 def veto_share(text: str) -> float:
@@ -265,14 +279,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--kept", type=float, nargs="+", default=list(KEPT_PERCENT), help="fc1 kept %% levels"
     )
-    names = [f"{r}:{u:g}" for r, u in GRID]
+    names = [f"{r}:{u:g}" for r, u, _ in GRID]
     ap.add_argument(
         "--rows",
         nargs="+",
         type=row_spec,
         default=list(GRID.items()),
-        help="rows to run as r:unit share, with the t values after a second colon where the "
-        f"row is not one of {', '.join(names)} (e.g. 2:0.7:5,6)",
+        help="rows to run as r:unit share (r:rows/columns for a column share of its own), "
+        "with the t values after a second colon where the row is not one of "
+        f"{', '.join(names)} (e.g. 2:0.7:5,6, 1:0.85/0.5:4)",
     )
     ap.add_argument(
         "--vetoes",
@@ -292,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
             "digits",
             seeds=(0,),
             kept=(10.0,),
-            grid={(2, 0.3): (8, 9)},
+            grid={(2, 0.3, 0.1): (8, 9)},
             epochs=2,
             vetoes=vetoes,
             quick=True,
@@ -309,7 +324,7 @@ def main(argv: list[str] | None = None) -> None:
     def save(result: dict[str, Any]) -> None:
         done = {_key(row) for row in result["rows"]}
         merged = result | {"rows": [r for r in earlier if _key(r) not in done] + result["rows"]}
-        merged["rows"].sort(key=lambda r: (-r["kept_percent"], -r["r"], r["unit_sparsity"]))
+        merged["rows"].sort(key=lambda r: (-r["kept_percent"], -r["r"], *_key(r)[2:]))
         total = sum(r["seconds"] for r in merged["rows"] if "seconds" in r)
         record(
             section(args.pair),

@@ -218,6 +218,27 @@ def test_cluster_init_quick_run_reports_both_starts_from_one_pruned_model(tmp_pa
     assert "no verdict: the rule needs 3 seeds, 1 run" in text
 
 
+def test_column_sparsity_quick_run_splits_fc1s_rows_and_columns(tmp_path, monkeypatch):
+    bench = _script(monkeypatch, "bench_columns")
+    from weightless_core.config.presets import settings_for
+
+    plan = bench.candidate(settings_for("max")).plan("fc1.weight", 400_000)
+    assert (plan.unit_sparsity, plan.column_sparsity, plan.t) == (0.85, 0.5, 4)
+    bench.main(["--quick", "--out-dir", str(tmp_path), "--threads", "1"])
+    text = (tmp_path / "column_sparsity.md").read_text()
+    rows = {
+        cells[0].strip(): [c.strip() for c in cells[1:]]
+        for cells in (line.split("|")[1:-1] for line in text.splitlines())
+        if len(cells) == 12 and cells[0].strip() in (bench.REFERENCE, bench.CANDIDATE)
+    }
+    assert list(rows) == [bench.REFERENCE, bench.CANDIDATE]  # both run: nothing recorded
+    for cells in rows.values():
+        assert 0 < float(cells[0]) <= 100 and 0 < float(cells[1]) <= 100  # before any table
+        assert re.fullmatch(r"\d+\.\dx", cells[2]) and re.fullmatch(r"\d+\.\d\dx", cells[5])
+    assert rows[bench.REFERENCE] != rows[bench.CANDIDATE]  # they prune differently
+    assert "no verdict: the rule needs 3 seeds, 1 run" in text and "recorded" not in text
+
+
 def test_cluster_init_verdict_names_each_part_of_the_rule(monkeypatch):
     bench = _script(monkeypatch, "bench_cluster_init")
 
@@ -258,10 +279,10 @@ def test_t_tolerance_quick_run_reports_each_t_on_one_pruned_model(tmp_path, monk
     text = (tmp_path / "t_tolerance.md").read_text()
     rows = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| 10 |")]
     assert [tuple(c.strip() for c in cells[1:4]) for cells in rows] == [
-        ("2", "0.3", "8"),  # max's own veto is named by t alone
-        ("2", "0.3", "8, veto 0"),
-        ("2", "0.3", "9"),
-        ("2", "0.3", "9, veto 0"),
+        ("2", "0.3, 0.1", "8"),  # max's own veto is named by t alone; rows, then columns
+        ("2", "0.3, 0.1", "8, veto 0"),
+        ("2", "0.3, 0.1", "9"),
+        ("2", "0.3, 0.1", "9, veto 0"),
     ]
     for cells in rows:
         assert re.fullmatch(r"\d+\.\dx", cells[5].strip())  # the layer's ratio
@@ -314,9 +335,11 @@ def test_paper_table_marks_rows_run_before_their_preset_changed(monkeypatch):
 
 def test_t_tolerance_rows_outside_the_grid_name_their_t_values(monkeypatch):
     tolerance = _script(monkeypatch, "bench_t_tolerance")
-    assert tolerance.row_spec("2:0.6") == ((2, 0.6), tolerance.GRID[(2, 0.6)])
-    assert tolerance.row_spec("2:0.7:5,6") == ((2, 0.7), (5, 6))
-    for bad in ("2:0.55", "2:1.2:5", "2:0.5:2", "x:y"):  # unknown row, u >= 1, t <= r, junk
+    assert tolerance.row_spec("2:0.6") == ((2, 0.6, None), tolerance.GRID[(2, 0.6, None)])
+    assert tolerance.row_spec("2:0.7:5,6") == ((2, 0.7, None), (5, 6))
+    assert tolerance.row_spec("1:0.85/0.5:4") == ((1, 0.85, 0.5), (4,))
+    # unknown row, u >= 1, t <= r, junk, a column share >= 1, a column share not a number
+    for bad in ("2:0.55", "2:1.2:5", "2:0.5:2", "x:y", "1:0.5/1:4", "1:0.5/x:4"):
         with pytest.raises(argparse.ArgumentTypeError, match=re.escape(repr(bad))):
             tolerance.row_spec(bad)
     assert tolerance.veto_share("0.5") == 0.5
