@@ -39,14 +39,13 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _paper import DENSE_EPOCHS, bench_parser, fresh_model, test_accuracy, train_dense
+from _paper import DENSE_EPOCHS, bench_parser, fresh_model
 from _results import command_line, record, recorded
 from bench_cluster_init import verdict
 from bench_t_tolerance import _mean
-from bench_veto import cells
+from bench_veto import cells, seed_start
 from paper_table import outdated, summarise
 
-from weightless_core.config.presets import settings_for
 from weightless_core.config.settings import CompressionSettings, LayerOverride
 from weightless_core.io.data import load_dataset
 from weightless_core.method.pipeline import compress
@@ -89,15 +88,11 @@ def run(
     out |= {"layer": LAYER, "dense": [], "runs": {REFERENCE: [], CANDIDATE: []}}
     earlier = {} if quick else recorded_reference(arch, data.name)
     for seed in seeds:
-        state, val, _ = train_dense(arch, data, epochs, seed=seed, cache=not quick)
-        test = test_accuracy(fresh_model(arch, data, state), data)
-        out["dense"].append({"seed": seed, "val": val, "test": test})
-        base = settings_for("max", seed=seed)
-        if quick:
-            base = base.with_(prune_steps=1, prune_epochs=1, cluster_epochs=1, retrain_epochs=1)
+        state, dense, base = seed_start(arch, data, epochs, seed, quick=quick)
+        out["dense"].append(dense)
         for name, settings in ((REFERENCE, base), (CANDIDATE, candidate(base))):
             ref = earlier.get(seed) if name == REFERENCE else None
-            if ref is not None and ref["accuracy_stages"].get("dense") == val:
+            if ref is not None and ref["accuracy_stages"].get("dense") == dense["val"]:
                 summary = ref | {"from": "paper"}
             else:
                 start = time.perf_counter()

@@ -42,7 +42,8 @@ from bench_t_tolerance import _mean, size_figures
 from paper_table import summarise
 
 from weightless_core.config.presets import settings_for
-from weightless_core.io.data import load_dataset
+from weightless_core.config.settings import CompressionSettings
+from weightless_core.io.data import Dataset, load_dataset
 from weightless_core.method.pipeline import compress_variants
 
 LAYER = "fc1.weight"
@@ -70,12 +71,8 @@ def run(
     out: dict[str, Any] = {"arch": arch, "dataset": data.name, "seeds": list(seeds)}
     out |= {"layer": LAYER, "dense": [], "runs": {name: [] for name in variants}}
     for seed in seeds:
-        state, val, _ = train_dense(arch, data, epochs, seed=seed, cache=not quick)
-        test = test_accuracy(fresh_model(arch, data, state), data)
-        out["dense"].append({"seed": seed, "val": val, "test": test})
-        base = settings_for("max", seed=seed)
-        if quick:
-            base = base.with_(prune_steps=1, prune_epochs=1, cluster_epochs=1, retrain_epochs=1)
+        state, dense, base = seed_start(arch, data, epochs, seed, quick=quick)
+        out["dense"].append(dense)
         chosen = [base.with_(**changes) for changes in variants.values()]
         start = time.perf_counter()
         results = compress_variants(fresh_model(arch, data, state), data, chosen)
@@ -92,6 +89,19 @@ def run(
         if on_seed is not None:
             on_seed(out)
     return out
+
+
+def seed_start(
+    arch: str, data: Dataset, epochs: int, seed: int, *, quick: bool = False
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], CompressionSettings]:
+    """A seed's dense model (cached unless ``quick``), its validation and test accuracy, and
+    `max`'s settings for that seed (shortened with ``quick``)."""
+    state, val, _ = train_dense(arch, data, epochs, seed=seed, cache=not quick)
+    test = test_accuracy(fresh_model(arch, data, state), data)
+    base = settings_for("max", seed=seed)
+    if quick:
+        base = base.with_(prune_steps=1, prune_epochs=1, cluster_epochs=1, retrain_epochs=1)
+    return state, {"seed": seed, "val": val, "test": test}, base
 
 
 def markdown(result: dict[str, Any], total_s: float) -> str:
