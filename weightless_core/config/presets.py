@@ -136,10 +136,5 @@ def _yield_to(rule: SizeRule, given: Mapping[str, Any]) -> SizeRule:
     return rule
 
 
-_PER_SIZE = (
-    "sparsity",
-    "r",
-    "t",
-    "unit_sparsity",
-    "column_sparsity",
-)  # the fields a SizeRule may set
+# the fields a SizeRule may set
+_PER_SIZE = ("sparsity", "r", "t", "unit_sparsity", "column_sparsity")
