@@ -218,25 +218,33 @@ def test_cluster_init_quick_run_reports_both_starts_from_one_pruned_model(tmp_pa
     assert "no verdict: the rule needs 3 seeds, 1 run" in text
 
 
-def test_column_sparsity_quick_run_splits_fc1s_rows_and_columns(tmp_path, monkeypatch):
-    bench = _script(monkeypatch, "bench_columns")
-    from weightless_core.config.presets import settings_for
-
-    plan = bench.candidate(settings_for("max")).plan("fc1.weight", 400_000)
-    assert (plan.unit_sparsity, plan.column_sparsity, plan.t) == (0.85, 0.5, 4)
-    bench.main(["--quick", "--out-dir", str(tmp_path), "--threads", "1"])
-    text = (tmp_path / "column_sparsity.md").read_text()
+@pytest.mark.parametrize("change", ["columns", "retrain"])
+def test_max_change_quick_run_reports_max_and_the_change(tmp_path, monkeypatch, change):
+    bench = _script(monkeypatch, "bench_max_change")
+    chosen = bench.CHANGES[change]
+    bench.main([change, "--quick", "--out-dir", str(tmp_path), "--threads", "1"])
+    text = (tmp_path / f"{chosen.section}.md").read_text()
     rows = {
         cells[0].strip(): [c.strip() for c in cells[1:]]
         for cells in (line.split("|")[1:-1] for line in text.splitlines())
-        if len(cells) == 12 and cells[0].strip() in (bench.REFERENCE, bench.CANDIDATE)
+        if len(cells) == 12 and cells[0].strip() in (bench.REFERENCE, chosen.name)
     }
-    assert list(rows) == [bench.REFERENCE, bench.CANDIDATE]  # both run: nothing recorded
+    assert list(rows) == [bench.REFERENCE, chosen.name]  # both run: nothing recorded
     for cells in rows.values():
         assert 0 < float(cells[0]) <= 100 and 0 < float(cells[1]) <= 100  # before any table
         assert re.fullmatch(r"\d+\.\dx", cells[2]) and re.fullmatch(r"\d+\.\d\dx", cells[5])
-    assert rows[bench.REFERENCE] != rows[bench.CANDIDATE]  # they prune differently
     assert "no verdict: the rule needs 3 seeds, 1 run" in text and "recorded" not in text
+
+
+def test_max_changes_change_what_they_say(monkeypatch):
+    bench = _script(monkeypatch, "bench_max_change")
+    from weightless_core.config.presets import settings_for
+
+    base = settings_for("max")
+    plan = bench.CHANGES["columns"].apply(base).plan("fc1.weight", 400_000)
+    assert (plan.unit_sparsity, plan.column_sparsity, plan.t) == (0.85, 0.5, 4)
+    longer = bench.CHANGES["retrain"].apply(base)
+    assert longer.retrain_epochs == 12 and longer.with_(retrain_epochs=6) == base
 
 
 def test_cluster_init_verdict_names_each_part_of_the_rule(monkeypatch):
