@@ -247,6 +247,21 @@ def test_max_changes_change_what_they_say(monkeypatch):
     assert longer.retrain_epochs == 12 and longer.with_(retrain_epochs=6) == base
 
 
+def test_max_change_reuses_only_recorded_runs_of_max_as_it_is_now(monkeypatch):
+    bench = _script(monkeypatch, "bench_max_change")
+    from weightless_core.config.presets import settings_for
+
+    def run(seed: int, **changes: object) -> dict:
+        settings = json.loads(json.dumps(settings_for("max", seed=seed).to_dict()))
+        return {"seed": seed, "settings": settings | changes, "layers": []}
+
+    runs = [run(0), run(1, retrain_epochs=12), run(2)]
+    paper = {"pairs": [{"arch": "lenet-5", "dataset": "mnist", "runs": {"max": runs}}]}
+    monkeypatch.setattr(bench, "recorded", lambda section: paper if section == "paper" else {})
+    assert sorted(bench.recorded_reference("lenet-5", "mnist")) == [0, 2]
+    assert bench.recorded_reference("lenet-300-100", "mnist") == {}
+
+
 def test_cluster_init_verdict_names_each_part_of_the_rule(monkeypatch):
     bench = _script(monkeypatch, "bench_cluster_init")
 
