@@ -52,10 +52,9 @@ from weightless_core.io.data import load_dataset
 from weightless_core.method.pipeline import compress_variants
 
 LAYER = "fc1.weight"
-# A row's (r, share of rows pruned whole, share of columns or None for the rows')
+# A row: (r, share of fc1's rows pruned whole, share of its columns or None for the rows')
 Row = tuple[int, float, float | None]
-# (r, unit share of fc1's rows and columns pruned whole) -> the t values encoded; the max
-# preset's own fc1 row is (2, 0.4) at t = 7
+# row -> the t values encoded
 GRID: dict[Row, tuple[int, ...]] = {
     (2, 0.8, None): (4, 5, 6),
     (2, 0.6, None): (6, 7),

@@ -52,18 +52,14 @@ class SizeRule:
 @dataclass(frozen=True)
 class LayerPlan:
     """What one encoded tensor gets: fraction pruned, code bits, cell bits, structure, and the
-    fraction of its rows and of its columns pruned whole (columns: as rows unless given)."""
+    fraction of its rows and of its columns pruned whole (``plan`` resolves both)."""
 
     sparsity: float
     r: int
     t: int
     structure: str
     unit_sparsity: float = 0.0
-    column_sparsity: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.column_sparsity is None:
-            object.__setattr__(self, "column_sparsity", self.unit_sparsity)
+    column_sparsity: float = 0.0
 
 
 @dataclass(frozen=True)

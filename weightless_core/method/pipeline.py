@@ -345,7 +345,7 @@ class _Run:
         """Shares of ``name``'s rows and columns pruned whole at each step, both gradual."""
         plan = self.plans[name]
         rows = schedule(plan.unit_sparsity, steps)
-        cols = schedule(plan.column_sparsity, steps)  # type: ignore[arg-type]
+        cols = schedule(plan.column_sparsity, steps)
         return list(zip(rows, cols, strict=True))
 
     def _plan_false_positives(self) -> None:

@@ -100,6 +100,6 @@ class Snapshot:
         return {n: c.clone() for n, c in self.constraints.items()}
 
 
-def _pruning(plan: LayerPlan) -> tuple[float, int, float, float | None]:
+def _pruning(plan: LayerPlan) -> tuple[float, int, float, float]:
     """What of a layer's plan its pruning and clustering depend on."""
     return (plan.sparsity, plan.r, plan.unit_sparsity, plan.column_sparsity)
