@@ -148,9 +148,11 @@ def run(
             if ref is not None and ref["accuracy_stages"].get("dense") == dense["val"]:
                 summary = ref | {"from": "paper"}
             else:
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 result = compress(fresh_model(arch, data, state), data, settings)
                 summary = summarise(result.report, time.perf_counter() - start) | {"seed": seed}
+                summary["cpu_seconds"] = round(time.process_time() - cpu, 1)
+                summary["threads"] = torch.get_num_threads()
             out["runs"][name].append(summary)
             wl = summary["weightless"]
             print(

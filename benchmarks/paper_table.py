@@ -2,6 +2,7 @@
 
     python benchmarks/paper_table.py                 # three model/data pairs (~2.5 h, 2 CPUs)
     python benchmarks/paper_table.py --pairs lenet-5/mnist --presets max  # one pair's max only
+    python benchmarks/paper_table.py --pairs lenet-5/mnist --presets max --reuse veto_share
     python benchmarks/paper_table.py --quick --out-dir DIR   # tiny smoke run (the tests)
 
 For LeNet-5 on MNIST and LeNet-300-100 on MNIST and Fashion-MNIST (the full sets: 55,000
@@ -17,7 +18,11 @@ Writes the ``paper`` section of BENCHMARKS.md (results, largest layer, targets, 
 figures, the ``max`` rows layer by layer), ``benchmarks/results.json`` and
 ``benchmarks/paper_plot.png``. A run of some pairs keeps the other pairs recorded over the same
 seeds, and a run of some presets keeps the pair's other presets when the cached dense models
-are the ones they started from.
+are the ones they started from. ``--reuse SECTION`` takes a seed's run of a preset from what
+another benchmark recorded (``bench_max_change``'s arms) when it has the preset's settings as
+they are now and started from the same dense model: after a change to ``max`` is adopted on a
+3-seed A/B, its runs are the new ``max`` rows and need not run again (runs are deterministic
+on one machine); the table names the section each reused row came from.
 """
 
 from __future__ import annotations
@@ -102,6 +107,7 @@ def run_pair(
     presets: tuple[str, ...],
     epochs: int,
     cache: bool = True,
+    reuse: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"arch": arch, "dataset": data.name, "seeds": list(seeds)}
     out["dense"] = []
@@ -109,9 +115,15 @@ def run_pair(
     for seed in seeds:
         state, val, train_s = train_dense(arch, data, epochs, seed=seed, cache=cache)
         dense_test = test_accuracy(fresh_model(arch, data, state), data)
-        out["dense"].append({"seed": seed, "val": val, "test": dense_test, "seconds": train_s})
+        dense = {"seed": seed, "val": val, "test": dense_test, "seconds": train_s}
+        out["dense"].append(dense)
         print(f"{arch} / {data.name} seed {seed}: dense test {dense_test:.2f}%", flush=True)
         for name in presets:
+            earlier = reusable(reuse, arch, data.name, name, dense)
+            if earlier is not None:
+                out["runs"][name].append(earlier)
+                print(f"  {name}: the run recorded in section {earlier['from']}", flush=True)
+                continue
             settings = settings_for(name, seed=seed)
             start, cpu = time.perf_counter(), time.process_time()
             result = compress(fresh_model(arch, data, state), data, settings)
@@ -128,6 +140,36 @@ def run_pair(
                 flush=True,
             )
     return out
+
+
+def reusable(
+    sections: tuple[str, ...], arch: str, dataset: str, name: str, dense: dict[str, Any]
+) -> dict[str, Any] | None:
+    """A run of preset ``name`` as it is now that another benchmark recorded (in one of
+    ``sections``: its ``runs``, by arm, and ``dense``, by seed) from the same dense model,
+    marked with the section it came from; ``None`` if there is none.
+
+    Runs are deterministic on one machine, so running it again would give the same figures
+    (``bench_max_change`` does the same the other way round); "the same dense model" is the
+    same seed with the same validation and test accuracy, which a model retrained on another
+    machine does not keep."""
+    for section in sections:
+        data = recorded(section)
+        if (data.get("arch"), data.get("dataset")) != (arch, dataset):
+            continue
+        same = [
+            d
+            for d in data.get("dense", [])
+            if (d["seed"], d["val"], d["test"]) == (dense["seed"], dense["val"], dense["test"])
+        ]
+        if not same:
+            continue
+        for runs in data.get("runs", {}).values():
+            for run in runs:
+                own = run.get("seed") == dense["seed"] and "from" not in run
+                if own and run.get("settings") and not outdated([run], name):
+                    return run | {"from": section}
+    return None
 
 
 def summarise(rep: Report, seconds: float) -> dict[str, Any]:
@@ -319,7 +361,7 @@ def markdown(pairs: list[dict[str, Any]], total_s: float, plot_name: str | None)
         f"Total run time: **{total_s / 60:.1f} min** on this machine (dense training included).",
         "",
         *[
-            f"- {p['arch']} / {p['dataset']}: `{p['command']}`{_kept_from(p)}"
+            f"- {p['arch']} / {p['dataset']}: `{p['command']}`{_kept_from(p)}{_reused(p)}"
             for p in pairs
             if "command" in p
         ],
@@ -622,6 +664,23 @@ def _kept_from(pair: dict[str, Any]) -> str:
     return f" ({', '.join(kept['presets'])} from `{kept['command']}`{own})"
 
 
+def _reused(pair: dict[str, Any]) -> str:
+    """Which rows of ``pair`` are runs another benchmark recorded (``--reuse``)."""
+    parts = []
+    for name, runs in pair["runs"].items():
+        by_section: dict[str, list[str]] = {}
+        for r in runs:
+            if "from" in r:
+                by_section.setdefault(r["from"], []).append(str(r["seed"]))
+        parts += [
+            f"{name} seeds {', '.join(seeds)} recorded in section `{section}`"
+            for section, seeds in by_section.items()
+        ]
+    if not parts:
+        return ""
+    return f" ({'; '.join(parts)}: the same settings from the same dense models)"
+
+
 def total_seconds(pairs: list[dict[str, Any]]) -> float:
     return sum(p.get("seconds", 0.0) + p.get("kept_seconds", 0.0) for p in pairs)
 
@@ -647,6 +706,14 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="write the section again from the pairs in benchmarks/results.json, running none "
         "(after pairs run elsewhere were copied in)",
+    )
+    ap.add_argument(
+        "--reuse",
+        nargs="+",
+        default=[],
+        metavar="SECTION",
+        help="take a preset's run of a seed from these benchmarks/results.json sections where "
+        "one has the preset's settings as they are now and the same dense model",
     )
     ap.add_argument(
         "--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch CPU threads"
@@ -677,7 +744,8 @@ def main(argv: list[str] | None = None) -> None:
     def run(arch: str, name: str, _checkpoint: Checkpoint) -> dict[str, Any]:
         data = load_dataset(name)
         epochs = DENSE_EPOCHS[(arch, name)]
-        pair = run_pair(arch, data, seeds=SEEDS, presets=presets, epochs=epochs)
+        reuse = tuple(args.reuse)
+        pair = run_pair(arch, data, seeds=SEEDS, presets=presets, epochs=epochs, reuse=reuse)
         pair["command"] = command_line(__file__, argv)
         return keep_other_presets(pair, earlier.get(f"{arch}/{name}"))
 

@@ -123,6 +123,44 @@ def test_paper_table_rerun_of_one_preset_keeps_the_others(monkeypatch):
     assert paper_table.dense_of(third, "max") == other["dense"]
 
 
+def test_paper_table_reuses_only_runs_of_the_preset_as_it_is_now_from_the_same_dense_model(
+    tmp_path, monkeypatch
+):
+    paper_table = _script(monkeypatch, "paper_table")
+    from weightless_core.config.presets import settings_for
+
+    def run(seed: int, **changes: object) -> dict:
+        settings = json.loads(json.dumps(settings_for("max", seed=seed).to_dict()))
+        return {"seed": seed, "settings": settings | changes, "weightless": {"test": 99.0}}
+
+    dense = [{"seed": s, "val": 99.2, "test": 99.3} for s in (0, 1, 2)]
+    bench = {"arch": "lenet-5", "dataset": "mnist", "dense": dense}
+    bench["runs"] = {
+        "max": [run(0, veto=0.1) | {"from": "paper"}, run(1, retrain_epochs=12)],
+        "change": [run(0), run(1, retrain_epochs=12), run(2)],
+    }
+    other = bench | {"dataset": "fashion-mnist", "runs": {"max": [run(1)]}}
+    results = {"change": {"data": bench}, "other": {"data": other}}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    monkeypatch.setattr(sys.modules["_results"], "RESULTS_JSON", tmp_path / "results.json")
+
+    def reused(seed: int, *, val: float = 99.2, sections=("other", "change"), name="max"):
+        d = {"seed": seed, "val": val, "test": 99.3}
+        return paper_table.reusable(sections, "lenet-5", "mnist", name, d)
+
+    assert reused(0) == bench["runs"]["change"][0] | {"from": "change"}  # not the copied one
+    assert reused(1) is None  # recorded with another setting: not `max` as it is now
+    assert reused(2)["seed"] == 2 and reused(2)["from"] == "change"
+    assert reused(2, val=99.18) is None  # another dense model
+    assert reused(2, sections=("other",)) is None and reused(2, name="default") is None
+    pair = {"runs": {"paper": [{"seed": 0}], "max": [reused(0), {"seed": 1}, reused(2)]}}
+    assert paper_table._reused(pair) == (
+        " (max seeds 0, 2 recorded in section `change`: the same settings from the same dense "
+        "models)"
+    )
+    assert paper_table._reused({"runs": {"max": [{"seed": 0}]}}) == ""
+
+
 def test_run_in_parts_keeps_earlier_pairs_and_saves_after_each(monkeypatch):
     paper = _script(monkeypatch, "_paper")
     names = ["a/x", "b/y", "c/z"]
