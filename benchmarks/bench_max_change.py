@@ -170,7 +170,7 @@ def rule(result: dict[str, Any]) -> str:
 
 
 def markdown(result: dict[str, Any], total_s: float) -> str:
-    seeds = result["seeds"]
+    seeds = [r["seed"] for r in result["runs"][result["change"]]]  # run so far, not planned
     dense_val = _mean([d["val"] for d in result["dense"]])
     dense_test = _mean([d["test"] for d in result["dense"]])
     recorded_seeds = [r["seed"] for r in result["runs"][REFERENCE] if "from" in r]
