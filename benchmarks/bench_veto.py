@@ -105,7 +105,7 @@ def seed_start(
 
 
 def markdown(result: dict[str, Any], total_s: float) -> str:
-    seeds = result["seeds"]
+    seeds = [d["seed"] for d in result["dense"]]  # saved after each seed: the ones run so far
     dense_val = _mean([d["val"] for d in result["dense"]])
     dense_test = _mean([d["test"] for d in result["dense"]])
     short = LAYER.split(".")[0]
