@@ -34,9 +34,9 @@ LeNet-5's size targets (model >= 382x and >= 1.3x DC-best, fc1 >= 500x and >= 1.
 The table prints the verdict. Validation decides; the test split is scored only.
 
 Each seed runs the change from the same dense model as `max`. `max`'s arm is the `paper`
-table's recorded `max` run of that seed where it is `max` as it is now (no setting changed,
-``paper_table.outdated``) and started from the same dense model (the same dense validation
-accuracy): runs are deterministic on this machine (the ``cluster_init`` section's linear arm
+table's recorded `max` run of that seed where it is `max` as it is now and started from the
+same dense model (``paper_table.reusable``: the same seed, dense validation and test accuracy):
+runs are deterministic on this machine (the ``cluster_init`` section's linear arm
 reproduced those rows to the last figure), so running it again would only spend 15 minutes a
 seed. Otherwise it runs here.
 """
@@ -54,11 +54,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _paper import DENSE_EPOCHS, bench_parser, fresh_model
-from _results import command_line, record, recorded
+from _results import command_line, record
 from bench_cluster_init import verdict
 from bench_t_tolerance import _mean
 from bench_veto import cells, seed_start
-from paper_table import outdated, summarise
+from paper_table import reusable, summarise
 
 from weightless_core.config.settings import CompressionSettings, LayerOverride
 from weightless_core.io.data import load_dataset
@@ -117,15 +117,6 @@ CHANGES = {
 }
 
 
-def recorded_reference(arch: str, dataset: str) -> dict[int, dict[str, Any]]:
-    """The `paper` table's `max` runs of ``arch`` on ``dataset`` that are `max` as it is now,
-    by seed."""
-    pairs = recorded("paper").get("pairs", [])
-    pair = next((p for p in pairs if (p["arch"], p["dataset"]) == (arch, dataset)), {})
-    runs = pair.get("runs", {}).get("max", [])
-    return {r["seed"]: r for r in runs if not outdated([r], "max")}
-
-
 def run(
     arch: str,
     data_name: str,
@@ -139,14 +130,14 @@ def run(
     data = load_dataset(data_name)
     out: dict[str, Any] = {"arch": arch, "dataset": data.name, "seeds": list(seeds)}
     out |= {"change": change.name, "dense": [], "runs": {REFERENCE: [], change.name: []}}
-    earlier = {} if quick else recorded_reference(arch, data.name)
     for seed in seeds:
         state, dense, base = seed_start(arch, data, epochs, seed, quick=quick)
         out["dense"].append(dense)
         for name, settings in ((REFERENCE, base), (change.name, change.apply(base))):
-            ref = earlier.get(seed) if name == REFERENCE else None
-            if ref is not None and ref["accuracy_stages"].get("dense") == dense["val"]:
-                summary = ref | {"from": "paper"}
+            mine = name == REFERENCE and not quick
+            ref = reusable(("paper",), arch, data.name, name, dense) if mine else None
+            if ref is not None:
+                summary = ref
             else:
                 start, cpu = time.perf_counter(), time.process_time()
                 result = compress(fresh_model(arch, data, state), data, settings)

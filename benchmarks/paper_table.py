@@ -145,30 +145,29 @@ def run_pair(
 def reusable(
     sections: tuple[str, ...], arch: str, dataset: str, name: str, dense: dict[str, Any]
 ) -> dict[str, Any] | None:
-    """A run of preset ``name`` as it is now that another benchmark recorded (in one of
-    ``sections``: its ``runs``, by arm, and ``dense``, by seed) from the same dense model,
-    marked with the section it came from; ``None`` if there is none.
+    """A run of preset ``name`` as it is now that a benchmark recorded (in one of
+    ``sections``: the `paper` table's pairs, or another benchmark's record, with its ``runs``
+    by arm and each arm's ``dense`` models by seed) from the same dense model, marked with the
+    section it came from; ``None`` if there is none.
 
-    Runs are deterministic on one machine, so running it again would give the same figures
-    (``bench_max_change`` does the same the other way round); "the same dense model" is the
-    same seed with the same validation and test accuracy, which a model retrained on another
-    machine does not keep."""
+    Runs are deterministic on one machine, so running it again would give the same figures;
+    "the same dense model" is the same seed with the same validation and test accuracy, which
+    a model retrained on another machine does not keep. A run already copied from elsewhere is
+    skipped for the one it was copied from."""
+    key = (dense["seed"], dense["val"], dense["test"])
     for section in sections:
         data = recorded(section)
-        if (data.get("arch"), data.get("dataset")) != (arch, dataset):
-            continue
-        same = [
-            d
-            for d in data.get("dense", [])
-            if (d["seed"], d["val"], d["test"]) == (dense["seed"], dense["val"], dense["test"])
-        ]
-        if not same:
-            continue
-        for runs in data.get("runs", {}).values():
-            for run in runs:
-                own = run.get("seed") == dense["seed"] and "from" not in run
-                if own and run.get("settings") and not outdated([run], name):
-                    return run | {"from": section}
+        for pair in data.get("pairs", [data]):
+            if (pair.get("arch"), pair.get("dataset")) != (arch, dataset):
+                continue
+            for arm, runs in pair.get("runs", {}).items():
+                models = pair.get("dense_of", {}).get(arm, pair.get("dense", []))
+                if key not in {(d["seed"], d["val"], d["test"]) for d in models}:
+                    continue
+                for run in runs:
+                    own = run.get("seed") == dense["seed"] and "from" not in run
+                    if own and run.get("settings") and not outdated([run], name):
+                        return run | {"from": section}
     return None
 
 

@@ -287,19 +287,30 @@ def test_max_changes_change_what_they_say(monkeypatch):
     assert (base.veto, vetoed.veto) == (0.5, 0.75) and vetoed.with_(veto=0.5) == base
 
 
-def test_max_change_reuses_only_recorded_runs_of_max_as_it_is_now(monkeypatch):
-    bench = _script(monkeypatch, "bench_max_change")
+def test_max_change_reuses_only_the_paper_tables_max_as_it_is_now(tmp_path, monkeypatch):
+    paper_table = _script(monkeypatch, "paper_table")
     from weightless_core.config.presets import settings_for
 
     def run(seed: int, **changes: object) -> dict:
         settings = json.loads(json.dumps(settings_for("max", seed=seed).to_dict()))
         return {"seed": seed, "settings": settings | changes, "layers": []}
 
+    dense = [{"seed": s, "val": 99.2, "test": 99.3} for s in (0, 1, 2)]
     runs = [run(0), run(1, retrain_epochs=12), run(2)]
-    paper = {"pairs": [{"arch": "lenet-5", "dataset": "mnist", "runs": {"max": runs}}]}
-    monkeypatch.setattr(bench, "recorded", lambda section: paper if section == "paper" else {})
-    assert sorted(bench.recorded_reference("lenet-5", "mnist")) == [0, 2]
-    assert bench.recorded_reference("lenet-300-100", "mnist") == {}
+    # `max` kept from a run on other dense models than the pair's newest (``dense_of``)
+    pair = {"arch": "lenet-5", "dataset": "mnist", "runs": {"max": runs}}
+    pair |= {"dense": [d | {"val": 99.0} for d in dense], "dense_of": {"max": dense}}
+    results = {"paper": {"data": {"pairs": [pair]}}}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    monkeypatch.setattr(sys.modules["_results"], "RESULTS_JSON", tmp_path / "results.json")
+
+    def reused(seed: int, arch: str = "lenet-5") -> dict | None:
+        d = {"seed": seed, "val": 99.2, "test": 99.3}
+        return paper_table.reusable(("paper",), arch, "mnist", "max", d)
+
+    assert reused(0) == runs[0] | {"from": "paper"}  # from `max`'s own dense models
+    assert reused(1) is None and reused(2) == runs[2] | {"from": "paper"}
+    assert reused(0, "lenet-300-100") is None
 
 
 def test_cluster_init_verdict_names_each_part_of_the_rule(monkeypatch):
