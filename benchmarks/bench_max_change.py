@@ -26,6 +26,8 @@ Changes (``CHANGES``), each written to a section of its own:
   little to spare. The table is where `max`'s test accuracy falls below the clustered
   model's (99.09 % clustered, 98.97 % final, 3 seeds); going from a quarter to half vetoed
   gained 0.08 on validation.
+  **Adopted on 2026-12-05** (the rule passed over 3 seeds): `max`'s veto is 0.75 now, so
+  this change would compare `max` with itself and is refused.
 
 The rule, the same for each change and written before its 3-seed run: `max` takes the change
 if over seeds 0, 1 and 2 (a) its mean final validation accuracy is above `max`'s, (b) no
@@ -60,6 +62,7 @@ from bench_t_tolerance import _mean
 from bench_veto import cells, seed_start
 from paper_table import reusable, summarise
 
+from weightless_core.config.presets import settings_for
 from weightless_core.config.settings import CompressionSettings, LayerOverride
 from weightless_core.io.data import load_dataset
 from weightless_core.method.pipeline import compress
@@ -207,6 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (0 1 2)")
     args = ap.parse_args(argv)
     change = CHANGES[args.change]
+    if change.apply(settings_for(REFERENCE)) == settings_for(REFERENCE):
+        ap.error(f"{args.change!r} is `max` as it is now (adopted): nothing to compare")
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     if args.quick:

@@ -174,7 +174,7 @@ def test_max_and_default_store_the_largest_layers_as_small_tables():
     assert all(isinstance(r, SizeRule) for r in values["size_rules"])
     assert values["regrowth"] and values["encode_order"] == "size"
     assert values["retrain_after_lossless"] is False and not values.get("fp_noise")
-    assert values["veto"] == 0.5 and settings_for("default").veto == 0.0
+    assert values["veto"] == 0.75 and settings_for("default").veto == 0.0
     fc1 = settings_for("max").plan("fc1.weight", 400_000)
     assert (fc1.sparsity, fc1.r, fc1.t, fc1.unit_sparsity) == (0.992, 1, 4, 0.7)
 

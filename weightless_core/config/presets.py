@@ -81,7 +81,7 @@ _FIXED: dict[str, dict[str, Any]] = {
         **_TABLES,
         "retrain_after_lossless": False,
         "seed_candidates": 8,
-        "veto": 0.5,
+        "veto": 0.75,
         "min_elements": 400,
         "prune_steps": 10,
         "prune_epochs": 6,
