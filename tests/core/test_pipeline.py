@@ -378,7 +378,7 @@ def test_test_split_is_scored_but_never_chosen_on(fashion_small, trained_state):
     assert with_test.x_test is not None
     result = compress(model, with_test, FAST)
     acc = result.report.accuracy
-    assert {"test:dense", "test:clustered", "test:final"} <= set(acc)
+    assert {"test:dense", "test:pruned", "test:clustered", "test:final"} <= set(acc)
     expected = accuracy(
         result.model, with_test.x_test, with_test.y_test, device=torch.device("cpu")
     )

@@ -340,6 +340,7 @@ class _Run:
         if s.fp_noise and self.weightless and self.data is not None:
             self._plan_false_positives()
         self._evaluate("pruned")
+        self._score_test("pruned")
 
     def _unit_ramps(self, name: str, steps: int) -> list[tuple[float, float]]:
         """Shares of ``name``'s rows and columns pruned whole at each step, both gradual."""

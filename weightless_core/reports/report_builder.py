@@ -22,7 +22,14 @@ from weightless_core.reports.report import LayerReport, Report
 
 # The accuracy figures a Deep Compression report of a weightless run keeps: those before
 # encoding (its ``final`` is the clustered model's).
-_BEFORE_ENCODING = ("dense", "pruned", "clustered", "test:dense", "test:clustered")
+_BEFORE_ENCODING = (
+    "dense",
+    "pruned",
+    "clustered",
+    "test:dense",
+    "test:pruned",
+    "test:clustered",
+)
 
 
 @dataclass(frozen=True)
