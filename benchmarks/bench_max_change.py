@@ -137,11 +137,9 @@ def run(
         state, dense, base = seed_start(arch, data, epochs, seed, quick=quick)
         out["dense"].append(dense)
         for name, settings in ((REFERENCE, base), (change.name, change.apply(base))):
-            mine = name == REFERENCE and not quick
-            ref = reusable(("paper",), arch, data.name, name, dense) if mine else None
-            if ref is not None:
-                summary = ref
-            else:
+            recorded = name == REFERENCE and not quick
+            summary = reusable(("paper",), arch, data.name, name, dense) if recorded else None
+            if summary is None:
                 start, cpu = time.perf_counter(), time.process_time()
                 result = compress(fresh_model(arch, data, state), data, settings)
                 summary = summarise(result.report, time.perf_counter() - start) | {"seed": seed}
@@ -210,7 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (0 1 2)")
     args = ap.parse_args(argv)
     change = CHANGES[args.change]
-    if change.apply(settings_for(REFERENCE)) == settings_for(REFERENCE):
+    reference = settings_for(REFERENCE)
+    if change.apply(reference) == reference:
         ap.error(f"{args.change!r} is `max` as it is now (adopted): nothing to compare")
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
