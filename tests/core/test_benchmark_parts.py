@@ -283,6 +283,8 @@ def test_max_changes_change_what_they_say(monkeypatch):
     assert (plan.unit_sparsity, plan.column_sparsity, plan.t) == (0.85, 0.5, 4)
     longer = bench.CHANGES["retrain"].apply(base)
     assert longer.retrain_epochs == 12 and longer.with_(retrain_epochs=6) == base
+    heavier = bench.CHANGES["distill"].apply(base)
+    assert (base.distill, heavier.distill) == (0.5, 0.9) and heavier.with_(distill=0.5) == base
     # adopted: `max` vetoes 75 % now, so the script refuses to compare it with itself
     assert bench.CHANGES["veto"].apply(base) == base and base.veto == 0.75
     with pytest.raises(SystemExit) as exit_:
