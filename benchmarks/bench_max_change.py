@@ -44,9 +44,10 @@ seed's is more than 0.10 points below that seed's `max` one, and (c) its means s
 LeNet-5's size targets (model >= 382x and >= 1.3x DC-best, fc1 >= 500x and >= 1.5x DC-best).
 The table prints the verdict. Validation decides; the test split is scored only.
 
-Each seed runs the change from the same dense model as `max`. `max`'s arm is the `paper`
-table's recorded `max` run of that seed where it is `max` as it is now and started from the
-same dense model (``paper_table.reusable``: the same seed, dense validation and test accuracy):
+Each seed runs the change from the same dense model as `max`. `max`'s arm is a recorded run
+of that seed, in the `paper` table or in a change's own section (an adopted change's arm is
+`max` as it is now), where it is `max` as it is now and started from the same dense model
+(``paper_table.reusable``: the same seed, dense validation and test accuracy):
 runs are deterministic on this machine (the ``cluster_init`` section's linear arm
 reproduced those rows to the last figure), so running it again would only spend 15 minutes a
 seed. Otherwise it runs here.
@@ -140,6 +141,11 @@ CHANGES = {
 }
 
 
+# where `max`'s runs are recorded: the `paper` table (whose rows may be copies of a change's
+# runs, which ``reusable`` skips for their original) and each change's own section
+RECORDS = ("paper", *(c.section for c in CHANGES.values()))
+
+
 def run(
     arch: str,
     data_name: str,
@@ -158,7 +164,7 @@ def run(
         out["dense"].append(dense)
         for name, settings in ((REFERENCE, base), (change.name, change.apply(base))):
             recorded = name == REFERENCE and not quick
-            summary = reusable(("paper",), arch, data.name, name, dense) if recorded else None
+            summary = reusable(RECORDS, arch, data.name, name, dense) if recorded else None
             if summary is None:
                 start, cpu = time.perf_counter(), time.process_time()
                 result = compress(fresh_model(arch, data, state), data, settings)

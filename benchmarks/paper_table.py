@@ -357,7 +357,9 @@ def markdown(pairs: list[dict[str, Any]], total_s: float, plot_name: str | None)
         "paper's recipe; `default` = quick, with hybrid storage and per-layer structure "
         "choice; `max` = docs/presets.md.",
         "",
-        f"Total run time: **{total_s / 60:.1f} min** on this machine (dense training included).",
+        f"Total run time: **{total_s / 60:.1f} min**, dense training included: the sum of the "
+        "runs below as each command recorded them, so rows kept from an earlier command count "
+        "that command's machine's minutes.",
         "",
         *[
             f"- {p['arch']} / {p['dataset']}: `{p['command']}`{_kept_from(p)}{_reused(p)}"

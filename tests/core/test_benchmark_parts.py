@@ -318,6 +318,30 @@ def test_max_change_reuses_only_the_paper_tables_max_as_it_is_now(tmp_path, monk
     assert reused(0, "lenet-300-100") is None
 
 
+def test_max_change_finds_max_where_the_paper_table_only_copied_it(tmp_path, monkeypatch):
+    """The `paper` table's `max` rows may be an adopted change's runs (marked ``from``): the
+    A/B script then finds them in that change's section, under the change's arm name."""
+    bench = _script(monkeypatch, "bench_max_change")
+    from weightless_core.config.presets import settings_for
+
+    settings = json.loads(json.dumps(settings_for("max", seed=0).to_dict()))
+    original = {"seed": 0, "settings": settings, "layers": []}
+    dense = [{"seed": 0, "val": 99.2, "test": 99.3}]
+    copied = {"arch": "lenet-5", "dataset": "mnist", "dense": dense}
+    copied["runs"] = {"max": [original | {"from": "veto_share"}]}
+    change = {"arch": "lenet-5", "dataset": "mnist", "dense": dense}
+    change["runs"] = {"max": [], "veto 0.75": [original]}
+    results = {"paper": {"data": {"pairs": [copied]}}, "veto_share": {"data": change}}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    monkeypatch.setattr(sys.modules["_results"], "RESULTS_JSON", tmp_path / "results.json")
+
+    def found(sections: tuple[str, ...]) -> dict | None:
+        return bench.reusable(sections, "lenet-5", "mnist", "max", dense[0])
+
+    assert found(("paper",)) is None  # a copy is never reused for its original
+    assert found(bench.RECORDS) == original | {"from": "veto_share"}
+
+
 def test_cluster_init_verdict_names_each_part_of_the_rule(monkeypatch):
     bench = _script(monkeypatch, "bench_cluster_init")
 
