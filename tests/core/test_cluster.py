@@ -105,6 +105,23 @@ def test_sign_init_shares_centroids_by_count() -> None:
     np.testing.assert_array_equal(sign_init(x, 1), [x.mean()])
 
 
+def test_a_start_from_an_earlier_clustering_keeps_its_codes() -> None:
+    # a layer clustered once, its weights then retrained a little: started afresh, k-means
+    # spreads them over other codes; started from the first centroids it keeps the same ones
+    x = _pruned_weights()
+    first, first_codes = kmeans_1d(x, 8)
+    drifted = first[first_codes] + np.random.default_rng(4).normal(0, 0.002, x.size)
+    again, again_codes = kmeans_1d(drifted, 8, start=first)
+    assert np.unique(again_codes).size == np.unique(first_codes).size < 8
+    np.testing.assert_array_equal(again_codes, first_codes)
+    np.testing.assert_allclose(again[np.unique(first_codes)], first[np.unique(first_codes)],
+                               atol=1e-3)  # fmt: skip
+    # the start is sorted first, and its codes index the sorted centroids
+    shuffled, shuffled_codes = kmeans_1d(drifted, 8, start=first[::-1])
+    np.testing.assert_array_equal(shuffled, again)
+    np.testing.assert_array_equal(shuffled_codes, again_codes)
+
+
 def test_deterministic() -> None:
     x = np.random.default_rng(0).standard_normal(5000)
     a, b = kmeans_1d(x, 16, seed=1), kmeans_1d(x, 16, seed=2)
@@ -123,3 +140,7 @@ def test_refusals() -> None:
         kmeans_1d(np.array([1.0, np.nan]), 2)
     with pytest.raises(InvalidInputError, match="NaN or Inf"):
         kmeans_1d(np.array([1.0, np.inf]), 2)
+    with pytest.raises(InvalidInputError, match="start must be 2 finite centroids, got 3"):
+        kmeans_1d(np.array([1.0, 2.0]), 2, start=np.array([0.0, 1.0, 2.0]))
+    with pytest.raises(InvalidInputError, match="start must be 2 finite centroids"):
+        kmeans_1d(np.array([1.0, 2.0]), 2, start=np.array([0.0, np.nan]))

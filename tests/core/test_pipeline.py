@@ -139,6 +139,34 @@ def test_shared_mode_keeps_later_layers_codebooks(fashion_small, trained_state):
     assert result.report.accuracy["final"] is not None
 
 
+@pytest.mark.parametrize("start", ["scratch", "previous"])
+def test_a_released_layer_clusters_again_from_where_recluster_from_says(
+    fashion_small, trained_state, monkeypatch, start
+):
+    import weightless_core.method.pipeline as pipeline
+
+    starts: list[np.ndarray | None] = []
+    real = pipeline.kmeans_1d
+
+    def kmeans_1d(values, k, **options):
+        starts.append(options.get("start"))
+        return real(values, k, **options)
+
+    monkeypatch.setattr(pipeline, "kmeans_1d", kmeans_1d)
+    model = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
+    model.load_state_dict(trained_state)
+    small = fashion_small.subset(600, 200, seed=3)
+    result = compress(model, small, FAST.with_(prune_steps=1, recluster_from=start))
+    assert result.entries["fc1.weight"].false_positives > 0  # so fc2 and fc3 are released
+    assert len(starts) == 5 and starts[:3] == [None] * 3  # first clusterings, then fc2, fc3
+    if start == "scratch":
+        assert starts[3:] == [None, None]
+    else:  # each from its first clustering's centroids, trained by weight sharing since
+        for again in starts[3:]:
+            assert again is not None and again.shape == (16,) and np.all(np.isfinite(again))
+        assert not np.array_equal(starts[3], starts[4])
+
+
 def test_recluster_mode_clusters_each_later_layer_before_encoding_it(run):
     _, events = run
     reclustered = [e.layer for e in events if "re-clustering" in e.message]

@@ -148,6 +148,10 @@ SETTINGS: tuple[Setting, ...] = (
     _s("later_layers", str, "recluster",
        "how layers not yet encoded retrain: recluster before encoding, or keep shared codebooks",
        choices=("recluster", "shared"), scope="library", **_W),
+    _s("recluster_from", str, "scratch",
+       "where a layer clustered again after an earlier table's errors starts k-means: scratch "
+       "(as cluster_init) or previous (its first clustering's centroids: no more codes in use)",
+       choices=("scratch", "previous"), scope="library", **_W),
     _s("finetune_codebooks", bool, True,
        "keep training an encoded layer's centroids after encoding it", **_W),
     _s("hybrid", bool, False,

@@ -77,6 +77,11 @@ class CompressionSettings:
     it is encoded: the paper's alternation of simplification and encoding. ``"shared"`` keeps
     their codebooks throughout, leaving them only ``2**r`` values each to adapt with; on
     LeNet-300-100/Fashion-MNIST that ends lower (BENCHMARKS.md, pipeline section).
+    ``recluster_from`` is where that second k-means starts: ``"scratch"`` (as the first,
+    ``cluster_init``) or ``"previous"``, the layer's first clustering's centroids. After
+    magnitude pruning a first clustering leaves some codes unused (no weight near zero);
+    started afresh, the second spreads the retrained weights over all ``2**r`` codes, whose
+    higher code entropy costs bytes where the layer is stored as Deep Compression.
 
     ``method="deep-compression"`` runs the same pruning and clustering and then stores each layer
     as Deep Compression does (relative-gap CSR + Huffman) instead of encoding it; ``t`` and the
@@ -140,6 +145,7 @@ class CompressionSettings:
     t: int = 10
     structure: str = "bloomier"
     later_layers: str = "recluster"
+    recluster_from: str = "scratch"
     finetune_codebooks: bool = True
     hybrid: bool = False
     lr_schedule: str = "constant"

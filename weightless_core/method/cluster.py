@@ -18,13 +18,21 @@ from weightless_core.errors import InvalidInputError
 
 
 def kmeans_1d(
-    values: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 50, init: str = "linear"
+    values: np.ndarray,
+    k: int,
+    *,
+    seed: int = 0,
+    max_iter: int = 50,
+    init: str = "linear",
+    start: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Cluster 1-D ``values`` (n,) into ``k`` centroids, starting from ``init`` (``INITS``).
+    """Cluster 1-D ``values`` (n,) into ``k`` centroids, starting from ``init`` (``INITS``), or
+    from ``start`` ((k,) centroids, e.g. a layer's earlier clustering) where it is given.
 
     Returns ``(centroids (k,) float32 ascending, codes (n,) int64)``. Deterministic: neither
     initialisation needs randomness; ``seed`` is accepted for interface symmetry. An empty
-    cluster keeps its previous centroid (it stays a valid, unused code).
+    cluster keeps its previous centroid (it stays a valid, unused code), so a ``start`` whose
+    codes were partly unused leaves at most as many codes in use as the weights reach.
     """
     del seed
     x = np.asarray(values, dtype=np.float64).ravel()
@@ -36,7 +44,12 @@ def kmeans_1d(
         raise InvalidInputError("cannot cluster an empty set of weights")
     if not np.all(np.isfinite(x)):
         raise InvalidInputError("weights to cluster hold NaN or Inf")
-    centroids = sign_init(x, k) if init == "sign" else linear_init(x, k)
+    if start is not None:
+        centroids = np.sort(np.asarray(start, dtype=np.float64).ravel())
+        if centroids.shape != (k,) or not np.all(np.isfinite(centroids)):
+            raise InvalidInputError(f"start must be {k} finite centroids, got {centroids.size}")
+    else:
+        centroids = sign_init(x, k) if init == "sign" else linear_init(x, k)
     order = np.argsort(x, kind="stable")
     xs = x[order]
     csum = np.concatenate([[0.0], np.cumsum(xs)])

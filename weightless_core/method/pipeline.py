@@ -222,6 +222,7 @@ class _Run:
         self.notes = tied_notes(model, self.params, self.targets)  # what the run changed
         self.generator = torch.Generator().manual_seed(settings.seed)
         self.recluster = settings.later_layers == "recluster"
+        self.first_centroids: dict[str, np.ndarray] = {}  # of layers released to train freely
         self.weightless = settings.method == "weightless"
         self.baseline: dict[str, DeepCompressedLayer] = {}
         self.bounds: dict[str, float] = {}  # sparse-index bound (bits) of each clustered layer
@@ -395,8 +396,11 @@ class _Run:
         c = self.constraints[name]
         k = 1 << self.plans[name].r
         values = self.params[name].detach()[c.mask].cpu().numpy()
+        start = None
+        if self.settings.recluster_from == "previous":
+            start = self.first_centroids.get(name)
         centroids, codes = kmeans_1d(
-            values, k, seed=self.settings.seed, init=self.settings.cluster_init
+            values, k, seed=self.settings.seed, init=self.settings.cluster_init, start=start
         )
         full = torch.zeros(c.mask.shape, dtype=torch.uint8)  # r <= 8: one byte per position
         full[c.mask.cpu()] = torch.from_numpy(codes.astype(np.uint8))
@@ -467,6 +471,8 @@ class _Run:
             if self.recluster and not exact:  # later layers absorb the errors with all weights
                 for later in order[step + 1 :]:
                     c = self.constraints[later]
+                    if c.centroids is not None:  # still its first clustering
+                        self.first_centroids[later] = c.centroids.detach().cpu().numpy()
                     self.constraints[later] = self._noisy(later, Constraint(c.param, mask=c.mask))
                     released.add(later)
             if exact:
@@ -785,6 +791,7 @@ class _Run:
         self.settings = settings
         self.plans = {n: settings.plan(n, self.params[n].numel()) for n in self.targets}
         self.recluster = settings.later_layers == "recluster"
+        self.first_centroids = {}
         self.encoded = {}
         self.layer_accuracy = {}
 
