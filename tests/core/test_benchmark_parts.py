@@ -283,6 +283,8 @@ def test_max_changes_change_what_they_say(monkeypatch):
     assert (plan.unit_sparsity, plan.column_sparsity, plan.t) == (0.85, 0.5, 4)
     longer = bench.CHANGES["retrain"].apply(base)
     assert longer.retrain_epochs == 12 and longer.with_(retrain_epochs=6) == base
+    warm = bench.CHANGES["recluster"]
+    assert warm.smaller and warm.apply(base).recluster_from == "previous" != base.recluster_from
     heavier = bench.CHANGES["distill"].apply(base)
     assert (base.distill, heavier.distill) == (0.5, 0.9) and heavier.with_(distill=0.5) == base
     # adopted: `max` vetoes 75 % now, so the script refuses to compare it with itself
@@ -369,6 +371,16 @@ def test_cluster_init_verdict_names_each_part_of_the_rule(monkeypatch):
     small = bench.verdict(result([0.1, 0.1, 0.1], ratio=450.0))
     assert "ratio 450.00" in small and "size targets" in small and small.startswith("**keep")
     assert "needs 3 seeds, 2 run" in bench.verdict(result([0.1, 0.1]))
+    # a change made to save bytes: a tie on validation is enough, and it must be smaller
+    saving = bench.verdict(result([0.04, -0.04, 0.0]), smaller=True)
+    assert "(a) mean validation +0.00: met" in saving and saving.startswith("**keep")
+    assert "(d) model 100 bytes against 100: missed" in saving
+    assert "(d)" not in bench.verdict(result([0.04, -0.04, 0.0]))
+    smaller = result([0.04, -0.04, 0.0])
+    for run in smaller["runs"][bench.CANDIDATE]:
+        run["weightless"]["weights_bytes"] = 97.0
+    assert bench.verdict(smaller, smaller=True).startswith("**adopt**")
+    assert bench.verdict(smaller).startswith("**keep")  # no gain: the accuracy rule keeps it
 
 
 def test_t_tolerance_quick_run_reports_each_t_on_one_pruned_model(tmp_path, monkeypatch):
