@@ -50,6 +50,15 @@ Changes (``CHANGES``), each written to a section of its own:
   no loss instead of a gain: `max` takes it if (a) its mean final validation accuracy is not
   below `max`'s (to the hundredth, as printed), (b) and (c) as below, and (d) the whole
   model is smaller on the mean. Written 2026-12-05 before any seed ran.
+* ``conv`` (section ``middle_class``): tensors of 10,000-99,999 elements (LeNet-5's conv2,
+  LeNet-300-100's fc2) keep 4 % of their weights instead of 3 %. On test, pruning is where
+  LeNet-5's points go (`distill_weight` seed 0: 99.26 % dense, 98.99 % pruned), and conv2
+  is pruned furthest after fc1: 750 of 25,000 weights, 15 of each filter's 500 inputs, where
+  Deep Compression kept 8 %. Both Weightless and Deep Compression-best store conv2 as Deep
+  Compression, so its 250 extra weights (about 210 bytes) are added to both sides: the model
+  stays about 1.32x DC-best if ``recluster`` has saved its bytes, and falls to about 1.29x,
+  under the 1.3x target, if it has not, so it is run only after ``recluster`` is adopted.
+  The usual rule (below). Written 2026-12-05 before any seed ran.
 
 The rule, the same for each change but one made to save bytes (above), and written before its
 3-seed run: `max` takes the change if over seeds 0, 1 and 2 (a) its mean final validation
@@ -72,7 +81,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +124,16 @@ def more_vetoes(base: CompressionSettings) -> CompressionSettings:
 def heavier_distillation(base: CompressionSettings) -> CompressionSettings:
     """``base`` with distillation from the dense model weighted 0.9."""
     return base.with_(distill=0.9)
+
+
+def denser_middle_class(base: CompressionSettings) -> CompressionSettings:
+    """``base`` with tensors of 10,000-99,999 elements keeping 4 % of their weights."""
+    rules = tuple(
+        replace(rule, sparsity=0.96) if rule.min_elements == 10_000 else rule
+        for rule in base.size_rules
+    )
+    assert rules != base.size_rules, "`max` has no 10,000-element size class"
+    return base.with_(size_rules=rules)
 
 
 def recluster_from_first(base: CompressionSettings) -> CompressionSettings:
@@ -165,6 +184,12 @@ CHANGES = {
         "recluster_from",
         "Released layers clustered again from their first centroids (LeNet-5 / MNIST, `max`)",
         smaller=True,
+    ),
+    "conv": Change(
+        "10k-100k elements keep 4 %",
+        denser_middle_class,
+        "middle_class",
+        "Tensors of 10,000-99,999 elements keep 4 % (LeNet-5 / MNIST, `max`)",
     ),
 }
 

@@ -285,6 +285,11 @@ def test_max_changes_change_what_they_say(monkeypatch):
     assert longer.retrain_epochs == 12 and longer.with_(retrain_epochs=6) == base
     warm = bench.CHANGES["recluster"]
     assert warm.smaller and warm.apply(base).recluster_from == "previous" != base.recluster_from
+    denser = bench.CHANGES["conv"].apply(base)
+    assert denser.plan("conv2.weight", 25_000).sparsity == 0.96
+    assert base.plan("conv2.weight", 25_000).sparsity == 0.97
+    for name, size in (("conv1.weight", 500), ("fc2.weight", 5_000), ("fc1.weight", 400_000)):
+        assert denser.plan(name, size) == base.plan(name, size)
     heavier = bench.CHANGES["distill"].apply(base)
     assert (base.distill, heavier.distill) == (0.5, 0.9) and heavier.with_(distill=0.5) == base
     # adopted: `max` vetoes 75 % now, so the script refuses to compare it with itself
