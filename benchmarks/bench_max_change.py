@@ -245,7 +245,9 @@ def markdown(result: dict[str, Any], total_s: float) -> str:
     seeds = [r["seed"] for r in result["runs"][result["change"]]]  # run so far, not planned
     dense_val = _mean([d["val"] for d in result["dense"]])
     dense_test = _mean([d["test"] for d in result["dense"]])
-    recorded_seeds = [r["seed"] for r in result["runs"][REFERENCE] if "from" in r]
+    recorded = [r for r in result["runs"][REFERENCE] if "from" in r]
+    recorded_seeds = [r["seed"] for r in recorded]
+    sections = ", ".join(f"`{s}`" for s in dict.fromkeys(r["from"] for r in recorded))
     lines = [
         f"{result['arch']} / {result['dataset']}, the `max` preset against `max` with one "
         f"change: {result['change']}. Seeds {', '.join(map(str, seeds))}"
@@ -254,8 +256,8 @@ def markdown(result: dict[str, Any], total_s: float) -> str:
         "Ratios are weights-only, against Deep Compression-best on the same clustered weights. "
         "'Pruned' and 'clustered' are validation accuracy before any table. "
         + (
-            f"`max`'s runs of seeds {', '.join(map(str, recorded_seeds))} are the `paper` "
-            "table's, recorded with the same settings from the same dense models. "
+            f"`max`'s runs of seeds {', '.join(map(str, recorded_seeds))} are those recorded "
+            f"in section {sections}, with the same settings from the same dense models. "
             if recorded_seeds
             else ""
         )
