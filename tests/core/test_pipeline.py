@@ -139,18 +139,21 @@ def test_shared_mode_keeps_later_layers_codebooks(fashion_small, trained_state):
     assert result.report.accuracy["final"] is not None
 
 
-@pytest.mark.parametrize("start", ["scratch", "previous"])
+@pytest.mark.parametrize("start", ["scratch", "previous", "used"])
 def test_a_released_layer_clusters_again_from_where_recluster_from_says(
     fashion_small, trained_state, monkeypatch, start
 ):
     import weightless_core.method.pipeline as pipeline
 
     starts: list[np.ndarray | None] = []
+    in_use: list[int] = []  # codes each clustering left holding weights
     real = pipeline.kmeans_1d
 
     def kmeans_1d(values, k, **options):
         starts.append(options.get("start"))
-        return real(values, k, **options)
+        out = real(values, k, **options)
+        in_use.append(np.unique(out[1]).size)
+        return out
 
     monkeypatch.setattr(pipeline, "kmeans_1d", kmeans_1d)
     model = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
@@ -161,10 +164,17 @@ def test_a_released_layer_clusters_again_from_where_recluster_from_says(
     assert len(starts) == 5 and starts[:3] == [None] * 3  # first clusterings, then fc2, fc3
     if start == "scratch":
         assert starts[3:] == [None, None]
-    else:  # each from its first clustering's centroids, trained by weight sharing since
+    elif start == "previous":  # from its first clustering's centroids, trained since
         for again in starts[3:]:
             assert again is not None and again.shape == (16,) and np.all(np.isfinite(again))
         assert not np.array_equal(starts[3], starts[4])
+    else:  # only the centroids whose codes held weights: no more codes in use than before
+        assert min(in_use[1:3]) < 16, "the case it exists for: a code left unused"
+        for first, again, start_at in ((1, 3, starts[3]), (2, 4, starts[4])):
+            assert start_at is not None and start_at.shape == (in_use[first],)
+            assert in_use[again] <= in_use[first]
+        codebook = result.entries["fc3.weight"].codebook
+        assert codebook.shape == (16,) and np.all(np.isfinite(codebook))
 
 
 def test_recluster_mode_clusters_each_later_layer_before_encoding_it(run):

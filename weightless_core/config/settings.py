@@ -78,10 +78,12 @@ class CompressionSettings:
     their codebooks throughout, leaving them only ``2**r`` values each to adapt with; on
     LeNet-300-100/Fashion-MNIST that ends lower (BENCHMARKS.md, pipeline section).
     ``recluster_from`` is where that second k-means starts: ``"scratch"`` (as the first,
-    ``cluster_init``) or ``"previous"``, the layer's first clustering's centroids. After
-    magnitude pruning a first clustering leaves some codes unused (no weight near zero);
-    started afresh, the second spreads the retrained weights over all ``2**r`` codes, whose
-    higher code entropy costs bytes where the layer is stored as Deep Compression.
+    ``cluster_init``), ``"previous"`` (the layer's first clustering's centroids), or
+    ``"used"`` (only those of them that held weights, the codebook padded with unused
+    entries). After magnitude pruning a first clustering leaves some codes unused (no weight
+    near zero); the second, on retrained weights, fills them (from ``"previous"`` too, as
+    LeNet-5 measured), and the higher code entropy costs bytes where the layer is stored as
+    Deep Compression; ``"used"`` keeps the layer to the codes it had.
 
     ``method="deep-compression"`` runs the same pruning and clustering and then stores each layer
     as Deep Compression does (relative-gap CSR + Huffman) instead of encoding it; ``t`` and the

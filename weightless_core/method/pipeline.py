@@ -397,11 +397,14 @@ class _Run:
         k = 1 << self.plans[name].r
         values = self.params[name].detach()[c.mask].cpu().numpy()
         start = None
-        if self.settings.recluster_from == "previous":
+        if self.settings.recluster_from != "scratch":
             start = self.first_centroids.get(name)
         centroids, codes = kmeans_1d(
-            values, k, seed=self.settings.seed, init=self.settings.cluster_init, start=start
-        )
+            values, k if start is None else start.size, seed=self.settings.seed,
+            init=self.settings.cluster_init, start=start,
+        )  # fmt: skip
+        if centroids.size < k:  # the codes the first clustering left unused stay unused
+            centroids = np.concatenate([centroids, np.full(k - centroids.size, centroids[-1])])
         full = torch.zeros(c.mask.shape, dtype=torch.uint8)  # r <= 8: one byte per position
         full[c.mask.cpu()] = torch.from_numpy(codes.astype(np.uint8))
         self.constraints[name] = self._noisy(
@@ -472,7 +475,7 @@ class _Run:
                 for later in order[step + 1 :]:
                     c = self.constraints[later]
                     if c.centroids is not None:  # still its first clustering
-                        self.first_centroids[later] = c.centroids.detach().cpu().numpy()
+                        self.first_centroids[later] = self._first_start(c)
                     self.constraints[later] = self._noisy(later, Constraint(c.param, mask=c.mask))
                     released.add(later)
             if exact:
@@ -483,6 +486,15 @@ class _Run:
                 self._train("retrain", self.settings.retrain_epochs, after, layer=name)
             acc = self._evaluate(f"after:{name}")
             self.layer_accuracy[name] = acc
+
+    def _first_start(self, c: Constraint) -> np.ndarray:
+        """Where a released layer's second k-means will start (``recluster_from``): its
+        centroids, or with ``"used"`` only those its codes used."""
+        centroids = c.centroids.detach().cpu().numpy()
+        if self.settings.recluster_from != "used":
+            return centroids
+        assert c.codes is not None
+        return centroids[torch.unique(c.codes[c.mask]).cpu().numpy()]
 
     def _exact(self, name: str) -> bool:
         """Whether ``name`` decodes to its clustered weights exactly: stored as Deep Compression,
