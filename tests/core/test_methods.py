@@ -175,6 +175,8 @@ def test_max_and_default_store_the_largest_layers_as_small_tables():
     assert values["regrowth"] and values["encode_order"] == "size"
     assert values["retrain_after_lossless"] is False and not values.get("fp_noise")
     assert values["veto"] == 0.75 and settings_for("default").veto == 0.0
+    assert values["recluster_from"] == "used"
+    assert settings_for("default").recluster_from == "scratch"
     fc1 = settings_for("max").plan("fc1.weight", 400_000)
     assert (fc1.sparsity, fc1.r, fc1.t, fc1.unit_sparsity) == (0.992, 1, 4, 0.7)
 

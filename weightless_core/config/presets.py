@@ -82,6 +82,7 @@ _FIXED: dict[str, dict[str, Any]] = {
         "retrain_after_lossless": False,
         "seed_candidates": 8,
         "veto": 0.75,
+        "recluster_from": "used",
         "min_elements": 400,
         "prune_steps": 10,
         "prune_epochs": 6,
