@@ -106,8 +106,8 @@ def test_sign_init_shares_centroids_by_count() -> None:
 
 
 def test_a_start_from_an_earlier_clustering_keeps_its_codes() -> None:
-    # a layer clustered once, its weights then retrained a little: started afresh, k-means
-    # spreads them over other codes; started from the first centroids it keeps the same ones
+    # a layer clustered once, its weights then retrained a little: started from the first
+    # centroids, k-means keeps the same codes, the unused ones unused
     x = _pruned_weights()
     first, first_codes = kmeans_1d(x, 8)
     drifted = first[first_codes] + np.random.default_rng(4).normal(0, 0.002, x.size)
