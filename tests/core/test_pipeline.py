@@ -316,6 +316,38 @@ def test_hybrid_stores_each_layer_the_smaller_way(fashion_small, trained_model, 
     assert acc == pytest.approx(result.report.accuracy["final"])
 
 
+def test_an_unpruned_layer_is_stored_as_deep_compression_by_hybrid_runs(
+    fashion_small, trained_model, tmp_path
+):
+    from weightless_core.baselines.deep_compression import DeepCompressedLayer
+    from weightless_core.config.settings import LayerOverride
+
+    settings = FAST.with_(hybrid=True, layers={"fc3.weight": LayerOverride(sparsity=0.0, r=3)})
+    events: list[Progress] = []
+    result = compress(trained_model, fashion_small, settings, progress=events.append)
+    fc3 = result.entries["fc3.weight"]
+    assert isinstance(fc3, DeepCompressedLayer) and fc3.nnz == 10 * 100
+    stored = [e.message for e in events if e.stage == "encode" and e.layer == "fc3.weight"]
+    assert any("unpruned, so no table" in m for m in stored), stored
+    weight = result.model.state_dict()["fc3.weight"].cpu().numpy()
+    assert np.count_nonzero(weight) == weight.size and np.unique(weight).size <= 8
+    path = tmp_path / "unpruned.wlss"
+    result.save(path)
+    fresh = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
+    load_into(fresh, path)
+    np.testing.assert_array_equal(fresh.state_dict()["fc3.weight"].numpy(), weight)
+
+
+def test_a_table_run_refuses_an_unpruned_layer_before_training(fashion_small, trained_model):
+    from weightless_core.config.settings import LayerOverride
+
+    settings = FAST.with_(layers={"fc3.weight": LayerOverride(sparsity=0.0)})
+    events: list[Progress] = []
+    with pytest.raises(InvalidInputError, match=r"'fc3\.weight' keeps all 1000.*hybrid=true"):
+        compress(trained_model, fashion_small, settings, progress=events.append)
+    assert not [e for e in events if e.stage == "prune"]  # refused before any work
+
+
 @pytest.mark.parametrize("retrain", [True, False])
 def test_retraining_after_a_losslessly_stored_layer_is_optional(
     fashion_small, trained_model, retrain

@@ -26,7 +26,7 @@ from weightless_core.baselines.strongest import (
     entropy_bound_bits,
     sparse_index_bound_bits,
 )
-from weightless_core.config.settings import CompressionSettings
+from weightless_core.config.settings import CompressionSettings, LayerPlan
 from weightless_core.errors import DataError, InvalidInputError
 from weightless_core.io.data import Dataset
 from weightless_core.method.cluster import kmeans_1d
@@ -214,6 +214,7 @@ class _Run:
         self.params = parameters_by_name(model)
         self.targets = select_targets(self.params, settings)
         self.plans = {n: settings.plan(n, self.params[n].numel()) for n in self.targets}
+        _refuse_unpruned_tables(self.plans, self.params, settings)
         self.constraints: dict[str, Constraint] = {}
         self.encoded: dict[str, EncodedLayer | DeepCompressedLayer] = {}
         self.layer_accuracy: dict[str, float | None] = {}
@@ -514,13 +515,25 @@ class _Run:
         plan = self.plans[name]
         c = self.constraints[name]
         p = self.params[name]
-        enc = self._best_table(name, index)
-        stored: EncodedLayer | DeepCompressedLayer = enc
-        message = (
-            f"encoded {name}: {enc.nnz} weights in {enc.structure.num_cells} cells, "
-            f"{enc.false_positives} false positives"
-        )
-        if self.settings.hybrid:
+        if bool(c.mask.all()):  # nothing pruned: no table can hold it, so hybrid runs only
+            enc = None
+            stored: EncodedLayer | DeepCompressedLayer = deep_compress_best(
+                p.detach(),
+                codebook=c.centroids.detach().cpu().numpy(),
+                codes=c.codes.cpu().numpy(),
+                r=plan.r,
+            )
+            message = (
+                f"stored {name} as Deep Compression: {stored.paper_nbytes} bytes (unpruned, "
+                "so no table)"
+            )
+        else:
+            enc = stored = self._best_table(name, index)
+            message = (
+                f"encoded {name}: {enc.nnz} weights in {enc.structure.num_cells} cells, "
+                f"{enc.false_positives} false positives"
+            )
+        if self.settings.hybrid and enc is not None:
             dc = deep_compress_best(
                 p.detach(), codebook=enc.codebook, codes=c.codes.cpu().numpy(), r=plan.r
             )
@@ -545,7 +558,7 @@ class _Run:
         self.constraints[name].project()
         self.encoded[name] = stored
         self.meter.advance()
-        fps = enc.false_positives if stored is enc else 0
+        fps = enc.false_positives if enc is not None and stored is enc else 0
         self.meter.emit(
             "encode", message, layer=name,
             metrics={"false_positives": float(fps), "bytes": float(stored.nbytes)},
@@ -806,6 +819,25 @@ class _Run:
         self.first_centroids = {}
         self.encoded = {}
         self.layer_accuracy = {}
+
+
+def _refuse_unpruned_tables(
+    plans: dict[str, LayerPlan], params: dict[str, torch.Tensor], settings: CompressionSettings
+) -> None:
+    """Refuse, before any training, a run that must store a layer it never prunes as a table:
+    a table holds a sparse layer's non-zeros, and a layer that keeps every weight has none to
+    leave out. With ``hybrid`` such a layer is stored as Deep Compression instead."""
+    if settings.method != "weightless" or settings.hybrid:
+        return
+    for name, plan in plans.items():
+        numel = params[name].numel()
+        units = max(plan.unit_sparsity, plan.column_sparsity)
+        if kept_count(numel, plan.sparsity) == numel and units == 0:
+            raise InvalidInputError(
+                f"layer {name!r} keeps all {numel} of its weights (sparsity {plan.sparsity:g}), "
+                "and a table stores only a pruned layer: raise its sparsity, or set "
+                "hybrid=true to store it as Deep Compression"
+            )
 
 
 def _float32_in_place(model: nn.Module) -> dict[str, torch.dtype]:
