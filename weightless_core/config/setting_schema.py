@@ -157,7 +157,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("finetune_codebooks", bool, True,
        "keep training an encoded layer's centroids after encoding it", **_W),
     _s("hybrid", bool, False,
-       "store each layer as its Weightless table or as Deep Compression, whichever is smaller",
+       "store each layer as its Weightless table or as Deep Compression, whichever is smaller "
+       "(a layer that keeps every weight as Deep Compression: a table holds pruned layers only)",
        **_W),
     _s("cluster_init", str, "linear",
        "where k-means starts: linear over [min, max], or sign (each sign's own range, shared "
