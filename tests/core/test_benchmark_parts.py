@@ -297,6 +297,11 @@ def test_max_changes_change_what_they_say(monkeypatch):
     assert base.plan("conv1.weight", 500).sparsity == 0.5
     for name, size in (("conv2.weight", 25_000), ("fc2.weight", 5_000), ("fc1.weight", 400_000)):
         assert stem.plan(name, size) == base.plan(name, size)
+    logits = bench.CHANGES["logits"].apply(base)
+    assert logits.plan("fc2.weight", 5_000).sparsity == 0.9
+    assert base.plan("fc2.weight", 5_000).sparsity == 0.93
+    for name, size in (("conv1.weight", 500), ("conv2.weight", 25_000), ("fc1.weight", 400_000)):
+        assert logits.plan(name, size) == base.plan(name, size)
     heavier = bench.CHANGES["distill"].apply(base)
     assert (base.distill, heavier.distill) == (0.5, 0.9) and heavier.with_(distill=0.5) == base
     # adopted: `max` vetoes 75 % now, so the script refuses to compare it with itself
