@@ -11,7 +11,7 @@ from weightless_core.errors import DataError, InvalidInputError
 from weightless_core.fileformat import load, load_into, metadata_nbytes, read_model
 from weightless_core.io.data import Dataset
 from weightless_core.method.layer import EncodedLayer
-from weightless_core.method.pipeline import Progress, compress
+from weightless_core.method.pipeline import Progress, compress, compress_variants
 from weightless_core.method.training import accuracy
 from weightless_core.models.lenet import build_model
 from weightless_core.reports.tables import summary_lines
@@ -346,6 +346,10 @@ def test_a_table_run_refuses_an_unpruned_layer_before_training(fashion_small, tr
     with pytest.raises(InvalidInputError, match=r"'fc3\.weight' keeps all 1000.*hybrid=true"):
         compress(trained_model, fashion_small, settings, progress=events.append)
     assert not [e for e in events if e.stage == "prune"]  # refused before any work
+    hybrid = settings.with_(hybrid=True)
+    with pytest.raises(InvalidInputError, match=r"'fc3\.weight' keeps all 1000"):
+        compress_variants(trained_model, fashion_small, [hybrid, settings], progress=events.append)
+    assert not [e for e in events if e.stage == "prune"]
 
 
 @pytest.mark.parametrize("retrain", [True, False])

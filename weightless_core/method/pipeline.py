@@ -26,7 +26,7 @@ from weightless_core.baselines.strongest import (
     entropy_bound_bits,
     sparse_index_bound_bits,
 )
-from weightless_core.config.settings import CompressionSettings, LayerPlan
+from weightless_core.config.settings import CompressionSettings
 from weightless_core.errors import DataError, InvalidInputError
 from weightless_core.io.data import Dataset
 from weightless_core.method.cluster import kmeans_1d
@@ -214,7 +214,8 @@ class _Run:
         self.params = parameters_by_name(model)
         self.targets = select_targets(self.params, settings)
         self.plans = {n: settings.plan(n, self.params[n].numel()) for n in self.targets}
-        _refuse_unpruned_tables(self.plans, self.params, settings)
+        sizes = {n: self.params[n].numel() for n in self.targets}
+        _refuse_unpruned_tables(settings, sizes)
         self.constraints: dict[str, Constraint] = {}
         self.encoded: dict[str, EncodedLayer | DeepCompressedLayer] = {}
         self.layer_accuracy: dict[str, float | None] = {}
@@ -245,6 +246,7 @@ class _Run:
         sizes = {n: self.params[n].numel() for n in self.targets}
         for v in variants:
             check_variant(self.settings, v, sizes)
+            _refuse_unpruned_tables(v, sizes)
         own_clusters = clusters_differ(self.settings, variants)
         self._prepare(cluster=not own_clusters)
         snapshot = Snapshot.take(self.model, self.constraints, self.accuracy, self.seconds,
@@ -821,16 +823,15 @@ class _Run:
         self.layer_accuracy = {}
 
 
-def _refuse_unpruned_tables(
-    plans: dict[str, LayerPlan], params: dict[str, torch.Tensor], settings: CompressionSettings
-) -> None:
+def _refuse_unpruned_tables(settings: CompressionSettings, sizes: Mapping[str, int]) -> None:
     """Refuse, before any training, a run that must store a layer it never prunes as a table:
     a table holds a sparse layer's non-zeros, and a layer that keeps every weight has none to
-    leave out. With ``hybrid`` such a layer is stored as Deep Compression instead."""
+    leave out. With ``hybrid`` such a layer is stored as Deep Compression instead. ``sizes``:
+    the encoded layers' element counts, by name."""
     if settings.method != "weightless" or settings.hybrid:
         return
-    for name, plan in plans.items():
-        numel = params[name].numel()
+    for name, numel in sizes.items():
+        plan = settings.plan(name, numel)
         units = max(plan.unit_sparsity, plan.column_sparsity)
         if kept_count(numel, plan.sparsity) == numel and units == 0:
             raise InvalidInputError(
