@@ -91,6 +91,15 @@ Changes (``CHANGES``), each written to a section of its own:
   seed ran.
   Measured the same day and stopped after seed 0: validation -0.12 after the table, past
   what (b) allows; the pruned model scored 99.03 % on test against 99.07 %.
+* ``steps`` (section ``prune_schedule``): 20 pruning steps of 3 epochs instead of 10 of 6,
+  the same 60 epochs. Pruning is where LeNet-5's test points go (on this machine's seed 0,
+  `stem_layer`: 99.27 % dense, 99.07 % pruned, 99.05 % final), and two guesses at which
+  layer is pruned too far (conv1 unpruned, fc2 at 10 %) left the pruned model's test score
+  where it was. How far each cut goes may matter more than where: the cubic schedule's
+  steps cut fc1 from 27 % pruned to 48 %, 65 % and 78 % in its first four, each followed by
+  6 epochs at a learning rate that restarts from 1e-3; half-size cuts, each recovered at once,
+  are what gradual pruning is for (Zhu and Gupta, 2017). It costs no bytes and no time. The
+  usual rule (below). Written 2026-12-05 before any seed ran.
 
 The rule, the same for each change but one made to save bytes (above), and written before its
 3-seed run: `max` takes the change if over seeds 0, 1 and 2 (a) its mean final validation
@@ -187,6 +196,11 @@ def denser_small_class(base: CompressionSettings) -> CompressionSettings:
     return base.with_(size_rules=rules)
 
 
+def finer_schedule(base: CompressionSettings) -> CompressionSettings:
+    """``base`` pruned in twice the steps of half the epochs: the same 60 epochs."""
+    return base.with_(prune_steps=20, prune_epochs=3)
+
+
 def recluster_from_used(base: CompressionSettings) -> CompressionSettings:
     """``base`` with released layers clustered again from their first used centroids only."""
     return base.with_(recluster_from="used")
@@ -265,6 +279,12 @@ CHANGES = {
         denser_small_class,
         "small_class",
         "Tensors of 1,000-9,999 elements keep 10 % (LeNet-5 / MNIST, `max`)",
+    ),
+    "steps": Change(
+        "20 pruning steps of 3 epochs",
+        finer_schedule,
+        "prune_schedule",
+        "Pruning in 20 steps of 3 epochs instead of 10 of 6 (LeNet-5 / MNIST, `max`)",
     ),
 }
 

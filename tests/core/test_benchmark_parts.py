@@ -302,6 +302,14 @@ def test_max_changes_change_what_they_say(monkeypatch):
     assert base.plan("fc2.weight", 5_000).sparsity == 0.93
     for name, size in (("conv1.weight", 500), ("conv2.weight", 25_000), ("fc1.weight", 400_000)):
         assert logits.plan(name, size) == base.plan(name, size)
+    finer = bench.CHANGES["steps"].apply(base)
+    assert (base.prune_steps, base.prune_epochs, finer.prune_steps, finer.prune_epochs) == (
+        10,
+        6,
+        20,
+        3,
+    )
+    assert finer.with_(prune_steps=10, prune_epochs=6) == base
     heavier = bench.CHANGES["distill"].apply(base)
     assert (base.distill, heavier.distill) == (0.5, 0.9) and heavier.with_(distill=0.5) == base
     # adopted: `max` vetoes 75 % now, so the script refuses to compare it with itself
