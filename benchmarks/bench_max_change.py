@@ -167,33 +167,31 @@ def heavier_distillation(base: CompressionSettings) -> CompressionSettings:
     return base.with_(distill=0.9)
 
 
-def denser_middle_class(base: CompressionSettings) -> CompressionSettings:
-    """``base`` with tensors of 10,000-99,999 elements keeping 4 % of their weights."""
+def _size_class(
+    base: CompressionSettings, min_elements: int, sparsity: float
+) -> CompressionSettings:
+    """``base`` with its size class from ``min_elements`` elements pruned to ``sparsity``."""
     rules = tuple(
-        replace(rule, sparsity=0.96) if rule.min_elements == 10_000 else rule
+        replace(rule, sparsity=sparsity) if rule.min_elements == min_elements else rule
         for rule in base.size_rules
     )
-    assert rules != base.size_rules, "`max` has no 10,000-element size class"
+    assert rules != base.size_rules, f"`max` has no size class from {min_elements:,} elements"
     return base.with_(size_rules=rules)
+
+
+def denser_middle_class(base: CompressionSettings) -> CompressionSettings:
+    """``base`` with tensors of 10,000-99,999 elements keeping 4 % of their weights."""
+    return _size_class(base, 10_000, 0.96)
 
 
 def unpruned_stem(base: CompressionSettings) -> CompressionSettings:
     """``base`` with tensors under 1,000 elements keeping all their weights."""
-    rules = tuple(
-        replace(rule, sparsity=0.0) if rule.min_elements == 1 else rule for rule in base.size_rules
-    )
-    assert rules != base.size_rules, "`max` has no size class under 1,000 elements"
-    return base.with_(size_rules=rules)
+    return _size_class(base, 1, 0.0)
 
 
 def denser_small_class(base: CompressionSettings) -> CompressionSettings:
     """``base`` with tensors of 1,000-9,999 elements keeping 10 % of their weights."""
-    rules = tuple(
-        replace(rule, sparsity=0.9) if rule.min_elements == 1_000 else rule
-        for rule in base.size_rules
-    )
-    assert rules != base.size_rules, "`max` has no 1,000-element size class"
-    return base.with_(size_rules=rules)
+    return _size_class(base, 1_000, 0.9)
 
 
 def finer_schedule(base: CompressionSettings) -> CompressionSettings:

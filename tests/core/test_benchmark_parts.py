@@ -287,21 +287,23 @@ def test_max_changes_change_what_they_say(monkeypatch):
     assert warm.smaller and warm.apply(base).recluster_from == "previous"
     # adopted: `max` re-clusters to the codes it used now
     assert bench.CHANGES["used"].apply(base) == base and base.recluster_from == "used"
-    denser = bench.CHANGES["conv"].apply(base)
-    assert denser.plan("conv2.weight", 25_000).sparsity == 0.96
-    assert base.plan("conv2.weight", 25_000).sparsity == 0.97
-    for name, size in (("conv1.weight", 500), ("fc2.weight", 5_000), ("fc1.weight", 400_000)):
-        assert denser.plan(name, size) == base.plan(name, size)
-    stem = bench.CHANGES["stem"].apply(base)
-    assert stem.plan("conv1.weight", 500).sparsity == 0.0
-    assert base.plan("conv1.weight", 500).sparsity == 0.5
-    for name, size in (("conv2.weight", 25_000), ("fc2.weight", 5_000), ("fc1.weight", 400_000)):
-        assert stem.plan(name, size) == base.plan(name, size)
-    logits = bench.CHANGES["logits"].apply(base)
-    assert logits.plan("fc2.weight", 5_000).sparsity == 0.9
-    assert base.plan("fc2.weight", 5_000).sparsity == 0.93
-    for name, size in (("conv1.weight", 500), ("conv2.weight", 25_000), ("fc1.weight", 400_000)):
-        assert logits.plan(name, size) == base.plan(name, size)
+    lenet5 = {
+        "conv1.weight": 500,
+        "conv2.weight": 25_000,
+        "fc1.weight": 400_000,
+        "fc2.weight": 5_000,
+    }
+    # each size-class change moves one layer's sparsity and no other layer's plan
+    for change, layer, before, after in (
+        ("conv", "conv2.weight", 0.97, 0.96),
+        ("stem", "conv1.weight", 0.5, 0.0),
+        ("logits", "fc2.weight", 0.93, 0.9),
+    ):
+        changed = bench.CHANGES[change].apply(base)
+        assert base.plan(layer, lenet5[layer]).sparsity == before
+        assert changed.plan(layer, lenet5[layer]).sparsity == after
+        others = {n: size for n, size in lenet5.items() if n != layer}
+        assert all(changed.plan(n, size) == base.plan(n, size) for n, size in others.items())
     finer = bench.CHANGES["steps"].apply(base)
     assert (base.prune_steps, base.prune_epochs, finer.prune_steps, finer.prune_epochs) == (
         10,
