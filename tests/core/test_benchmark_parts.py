@@ -312,6 +312,9 @@ def test_max_changes_change_what_they_say(monkeypatch):
         3,
     )
     assert finer.with_(prune_steps=10, prune_epochs=6) == base
+    coarser = bench.CHANGES["coarse"].apply(base)
+    assert (coarser.prune_steps, coarser.prune_epochs) == (5, 12)
+    assert coarser.with_(prune_steps=10, prune_epochs=6) == base
     heavier = bench.CHANGES["distill"].apply(base)
     assert (base.distill, heavier.distill) == (0.5, 0.9) and heavier.with_(distill=0.5) == base
     # adopted: `max` vetoes 75 % now, so the script refuses to compare it with itself
