@@ -111,6 +111,9 @@ Changes (``CHANGES``), each written to a section of its own:
   usual rule (below), and run over all 3 seeds whatever seed 0 shows, so that `max`'s runs
   of seeds 1 and 2 are recorded on this machine (AMD EPYC; its dense models differ from the
   `paper` table's). Written 2026-12-05 before any seed ran.
+  Added before seed 0 ended: the schedule is global, so if LeNet-5's rule passes, `max`
+  takes it only if LeNet-300-100's `paper` table rows, run with it, keep each pair's mean
+  validation drop from dense within 0.10 of `max`'s (the 2026-12-04 longer-schedule rule).
 
 The rule, the same for each change but one made to save bytes (above), and written before its
 3-seed run: `max` takes the change if over seeds 0, 1 and 2 (a) its mean final validation
