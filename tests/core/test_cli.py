@@ -159,10 +159,16 @@ def test_structure_option_and_per_layer_structures(reference, tmp_path):
     _assert_clean_failure(res, "unknown structure", bad)
 
 
-def test_layer_without_zeros_is_refused(reference, tmp_path):
+def test_layer_without_zeros_is_stored_by_hybrid_runs_and_refused_by_table_runs(
+    reference, tmp_path
+):
     out = tmp_path / "m.wlss"
-    res = invoke("compress", reference, "--out", out, "--data-free", "--sparsity", "0")
-    _assert_clean_failure(res, "no zeros", out)
+    args = ("compress", reference, "--out", out, "--data-free", "--sparsity", "0")
+    res = invoke(*args, "--no-hybrid")
+    _assert_clean_failure(res, "keeps all 19200 of its weights", out)
+    res = invoke(*args)  # the default preset stores each layer the smaller way
+    assert res.exit_code == 0, output(res)
+    assert output(invoke("inspect", out)).count("deep-comp") == 3  # the three weight matrices
 
 
 def test_nan_weights_are_refused(tmp_path):
