@@ -213,9 +213,9 @@ class _Run:
         self.data = data
         self.params = parameters_by_name(model)
         self.targets = select_targets(self.params, settings)
-        self.plans = {n: settings.plan(n, self.params[n].numel()) for n in self.targets}
-        sizes = {n: self.params[n].numel() for n in self.targets}
-        _refuse_unpruned_tables(settings, sizes)
+        self.sizes = {n: self.params[n].numel() for n in self.targets}
+        self.plans = {n: settings.plan(n, numel) for n, numel in self.sizes.items()}
+        _refuse_unpruned_tables(settings, self.sizes)
         self.constraints: dict[str, Constraint] = {}
         self.encoded: dict[str, EncodedLayer | DeepCompressedLayer] = {}
         self.layer_accuracy: dict[str, float | None] = {}
@@ -243,10 +243,9 @@ class _Run:
 
     def execute_variants(self, variants: Sequence[CompressionSettings]) -> list[CompressionResult]:
         """Prune and cluster once, then encode once per variant from that same state."""
-        sizes = {n: self.params[n].numel() for n in self.targets}
         for v in variants:
-            check_variant(self.settings, v, sizes)
-            _refuse_unpruned_tables(v, sizes)
+            check_variant(self.settings, v, self.sizes)
+            _refuse_unpruned_tables(v, self.sizes)
         own_clusters = clusters_differ(self.settings, variants)
         self._prepare(cluster=not own_clusters)
         snapshot = Snapshot.take(self.model, self.constraints, self.accuracy, self.seconds,
@@ -517,34 +516,28 @@ class _Run:
         plan = self.plans[name]
         c = self.constraints[name]
         p = self.params[name]
-        if bool(c.mask.all()):  # nothing pruned: no table can hold it, so hybrid runs only
-            enc = None
-            stored: EncodedLayer | DeepCompressedLayer = deep_compress_best(
-                p.detach(),
-                codebook=c.centroids.detach().cpu().numpy(),
-                codes=c.codes.cpu().numpy(),
-                r=plan.r,
-            )
-            message = (
-                f"stored {name} as Deep Compression: {stored.paper_nbytes} bytes (unpruned, "
-                "so no table)"
-            )
-        else:
-            enc = stored = self._best_table(name, index)
+        # nothing pruned: no table can hold it (``_refuse_unpruned_tables``: hybrid runs only)
+        enc = None if bool(c.mask.all()) else self._best_table(name, index)
+        stored: EncodedLayer | DeepCompressedLayer | None = enc
+        if enc is not None:
             message = (
                 f"encoded {name}: {enc.nnz} weights in {enc.structure.num_cells} cells, "
                 f"{enc.false_positives} false positives"
             )
-        if self.settings.hybrid and enc is not None:
+        if enc is None or self.settings.hybrid:
+            codebook = c.centroids.detach().cpu().numpy() if enc is None else enc.codebook
             dc = deep_compress_best(
-                p.detach(), codebook=enc.codebook, codes=c.codes.cpu().numpy(), r=plan.r
+                p.detach(), codebook=codebook, codes=c.codes.cpu().numpy(), r=plan.r
             )
-            if dc.paper_nbytes < enc.paper_nbytes:  # the count the ratios are reported in
+            if enc is None or dc.paper_nbytes < enc.paper_nbytes:  # the count ratios use
                 stored = dc
-                message = (
-                    f"stored {name} as Deep Compression: {dc.paper_nbytes} bytes, smaller than "
-                    f"its table's {enc.paper_nbytes}"
+                why = (
+                    "unpruned, so no table"
+                    if enc is None
+                    else f"smaller than its table's {enc.paper_nbytes}"
                 )
+                message = f"stored {name} as Deep Compression: {dc.paper_nbytes} bytes, {why}"
+        assert stored is not None
         if stored is enc:  # the table's reading of every position, false positives included
             codes_np, valid = enc.read_codes()
             codes = torch.from_numpy(codes_np).to(self.device)
@@ -816,7 +809,7 @@ class _Run:
         self.seconds = dict(snapshot.seconds)
         self.meter.done = snapshot.units_done
         self.settings = settings
-        self.plans = {n: settings.plan(n, self.params[n].numel()) for n in self.targets}
+        self.plans = {n: settings.plan(n, numel) for n, numel in self.sizes.items()}
         self.recluster = settings.later_layers == "recluster"
         self.first_centroids = {}
         self.encoded = {}
