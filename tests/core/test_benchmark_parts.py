@@ -317,11 +317,43 @@ def test_max_changes_change_what_they_say(monkeypatch):
     assert coarser.with_(prune_steps=10, prune_epochs=6) == base
     heavier = bench.CHANGES["distill"].apply(base)
     assert (base.distill, heavier.distill) == (0.5, 0.9) and heavier.with_(distill=0.5) == base
+    # LeNet-300-100's logits (fc3, 10 x 100) keep half; no other layer of either LeNet moves
+    head = bench.CHANGES["head"].apply(base)
+    lenet300 = {"fc1.weight": 235_200, "fc2.weight": 30_000, "fc3.weight": 1_000}
+    assert (base.plan("fc3.weight", 1_000).sparsity, head.plan("fc3.weight", 1_000).sparsity) == (
+        0.93,
+        0.5,
+    )
+    for n, size in (lenet5 | lenet300).items():
+        assert n == "fc3.weight" or head.plan(n, size) == base.plan(n, size)
+    assert head.plan("fc2.weight", 2_000) == base.plan("fc2.weight", 2_000)
+    assert [p[0] for p in bench.CHANGES["head"].pairs] == ["lenet-300-100"] * 2
     # adopted: `max` vetoes 75 % now, so the script refuses to compare it with itself
     assert bench.CHANGES["veto"].apply(base) == base and base.veto == 0.75
     with pytest.raises(SystemExit) as exit_:
         bench.main(["veto", "--quick", "--threads", "1"])
     assert exit_.value.code == 2
+
+
+def test_a_lenet_300_100_change_is_judged_on_accuracy_and_growth(monkeypatch):
+    bench = _script(monkeypatch, "bench_max_change")
+
+    def runs(vals: list[float], size: float) -> list[dict]:
+        return [{"weightless": {"val": v, "weights_bytes": size}} for v in vals]
+
+    name = bench.CHANGES["head"].name
+    result = {"change": name, "runs": {"max": runs([88.1, 88.3, 88.2], 5_770)}}
+    gains = result | {"runs": result["runs"] | {name: runs([88.6, 88.3, 88.5], 6_000)}}
+    assert bench.rule(gains).startswith("**adopt** on this pair")
+    falls = result | {"runs": result["runs"] | {name: runs([88.9, 88.19, 88.9], 6_000)}}
+    assert "(b) worst seed -0.11 (>= -0.10): missed" in bench.rule(falls)
+    grows = result | {"runs": result["runs"] | {name: runs([88.6, 88.3, 88.5], 6_100)}}
+    assert bench.rule(grows).startswith("**keep max's**") and "(1.057x, <= 1.05x)" in bench.rule(
+        grows
+    )
+    assert bench.rule(result | {"runs": result["runs"] | {name: runs([89], 1)}}).startswith(
+        "no verdict"
+    )
 
 
 def test_max_change_reuses_only_the_paper_tables_max_as_it_is_now(tmp_path, monkeypatch):
