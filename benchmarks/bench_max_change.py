@@ -136,6 +136,10 @@ Changes (``CHANGES``), each written to a section of its own:
   its `max` run, and (c) the whole model grows by at most 5 % (mean weights-only bytes).
   LeNet-5's layers are untouched (its smallest encoded tensor, conv1, has 500 elements and
   fc2 5,000; ``tests/core/test_benchmark_parts.py`` checks every plan).
+  **Adopted on 2026-12-05** (the rule passed on both pairs: validation +0.31 on MNIST and
+  +0.26 on Fashion-MNIST, worst seed +0.14 and -0.02, the model 1.042x the bytes on both):
+  `max`'s class from 1,000 elements starts at 2,000 now, so this change would compare `max`
+  with itself and is refused.
 
 The rule, the same for each change but one made to save bytes (above), and written before its
 3-seed run: `max` takes the change if over seeds 0, 1 and 2 (a) its mean final validation
@@ -226,8 +230,9 @@ def unpruned_stem(base: CompressionSettings) -> CompressionSettings:
 
 
 def denser_small_class(base: CompressionSettings) -> CompressionSettings:
-    """``base`` with tensors of 1,000-9,999 elements keeping 10 % of their weights."""
-    return _size_class(base, 1_000, 0.9)
+    """``base`` with its class below 10,000 elements (from 1,000 when measured, from 2,000
+    since `head`) keeping 10 % of their weights."""
+    return _size_class(base, 2_000, 0.9)
 
 
 def larger_small_class(base: CompressionSettings) -> CompressionSettings:
@@ -236,7 +241,7 @@ def larger_small_class(base: CompressionSettings) -> CompressionSettings:
         replace(rule, min_elements=2_000) if rule.min_elements == 1_000 else rule
         for rule in base.size_rules
     )
-    assert rules != base.size_rules, "`max` has no size class from 1,000 elements"
+    assert any(r.min_elements == 2_000 for r in rules), "`max` has no class from 1,000 elements"
     return base.with_(size_rules=rules)
 
 
