@@ -333,6 +333,16 @@ def test_max_changes_change_what_they_say(monkeypatch):
     for n, size in (lenet5 | lenet300).items():
         assert n == "fc3.weight" or before.plan(n, size) == base.plan(n, size)
     assert head.apply(before) == base and base.plan("w", 1_999).sparsity == 0.5
+    thin = bench.CHANGES["thin"].apply(base)
+    assert (
+        base.plan("fc1.weight", 235_200).sparsity,
+        thin.plan("fc1.weight", 235_200).sparsity,
+    ) == (
+        0.98,
+        0.985,
+    )
+    for n, size in (lenet5 | lenet300).items():
+        assert (n == "fc1.weight" and size == 235_200) or thin.plan(n, size) == base.plan(n, size)
     # adopted: `max` vetoes 75 % now, so the script refuses to compare it with itself
     assert bench.CHANGES["veto"].apply(base) == base and base.veto == 0.75
     with pytest.raises(SystemExit) as exit_:
@@ -359,6 +369,37 @@ def test_a_lenet_300_100_change_is_judged_on_accuracy_and_growth(monkeypatch):
     assert bench.rule(result | {"runs": result["runs"] | {name: runs([89], 1)}}).startswith(
         "no verdict"
     )
+
+
+def test_thin_trades_accuracy_for_fc1s_ratio_under_its_own_rule(monkeypatch):
+    bench = _script(monkeypatch, "bench_max_change")
+    name = bench.CHANGES["thin"].name
+
+    def runs(vals: list[float], fc1_bytes: int) -> list[dict]:
+        fc1 = {"name": "fc1.weight", "original_bytes": 940_800, "weightless_bytes": fc1_bytes}
+        fc1 |= {"deep_compression_bytes": fc1_bytes, "false_positives": 0}
+        return [
+            {"weightless": {"val": v, "weights_ratio": 200.0, "weights_bytes": 5_000},
+             "deep_compression": {"weights_bytes": 5_000}, "largest": "fc1.weight",
+             "layers": [fc1]}
+            for v in vals
+        ]  # fmt: skip
+
+    ref = runs([98.5, 98.4, 98.3], 4_700)
+    mnist = {"change": name, "dataset": "mnist", "runs": {"max": ref}}
+    ok = mnist | {"runs": {"max": ref, name: runs([98.4, 98.3, 98.2], 3_700)}}
+    assert bench.rule(ok).startswith("**adopt** on this pair") and "(c) fc1 254.3x" in bench.rule(
+        ok
+    )
+    big = mnist | {"runs": {"max": ref, name: runs([98.4, 98.3, 98.2], 3_800)}}
+    assert "(c) fc1 247.6x (>= 250x): missed" in bench.rule(big)
+    drop = mnist | {"runs": {"max": ref, name: runs([98.5, 98.4, 98.04], 3_700)}}
+    assert "(b) worst seed -0.26 (>= -0.25): missed" in bench.rule(drop)
+    fashion = {"change": name, "dataset": "fashion-mnist"}
+    held = fashion | {"runs": {"max": ref, name: runs([98.3, 98.3, 98.0], 3_700)}}
+    assert bench.rule(held) == "**adopt** on this pair: (d) mean validation -0.20 (>= -0.20): met."
+    lost = fashion | {"runs": {"max": ref, name: runs([98.3, 98.3, 97.9], 3_700)}}
+    assert bench.rule(lost).startswith("**keep max's**")
 
 
 def test_max_change_reuses_only_the_paper_tables_max_as_it_is_now(tmp_path, monkeypatch):
