@@ -285,30 +285,47 @@ def recluster_from_first(base: CompressionSettings) -> CompressionSettings:
     return base.with_(recluster_from="previous")
 
 
+def seed_gaps(result: dict[str, Any], candidate: str) -> list[float] | None:
+    """Each seed's final validation accuracy of ``candidate`` minus `max`'s, to the hundredth
+    as printed; ``None`` until all 3 seeds have run."""
+    ref, cand = result["runs"][REFERENCE], result["runs"][candidate]
+    if len(cand) < 3 or len(ref) != len(cand):
+        return None
+    return [
+        round(c["weightless"]["val"] - r["weightless"]["val"], 2)
+        for r, c in zip(ref, cand, strict=True)
+    ]
+
+
+def pair_verdict(result: dict[str, Any], candidate: str, parts: dict[str, bool]) -> str:
+    """A pair's verdict from its rule's named ``parts`` (``None`` parts: too few seeds)."""
+    if not parts:
+        return f"no verdict: the rule needs 3 seeds, {len(result['runs'][candidate])} run"
+    said = "; ".join(f"{k}: {'met' if ok else 'missed'}" for k, ok in parts.items())
+    return f"**{'adopt' if all(parts.values()) else KEEP}** on this pair: {said}."
+
+
 def thinning_verdict(result: dict[str, Any], candidate: str) -> str:
     """One pair's verdict for ``thin``, a change that trades accuracy for bytes: on MNIST
     (a) mean validation at most 0.10 below `max`'s, (b) no seed more than 0.25 below, (c) fc1
     >= 250x (mean); on Fashion-MNIST (d) mean validation at most 0.20 below `max`'s."""
-    ref, cand = result["runs"][REFERENCE], result["runs"][candidate]
-    if len(cand) < 3 or len(ref) != len(cand):
-        return f"no verdict: the rule needs 3 seeds, {len(cand)} run"
-    # to the hundredth, as the accuracies are printed
-    gaps = [
-        round(c["weightless"]["val"] - r["weightless"]["val"], 2)
-        for r, c in zip(ref, cand, strict=True)
-    ]
+    gaps = seed_gaps(result, candidate)
+    if gaps is None:
+        return pair_verdict(result, candidate, {})
     mean_gap = round(_mean(gaps), 2)
-    if result["dataset"] == "mnist":
-        ratio = size_figures(cand)["ratio"]
-        parts = {
-            f"(a) mean validation {mean_gap:+.2f} (>= -0.10)": mean_gap >= -0.10,
-            f"(b) worst seed {min(gaps):+.2f} (>= -0.25)": min(gaps) >= -0.25,
-            f"(c) fc1 {ratio:.1f}x (>= 250x)": ratio >= 250,
-        }
-    else:
-        parts = {f"(d) mean validation {mean_gap:+.2f} (>= -0.20)": mean_gap >= -0.20}
-    said = "; ".join(f"{k}: {'met' if ok else 'missed'}" for k, ok in parts.items())
-    return f"**{'adopt' if all(parts.values()) else KEEP}** on this pair: {said}."
+    if result["dataset"] != "mnist":
+        return pair_verdict(
+            result,
+            candidate,
+            {f"(d) mean validation {mean_gap:+.2f} (>= -0.20)": mean_gap >= -0.20},
+        )
+    ratio = size_figures(result["runs"][candidate])["ratio"]
+    parts = {
+        f"(a) mean validation {mean_gap:+.2f} (>= -0.10)": mean_gap >= -0.10,
+        f"(b) worst seed {min(gaps):+.2f} (>= -0.25)": min(gaps) >= -0.25,
+        f"(c) fc1 {ratio:.1f}x (>= 250x)": ratio >= 250,
+    }
+    return pair_verdict(result, candidate, parts)
 
 
 @dataclass(frozen=True)
@@ -472,21 +489,20 @@ def growth_verdict(result: dict[str, Any], candidate: str) -> str:
     """One pair's verdict for a change whose model has no size targets of LeNet-5's kind:
     (a) a gain on mean validation, (b) no seed more than ``TOLERANCE`` below its `max` run,
     (c) the whole model at most ``GROWTH`` times `max`'s bytes (means)."""
-    ref, cand = result["runs"][REFERENCE], result["runs"][candidate]
-    if len(cand) < 3 or len(ref) != len(cand):
-        return f"no verdict: the rule needs 3 seeds, {len(cand)} run"
-    gaps = [c["weightless"]["val"] - r["weightless"]["val"] for r, c in zip(ref, cand, strict=True)]
-    size = {arm: _mean([x["weightless"]["weights_bytes"] for x in runs])
-            for arm, runs in ((REFERENCE, ref), (candidate, cand))}  # fmt: skip
+    gaps = seed_gaps(result, candidate)
+    if gaps is None:
+        return pair_verdict(result, candidate, {})
+    size = {arm: _mean([x["weightless"]["weights_bytes"] for x in result["runs"][arm]])
+            for arm in (REFERENCE, candidate)}  # fmt: skip
     growth = size[candidate] / size[REFERENCE]
+    mean_gap = round(_mean(gaps), 2)
     parts = {
-        f"(a) mean validation {_mean(gaps):+.2f}": _mean(gaps) > 0,
+        f"(a) mean validation {mean_gap:+.2f}": mean_gap > 0,
         f"(b) worst seed {min(gaps):+.2f} (>= -{TOLERANCE:.2f})": min(gaps) >= -TOLERANCE,
         f"(c) model {size[candidate]:.0f} bytes against {size[REFERENCE]:.0f} "
         f"({growth:.3f}x, <= {GROWTH:.2f}x)": growth <= GROWTH,
     }
-    said = "; ".join(f"{k}: {'met' if ok else 'missed'}" for k, ok in parts.items())
-    return f"**{'adopt' if all(parts.values()) else KEEP}** on this pair: {said}."
+    return pair_verdict(result, candidate, parts)
 
 
 def markdown(result: dict[str, Any], total_s: float) -> str:
