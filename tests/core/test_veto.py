@@ -24,12 +24,14 @@ from test_fileformat_ribbon import _ref_decode_layer, _sparse
 
 from weightless_core import fileformat as ff
 from weightless_core.errors import (
+    ConstructionError,
     InvalidInputError,
     MalformedRecordError,
 )
 from weightless_core.method.layer import EncodedLayer, encode_layer
 from weightless_core.method.veto import choose_vetoes
-from weightless_core.retrieval import STRUCTURES
+from weightless_core.retrieval import STRUCTURES, BinaryFuse3, RibbonRetrieval
+from weightless_core.retrieval.smallest import build_smallest
 
 GOLDEN_V5 = DATA / "golden_v5_veto.wlss"
 GOLDEN_V5_SHA256 = "fcdf9413770ffffba298a240dcda320ec47fbe08cc907ab707c4d70f4908394d"
@@ -249,3 +251,35 @@ def test_files_without_a_veto_keep_their_version():
     w = _sparse((9, 12), keep=0.3, seed=4)
     assert header_version(ff.to_bytes({"w": encode_layer(w, r=2, t=6)})) == 1
     assert header_version(ff.to_bytes({"w": encode_layer(w, r=2, t=6, veto_share=0.0)})) == 1
+
+
+class _TooSmallFuse3(BinaryFuse3):
+    """Binary fuse 3-wise at 0.9 cells per key: no seed builds it, as happens to the real one
+    at some key counts (about half its builds at 12,356 keys)."""
+
+    @classmethod
+    def _table_size(cls, n: int, attempt: int, cells_per_key: float | None) -> int:
+        return super()._table_size(n, attempt, 0.9)
+
+
+def test_the_smallest_structure_passes_over_a_kind_that_cannot_be_built():
+    rng = np.random.default_rng(4)
+    keys = np.sort(rng.choice(50_000, 2_000, replace=False)).astype(np.uint64)
+    values = rng.integers(0, 16, keys.size).astype(np.uint32)
+    built = build_smallest([_TooSmallFuse3, RibbonRetrieval], keys, values, t=4, seed=1)
+    assert built.kind == "ribbon"
+    np.testing.assert_array_equal(built.query(keys), values)
+    with pytest.raises(ConstructionError, match=r"^fuse3 construction failed all 3 attempts"):
+        build_smallest([_TooSmallFuse3], keys, values, t=4, seed=1, max_attempts=3)
+
+
+def test_auto_encodes_a_table_and_its_veto_when_one_kind_fails(monkeypatch):
+    w = _sparse((60, 80), keep=0.05, seed=1)
+    before = encode_layer(w, r=2, t=4, seed=3, structure="auto", veto_share=0.5)
+    monkeypatch.setitem(STRUCTURES, "fuse3", _TooSmallFuse3)
+    with pytest.raises(ConstructionError, match="fuse3 construction failed"):
+        encode_layer(w, r=2, t=4, seed=3, structure="fuse3")
+    layer = encode_layer(w, r=2, t=4, seed=3, structure="auto", veto_share=0.5)
+    assert layer.veto is not None and "fuse3" not in (layer.structure.kind, layer.veto.kind)
+    kept = w != 0
+    np.testing.assert_array_equal(layer.decode()[kept], before.decode()[kept])

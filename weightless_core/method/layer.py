@@ -22,6 +22,7 @@ from weightless_core.errors import InvalidInputError
 from weightless_core.method import veto as vetoes
 from weightless_core.method.liveness import Liveness
 from weightless_core.retrieval import STRUCTURES, RetrievalStructure
+from weightless_core.retrieval.smallest import build_smallest
 
 if TYPE_CHECKING:
     import torch
@@ -228,12 +229,8 @@ def encode_layer(
         keys = np.flatnonzero(nonzero).astype(np.uint64)  # same order: grid order is C order
     values = values.astype(np.uint32)
     kinds = list(STRUCTURES) if structure == AUTO else [structure]
-    table: RetrievalStructure | None = None
-    for kind in kinds:  # "auto": the fewest cells wins, ties to the first listed
-        built = STRUCTURES[kind].build(keys, values, t=t, seed=seed, max_attempts=max_attempts)
-        if table is None or built.num_cells < table.num_cells:
-            table = built
-    assert table is not None
+    table = build_smallest([STRUCTURES[k] for k in kinds], keys, values, t=t, seed=seed,
+                           max_attempts=max_attempts)  # fmt: skip
     veto, fp = None, None
     if veto_share > 0:  # the table read once: its false positives, their values, the veto
         out = np.empty(nonzero.size, dtype=np.float32)

@@ -23,6 +23,7 @@ import numpy as np
 from weightless_core.errors import InvalidInputError
 from weightless_core.retrieval import STRUCTURES, RetrievalStructure
 from weightless_core.retrieval.hashing import derive_seed
+from weightless_core.retrieval.smallest import build_smallest
 
 KEEP = np.ones(1, dtype=np.float32)
 """The veto's codebook: a result of 0 (keep) decodes to 1, a 1 (veto) past it to 0."""
@@ -51,15 +52,13 @@ def build_veto(
     all_keys = np.concatenate([keys, vetoes]).astype(np.uint64)
     values = np.concatenate([np.zeros(keys.size, np.uint32), np.ones(vetoes.size, np.uint32)])
     kinds = [structure] if isinstance(structure, str) else structure
-    best: RetrievalStructure | None = None
-    for kind in kinds:
-        built = STRUCTURES[kind].build(
-            all_keys, values, t=1, seed=derive_seed(seed, VETO_SEED_SALT)
-        )
-        if best is None or built.num_cells < best.num_cells:
-            best = built
-    assert best is not None
-    return best
+    return build_smallest(
+        [STRUCTURES[k] for k in kinds],
+        all_keys,
+        values,
+        t=1,
+        seed=derive_seed(seed, VETO_SEED_SALT),
+    )
 
 
 def passes(veto: RetrievalStructure, size: int) -> np.ndarray:
