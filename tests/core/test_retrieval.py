@@ -35,7 +35,13 @@ from weightless_core.retrieval import (
     RibbonRetrieval,
 )
 from weightless_core.retrieval.cellxor import CellXorStructure
-from weightless_core.retrieval.fuse import SEGMENT_STEPS, layout, parse_num_cells, size_factor
+from weightless_core.retrieval.fuse import (
+    GROWTH_EVERY,
+    SEGMENT_STEPS,
+    layout,
+    parse_num_cells,
+    size_factor,
+)
 from weightless_core.retrieval.hashing import derive_seed, hash_array, seed_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -608,3 +614,24 @@ def test_uncompiled_path_gives_identical_tables() -> None:
     assert compiled.pop("jit") is True
     assert set(plain) == set(STRUCTURES)
     assert plain == compiled
+
+
+def test_binary_fuse_grows_where_its_size_is_too_tight():
+    # 12,356 keys get 13 segments of 1,024 cells (1.243 per key): about half of such key sets
+    # fail all 16 attempts at that size; later attempts are larger, so this one builds
+    n = 12_356
+    keys = np.sort(np.random.default_rng(2).choice(200_000, n, replace=False)).astype(U64)
+    values = (keys % U64(2)).astype(np.uint32)
+    exact = size_factor(3, n)
+    with pytest.raises(ConstructionError, match="failed all 16 attempts"):
+        BinaryFuse3.build(keys, values, t=1, seed=0, cells_per_key=exact)
+    built = BinaryFuse3.build(keys, values, t=1, seed=0)
+    segs, k = layout(3, n, exact)
+    assert built.attempts > GROWTH_EVERY and built.num_cells > (segs + 2) << k
+    np.testing.assert_array_equal(built.query(keys), values)
+    np.testing.assert_array_equal(_reference(BinaryFuse3)(built, keys), values)
+    # a grown table is one of the sizes a file may hold: it reads back from its bytes
+    back = BinaryFuse3.from_table(
+        t=1, seed=built.seed, num_cells=built.num_cells, table=built.table_bytes()
+    )
+    np.testing.assert_array_equal(back.query(keys), values)
