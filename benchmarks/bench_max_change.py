@@ -226,11 +226,15 @@ def _size_class(
     base: CompressionSettings, min_elements: int, sparsity: float
 ) -> CompressionSettings:
     """``base`` with its size class from ``min_elements`` elements pruned to ``sparsity``."""
+    return _with_rule(base, min_elements, sparsity=sparsity)
+
+
+def _with_rule(base: CompressionSettings, size: int, /, **fields: Any) -> CompressionSettings:
+    """``base`` with ``fields`` set on its size class from ``size`` elements."""
     rules = tuple(
-        replace(rule, sparsity=sparsity) if rule.min_elements == min_elements else rule
-        for rule in base.size_rules
+        replace(rule, **fields) if rule.min_elements == size else rule for rule in base.size_rules
     )
-    assert rules != base.size_rules, f"`max` has no size class from {min_elements:,} elements"
+    assert rules != base.size_rules, f"`max` has no size class from {size:,} elements"
     return base.with_(size_rules=rules)
 
 
@@ -252,12 +256,9 @@ def denser_small_class(base: CompressionSettings) -> CompressionSettings:
 
 def larger_small_class(base: CompressionSettings) -> CompressionSettings:
     """``base`` with tensors under 2,000 elements keeping half (its 1,000 class from 2,000)."""
-    rules = tuple(
-        replace(rule, min_elements=2_000) if rule.min_elements == 1_000 else rule
-        for rule in base.size_rules
-    )
-    assert any(r.min_elements == 2_000 for r in rules), "`max` has no class from 1,000 elements"
-    return base.with_(size_rules=rules)
+    if any(rule.min_elements == 2_000 for rule in base.size_rules):
+        return base  # adopted: `max` is this already
+    return _with_rule(base, 1_000, min_elements=2_000)
 
 
 def thinner_first_layer(base: CompressionSettings) -> CompressionSettings:
@@ -328,12 +329,35 @@ def thinning_verdict(result: dict[str, Any], candidate: str) -> str:
     return pair_verdict(result, candidate, parts)
 
 
+GROWTH = 1.05  # what a LeNet-300-100 change may add to the whole model's bytes (mean)
+
+
+def growth_verdict(result: dict[str, Any], candidate: str) -> str:
+    """One pair's verdict for a change whose model has no size targets of LeNet-5's kind:
+    (a) a gain on mean validation, (b) no seed more than ``TOLERANCE`` below its `max` run,
+    (c) the whole model at most ``GROWTH`` times `max`'s bytes (means)."""
+    gaps = seed_gaps(result, candidate)
+    if gaps is None:
+        return pair_verdict(result, candidate, {})
+    size = {arm: _mean([x["weightless"]["weights_bytes"] for x in result["runs"][arm]])
+            for arm in (REFERENCE, candidate)}  # fmt: skip
+    growth = size[candidate] / size[REFERENCE]
+    mean_gap = round(_mean(gaps), 2)
+    parts = {
+        f"(a) mean validation {mean_gap:+.2f}": mean_gap > 0,
+        f"(b) worst seed {min(gaps):+.2f} (>= -{TOLERANCE:.2f})": min(gaps) >= -TOLERANCE,
+        f"(c) model {size[candidate]:.0f} bytes against {size[REFERENCE]:.0f} "
+        f"({growth:.3f}x, <= {GROWTH:.2f}x)": growth <= GROWTH,
+    }
+    return pair_verdict(result, candidate, parts)
+
+
 @dataclass(frozen=True)
 class Change:
     """One change to `max`: its row name, how it changes settings, its section and title;
     ``smaller`` for a change made to save bytes (its rule: no loss, and a smaller model);
-    ``pairs`` the (model, data) it runs on: other than LeNet-5 / MNIST, its rule is
-    ``growth_verdict``'s on each pair."""
+    ``pairs`` the (model, data) it runs on: other than LeNet-5 / MNIST, its rule is judged
+    per pair, by ``judge`` if it has one, else by ``growth_verdict``."""
 
     name: str
     apply: Callable[[CompressionSettings], CompressionSettings]
@@ -473,9 +497,6 @@ def run(
     return out
 
 
-GROWTH = 1.05  # what a LeNet-300-100 change may add to the whole model's bytes (mean)
-
-
 def rule(result: dict[str, Any]) -> str:
     change = next(c for c in CHANGES.values() if c.name == result["change"])
     if change.judge is not None:
@@ -483,26 +504,6 @@ def rule(result: dict[str, Any]) -> str:
     if change.pairs != Change.pairs:
         return growth_verdict(result, change.name)
     return verdict(result, REFERENCE, change.name, KEEP, smaller=change.smaller)
-
-
-def growth_verdict(result: dict[str, Any], candidate: str) -> str:
-    """One pair's verdict for a change whose model has no size targets of LeNet-5's kind:
-    (a) a gain on mean validation, (b) no seed more than ``TOLERANCE`` below its `max` run,
-    (c) the whole model at most ``GROWTH`` times `max`'s bytes (means)."""
-    gaps = seed_gaps(result, candidate)
-    if gaps is None:
-        return pair_verdict(result, candidate, {})
-    size = {arm: _mean([x["weightless"]["weights_bytes"] for x in result["runs"][arm]])
-            for arm in (REFERENCE, candidate)}  # fmt: skip
-    growth = size[candidate] / size[REFERENCE]
-    mean_gap = round(_mean(gaps), 2)
-    parts = {
-        f"(a) mean validation {mean_gap:+.2f}": mean_gap > 0,
-        f"(b) worst seed {min(gaps):+.2f} (>= -{TOLERANCE:.2f})": min(gaps) >= -TOLERANCE,
-        f"(c) model {size[candidate]:.0f} bytes against {size[REFERENCE]:.0f} "
-        f"({growth:.3f}x, <= {GROWTH:.2f}x)": growth <= GROWTH,
-    }
-    return pair_verdict(result, candidate, parts)
 
 
 def markdown(result: dict[str, Any], total_s: float) -> str:

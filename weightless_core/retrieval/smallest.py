@@ -19,8 +19,8 @@ def build_smallest(
 ) -> RetrievalStructure:
     """Each of ``kinds`` built over ``keys`` -> ``values``; the one with the fewest cells (ties
     to the first listed). A kind whose construction fails is passed over, so that one
-    structure's unlucky size at some key count (binary fuse at about 12,000 keys fails half
-    its builds) cannot stop a run that has others to choose from; ``ConstructionError``
+    structure that cannot be built at some key count (binary fuse at 12,356 keys, before it
+    grew on retries) cannot stop a run that has others to choose from; ``ConstructionError``
     names every kind's failure only if none builds."""
     best: RetrievalStructure | None = None
     failures: list[str] = []
