@@ -4,6 +4,10 @@
     python benchmarks/paper_table.py --pairs lenet-5/mnist --presets max  # one pair's max only
     python benchmarks/paper_table.py --pairs lenet-5/mnist --presets max --reuse veto_share
     python benchmarks/paper_table.py --quick --out-dir DIR   # tiny smoke run (the tests)
+    python benchmarks/paper_table.py --pairs lenet-5/mnist --presets max --section NAME
+
+The last form writes a section of its own (a replication on another machine, whose dense
+models train to other weights), never the ``paper`` table's rows or its plot.
 
 For LeNet-5 on MNIST and LeNet-300-100 on MNIST and Fashion-MNIST (the full sets: 55,000
 training images, 5,000 validation images from the end of the training set, the 10,000-image
@@ -64,6 +68,7 @@ PLOT = ROOT / "benchmarks" / "paper_plot.png"
 ISO_POINTS = 0.3  # iso-accuracy: mean test accuracy within 0.3 points of the dense mean
 PAIRS = [("lenet-5", "mnist"), ("lenet-300-100", "mnist"), ("lenet-300-100", "fashion-mnist")]
 PRESETS = ("paper", "default", "max")
+TITLE = "Paper-grade results: Weightless vs the strongest baselines at iso-accuracy"
 # Issue 12's targets, per pair: (largest layer's ratio, its gain over Deep Compression-best,
 # whole-model ratio or None, whole-model gain, minutes the ``max`` preset may take).
 TARGETS: dict[tuple[str, str], dict[str, float | None]] = {
@@ -600,12 +605,13 @@ def plot(pairs: list[dict[str, Any]], path: Path) -> bool:
     return True
 
 
-def recorded_pairs() -> list[dict[str, Any]]:
-    """Pairs an earlier ``--pairs`` run recorded over the same seeds, so a run of the remaining
-    pairs completes the table rather than replacing it (each pair lists the presets it ran)."""
+def recorded_pairs(section: str = "paper") -> list[dict[str, Any]]:
+    """Pairs an earlier ``--pairs`` run recorded in ``section`` over the same seeds, so a run of
+    the remaining pairs completes the table rather than replacing it (each pair lists the
+    presets it ran)."""
     return [
         p | {"runs": {n: p["runs"][n] for n in PRESETS if n in p["runs"]}}  # table order
-        for p in recorded("paper").get("pairs", [])
+        for p in recorded(section).get("pairs", [])
         if isinstance(p, dict)
         and p.get("seeds") == list(SEEDS)
         and set(p.get("runs", {})) <= set(PRESETS)
@@ -717,6 +723,12 @@ def main(argv: list[str] | None = None) -> None:
         "one has the preset's settings as they are now and the same dense model",
     )
     ap.add_argument(
+        "--section",
+        default="paper",
+        help="write the table to this section instead of `paper`, with no plot: a replication "
+        "on another machine, whose dense models differ, never mixed into the paper table",
+    )
+    ap.add_argument(
         "--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch CPU threads"
     )
     args = ap.parse_args(argv)
@@ -740,7 +752,8 @@ def main(argv: list[str] | None = None) -> None:
         (out / "results.json").write_text(json.dumps(summary(pairs), indent=1) + "\n", "utf-8")
         return
 
-    earlier = {pair_key(p): p for p in recorded_pairs()}
+    section = args.section
+    earlier = {pair_key(p): p for p in recorded_pairs(section)}
 
     def run(arch: str, name: str, _checkpoint: Checkpoint) -> dict[str, Any]:
         data = load_dataset(name)
@@ -751,22 +764,22 @@ def main(argv: list[str] | None = None) -> None:
         return keep_other_presets(pair, earlier.get(f"{arch}/{name}"))
 
     def save(pairs: list[dict[str, Any]], missing: list[str]) -> None:
-        plotted = plot(pairs, PLOT)
+        plotted = section == "paper" and plot(pairs, PLOT)
         total = total_seconds(pairs)
         text = markdown(pairs, total, "benchmarks/paper_plot.png" if plotted else None)
         record(
-            "paper",
-            title="Paper-grade results: Weightless vs the strongest baselines at iso-accuracy",
+            section,
+            title=TITLE if section == "paper" else f"{TITLE}: a replication ({section})",
             command=command_line(__file__, argv),
             markdown=with_missing(text, missing),
             data=summary(pairs),
         )
 
     if args.rerecord:
-        done = {pair_key(p): p for p in recorded_pairs()}
+        done = {pair_key(p): p for p in recorded_pairs(section)}
         save([done[k] for k in names if k in done], [k for k in names if k not in done])
         return
-    run_in_parts(names, args.pairs, recorded_pairs(), run, save)
+    run_in_parts(names, args.pairs, recorded_pairs(section), run, save)
 
 
 def summary(pairs: list[dict[str, Any]]) -> dict[str, Any]:
