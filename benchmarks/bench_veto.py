@@ -92,13 +92,13 @@ def run(
 
 
 def seed_start(
-    arch: str, data: Dataset, epochs: int, seed: int, *, quick: bool = False
+    arch: str, data: Dataset, epochs: int, seed: int, *, quick: bool = False, preset: str = "max"
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], CompressionSettings]:
     """A seed's dense model (cached unless ``quick``), its validation and test accuracy, and
-    `max`'s settings for that seed (shortened with ``quick``)."""
+    ``preset``'s settings for that seed (shortened with ``quick``)."""
     state, val, _ = train_dense(arch, data, epochs, seed=seed, cache=not quick)
     test = test_accuracy(fresh_model(arch, data, state), data)
-    base = settings_for("max", seed=seed)
+    base = settings_for(preset, seed=seed)
     if quick:
         base = base.with_(prune_steps=1, prune_epochs=1, cluster_epochs=1, retrain_epochs=1)
     return state, {"seed": seed, "val": val, "test": test}, base

@@ -257,8 +257,8 @@ def test_cluster_init_quick_run_reports_both_starts_from_one_pruned_model(tmp_pa
     assert "no verdict: the rule needs 3 seeds, 1 run" in text
 
 
-@pytest.mark.parametrize("change", ["columns", "retrain"])
-def test_max_change_quick_run_reports_max_and_the_change(tmp_path, monkeypatch, change):
+@pytest.mark.parametrize("change", ["columns", "retrain", "default-head"])
+def test_max_change_quick_run_reports_the_preset_and_the_change(tmp_path, monkeypatch, change):
     bench = _script(monkeypatch, "bench_max_change")
     chosen = bench.CHANGES[change]
     bench.main([change, "--quick", "--out-dir", str(tmp_path), "--threads", "1"])
@@ -266,9 +266,10 @@ def test_max_change_quick_run_reports_max_and_the_change(tmp_path, monkeypatch, 
     rows = {
         cells[0].strip(): [c.strip() for c in cells[1:]]
         for cells in (line.split("|")[1:-1] for line in text.splitlines())
-        if len(cells) == 12 and cells[0].strip() in (bench.REFERENCE, chosen.name)
+        if len(cells) == 12 and cells[0].strip() in (chosen.preset, chosen.name)
     }
-    assert list(rows) == [bench.REFERENCE, chosen.name]  # both run: nothing recorded
+    assert f"the `{chosen.preset}` preset against `{chosen.preset}` with one change" in text
+    assert list(rows) == [chosen.preset, chosen.name]  # both run: nothing recorded
     for cells in rows.values():
         assert 0 < float(cells[0]) <= 100 and 0 < float(cells[1]) <= 100  # before any table
         assert re.fullmatch(r"\d+\.\dx", cells[2]) and re.fullmatch(r"\d+\.\d\dx", cells[5])
@@ -368,6 +369,36 @@ def test_a_lenet_300_100_change_is_judged_on_accuracy_and_growth(monkeypatch):
     )
     assert bench.rule(result | {"runs": result["runs"] | {name: runs([89], 1)}}).startswith(
         "no verdict"
+    )
+
+
+def test_default_head_changes_defaults_logits_class_and_is_judged_against_default(monkeypatch):
+    bench = _script(monkeypatch, "bench_max_change")
+    from weightless_core.config.presets import settings_for
+
+    change = bench.CHANGES["default-head"]
+    base = settings_for("default")
+    changed = change.apply(base)
+    assert change.preset == "default" and changed != base
+    assert (
+        base.plan("fc3.weight", 1_000).sparsity,
+        changed.plan("fc3.weight", 1_000).sparsity,
+    ) == (
+        0.9,
+        0.5,
+    )
+    # no other layer of either LeNet moves: LeNet-5 (the demo's model) has none of 1,000-1,999
+    sizes = {"conv1": 500, "conv2": 25_000, "fc1": 400_000, "fc2": 5_000, "lenet300.fc1": 235_200}
+    sizes |= {"lenet300.fc2": 30_000}
+    assert all(changed.plan(n, size) == base.plan(n, size) for n, size in sizes.items())
+
+    def runs(vals: list[float]) -> list[dict]:
+        return [{"weightless": {"val": v, "weights_bytes": 7_700}} for v in vals]
+
+    result = {"change": change.name, "reference": "default"}
+    result |= {"runs": {"default": runs([96.8, 96.9, 96.7]), change.name: runs([96.8, 96.9, 96.6])}}
+    assert bench.rule(result).startswith(
+        "**keep default's** on this pair: (a) mean validation -0.03"
     )
 
 
