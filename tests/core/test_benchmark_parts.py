@@ -257,7 +257,7 @@ def test_cluster_init_quick_run_reports_both_starts_from_one_pruned_model(tmp_pa
     assert "no verdict: the rule needs 3 seeds, 1 run" in text
 
 
-@pytest.mark.parametrize("change", ["columns", "retrain", "default-head"])
+@pytest.mark.parametrize("change", ["columns", "retrain", "default-small"])
 def test_max_change_quick_run_reports_the_preset_and_the_change(tmp_path, monkeypatch, change):
     bench = _script(monkeypatch, "bench_max_change")
     chosen = bench.CHANGES[change]
@@ -372,14 +372,18 @@ def test_a_lenet_300_100_change_is_judged_on_accuracy_and_growth(monkeypatch):
     )
 
 
-def test_default_head_changes_defaults_logits_class_and_is_judged_against_default(monkeypatch):
+def test_default_small_encodes_small_tensors_as_max_and_is_judged_per_pair(monkeypatch):
     bench = _script(monkeypatch, "bench_max_change")
     from weightless_core.config.presets import settings_for
 
-    change = bench.CHANGES["default-head"]
-    base = settings_for("default")
+    change = bench.CHANGES["default-small"]
+    base, chosen = settings_for("default"), settings_for("max")
     changed = change.apply(base)
-    assert change.preset == "default" and changed != base
+    assert change.preset == "default" and (base.min_elements, changed.min_elements) == (1000, 400)
+    assert changed.min_elements == chosen.min_elements
+    # LeNet-5's conv1 (500) is encoded at half kept now; LeNet-300-100's fc3 (1,000) keeps half
+    assert base.plan("conv1.weight", 500).sparsity == changed.plan("conv1.weight", 500).sparsity
+    assert changed.plan("conv1.weight", 500).sparsity == 0.5
     assert (
         base.plan("fc3.weight", 1_000).sparsity,
         changed.plan("fc3.weight", 1_000).sparsity,
@@ -387,19 +391,28 @@ def test_default_head_changes_defaults_logits_class_and_is_judged_against_defaul
         0.9,
         0.5,
     )
-    # no other layer of either LeNet moves: LeNet-5 (the demo's model) has none of 1,000-1,999
-    sizes = {"conv1": 500, "conv2": 25_000, "fc1": 400_000, "fc2": 5_000, "lenet300.fc1": 235_200}
+    # no other layer of either LeNet moves
+    sizes = {"conv2": 25_000, "fc1": 400_000, "fc2": 5_000, "lenet300.fc1": 235_200}
     sizes |= {"lenet300.fc2": 30_000}
     assert all(changed.plan(n, size) == base.plan(n, size) for n, size in sizes.items())
+    assert changed.with_(min_elements=1000) != base  # the head is the second part
+    assert bench.small_tensors_as_in_max(base) == changed
 
-    def runs(vals: list[float]) -> list[dict]:
-        return [{"weightless": {"val": v, "weights_bytes": 7_700}} for v in vals]
+    def runs(vals: list[float], size: float) -> list[dict]:
+        return [{"weightless": {"val": v, "weights_bytes": size}} for v in vals]
 
-    result = {"change": change.name, "reference": "default"}
-    result |= {"runs": {"default": runs([96.8, 96.9, 96.7]), change.name: runs([96.8, 96.9, 96.6])}}
-    assert bench.rule(result).startswith(
-        "**keep default's** on this pair: (a) mean validation -0.03"
-    )
+    name, ref = change.name, {"change": change.name, "reference": "default"}
+    lenet5 = ref | {"arch": "lenet-5", "dataset": "mnist"}
+    saves = lenet5 | {"runs": {"default": runs([98.9, 99.0, 98.8], 7_430)}}
+    saves["runs"] |= {name: runs([98.9, 98.96, 98.8], 5_600)}
+    assert bench.rule(saves).startswith("**adopt** on this pair: (a) mean validation -0.01")
+    costs = saves | {"runs": saves["runs"] | {name: runs([98.8, 98.9, 98.8], 5_600)}}
+    assert "(a) mean validation -0.07 (>= -0.05): missed" in bench.rule(costs)
+    mlp = ref | {"arch": "lenet-300-100", "dataset": "mnist"}
+    same = mlp | {
+        "runs": {"default": runs([96.8, 96.9, 96.7], 7_700), name: runs([96.8] * 3, 7_900)}
+    }
+    assert bench.rule(same).startswith("**keep default's** on this pair: (a) mean validation +0.00")
 
 
 def test_thin_trades_accuracy_for_fc1s_ratio_under_its_own_rule(monkeypatch):
