@@ -158,7 +158,7 @@ Changes (``CHANGES``), each written to a section of its own:
   validation -0.40 (-0.52 / -0.48 / -0.20 by seed) for fc1 at 257.9x.
 
 * ``default-small`` (section ``default_small_tensors``, **the `default` preset**, on all
-  three pairs): `default` treats small tensors as `max` does. (1) It encodes tensors from 400
+  three pairs): `default` treats small tensors and released layers as `max` does. (1) It encodes tensors from 400
   elements (``min_elements``, `max`'s value) instead of 1,000: LeNet-5's conv1 (20 x 1 x 5 x
   5, 500 weights), which `default` stores as plain float32, 2,057 of its 7,430 bytes (28 %)
   in the `paper` table, where `max` stores it in about 175 at half kept (the `_SMALL` rule,
@@ -168,16 +168,22 @@ Changes (``CHANGES``), each written to a section of its own:
   change), where `default` prunes those of 1,000-1,999 elements (LeNet-300-100's fc3, 10 x
   100, its logits) to 10 %: 100 weights, 10 per class. `default` loses 1.65 points on MNIST
   and 3.97 on Fashion-MNIST against the dense models in the `paper` table (test), and the
-  same layer at 7 % cost `max` about 0.3 on validation (``head``: +0.31 and +0.26). The two
-  parts touch disjoint benchmark tensors (LeNet-5 has none of 1,000-1,999 elements,
-  LeNet-300-100 none under 1,000 that is encoded), so each pair measures one part. The rule,
+  same layer at 7 % cost `max` about 0.3 on validation (``head``: +0.31 and +0.26). (3) The
+  layers released after another layer is stored re-cluster to the codes they used
+  (``recluster_from="used"``, `max`'s seventh change, which saved `max` 66 bytes with no loss
+  on validation): in the `paper` table `default`'s released layers cost up to 91 bytes more
+  than Deep Compression of their first clustering (LeNet-300-100 / Fashion-MNIST's fc2), so
+  that `default` there is 0.99x Deep Compression-best, against the promise that it never is
+  larger. (1) and (2) touch disjoint benchmark tensors (LeNet-5 has none of 1,000-1,999
+  elements, LeNet-300-100 none under 1,000 that is encoded); (3) touches every pair. The rule,
   per pair over seeds 0, 1 and 2 against `default` (written 2026-12-05 before any seed ran):
   on LeNet-5 / MNIST, a change made to save bytes: (a) mean final validation accuracy at most
   0.05 below `default`'s, (b) no seed more than 0.10 below its `default` run, (c) the whole
   model smaller (mean weights-only bytes); on each LeNet-300-100 pair (``head``'s rule): (a)
   mean final validation above `default`'s, (b) as above, (c) the whole model at most 5 %
-  larger. `default` takes the change only if every pair passes. Both arms run on this
-  machine (the `paper` table's `default` rows are an Intel Xeon's).
+  larger. `default` takes the change only if every pair passes. Whether `default` ends no
+  larger than Deep Compression-best is reported, not ruled on. Both arms run on this machine
+  (the `paper` table's `default` rows are an Intel Xeon's).
 
 The rule, the same for each change but one made to save bytes (above), and written before its
 3-seed run: `max` takes the change if over seeds 0, 1 and 2 (a) its mean final validation
@@ -289,8 +295,9 @@ def larger_small_class(base: CompressionSettings) -> CompressionSettings:
 
 
 def small_tensors_as_in_max(base: CompressionSettings) -> CompressionSettings:
-    """``base`` encoding tensors from 400 elements, those under 2,000 keeping half (`max`'s)."""
-    return larger_small_class(base.with_(min_elements=400))
+    """``base`` encoding tensors from 400 elements, those under 2,000 keeping half, released
+    layers re-clustered to the codes they used (`max`'s values)."""
+    return larger_small_class(base.with_(min_elements=400, recluster_from="used"))
 
 
 def thinner_first_layer(base: CompressionSettings) -> CompressionSettings:
@@ -511,10 +518,10 @@ CHANGES = {
         judge=thinning_verdict,
     ),
     "default-small": Change(
-        "small tensors as in max",
+        "small tensors and re-clustering as in max",
         small_tensors_as_in_max,
         "default_small_tensors",
-        "Small tensors encoded and kept as `max` does them (`default`)",
+        "Small tensors and released layers as `max` treats them (`default`)",
         pairs=(
             ("lenet-5", "mnist"),
             ("lenet-300-100", "mnist"),

@@ -396,6 +396,7 @@ def test_default_small_encodes_small_tensors_as_max_and_is_judged_per_pair(monke
     sizes |= {"lenet300.fc2": 30_000}
     assert all(changed.plan(n, size) == base.plan(n, size) for n, size in sizes.items())
     assert changed.with_(min_elements=1000) != base  # the head is the second part
+    assert (base.recluster_from, changed.recluster_from) == ("scratch", "used")
     assert bench.small_tensors_as_in_max(base) == changed
 
     def runs(vals: list[float], size: float) -> list[dict]:
