@@ -157,33 +157,32 @@ Changes (``CHANGES``), each written to a section of its own:
   Measured the same day and stopped after the MNIST pair (its rule could no longer pass):
   validation -0.40 (-0.52 / -0.48 / -0.20 by seed) for fc1 at 257.9x.
 
-* ``default-small`` (section ``default_small_tensors``, **the `default` preset**, on all
-  three pairs): `default` treats small tensors and released layers as `max` does. (1) It encodes tensors from 400
-  elements (``min_elements``, `max`'s value) instead of 1,000: LeNet-5's conv1 (20 x 1 x 5 x
-  5, 500 weights), which `default` stores as plain float32, 2,057 of its 7,430 bytes (28 %)
-  in the `paper` table, where `max` stores it in about 175 at half kept (the `_SMALL` rule,
-  already in `default`'s rules but never reached). Estimated: the demo's model from about
-  232x to about 310x, and 1.18x to about 1.24x Deep Compression-best (which stores conv1
-  plainly too now). (2) Tensors under 2,000 elements keep half (``head``, `max`'s eighth
-  change), where `default` prunes those of 1,000-1,999 elements (LeNet-300-100's fc3, 10 x
-  100, its logits) to 10 %: 100 weights, 10 per class. `default` loses 1.65 points on MNIST
-  and 3.97 on Fashion-MNIST against the dense models in the `paper` table (test), and the
-  same layer at 7 % cost `max` about 0.3 on validation (``head``: +0.31 and +0.26). (3) The
-  layers released after another layer is stored re-cluster to the codes they used
-  (``recluster_from="used"``, `max`'s seventh change, which saved `max` 66 bytes with no loss
-  on validation): in the `paper` table `default`'s released layers cost up to 91 bytes more
-  than Deep Compression of their first clustering (LeNet-300-100 / Fashion-MNIST's fc2), so
-  that `default` there is 0.99x Deep Compression-best, against the promise that it never is
-  larger. (1) and (2) touch disjoint benchmark tensors (LeNet-5 has none of 1,000-1,999
-  elements, LeNet-300-100 none under 1,000 that is encoded); (3) touches every pair. The rule,
-  per pair over seeds 0, 1 and 2 against `default` (written 2026-12-05 before any seed ran):
-  on LeNet-5 / MNIST, a change made to save bytes: (a) mean final validation accuracy at most
-  0.05 below `default`'s, (b) no seed more than 0.10 below its `default` run, (c) the whole
-  model smaller (mean weights-only bytes); on each LeNet-300-100 pair (``head``'s rule): (a)
-  mean final validation above `default`'s, (b) as above, (c) the whole model at most 5 %
-  larger. `default` takes the change only if every pair passes. Whether `default` ends no
-  larger than Deep Compression-best is reported, not ruled on. Both arms run on this machine
-  (the `paper` table's `default` rows are an Intel Xeon's).
+* ``default-small`` (section ``default_small_tensors``, **the `default` preset**, on all three
+  pairs): `default` treats small tensors and released layers as `max` does. (1) It encodes
+  tensors from 400 elements (``min_elements``, `max`'s value) instead of 1,000: LeNet-5's conv1
+  (20 x 1 x 5 x 5, 500 weights), which `default` stores as plain float32, 2,057 of its 7,430
+  bytes (28 %) in the `paper` table, where `max` stores it in about 175 at half kept (the
+  `_SMALL` rule, already in `default`'s rules but never reached). Estimated: the demo's model
+  from about 232x to about 310x, and 1.18x to about 1.24x Deep Compression-best (which stores
+  conv1 plainly too now). (2) Tensors under 2,000 elements keep half (``head``, `max`'s eighth
+  change), where `default` prunes those of 1,000-1,999 elements (LeNet-300-100's fc3, 10 x 100,
+  its logits) to 10 %: 100 weights, 10 per class. `default` loses 1.65 points on MNIST and 3.97
+  on Fashion-MNIST against the dense models in the `paper` table (test), and the same layer at 7
+  % cost `max` about 0.3 on validation (``head``: +0.31 and +0.26). (3) The layers released
+  after another layer is stored re-cluster to the codes they used (``recluster_from="used"``,
+  `max`'s seventh change, which saved `max` 66 bytes with no loss on validation): in the `paper`
+  table `default`'s released layers cost up to 91 bytes more than Deep Compression of their
+  first clustering (LeNet-300-100 / Fashion-MNIST's fc2), so that `default` there is 0.99x Deep
+  Compression-best, against the promise that it never is larger. (1) and (2) touch disjoint
+  benchmark tensors (LeNet-5 has none of 1,000-1,999 elements, LeNet-300-100 none under 1,000
+  that is encoded); (3) touches every pair. The rule, per pair over seeds 0, 1 and 2 against
+  `default` (written 2026-12-05 before any seed ran): on LeNet-5 / MNIST, a change made to save
+  bytes: (a) mean final validation accuracy at most 0.05 below `default`'s, (b) no seed more
+  than 0.10 below its `default` run, (c) the whole model smaller (mean weights-only bytes); on
+  each LeNet-300-100 pair (``head``'s rule): (a) mean final validation above `default`'s, (b) as
+  above, (c) the whole model at most 5 % larger. `default` takes the change only if every pair
+  passes. Whether `default` ends no larger than Deep Compression-best is reported, not ruled on.
+  Both arms run on this machine (the `paper` table's `default` rows are an Intel Xeon's).
 
 The rule, the same for each change but one made to save bytes (above), and written before its
 3-seed run: `max` takes the change if over seeds 0, 1 and 2 (a) its mean final validation
