@@ -377,38 +377,46 @@ def small_tensors_verdict(result: dict[str, Any], candidate: str) -> str:
     (c) a smaller model), on LeNet-300-100 ``growth_verdict``."""
     if result["arch"] != "lenet-5":
         return growth_verdict(result, candidate)
-    gaps = seed_gaps(result, candidate)
-    if gaps is None:
+    figures = _gaps_and_bytes(result, candidate)
+    if figures is None:
         return pair_verdict(result, candidate, {})
-    ref = reference(result)
-    size = {arm: _mean([x["weightless"]["weights_bytes"] for x in result["runs"][arm]])
-            for arm in (ref, candidate)}  # fmt: skip
-    mean_gap = round(_mean(gaps), 2)
+    gaps, mean_gap, ref_bytes, bytes_ = figures
     parts = {
         f"(a) mean validation {mean_gap:+.2f} (>= -0.05)": mean_gap >= -0.05,
         f"(b) worst seed {min(gaps):+.2f} (>= -{TOLERANCE:.2f})": min(gaps) >= -TOLERANCE,
-        f"(c) model {size[candidate]:.0f} bytes against {size[ref]:.0f}": size[candidate]
-        < size[ref],
+        f"(c) model {bytes_:.0f} bytes against {ref_bytes:.0f}": bytes_ < ref_bytes,
     }
     return pair_verdict(result, candidate, parts)
+
+
+def _gaps_and_bytes(
+    result: dict[str, Any], candidate: str
+) -> tuple[list[float], float, float, float] | None:
+    """Each seed's validation gap to the reference preset, their mean (to the hundredth), and
+    the mean whole-model bytes of the reference and of ``candidate``; ``None`` before 3 seeds."""
+    gaps = seed_gaps(result, candidate)
+    if gaps is None:
+        return None
+    ref, cand = (
+        _mean([x["weightless"]["weights_bytes"] for x in result["runs"][arm]])
+        for arm in (reference(result), candidate)
+    )
+    return gaps, round(_mean(gaps), 2), ref, cand
 
 
 def growth_verdict(result: dict[str, Any], candidate: str) -> str:
     """One pair's verdict for a change whose model has no size targets of LeNet-5's kind:
     (a) a gain on mean validation, (b) no seed more than ``TOLERANCE`` below its `max` run,
     (c) the whole model at most ``GROWTH`` times `max`'s bytes (means)."""
-    gaps = seed_gaps(result, candidate)
-    if gaps is None:
+    figures = _gaps_and_bytes(result, candidate)
+    if figures is None:
         return pair_verdict(result, candidate, {})
-    ref = reference(result)
-    size = {arm: _mean([x["weightless"]["weights_bytes"] for x in result["runs"][arm]])
-            for arm in (ref, candidate)}  # fmt: skip
-    growth = size[candidate] / size[ref]
-    mean_gap = round(_mean(gaps), 2)
+    gaps, mean_gap, ref_bytes, bytes_ = figures
+    growth = bytes_ / ref_bytes
     parts = {
         f"(a) mean validation {mean_gap:+.2f}": mean_gap > 0,
         f"(b) worst seed {min(gaps):+.2f} (>= -{TOLERANCE:.2f})": min(gaps) >= -TOLERANCE,
-        f"(c) model {size[candidate]:.0f} bytes against {size[ref]:.0f} "
+        f"(c) model {bytes_:.0f} bytes against {ref_bytes:.0f} "
         f"({growth:.3f}x, <= {GROWTH:.2f}x)": growth <= GROWTH,
     }
     return pair_verdict(result, candidate, parts)
