@@ -447,6 +447,22 @@ def test_thin_trades_accuracy_for_fc1s_ratio_under_its_own_rule(monkeypatch):
     assert bench.rule(lost).startswith("**keep max's**")
 
 
+def test_a_replication_keeps_its_pairs_apart_from_the_paper_table(tmp_path, monkeypatch):
+    """``--section`` writes a table of its own: its pairs are never the paper table's."""
+    paper_table = _script(monkeypatch, "paper_table")
+    pair = {"arch": "lenet-5", "dataset": "mnist", "seeds": [0, 1, 2], "seconds": 1.0}
+    replicated = pair | {"runs": {"max": [{"seed": 0}]}}
+    results = {
+        "paper": {"data": {"pairs": [pair | {"runs": {"default": [], "max": []}}]}},
+        "replication_amd": {"data": {"pairs": [replicated]}},
+    }
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    monkeypatch.setattr(sys.modules["_results"], "RESULTS_JSON", tmp_path / "results.json")
+    assert paper_table.recorded_pairs("replication_amd") == [replicated]
+    assert [list(p["runs"]) for p in paper_table.recorded_pairs()] == [["default", "max"]]
+    assert paper_table.recorded_pairs("elsewhere") == []
+
+
 def test_max_change_reuses_only_the_paper_tables_max_as_it_is_now(tmp_path, monkeypatch):
     paper_table = _script(monkeypatch, "paper_table")
     from weightless_core.config.presets import settings_for
