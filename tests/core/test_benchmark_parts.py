@@ -416,6 +416,25 @@ def test_default_small_encodes_small_tensors_as_max_and_is_judged_per_pair(monke
     assert bench.rule(same).startswith("**keep default's** on this pair: (a) mean validation +0.00")
 
 
+def test_default_head_and_stem_each_move_one_layer_of_default(monkeypatch):
+    bench = _script(monkeypatch, "bench_max_change")
+    from weightless_core.config.presets import settings_for
+
+    base = settings_for("default")
+    head, stem = bench.CHANGES["default-head"], bench.CHANGES["default-stem"]
+    assert head.preset == stem.preset == "default"
+    assert [p[0] for p in head.pairs] == ["lenet-300-100"] * 2 and stem.pairs == bench.Change.pairs
+    with_head, with_stem = head.apply(base), stem.apply(base)
+    assert with_head.plan("fc3.weight", 1_000).sparsity == 0.5 and with_head.min_elements == 1000
+    assert (with_stem.min_elements, with_stem.plan("conv1.weight", 500).sparsity) == (400, 0.0)
+    sizes = {"conv2": 25_000, "fc1": 400_000, "fc2": 5_000, "lenet300.fc1": 235_200}
+    sizes |= {"lenet300.fc2": 30_000}
+    for changed in (with_head, with_stem):
+        assert all(changed.plan(n, size) == base.plan(n, size) for n, size in sizes.items())
+    assert with_stem.plan("fc3.weight", 1_000) == base.plan("fc3.weight", 1_000)
+    assert with_stem.recluster_from == with_head.recluster_from == base.recluster_from
+
+
 def test_thin_trades_accuracy_for_fc1s_ratio_under_its_own_rule(monkeypatch):
     bench = _script(monkeypatch, "bench_max_change")
     name = bench.CHANGES["thin"].name
