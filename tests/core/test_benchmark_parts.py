@@ -433,6 +433,13 @@ def test_default_head_and_stem_each_move_one_layer_of_default(monkeypatch):
         assert all(changed.plan(n, size) == base.plan(n, size) for n, size in sizes.items())
     assert with_stem.plan("fc3.weight", 1_000) == base.plan("fc3.weight", 1_000)
     assert with_stem.recluster_from == with_head.recluster_from == base.recluster_from
+    quarter = bench.CHANGES["default-quarter"].apply(base)
+    assert quarter.plan("fc3.weight", 1_000).sparsity == 0.75
+    assert quarter.plan("w", 1_999).sparsity == 0.75 and quarter.plan("w", 999) == base.plan(
+        "w", 999
+    )
+    assert quarter.plan("fc3.weight", 1_000).t == base.plan("fc3.weight", 1_000).t
+    assert all(quarter.plan(n, size) == base.plan(n, size) for n, size in sizes.items())
 
 
 def test_thin_trades_accuracy_for_fc1s_ratio_under_its_own_rule(monkeypatch):
