@@ -179,6 +179,14 @@ def test_max_and_default_store_the_largest_layers_as_small_tables():
     assert settings_for("default").recluster_from == "scratch"
     fc1 = settings_for("max").plan("fc1.weight", 400_000)
     assert (fc1.sparsity, fc1.r, fc1.t, fc1.unit_sparsity) == (0.992, 1, 4, 0.7)
+    # `default` keeps a quarter of a 10 x 100 logits layer, 10 % from 2,000 (LeNet-5's fc2)
+    default = settings_for("default")
+    assert [default.plan("w", n).sparsity for n in (1_000, 1_999, 2_000, 5_000)] == [
+        0.75,
+        0.75,
+        0.9,
+        0.9,
+    ]
 
 
 def test_small_tensors_let_in_by_min_elements_keep_half_their_weights():
