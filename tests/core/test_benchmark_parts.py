@@ -447,6 +447,31 @@ def test_default_head_and_stem_each_move_one_layer_of_default(monkeypatch):
         bench.main(["default-quarter", "--quick", "--threads", "1"])
 
 
+def test_default_used_saves_bytes_on_every_pair_under_one_rule(monkeypatch):
+    bench = _script(monkeypatch, "bench_max_change")
+    from weightless_core.config.presets import settings_for
+
+    change = bench.CHANGES["default-used"]
+    base = settings_for("default")
+    assert change.apply(base) == base.with_(recluster_from="used") != base
+    assert len(change.pairs) == 3 and change.preset == "default"
+
+    def runs(vals: list[float], size: float) -> list[dict]:
+        return [{"weightless": {"val": v, "weights_bytes": size}} for v in vals]
+
+    name = change.name
+    mlp = {"change": name, "reference": "default", "arch": "lenet-300-100", "dataset": "mnist"}
+    mlp["runs"] = {
+        "default": runs([97.5, 97.6, 97.6], 8_000),
+        name: runs([97.5, 97.5, 97.6], 7_950),
+    }
+    assert bench.rule(mlp).startswith(
+        "**adopt** on this pair: (a) mean validation -0.03 (>= -0.05)"
+    )
+    larger = mlp | {"runs": mlp["runs"] | {name: runs([97.5, 97.6, 97.6], 8_010)}}
+    assert "(c) model 8010 bytes against 8000: missed" in bench.rule(larger)
+
+
 def test_thin_trades_accuracy_for_fc1s_ratio_under_its_own_rule(monkeypatch):
     bench = _script(monkeypatch, "bench_max_change")
     name = bench.CHANGES["thin"].name
