@@ -539,6 +539,9 @@ class Change:
     preset: str = REFERENCE
 
 
+MLP_PAIRS = (("lenet-300-100", "mnist"), ("lenet-300-100", "fashion-mnist"))
+ALL_PAIRS = (("lenet-5", "mnist"), *MLP_PAIRS)
+
 CHANGES = {
     "columns": Change(
         "rows 0.85, columns 0.5",
@@ -613,14 +616,14 @@ CHANGES = {
         larger_small_class,
         "small_head",
         "Tensors under 2,000 elements keep half (LeNet-300-100, `max`)",
-        pairs=(("lenet-300-100", "mnist"), ("lenet-300-100", "fashion-mnist")),
+        pairs=MLP_PAIRS,
     ),
     "thin": Change(
         "100k-300k elements keep 1.5 %",
         thinner_first_layer,
         "thin_first_layer",
         "Tensors of 100,000-299,999 elements keep 1.5 % (LeNet-300-100, `max`)",
-        pairs=(("lenet-300-100", "mnist"), ("lenet-300-100", "fashion-mnist")),
+        pairs=MLP_PAIRS,
         judge=thinning_verdict,
     ),
     "default-head": Change(
@@ -628,7 +631,7 @@ CHANGES = {
         larger_small_class,
         "default_small_head",
         "Tensors under 2,000 elements keep half (LeNet-300-100, `default`)",
-        pairs=(("lenet-300-100", "mnist"), ("lenet-300-100", "fashion-mnist")),
+        pairs=MLP_PAIRS,
         preset="default",
     ),
     "default-quarter": Change(
@@ -636,7 +639,7 @@ CHANGES = {
         quarter_kept_head,
         "default_quarter_head",
         "Tensors of 1,000-1,999 elements keep a quarter (LeNet-300-100, `default`)",
-        pairs=(("lenet-300-100", "mnist"), ("lenet-300-100", "fashion-mnist")),
+        pairs=MLP_PAIRS,
         preset="default",
     ),
     "default-used": Change(
@@ -644,11 +647,7 @@ CHANGES = {
         recluster_from_used,
         "default_recluster_used",
         "Released layers clustered again to the codes they used (`default`)",
-        pairs=(
-            ("lenet-5", "mnist"),
-            ("lenet-300-100", "mnist"),
-            ("lenet-300-100", "fashion-mnist"),
-        ),
+        pairs=ALL_PAIRS,
         judge=saving_verdict,
         preset="default",
     ),
@@ -665,11 +664,7 @@ CHANGES = {
         small_tensors_as_in_max,
         "default_small_tensors",
         "Small tensors and released layers as `max` treats them (`default`)",
-        pairs=(
-            ("lenet-5", "mnist"),
-            ("lenet-300-100", "mnist"),
-            ("lenet-300-100", "fashion-mnist"),
-        ),
+        pairs=ALL_PAIRS,
         judge=small_tensors_verdict,
         preset="default",
     ),
