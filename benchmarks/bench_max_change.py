@@ -380,11 +380,9 @@ def quarter_kept_head(base: CompressionSettings) -> CompressionSettings:
     its class from 1,000 elements starts at 2,000 instead."""
     if any(rule.min_elements == 2_000 for rule in base.size_rules):
         return base  # adopted: `default` is this already
+    tenth = next(rule for rule in base.size_rules if rule.min_elements == 1_000)
     moved = _with_rule(base, 1_000, min_elements=2_000)
-    quarter = replace(
-        next(r for r in moved.size_rules if r.min_elements == 2_000), min_elements=1_000
-    )
-    return moved.with_(size_rules=(*moved.size_rules, replace(quarter, sparsity=0.75)))
+    return moved.with_(size_rules=(*moved.size_rules, replace(tenth, sparsity=0.75)))
 
 
 def encoded_stem(base: CompressionSettings) -> CompressionSettings:

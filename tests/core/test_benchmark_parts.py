@@ -351,23 +351,25 @@ def test_max_changes_change_what_they_say(monkeypatch):
     assert exit_.value.code == 2
 
 
+def _val_runs(vals: list[float], size: float) -> list[dict]:
+    """Recorded runs of an arm, one per seed: final validation accuracy and model bytes."""
+    return [{"weightless": {"val": v, "weights_bytes": size}} for v in vals]
+
+
 def test_a_lenet_300_100_change_is_judged_on_accuracy_and_growth(monkeypatch):
     bench = _script(monkeypatch, "bench_max_change")
 
-    def runs(vals: list[float], size: float) -> list[dict]:
-        return [{"weightless": {"val": v, "weights_bytes": size}} for v in vals]
-
     name = bench.CHANGES["head"].name
-    result = {"change": name, "runs": {"max": runs([88.1, 88.3, 88.2], 5_770)}}
-    gains = result | {"runs": result["runs"] | {name: runs([88.6, 88.3, 88.5], 6_000)}}
+    result = {"change": name, "runs": {"max": _val_runs([88.1, 88.3, 88.2], 5_770)}}
+    gains = result | {"runs": result["runs"] | {name: _val_runs([88.6, 88.3, 88.5], 6_000)}}
     assert bench.rule(gains).startswith("**adopt** on this pair")
-    falls = result | {"runs": result["runs"] | {name: runs([88.9, 88.19, 88.9], 6_000)}}
+    falls = result | {"runs": result["runs"] | {name: _val_runs([88.9, 88.19, 88.9], 6_000)}}
     assert "(b) worst seed -0.11 (>= -0.10): missed" in bench.rule(falls)
-    grows = result | {"runs": result["runs"] | {name: runs([88.6, 88.3, 88.5], 6_100)}}
+    grows = result | {"runs": result["runs"] | {name: _val_runs([88.6, 88.3, 88.5], 6_100)}}
     assert bench.rule(grows).startswith("**keep max's**") and "(1.057x, <= 1.05x)" in bench.rule(
         grows
     )
-    assert bench.rule(result | {"runs": result["runs"] | {name: runs([89], 1)}}).startswith(
+    assert bench.rule(result | {"runs": result["runs"] | {name: _val_runs([89], 1)}}).startswith(
         "no verdict"
     )
 
@@ -399,19 +401,19 @@ def test_default_small_encodes_small_tensors_as_max_and_is_judged_per_pair(monke
     assert (base.recluster_from, changed.recluster_from) == ("scratch", "used")
     assert bench.small_tensors_as_in_max(base) == changed
 
-    def runs(vals: list[float], size: float) -> list[dict]:
-        return [{"weightless": {"val": v, "weights_bytes": size}} for v in vals]
-
     name, ref = change.name, {"change": change.name, "reference": "default"}
     lenet5 = ref | {"arch": "lenet-5", "dataset": "mnist"}
-    saves = lenet5 | {"runs": {"default": runs([98.9, 99.0, 98.8], 7_430)}}
-    saves["runs"] |= {name: runs([98.9, 98.96, 98.8], 5_600)}
+    saves = lenet5 | {"runs": {"default": _val_runs([98.9, 99.0, 98.8], 7_430)}}
+    saves["runs"] |= {name: _val_runs([98.9, 98.96, 98.8], 5_600)}
     assert bench.rule(saves).startswith("**adopt** on this pair: (a) mean validation -0.01")
-    costs = saves | {"runs": saves["runs"] | {name: runs([98.8, 98.9, 98.8], 5_600)}}
+    costs = saves | {"runs": saves["runs"] | {name: _val_runs([98.8, 98.9, 98.8], 5_600)}}
     assert "(a) mean validation -0.07 (>= -0.05): missed" in bench.rule(costs)
     mlp = ref | {"arch": "lenet-300-100", "dataset": "mnist"}
     same = mlp | {
-        "runs": {"default": runs([96.8, 96.9, 96.7], 7_700), name: runs([96.8] * 3, 7_900)}
+        "runs": {
+            "default": _val_runs([96.8, 96.9, 96.7], 7_700),
+            name: _val_runs([96.8] * 3, 7_900),
+        }
     }
     assert bench.rule(same).startswith("**keep default's** on this pair: (a) mean validation +0.00")
 
@@ -456,19 +458,16 @@ def test_default_used_saves_bytes_on_every_pair_under_one_rule(monkeypatch):
     assert change.apply(base) == base.with_(recluster_from="used") != base
     assert len(change.pairs) == 3 and change.preset == "default"
 
-    def runs(vals: list[float], size: float) -> list[dict]:
-        return [{"weightless": {"val": v, "weights_bytes": size}} for v in vals]
-
     name = change.name
     mlp = {"change": name, "reference": "default", "arch": "lenet-300-100", "dataset": "mnist"}
     mlp["runs"] = {
-        "default": runs([97.5, 97.6, 97.6], 8_000),
-        name: runs([97.5, 97.5, 97.6], 7_950),
+        "default": _val_runs([97.5, 97.6, 97.6], 8_000),
+        name: _val_runs([97.5, 97.5, 97.6], 7_950),
     }
     assert bench.rule(mlp).startswith(
         "**adopt** on this pair: (a) mean validation -0.03 (>= -0.05)"
     )
-    larger = mlp | {"runs": mlp["runs"] | {name: runs([97.5, 97.6, 97.6], 8_010)}}
+    larger = mlp | {"runs": mlp["runs"] | {name: _val_runs([97.5, 97.6, 97.6], 8_010)}}
     assert "(c) model 8010 bytes against 8000: missed" in bench.rule(larger)
 
 
