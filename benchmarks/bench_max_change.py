@@ -256,6 +256,29 @@ Changes (``CHANGES``), each written to a section of its own:
   Measured the same day: LeNet-5 and Fashion-MNIST passed, MNIST did not (23 bytes larger:
   from scratch its fc2 had landed under the baseline); not taken.
 
+* ``default-counts`` (section ``default_recluster_counts``, **the `default` preset**, on all
+  three pairs): the layers released after another layer is stored cluster again to their first
+  clustering's code counts (``recluster_from="counts"``): no second k-means; the retrained
+  weights, sorted, fill each code with as many weights as it held before, so the codes'
+  histogram and the mask are the baseline's, and a released layer stored as Deep Compression
+  costs exactly the bytes the baseline paid for it. With hybrid storage (a table only where it
+  is smaller than Deep Compression of the same clustered weights) `default` is then never larger
+  than Deep Compression-best, by construction (``tests/core/test_pipeline.py``), which is the
+  promise `default` makes and breaks on LeNet-300-100 / Fashion-MNIST (0.99x in `paper`,
+  `default_quarter_head`). ``default-used`` kept the released layers to the codes they used:
+  it fixed that pair but left MNIST 23 bytes larger, since from scratch its fc2 had landed
+  under the baseline, which no construction promises. Here the released layers lose the
+  freedom k-means had to move codes' boundaries, for a fixed cost: what the baseline paid. A
+  change made to keep a promise, not to gain or save, so its rule asks for no loss and the
+  promise kept (written 2026-12-05 before any seed ran): per pair over seeds 0, 1 and 2
+  against `default`, (a) the mean final validation accuracy at most 0.05 below `default`'s,
+  (b) no seed's more than 0.10 below its `default` run, (c) every seed's whole model no
+  larger than its Deep Compression-best (weights-only bytes); `default` takes it only if
+  every pair passes. The bytes against `default`'s are reported, not ruled on: where its
+  released layers landed under the baseline, this gives those bytes back. Both arms run on
+  this machine (an Intel Xeon, as the `paper` table's), `default`'s reused where its recorded
+  run is `default` as it is now from the same dense model.
+
 The rule, the same for each change but one made to save bytes (above), and written before its
 3-seed run: `max` takes the change if over seeds 0, 1 and 2 (a) its mean final validation
 accuracy is above `max`'s, (b) no seed's is more than 0.10 points below that seed's `max` one,
@@ -413,6 +436,33 @@ def recluster_from_used(base: CompressionSettings) -> CompressionSettings:
 def recluster_from_first(base: CompressionSettings) -> CompressionSettings:
     """``base`` with released layers clustered again from their first clustering's centroids."""
     return base.with_(recluster_from="previous")
+
+
+def recluster_to_counts(base: CompressionSettings) -> CompressionSettings:
+    """``base`` with released layers clustered again to their first clustering's code counts."""
+    return base.with_(recluster_from="counts")
+
+
+def promise_verdict(result: dict[str, Any], candidate: str) -> str:
+    """One pair's verdict for ``default-counts``, a change made to keep `default`'s promise:
+    (a) mean validation at most 0.05 below `default`'s, (b) no seed more than ``TOLERANCE``
+    below, (c) no seed's model larger than its Deep Compression-best (bytes against
+    `default`'s reported only)."""
+    figures = _gaps_and_bytes(result, candidate)
+    if figures is None:
+        return pair_verdict(result, candidate, {})
+    gaps, mean_gap, ref_bytes, bytes_ = figures
+    over = [
+        x["weightless"]["weights_bytes"] - x["deep_compression"]["weights_bytes"]
+        for x in result["runs"][candidate]
+    ]
+    parts = {
+        f"(a) mean validation {mean_gap:+.2f} (>= -0.05)": mean_gap >= -0.05,
+        f"(b) worst seed {min(gaps):+.2f} (>= -{TOLERANCE:.2f})": min(gaps) >= -TOLERANCE,
+        f"(c) bytes over Deep Compression-best per seed {over}": max(over) <= 0,
+    }
+    said = pair_verdict(result, candidate, parts)
+    return f"{said} Model {bytes_:.0f} bytes against `{reference(result)}`'s {ref_bytes:.0f}."
 
 
 def seed_gaps(result: dict[str, Any], candidate: str) -> list[float] | None:
@@ -664,6 +714,15 @@ CHANGES = {
         "Small tensors and released layers as `max` treats them (`default`)",
         pairs=ALL_PAIRS,
         judge=small_tensors_verdict,
+        preset="default",
+    ),
+    "default-counts": Change(
+        "released layers clustered to their first code counts",
+        recluster_to_counts,
+        "default_recluster_counts",
+        "Released layers clustered again to their first code counts (`default`)",
+        pairs=ALL_PAIRS,
+        judge=promise_verdict,
         preset="default",
     ),
 }

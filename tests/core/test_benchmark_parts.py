@@ -471,6 +471,35 @@ def test_default_used_saves_bytes_on_every_pair_under_one_rule(monkeypatch):
     assert "(c) model 8010 bytes against 8000: missed" in bench.rule(larger)
 
 
+def test_default_counts_is_judged_on_accuracy_and_the_promise_per_seed(monkeypatch):
+    bench = _script(monkeypatch, "bench_max_change")
+    from weightless_core.config.presets import settings_for
+
+    change = bench.CHANGES["default-counts"]
+    base = settings_for("default")
+    assert change.apply(base) == base.with_(recluster_from="counts") != base
+    assert change.pairs == bench.ALL_PAIRS and change.preset == "default"
+
+    def runs(vals: list[float], sizes: list[int], dc: list[int]) -> list[dict]:
+        out = _val_runs(vals, 0)
+        for run, size, dc_size in zip(out, sizes, dc, strict=True):
+            run["weightless"]["weights_bytes"] = size
+            run["deep_compression"] = {"weights_bytes": dc_size}
+        return out
+
+    name = change.name
+    pair = {"change": name, "reference": "default", "arch": "lenet-300-100", "dataset": "mnist"}
+    ref = runs([87.5, 87.6, 87.6], [6_000, 6_010, 6_020], [6_040, 6_000, 6_020])
+    kept = pair | {"runs": {"default": ref, name: runs([87.5, 87.6, 87.55], [6_040] * 3,
+                                                      [6_040, 6_040, 6_041])}}  # fmt: skip
+    said = bench.rule(kept)
+    assert said.startswith("**adopt** on this pair: (a) mean validation -0.02 (>= -0.05)")
+    assert "per seed [0, 0, -1]: met" in said and "6040 bytes against `default`'s 6010" in said
+    broken = kept | {"runs": {"default": ref, name: runs([87.5] * 3, [6_040] * 3, [6_039] * 3)}}
+    assert "(c) bytes over Deep Compression-best per seed [1, 1, 1]: missed" in bench.rule(broken)
+    assert bench.rule(broken).startswith("**keep default's**")
+
+
 def test_thin_trades_accuracy_for_fc1s_ratio_under_its_own_rule(monkeypatch):
     bench = _script(monkeypatch, "bench_max_change")
     name = bench.CHANGES["thin"].name

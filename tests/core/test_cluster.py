@@ -3,13 +3,22 @@ pruned-weight case sign-aware starts fix, refusals."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from weightless_core.errors import InvalidInputError
-from weightless_core.method.cluster import INITS, assign_codes, kmeans_1d, linear_init, sign_init
+from weightless_core.method.cluster import (
+    INITS,
+    assign_codes,
+    cluster_to_counts,
+    kmeans_1d,
+    linear_init,
+    sign_init,
+)
 
 
 def test_hand_checked_toy_case() -> None:
@@ -144,3 +153,27 @@ def test_refusals() -> None:
         kmeans_1d(np.array([1.0, 2.0]), 2, start=np.array([0.0, 1.0, 2.0]))
     with pytest.raises(InvalidInputError, match="start must be 2 finite centroids"):
         kmeans_1d(np.array([1.0, 2.0]), 2, start=np.array([0.0, np.nan]))
+
+
+def test_clustering_to_counts_fills_each_code_with_its_old_share_in_order():
+    rng = np.random.default_rng(4)
+    values = rng.normal(size=200)
+    previous = np.array([0.5, -1.0, 2.0, 0.0])  # codes ordered by these, not by index
+    counts = np.array([60, 50, 0, 90])
+    centroids, codes = cluster_to_counts(values, counts, previous)
+    assert np.bincount(codes, minlength=4).tolist() == counts.tolist()
+    assert centroids[2] == np.float32(2.0)  # empty: keeps its previous centroid
+    order = [1, 3, 0]  # ascending old centroids among the used codes
+    runs = [values[codes == c] for c in order]
+    assert all(a.max() <= b.min() for a, b in itertools.pairwise(runs))
+    for c, run in zip(order, runs, strict=True):
+        assert centroids[c] == pytest.approx(run.mean(), abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("counts", "message"),
+    [([1, 2], "counts must be 3"), ([5, -1, 6], "non-negative"), ([1, 1, 1], "not the 10")],
+)
+def test_clustering_to_counts_refuses_sizes_that_do_not_fit(counts, message):
+    with pytest.raises(InvalidInputError, match=message):
+        cluster_to_counts(np.arange(10.0), np.array(counts), np.array([0.0, 1.0, 2.0]))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from weightless_core.baselines.deep_compression import DeepCompressedLayer
 from weightless_core.config.settings import CompressionSettings
 from weightless_core.errors import DataError, InvalidInputError
 from weightless_core.fileformat import load, load_into, metadata_nbytes, read_model
@@ -137,6 +138,41 @@ def test_shared_mode_keeps_later_layers_codebooks(fashion_small, trained_state):
     )
     assert not any("re-clustering" in e.message for e in events)
     assert result.report.accuracy["final"] is not None
+
+
+def test_released_layers_clustered_to_their_counts_cost_the_baselines_bytes(
+    fashion_small, trained_state, monkeypatch
+):
+    """``recluster_from="counts"``: no second k-means; each released layer, retrained and
+    clustered again, is stored as Deep Compression in exactly the bytes the baseline paid for
+    its first clustering, so hybrid storage is never larger than Deep Compression-best."""
+    import weightless_core.method.pipeline as pipeline
+
+    calls: list[int] = []
+    real = pipeline.kmeans_1d
+
+    def kmeans_1d(values, k, **options):
+        calls.append(k)
+        return real(values, k, **options)
+
+    monkeypatch.setattr(pipeline, "kmeans_1d", kmeans_1d)
+    model = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
+    model.load_state_dict(trained_state)
+    small = fashion_small.subset(600, 200, seed=3)
+    settings = FAST.with_(prune_steps=1, hybrid=True, recluster_from="counts")
+    result = compress(model, small, settings)
+    assert len(calls) == 3  # the first clusterings only
+    report = result.report
+    assert report.baseline is not None
+    ours = {row.name: row for row in report.weight_rows}
+    theirs = {row.name: row for row in report.baseline.weight_rows}
+    for name in ("fc2.weight", "fc3.weight"):  # released after fc1, whatever stored it
+        assert isinstance(result.entries[name], DeepCompressedLayer)
+        assert ours[name].paper_bytes == theirs[name].paper_bytes
+    assert sum(r.payload_bytes for r in ours.values()) <= sum(
+        r.payload_bytes for r in theirs.values()
+    )
+    assert report.accuracy["final"] is not None and report.accuracy["final"] > 50
 
 
 @pytest.mark.parametrize("start", ["scratch", "previous", "used"])

@@ -22,7 +22,7 @@ WEIGHTLESS_ONLY = ("weightless",)
 STRUCTURE_NAMES = ("bloomier", "fuse3", "fuse4", "ribbon")  # retrieval.STRUCTURES, in order
 AUTO = "auto"  # the smallest structure per layer
 CLUSTER_INITS = ("linear", "sign")  # where k-means starts (method.cluster)
-RECLUSTER_STARTS = ("scratch", "previous", "used")  # where a second k-means starts
+RECLUSTER_STARTS = ("scratch", "previous", "used", "counts")  # how a layer clusters again
 MAX_R = 8  # bits per cluster code the file format holds
 MAX_T = 32  # bits per table cell the file format holds
 SEARCH_SECONDS = 600.0  # default time budget of the accuracy-budget search
@@ -151,8 +151,9 @@ SETTINGS: tuple[Setting, ...] = (
        choices=("recluster", "shared"), scope="library", **_W),
     _s("recluster_from", str, "scratch",
        "where a layer clustered again after an earlier table's errors starts k-means: scratch "
-       "(as cluster_init), previous (its first clustering's centroids) or used (only those "
-       "that held weights: no more codes in use than it had)",
+       "(as cluster_init), previous (its first clustering's centroids), used (only those "
+       "that held weights: no more codes in use than it had) or counts (no k-means: each "
+       "code keeps as many weights as it had, so Deep Compression stores it in as many bytes)",
        choices=RECLUSTER_STARTS, scope="library", **_W),
     _s("finetune_codebooks", bool, True,
        "keep training an encoded layer's centroids after encoding it", **_W),

@@ -83,7 +83,10 @@ class CompressionSettings:
     entries). After magnitude pruning a first clustering leaves some codes unused (no weight
     near zero); the second, on retrained weights, fills them (from ``"previous"`` too, as
     LeNet-5 measured), and the higher code entropy costs bytes where the layer is stored as
-    Deep Compression; ``"used"`` keeps the layer to the codes it had.
+    Deep Compression; ``"used"`` keeps the layer to the codes it had. ``"counts"`` runs no
+    k-means: the retrained weights, sorted, fill each code with as many weights as the first
+    clustering gave it, so the codes' histogram, and with the unchanged mask every byte of
+    Deep Compression's encoding, is what the baseline stored for the layer.
 
     ``method="deep-compression"`` runs the same pruning and clustering and then stores each layer
     as Deep Compression does (relative-gap CSR + Huffman) instead of encoding it; ``t`` and the

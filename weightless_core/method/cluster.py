@@ -7,6 +7,10 @@ can end empty: LeNet-5's conv layers used 6 of 8 codes. ``init="sign"`` spreads 
 over each sign's own range instead, shared out by how many weights each sign holds, which keeps
 the large weights covered and puts no centroid in the gap. Lloyd iterations on sorted 1-D data
 need only boundaries between neighbouring centroids: O(n log k) per pass.
+
+``cluster_to_counts`` clusters again without k-means: each code keeps exactly as many weights
+as an earlier clustering gave it, so a coder of the codes' histogram (Deep Compression's
+Huffman codes) costs what it did.
 """
 
 from __future__ import annotations
@@ -65,6 +69,41 @@ def kmeans_1d(
             break
         centroids = new
     return centroids.astype(np.float32), assign_codes(x, centroids.astype(np.float32))
+
+
+def cluster_to_counts(
+    values: np.ndarray, counts: np.ndarray, previous: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster 1-D ``values`` (n,) so that code ``i`` holds exactly ``counts[i]`` of them.
+
+    ``previous`` ((k,) centroids of the clustering ``counts`` came from) orders the codes: the
+    sorted values fill them in the order of their old centroids, the smallest values the code
+    whose centroid was smallest. With the sizes fixed, contiguous runs of the sorted values are
+    the assignment of least squared error. Each code's centroid is its values' mean; a code
+    with none keeps its previous centroid (a valid, unused code, as in ``kmeans_1d``).
+    Returns ``(centroids (k,) float32, codes (n,) int64)``.
+    """
+    x = np.asarray(values, dtype=np.float64).ravel()
+    counts = np.asarray(counts, dtype=np.int64).ravel()
+    previous = np.asarray(previous, dtype=np.float64).ravel()
+    if counts.shape != previous.shape or np.any(counts < 0):
+        raise InvalidInputError(
+            f"counts must be {previous.size} non-negative sizes, got {counts.tolist()}"
+        )
+    if int(counts.sum()) != x.size:
+        raise InvalidInputError(f"counts sum to {int(counts.sum())}, not the {x.size} values")
+    if not np.all(np.isfinite(x)):
+        raise InvalidInputError("weights to cluster hold NaN or Inf")
+    rank = np.argsort(x, kind="stable")
+    by_centroid = np.argsort(previous, kind="stable")
+    edges = np.concatenate([[0], np.cumsum(counts[by_centroid])])
+    codes = np.empty(x.size, dtype=np.int64)
+    centroids = previous.copy()
+    for code, lo, hi in zip(by_centroid, edges[:-1], edges[1:], strict=True):
+        codes[rank[lo:hi]] = code
+        if hi > lo:
+            centroids[code] = x[rank[lo:hi]].mean()
+    return centroids.astype(np.float32), codes
 
 
 def linear_init(x: np.ndarray, k: int) -> np.ndarray:

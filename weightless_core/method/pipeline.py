@@ -29,7 +29,7 @@ from weightless_core.baselines.strongest import (
 from weightless_core.config.settings import CompressionSettings
 from weightless_core.errors import DataError, InvalidInputError
 from weightless_core.io.data import Dataset
-from weightless_core.method.cluster import kmeans_1d
+from weightless_core.method.cluster import cluster_to_counts, kmeans_1d
 from weightless_core.method.layer import EncodedLayer, encode_layer
 from weightless_core.method.model_fit import check_fit, tied_notes
 from weightless_core.method.objective import (
@@ -225,6 +225,7 @@ class _Run:
         self.generator = torch.Generator().manual_seed(settings.seed)
         self.recluster = settings.later_layers == "recluster"
         self.first_centroids: dict[str, np.ndarray] = {}  # of layers released to train freely
+        self.first_counts: dict[str, np.ndarray] = {}  # their codes' sizes then ("counts")
         self.weightless = settings.method == "weightless"
         self.baseline: dict[str, DeepCompressedLayer] = {}
         self.bounds: dict[str, float] = {}  # sparse-index bound (bits) of each clustered layer
@@ -401,10 +402,13 @@ class _Run:
         start = None
         if self.settings.recluster_from != "scratch":
             start = self.first_centroids.get(name)
-        centroids, codes = kmeans_1d(
-            values, k if start is None else start.size, seed=self.settings.seed,
-            init=self.settings.cluster_init, start=start,
-        )  # fmt: skip
+        if name in self.first_counts:  # "counts": each code as many weights as it had
+            centroids, codes = cluster_to_counts(values, self.first_counts[name], start)
+        else:
+            centroids, codes = kmeans_1d(
+                values, k if start is None else start.size, seed=self.settings.seed,
+                init=self.settings.cluster_init, start=start,
+            )  # fmt: skip
         if centroids.size < k:  # the codes the first clustering left unused stay unused
             centroids = np.concatenate([centroids, np.full(k - centroids.size, centroids[-1])])
         full = torch.zeros(c.mask.shape, dtype=torch.uint8)  # r <= 8: one byte per position
@@ -478,6 +482,8 @@ class _Run:
                     c = self.constraints[later]
                     if c.centroids is not None:  # still its first clustering
                         self.first_centroids[later] = self._first_start(c)
+                        if self.settings.recluster_from == "counts":
+                            self.first_counts[later] = self._code_counts(later, c)
                     self.constraints[later] = self._noisy(later, Constraint(c.param, mask=c.mask))
                     released.add(later)
             if exact:
@@ -497,6 +503,12 @@ class _Run:
             return centroids
         assert c.codes is not None
         return centroids[torch.unique(c.codes[c.mask]).cpu().numpy()]
+
+    def _code_counts(self, name: str, c: Constraint) -> np.ndarray:
+        """How many of ``name``'s kept weights each of its codes holds."""
+        assert c.codes is not None and c.mask is not None
+        k = 1 << self.plans[name].r
+        return np.bincount(c.codes[c.mask].cpu().numpy(), minlength=k)
 
     def _exact(self, name: str) -> bool:
         """Whether ``name`` decodes to its clustered weights exactly: stored as Deep Compression,
@@ -812,6 +824,7 @@ class _Run:
         self.plans = {n: settings.plan(n, numel) for n, numel in self.sizes.items()}
         self.recluster = settings.later_layers == "recluster"
         self.first_centroids = {}
+        self.first_counts = {}
         self.encoded = {}
         self.layer_accuracy = {}
 
