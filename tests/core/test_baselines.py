@@ -14,6 +14,7 @@ from weightless_core.baselines.strongest import (
     binary_entropy,
     code_entropy,
     deep_compress_best,
+    deep_compression_bits,
     entropy_bound_bits,
     live_grid_bound_bits,
     sparse_index_bound_bits,
@@ -52,6 +53,15 @@ def test_width_costs_from_histograms_are_the_encoded_streams_lengths(density: fl
     for b in range(1, 13):
         layer = deep_compress(w, r=3, codebook=cb, codes=codes, index_bits=b)
         assert coded_bits(positions, values, 8, b) == layer.code_bits + layer.gap_bits
+
+
+def test_deep_compression_bits_are_the_best_widths_codes_and_gaps():
+    w, cb, codes = _clustered((120, 150), 0.03, r=3, seed=5)
+    positions = np.flatnonzero(w.ravel())
+    best = deep_compress_best(w, r=3, codebook=cb, codes=codes)
+    assert deep_compression_bits(positions, codes.ravel()[positions], 8) == (
+        best.code_bits + best.gap_bits
+    )
 
 
 def test_best_width_beats_the_papers_fixed_width_at_high_sparsity():

@@ -479,6 +479,9 @@ def test_default_counts_is_judged_on_accuracy_and_the_promise_per_seed(monkeypat
     base = settings_for("default")
     assert change.apply(base) == base.with_(recluster_from="counts") != base
     assert change.pairs == bench.ALL_PAIRS and change.preset == "default"
+    capped = bench.CHANGES["default-capped"]
+    assert capped.apply(base) == base.with_(recluster_from="capped")
+    assert capped.judge is change.judge and capped.pairs == change.pairs
 
     def runs(vals: list[float], sizes: list[int], dc: list[int]) -> list[dict]:
         out = _val_runs(vals, 0)

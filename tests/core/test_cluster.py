@@ -14,10 +14,13 @@ from weightless_core.errors import InvalidInputError
 from weightless_core.method.cluster import (
     INITS,
     assign_codes,
+    capped_kmeans,
     cluster_to_counts,
     kmeans_1d,
     linear_init,
+    rate_constrained_kmeans,
     sign_init,
+    squared_error,
 )
 
 
@@ -177,3 +180,36 @@ def test_clustering_to_counts_fills_each_code_with_its_old_share_in_order():
 def test_clustering_to_counts_refuses_sizes_that_do_not_fit(counts, message):
     with pytest.raises(InvalidInputError, match=message):
         cluster_to_counts(np.arange(10.0), np.array(counts), np.array([0.0, 1.0, 2.0]))
+
+
+def _entropy(codes: np.ndarray) -> float:
+    p = np.bincount(codes) / codes.size
+    p = p[p > 0]
+    return float(-(p * np.log2(p)).sum())
+
+
+def test_rate_constrained_kmeans_trades_error_for_entropy():
+    rng = np.random.default_rng(7)
+    values = np.concatenate([rng.normal(-1, 0.3, 300), rng.normal(1, 0.3, 60)])
+    start, _ = kmeans_1d(values, 8)
+    plain = rate_constrained_kmeans(values, start[::-1], 0.0)  # any order of ``start``
+    np.testing.assert_array_equal(np.sort(plain[0]), np.sort(kmeans_1d(values, 8, start=start)[0]))
+    weights = (0.0, 0.01, 0.05, 0.3)
+    runs = [rate_constrained_kmeans(values, start, w) for w in weights]
+    entropies = [_entropy(codes) for _, codes in runs]
+    errors = [squared_error(values, *run) for run in runs]
+    assert entropies == sorted(entropies, reverse=True) and entropies[-1] < entropies[0] - 0.5
+    assert errors == sorted(errors)
+    assert np.unique(runs[-1][1]).size < 8  # rare codes emptied, their centroids kept
+    assert runs[-1][0].shape == (8,) and np.all(np.isfinite(runs[-1][0]))
+
+
+def test_capped_kmeans_finds_the_least_penalty_that_fits_or_none():
+    rng = np.random.default_rng(8)
+    values = rng.normal(size=500)
+    start, codes = kmeans_1d(values, 8)
+    budget = _entropy(codes) - 0.4
+    centroids, capped = capped_kmeans(values, start, lambda c: _entropy(c) <= budget)
+    assert _entropy(capped) <= budget
+    assert squared_error(values, centroids, capped) > squared_error(values, start, codes)
+    assert capped_kmeans(values, start, lambda c: False) is None

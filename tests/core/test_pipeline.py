@@ -175,6 +175,37 @@ def test_released_layers_clustered_to_their_counts_cost_the_baselines_bytes(
     assert report.accuracy["final"] is not None and report.accuracy["final"] > 50
 
 
+def test_released_layers_capped_at_the_baselines_bytes_cluster_from_scratch_below_it(
+    fashion_small, trained_state, monkeypatch
+):
+    """``recluster_from="capped"``: k-means from scratch again, kept where Deep Compression
+    stores it in no more bytes than the first clustering; where not, a clustering that does."""
+    import weightless_core.method.pipeline as pipeline
+
+    starts: list[object] = []
+    real = pipeline.kmeans_1d
+
+    def kmeans_1d(values, k, **options):
+        starts.append(options.get("start"))
+        return real(values, k, **options)
+
+    monkeypatch.setattr(pipeline, "kmeans_1d", kmeans_1d)
+    model = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
+    model.load_state_dict(trained_state)
+    small = fashion_small.subset(600, 200, seed=3)
+    settings = FAST.with_(prune_steps=1, hybrid=True, recluster_from="capped")
+    result = compress(model, small, settings)
+    assert starts == [None] * 5  # the first clusterings, then fc2 and fc3 from scratch
+    report = result.report
+    assert report.baseline is not None
+    ours = {row.name: row.paper_bytes for row in report.weight_rows}
+    theirs = {row.name: row.paper_bytes for row in report.baseline.weight_rows}
+    for name in ("fc2.weight", "fc3.weight"):
+        assert isinstance(result.entries[name], DeepCompressedLayer)
+        assert ours[name] <= theirs[name]
+    assert report.accuracy["final"] is not None and report.accuracy["final"] > 50
+
+
 @pytest.mark.parametrize("start", ["scratch", "previous", "used"])
 def test_a_released_layer_clusters_again_from_where_recluster_from_says(
     fashion_small, trained_state, monkeypatch, start

@@ -64,6 +64,14 @@ def deep_compress_best(
     return encode_entries(w.shape, r, best, cb, positions, values)
 
 
+def deep_compression_bits(
+    positions: np.ndarray, codes: np.ndarray, k: int, widths: tuple[int, ...] = INDEX_BITS_SEARCHED
+) -> int:
+    """The bits ``deep_compress_best`` spends on codes and gaps (its codebook aside) for kept
+    weights at sorted flat ``positions`` with ``codes`` (< ``k``), from histograms alone."""
+    return min(coded_bits(positions, codes, k, b) for b in widths)
+
+
 def binary_entropy(p: float) -> float:
     """``H(p)`` in bits (0 at 0 and 1)."""
     if not 0.0 <= p <= 1.0:

@@ -22,7 +22,7 @@ WEIGHTLESS_ONLY = ("weightless",)
 STRUCTURE_NAMES = ("bloomier", "fuse3", "fuse4", "ribbon")  # retrieval.STRUCTURES, in order
 AUTO = "auto"  # the smallest structure per layer
 CLUSTER_INITS = ("linear", "sign")  # where k-means starts (method.cluster)
-RECLUSTER_STARTS = ("scratch", "previous", "used", "counts")  # how a layer clusters again
+RECLUSTER_STARTS = ("scratch", "previous", "used", "counts", "capped")  # clustering again
 MAX_R = 8  # bits per cluster code the file format holds
 MAX_T = 32  # bits per table cell the file format holds
 SEARCH_SECONDS = 600.0  # default time budget of the accuracy-budget search
@@ -152,8 +152,10 @@ SETTINGS: tuple[Setting, ...] = (
     _s("recluster_from", str, "scratch",
        "where a layer clustered again after an earlier table's errors starts k-means: scratch "
        "(as cluster_init), previous (its first clustering's centroids), used (only those "
-       "that held weights: no more codes in use than it had) or counts (no k-means: each "
-       "code keeps as many weights as it had, so Deep Compression stores it in as many bytes)",
+       "that held weights: no more codes in use than it had), counts (no k-means: each "
+       "code keeps as many weights as it had, so Deep Compression stores it in as many bytes) "
+       "or capped (scratch, unless Deep Compression would store that in more bytes than the "
+       "first clustering: then the nearer of counts and k-means with an entropy penalty)",
        choices=RECLUSTER_STARTS, scope="library", **_W),
     _s("finetune_codebooks", bool, True,
        "keep training an encoded layer's centroids after encoding it", **_W),

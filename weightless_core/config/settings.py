@@ -86,7 +86,10 @@ class CompressionSettings:
     Deep Compression; ``"used"`` keeps the layer to the codes it had. ``"counts"`` runs no
     k-means: the retrained weights, sorted, fill each code with as many weights as the first
     clustering gave it, so the codes' histogram, and with the unchanged mask every byte of
-    Deep Compression's encoding, is what the baseline stored for the layer.
+    Deep Compression's encoding, is what the baseline stored for the layer. ``"capped"`` keeps
+    k-means from scratch where Deep Compression stores it in no more bits than the first
+    clustering, and otherwise takes the nearer to the weights of two that fit: ``"counts"``,
+    or entropy-constrained k-means at the least rate weight that fits (``method.cluster``).
 
     ``method="deep-compression"`` runs the same pruning and clustering and then stores each layer
     as Deep Compression does (relative-gap CSR + Huffman) instead of encoding it; ``t`` and the

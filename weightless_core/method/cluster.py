@@ -10,10 +10,14 @@ need only boundaries between neighbouring centroids: O(n log k) per pass.
 
 ``cluster_to_counts`` clusters again without k-means: each code keeps exactly as many weights
 as an earlier clustering gave it, so a coder of the codes' histogram (Deep Compression's
-Huffman codes) costs what it did.
+Huffman codes) costs what it did. ``capped_kmeans`` is entropy-constrained k-means (Chou,
+Lookabaugh and Gray, 1989): a code's length in bits, weighted, is added to each distance, so
+the codes' entropy falls as far as a byte budget needs and no further.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -104,6 +108,75 @@ def cluster_to_counts(
         if hi > lo:
             centroids[code] = x[rank[lo:hi]].mean()
     return centroids.astype(np.float32), codes
+
+
+def rate_constrained_kmeans(
+    values: np.ndarray, start: np.ndarray, weight: float, *, max_iter: int = 50
+) -> tuple[np.ndarray, np.ndarray]:
+    """Entropy-constrained k-means from ``start`` ((k,) centroids): each value goes to the code
+    of least squared distance plus ``weight`` times the code's length, ``-log2`` of its share of
+    the values; then each used centroid moves to its values' mean. ``weight=0`` is Lloyd's
+    k-means. With a weight, a code that empties costs infinitely many bits and stays empty (its
+    centroid kept, a valid unused code). Returns ``(centroids (k,) float32, codes (n,) int64)``."""
+    x = np.asarray(values, dtype=np.float64).ravel()
+    centroids = np.asarray(start, dtype=np.float64).ravel().copy()
+    k = centroids.size
+    codes = assign_codes(x, np.sort(centroids))
+    codes = np.argsort(centroids, kind="stable")[codes]  # ``start`` need not be ascending
+    for _ in range(max_iter):
+        counts = np.bincount(codes, minlength=k)
+        share = np.maximum(counts, 1) / x.size
+        empty = np.inf if weight > 0 else 0.0  # Lloyd's k-means lets an empty code refill
+        penalty = np.where(counts > 0, -weight * np.log2(share), empty)
+        new = np.empty_like(codes)
+        for lo in range(0, x.size, 1 << 16):  # bounded memory: a chunk of values x k codes
+            part = x[lo : lo + (1 << 16), None]
+            new[lo : lo + part.shape[0]] = np.argmin((part - centroids) ** 2 + penalty, axis=1)
+        counts = np.bincount(new, minlength=k)
+        sums = np.bincount(new, weights=x, minlength=k)
+        centroids = np.where(counts > 0, sums / np.maximum(counts, 1), centroids)
+        if np.array_equal(new, codes):
+            break
+        codes = new
+    return centroids.astype(np.float32), codes
+
+
+def capped_kmeans(
+    values: np.ndarray,
+    start: np.ndarray,
+    fits: Callable[[np.ndarray], bool],
+    *,
+    steps: int = 12,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``rate_constrained_kmeans`` from ``start`` at the smallest weight (to ``steps`` halvings)
+    whose codes ``fits`` accepts, the caller's byte budget; ``None`` if no weight up to 2**40
+    times the values' variance makes them fit. Deterministic, like everything it calls."""
+    x = np.asarray(values, dtype=np.float64).ravel()
+    unit = float(np.var(x)) or 1.0
+    low, high = 0.0, unit * 1e-4
+    found = None
+    for _ in range(54):  # 1e-4 .. about 2**40 times the variance
+        trial = rate_constrained_kmeans(x, start, high)
+        if fits(trial[1]):
+            found = trial
+            break
+        low, high = high, high * 2
+    if found is None:
+        return None
+    for _ in range(steps):
+        middle = (low + high) / 2
+        trial = rate_constrained_kmeans(x, start, middle)
+        if fits(trial[1]):
+            high, found = middle, trial
+        else:
+            low = middle
+    return found
+
+
+def squared_error(values: np.ndarray, centroids: np.ndarray, codes: np.ndarray) -> float:
+    """Sum of squared distances of ``values`` to the centroids of their codes."""
+    x = np.asarray(values, dtype=np.float64).ravel()
+    return float(np.sum((x - np.asarray(centroids, dtype=np.float64)[codes]) ** 2))
 
 
 def linear_init(x: np.ndarray, k: int) -> np.ndarray:

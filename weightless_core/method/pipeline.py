@@ -23,13 +23,19 @@ from weightless_core import fileformat
 from weightless_core.baselines.deep_compression import DeepCompressedLayer
 from weightless_core.baselines.strongest import (
     deep_compress_best,
+    deep_compression_bits,
     entropy_bound_bits,
     sparse_index_bound_bits,
 )
 from weightless_core.config.settings import CompressionSettings
 from weightless_core.errors import DataError, InvalidInputError
 from weightless_core.io.data import Dataset
-from weightless_core.method.cluster import cluster_to_counts, kmeans_1d
+from weightless_core.method.cluster import (
+    capped_kmeans,
+    cluster_to_counts,
+    kmeans_1d,
+    squared_error,
+)
 from weightless_core.method.layer import EncodedLayer, encode_layer
 from weightless_core.method.model_fit import check_fit, tied_notes
 from weightless_core.method.objective import (
@@ -399,16 +405,19 @@ class _Run:
         c = self.constraints[name]
         k = 1 << self.plans[name].r
         values = self.params[name].detach()[c.mask].cpu().numpy()
-        start = None
-        if self.settings.recluster_from != "scratch":
-            start = self.first_centroids.get(name)
-        if name in self.first_counts:  # "counts": each code as many weights as it had
-            centroids, codes = cluster_to_counts(values, self.first_counts[name], start)
+        how = self.settings.recluster_from
+        start = self.first_centroids.get(name) if how in ("previous", "used") else None
+        if name in self.first_counts and how == "counts":  # each code as many as it had
+            centroids, codes = cluster_to_counts(
+                values, self.first_counts[name], self.first_centroids[name]
+            )
         else:
             centroids, codes = kmeans_1d(
                 values, k if start is None else start.size, seed=self.settings.seed,
                 init=self.settings.cluster_init, start=start,
             )  # fmt: skip
+            if name in self.first_counts:  # "capped": in no more bytes than the first
+                centroids, codes = self._within_first_bytes(name, values, centroids, codes)
         if centroids.size < k:  # the codes the first clustering left unused stay unused
             centroids = np.concatenate([centroids, np.full(k - centroids.size, centroids[-1])])
         full = torch.zeros(c.mask.shape, dtype=torch.uint8)  # r <= 8: one byte per position
@@ -482,7 +491,7 @@ class _Run:
                     c = self.constraints[later]
                     if c.centroids is not None:  # still its first clustering
                         self.first_centroids[later] = self._first_start(c)
-                        if self.settings.recluster_from == "counts":
+                        if self.settings.recluster_from in ("counts", "capped"):
                             self.first_counts[later] = self._code_counts(later, c)
                     self.constraints[later] = self._noisy(later, Constraint(c.param, mask=c.mask))
                     released.add(later)
@@ -503,6 +512,33 @@ class _Run:
             return centroids
         assert c.codes is not None
         return centroids[torch.unique(c.codes[c.mask]).cpu().numpy()]
+
+    def _within_first_bytes(
+        self, name: str, values: np.ndarray, centroids: np.ndarray, codes: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``recluster_from="capped"``: k-means's clustering of a released layer if Deep
+        Compression stores it in no more bits than the layer's first clustering (the baseline's
+        bytes), else whichever of two that do is nearer the weights (least squared error): the
+        first clustering's code counts, or entropy-constrained k-means from k-means's centroids
+        at the least rate weight that fits. Positions are the unchanged mask's, so only the
+        codes' histogram moves the bits."""
+        mask = self.constraints[name].mask
+        assert mask is not None
+        positions = np.flatnonzero(mask.cpu().numpy())
+        k = 1 << self.plans[name].r
+        counts = self.first_counts[name]
+        budget = deep_compression_bits(positions, np.repeat(np.arange(k), counts), k)
+
+        def fits(trial: np.ndarray) -> bool:
+            return deep_compression_bits(positions, trial, k) <= budget
+
+        if fits(codes):
+            return centroids, codes
+        options = [cluster_to_counts(values, counts, self.first_centroids[name])]
+        capped = capped_kmeans(values, centroids, fits)
+        if capped is not None:
+            options.append(capped)
+        return min(options, key=lambda option: squared_error(values, *option))
 
     def _code_counts(self, name: str, c: Constraint) -> np.ndarray:
         """How many of ``name``'s kept weights each of its codes holds."""
