@@ -3,7 +3,7 @@
 * ``paper``: the recipe of Reagen et al. as the paper describes it: Deep Compression's pruning
   level (8 % kept) and 16 clusters, t = 9 (where the paper's t curve flattens), Bloomier tables,
   encoded layers frozen (codebooks included), later layers retrained between encodings.
-* ``default``: quick, and never larger than Deep Compression on the same weights: every layer
+* ``default``: quick, each layer no larger than Deep Compression of its weights: every layer
   is stored as its table or as Deep Compression, whichever is smaller (``hybrid``), in the
   smallest retrieval structure (``structure="auto"``); the largest layers are pruned far enough
   and stored at a small enough t that their tables can win.
