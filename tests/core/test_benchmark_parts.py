@@ -503,6 +503,25 @@ def test_default_counts_is_judged_on_accuracy_and_the_promise_per_seed(monkeypat
     assert bench.rule(broken).startswith("**keep default's**")
 
 
+def test_default_stem_shared_encodes_conv1_and_keeps_it_out_of_the_release(monkeypatch):
+    bench = _script(monkeypatch, "bench_max_change")
+    from weightless_core.config.presets import settings_for
+
+    change = bench.CHANGES["default-stem-shared"]
+    base = settings_for("default")
+    changed = change.apply(base)
+    assert change.pairs == bench.Change.pairs and change.preset == "default"
+    assert changed == bench.CHANGES["default-stem"].apply(base).with_(shared_below=1_000)
+    assert (base.shared_below, base.min_elements) == (0, 1_000)
+    assert (changed.min_elements, changed.plan("conv1.weight", 500).sparsity) == (400, 0.0)
+    # every other benchmark tensor keeps its plan, and none of them falls under shared_below
+    sizes = {"conv2": 25_000, "fc1": 400_000, "fc2": 5_000, "lenet300.fc1": 235_200}
+    sizes |= {"lenet300.fc2": 30_000, "lenet300.fc3": 1_000}
+    assert all(changed.plan(n, size) == base.plan(n, size) for n, size in sizes.items())
+    assert min(sizes.values()) >= changed.shared_below
+    assert change.judge is bench.small_tensors_verdict
+
+
 def test_thin_trades_accuracy_for_fc1s_ratio_under_its_own_rule(monkeypatch):
     bench = _script(monkeypatch, "bench_max_change")
     name = bench.CHANGES["thin"].name

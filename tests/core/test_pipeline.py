@@ -206,6 +206,41 @@ def test_released_layers_capped_at_the_baselines_bytes_cluster_from_scratch_belo
     assert report.accuracy["final"] is not None and report.accuracy["final"] > 50
 
 
+def test_a_layer_under_shared_below_keeps_its_clustering_when_others_are_released(
+    fashion_small, trained_state, monkeypatch
+):
+    """``shared_below``: fc3 (1,000 elements) is not released by fc1's false positives; it keeps
+    its codes, trains its centroids, and costs the baseline's bytes; fc2 is released as ever."""
+    import weightless_core.method.pipeline as pipeline
+
+    clustered: list[int] = []
+    real = pipeline.kmeans_1d
+
+    def kmeans_1d(values, k, **options):
+        clustered.append(values.size)
+        return real(values, k, **options)
+
+    monkeypatch.setattr(pipeline, "kmeans_1d", kmeans_1d)
+    model = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
+    model.load_state_dict(trained_state)
+    small = fashion_small.subset(600, 200, seed=3)
+    events: list[Progress] = []
+    settings = FAST.with_(prune_steps=1, hybrid=True, shared_below=2_000)
+    result = compress(model, small, settings, progress=events.append)
+    assert len(clustered) == 4 and clustered[3] == clustered[1]  # fc2 (3,000 kept) again
+    stages = [(e.stage, e.message) for e in events if e.layer == "fc3.weight"]
+    assert ("cluster", "no re-clustering of fc3.weight: it kept its clustering (shared_below)") in (
+        stages
+    )
+    report = result.report
+    assert report.baseline is not None
+    ours = {row.name: row.paper_bytes for row in report.weight_rows}
+    theirs = {row.name: row.paper_bytes for row in report.baseline.weight_rows}
+    assert isinstance(result.entries["fc3.weight"], DeepCompressedLayer)
+    assert ours["fc3.weight"] == theirs["fc3.weight"]
+    assert report.accuracy["final"] is not None and report.accuracy["final"] > 50
+
+
 @pytest.mark.parametrize("start", ["scratch", "previous", "used"])
 def test_a_released_layer_clusters_again_from_where_recluster_from_says(
     fashion_small, trained_state, monkeypatch, start

@@ -185,6 +185,10 @@ SETTINGS: tuple[Setting, ...] = (
        "train layers that will be tables with simulated false positives", **_W),
     _s("retrain_after_lossless", bool, True,
        "retrain (and re-cluster) after a layer stored exactly (no false positive left)", **_W),
+    _s("shared_below", int, 0,
+       "layers of fewer elements keep their clustering (training only their centroids) when an "
+       "earlier layer's table releases the others to retrain freely and cluster again",
+       lo=0, hi=1 << 62, scope="library", **_W),
     _s("distill", float, 0.0, "weight of distillation from the dense model in retraining",
        **_FRACTION),
     _s("lr_schedule", str, "constant", "constant, or cosine (decay within each stage)",

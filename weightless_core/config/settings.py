@@ -140,6 +140,10 @@ class CompressionSettings:
     a table whose false positives were all vetoed): storing it changed no weight, so the layers
     after it keep their clustering (no re-clustering, which would cost them bits) unless an
     earlier layer's errors released them.
+    ``shared_below`` keeps layers of fewer elements out of that release: they keep their codes
+    and train only their centroids (``later_layers="shared"``, for them alone), so a small
+    layer every feature passes through (a conv stem) is not re-clustered from scratch after
+    one epoch of free training, and costs what the baseline's encoding of it costs.
 
     ``outputs`` says what a model returns, for a data set without labels (the model is then
     retrained to match its dense self): ``"logits"`` (class scores: KL divergence, top-1
@@ -167,6 +171,7 @@ class CompressionSettings:
     veto_rank: str = "fisher"
     fp_noise: bool = False
     retrain_after_lossless: bool = True
+    shared_below: int = 0
     unit_sparsity: float = 0.0
     column_sparsity: float | None = None
     outputs: str = "auto"

@@ -473,21 +473,31 @@ class _Run:
         and each is clustered again before it is encoded. Under ``retrain_after_lossless=False``
         a layer stored exactly (losslessly, or as a table left with no false positive) changed
         no weight: nothing retrains and nothing is released, so the layers after it keep their
-        first clustering, and cost what Deep Compression of the clustered weights costs."""
+        first clustering, and cost what Deep Compression of the clustered weights costs. Layers
+        of fewer than ``shared_below`` elements are never released: they keep their codes and
+        train only their centroids (weight sharing), as all do under ``later_layers="shared"``."""
         order = self.encode_sequence()
         released: set[str] = set()
+        kept: set[str] = set()  # too small to release (``shared_below``): weight sharing only
         for step, name in enumerate(order):
             if name in released:
                 self._share(name)
                 label = f"re-clustering {name} before encoding it"
                 self._train("cluster", self.settings.cluster_epochs, label, layer=name)
             elif self.recluster and step > 0:
-                why = f"no re-clustering of {name}: no weight before it changed"
+                why = f"no re-clustering of {name}: " + (
+                    "it kept its clustering (shared_below)"
+                    if name in kept
+                    else "no weight before it changed"
+                )
                 self._skip_epochs("cluster", self.settings.cluster_epochs, name, why)
             self._encode_one(self.targets.index(name), name)
             exact = self._exact(name) and not self.settings.retrain_after_lossless
             if self.recluster and not exact:  # later layers absorb the errors with all weights
                 for later in order[step + 1 :]:
+                    if self.sizes[later] < self.settings.shared_below:
+                        kept.add(later)  # keeps its codes; its centroids go on training
+                        continue
                     c = self.constraints[later]
                     if c.centroids is not None:  # still its first clustering
                         self.first_centroids[later] = self._first_start(c)
