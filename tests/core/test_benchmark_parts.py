@@ -520,6 +520,10 @@ def test_default_stem_shared_encodes_conv1_and_keeps_it_out_of_the_release(monke
     assert all(changed.plan(n, size) == base.plan(n, size) for n, size in sizes.items())
     assert min(sizes.values()) >= changed.shared_below
     assert change.judge is bench.small_tensors_verdict
+    sixteen = bench.CHANGES["default-stem-16"].apply(base)
+    assert sixteen.plan("conv1.weight", 500) == replace(changed.plan("conv1.weight", 500), r=4)
+    assert sixteen.with_(size_rules=changed.size_rules) == changed
+    assert all(sixteen.plan(n, size) == base.plan(n, size) for n, size in sizes.items())
 
 
 def test_thin_trades_accuracy_for_fc1s_ratio_under_its_own_rule(monkeypatch):
