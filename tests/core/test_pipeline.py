@@ -140,39 +140,45 @@ def test_shared_mode_keeps_later_layers_codebooks(fashion_small, trained_state):
     assert result.report.accuracy["final"] is not None
 
 
+def _released(fashion_small, trained_state, monkeypatch, progress=None, **changes):
+    """A small LeNet-300-100 run (hybrid, with ``changes``) whose fc1 table releases fc2 and
+    fc3: the result, each k-means call's (values clustered, start), and each weight tensor's
+    paper bytes against its baseline's."""
+    import weightless_core.method.pipeline as pipeline
+
+    calls: list[tuple[int, object]] = []
+    real = pipeline.kmeans_1d
+
+    def kmeans_1d(values, k, **options):
+        calls.append((values.size, options.get("start")))
+        return real(values, k, **options)
+
+    monkeypatch.setattr(pipeline, "kmeans_1d", kmeans_1d)
+    small = fashion_small.subset(600, 200, seed=3)
+    settings = FAST.with_(prune_steps=1, hybrid=True, **changes)
+    result = compress(_trained(trained_state), small, settings, progress=progress)
+    report = result.report
+    assert report.baseline is not None
+    assert report.accuracy["final"] is not None and report.accuracy["final"] > 50
+    theirs = {row.name: row.paper_bytes for row in report.baseline.weight_rows}
+    sizes = {row.name: (row.paper_bytes, theirs[row.name]) for row in report.weight_rows}
+    return result, calls, sizes
+
+
 def test_released_layers_clustered_to_their_counts_cost_the_baselines_bytes(
     fashion_small, trained_state, monkeypatch
 ):
     """``recluster_from="counts"``: no second k-means; each released layer, retrained and
     clustered again, is stored as Deep Compression in exactly the bytes the baseline paid for
     its first clustering, so hybrid storage is never larger than Deep Compression-best."""
-    import weightless_core.method.pipeline as pipeline
-
-    calls: list[int] = []
-    real = pipeline.kmeans_1d
-
-    def kmeans_1d(values, k, **options):
-        calls.append(k)
-        return real(values, k, **options)
-
-    monkeypatch.setattr(pipeline, "kmeans_1d", kmeans_1d)
-    model = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
-    model.load_state_dict(trained_state)
-    small = fashion_small.subset(600, 200, seed=3)
-    settings = FAST.with_(prune_steps=1, hybrid=True, recluster_from="counts")
-    result = compress(model, small, settings)
+    result, calls, sizes = _released(
+        fashion_small, trained_state, monkeypatch, recluster_from="counts"
+    )
     assert len(calls) == 3  # the first clusterings only
-    report = result.report
-    assert report.baseline is not None
-    ours = {row.name: row for row in report.weight_rows}
-    theirs = {row.name: row for row in report.baseline.weight_rows}
     for name in ("fc2.weight", "fc3.weight"):  # released after fc1, whatever stored it
         assert isinstance(result.entries[name], DeepCompressedLayer)
-        assert ours[name].paper_bytes == theirs[name].paper_bytes
-    assert sum(r.payload_bytes for r in ours.values()) <= sum(
-        r.payload_bytes for r in theirs.values()
-    )
-    assert report.accuracy["final"] is not None and report.accuracy["final"] > 50
+        assert sizes[name][0] == sizes[name][1]
+    assert sum(ours for ours, _ in sizes.values()) <= sum(base for _, base in sizes.values())
 
 
 def test_released_layers_capped_at_the_baselines_bytes_cluster_from_scratch_below_it(
@@ -180,30 +186,13 @@ def test_released_layers_capped_at_the_baselines_bytes_cluster_from_scratch_belo
 ):
     """``recluster_from="capped"``: k-means from scratch again, kept where Deep Compression
     stores it in no more bytes than the first clustering; where not, a clustering that does."""
-    import weightless_core.method.pipeline as pipeline
-
-    starts: list[object] = []
-    real = pipeline.kmeans_1d
-
-    def kmeans_1d(values, k, **options):
-        starts.append(options.get("start"))
-        return real(values, k, **options)
-
-    monkeypatch.setattr(pipeline, "kmeans_1d", kmeans_1d)
-    model = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
-    model.load_state_dict(trained_state)
-    small = fashion_small.subset(600, 200, seed=3)
-    settings = FAST.with_(prune_steps=1, hybrid=True, recluster_from="capped")
-    result = compress(model, small, settings)
-    assert starts == [None] * 5  # the first clusterings, then fc2 and fc3 from scratch
-    report = result.report
-    assert report.baseline is not None
-    ours = {row.name: row.paper_bytes for row in report.weight_rows}
-    theirs = {row.name: row.paper_bytes for row in report.baseline.weight_rows}
+    result, calls, sizes = _released(
+        fashion_small, trained_state, monkeypatch, recluster_from="capped"
+    )
+    assert [start for _, start in calls] == [None] * 5  # first clusterings, fc2, fc3 again
     for name in ("fc2.weight", "fc3.weight"):
         assert isinstance(result.entries[name], DeepCompressedLayer)
-        assert ours[name] <= theirs[name]
-    assert report.accuracy["final"] is not None and report.accuracy["final"] > 50
+        assert sizes[name][0] <= sizes[name][1]
 
 
 def test_a_layer_under_shared_below_keeps_its_clustering_when_others_are_released(
@@ -211,34 +200,18 @@ def test_a_layer_under_shared_below_keeps_its_clustering_when_others_are_release
 ):
     """``shared_below``: fc3 (1,000 elements) is not released by fc1's false positives; it keeps
     its codes, trains its centroids, and costs the baseline's bytes; fc2 is released as ever."""
-    import weightless_core.method.pipeline as pipeline
-
-    clustered: list[int] = []
-    real = pipeline.kmeans_1d
-
-    def kmeans_1d(values, k, **options):
-        clustered.append(values.size)
-        return real(values, k, **options)
-
-    monkeypatch.setattr(pipeline, "kmeans_1d", kmeans_1d)
-    model = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
-    model.load_state_dict(trained_state)
-    small = fashion_small.subset(600, 200, seed=3)
     events: list[Progress] = []
-    settings = FAST.with_(prune_steps=1, hybrid=True, shared_below=2_000)
-    result = compress(model, small, settings, progress=events.append)
+    result, calls, sizes = _released(
+        fashion_small, trained_state, monkeypatch, events.append, shared_below=2_000
+    )
+    clustered = [size for size, _ in calls]
     assert len(clustered) == 4 and clustered[3] == clustered[1]  # fc2 (3,000 kept) again
     stages = [(e.stage, e.message) for e in events if e.layer == "fc3.weight"]
     assert ("cluster", "no re-clustering of fc3.weight: it kept its clustering (shared_below)") in (
         stages
     )
-    report = result.report
-    assert report.baseline is not None
-    ours = {row.name: row.paper_bytes for row in report.weight_rows}
-    theirs = {row.name: row.paper_bytes for row in report.baseline.weight_rows}
     assert isinstance(result.entries["fc3.weight"], DeepCompressedLayer)
-    assert ours["fc3.weight"] == theirs["fc3.weight"]
-    assert report.accuracy["final"] is not None and report.accuracy["final"] > 50
+    assert sizes["fc3.weight"][0] == sizes["fc3.weight"][1]
 
 
 @pytest.mark.parametrize("start", ["scratch", "previous", "used"])
