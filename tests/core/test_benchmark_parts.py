@@ -351,6 +351,17 @@ def test_max_changes_change_what_they_say(monkeypatch):
     assert exit_.value.code == 2
 
 
+def _default_before_stem():
+    """`default` as it was before ``default-stem-16`` was adopted: tensors encoded from 1,000
+    elements, the small class at half kept and r=3, every later layer released."""
+    from weightless_core.config.presets import settings_for
+    from weightless_core.config.settings import SizeRule
+
+    now = settings_for("default")
+    rules = (SizeRule(1, sparsity=0.5, r=3, t=12), *now.size_rules[1:])
+    return now.with_(min_elements=1_000, shared_below=0, size_rules=rules)
+
+
 def _val_runs(vals: list[float], size: float) -> list[dict]:
     """Recorded runs of an arm, one per seed: final validation accuracy and model bytes."""
     return [{"weightless": {"val": v, "weights_bytes": size}} for v in vals]
@@ -379,7 +390,7 @@ def test_default_small_encodes_small_tensors_as_max_and_is_judged_per_pair(monke
     from weightless_core.config.presets import settings_for
 
     change = bench.CHANGES["default-small"]
-    base, chosen = settings_for("default"), settings_for("max")
+    base, chosen = _default_before_stem(), settings_for("max")
     changed = change.apply(base)
     assert change.preset == "default" and (base.min_elements, changed.min_elements) == (1000, 400)
     assert changed.min_elements == chosen.min_elements
@@ -420,9 +431,8 @@ def test_default_small_encodes_small_tensors_as_max_and_is_judged_per_pair(monke
 
 def test_default_head_and_stem_each_move_one_layer_of_default(monkeypatch):
     bench = _script(monkeypatch, "bench_max_change")
-    from weightless_core.config.presets import settings_for
 
-    base = settings_for("default")
+    base = _default_before_stem()
     head, stem = bench.CHANGES["default-head"], bench.CHANGES["default-stem"]
     assert head.preset == stem.preset == "default"
     assert [p[0] for p in head.pairs] == ["lenet-300-100"] * 2 and stem.pairs == bench.Change.pairs
@@ -508,7 +518,7 @@ def test_default_stem_shared_encodes_conv1_and_keeps_it_out_of_the_release(monke
     from weightless_core.config.presets import settings_for
 
     change = bench.CHANGES["default-stem-shared"]
-    base = settings_for("default")
+    base = _default_before_stem()
     changed = change.apply(base)
     assert change.pairs == bench.Change.pairs and change.preset == "default"
     assert changed == bench.CHANGES["default-stem"].apply(base).with_(shared_below=1_000)
@@ -524,6 +534,13 @@ def test_default_stem_shared_encodes_conv1_and_keeps_it_out_of_the_release(monke
     assert sixteen.plan("conv1.weight", 500) == replace(changed.plan("conv1.weight", 500), r=4)
     assert sixteen.with_(size_rules=changed.size_rules) == changed
     assert all(sixteen.plan(n, size) == base.plan(n, size) for n, size in sizes.items())
+    # adopted: `default` is ``default-stem-16`` now, and the three stem changes are refused
+    now = settings_for("default")
+    assert sixteen == now != base
+    for adopted in ("default-stem", "default-stem-shared", "default-stem-16"):
+        assert bench.CHANGES[adopted].apply(now) == now
+    with pytest.raises(SystemExit):
+        bench.main(["default-stem-16", "--quick", "--threads", "1"])
 
 
 def test_thin_trades_accuracy_for_fc1s_ratio_under_its_own_rule(monkeypatch):

@@ -189,14 +189,18 @@ def test_max_and_default_store_the_largest_layers_as_small_tables():
     ]
 
 
-def test_small_tensors_let_in_by_min_elements_keep_half_their_weights():
+def test_small_tensors_let_in_by_min_elements_are_never_pruned_far():
     """A 288-weight depthwise kernel must not get the global 92 % sparsity (it emptied whole
-    filters and took a depthwise model to chance); the largest tensors keep their own rules."""
-    for name, fc1_sparsity in (("max", 0.992), ("default", 0.99)):
+    filters and took a depthwise model to chance): `max` keeps half, `default` keeps all at 16
+    values and never releases it after a table; the largest tensors keep their own rules."""
+    for name, small, fc1_sparsity in (("max", (0.5, 3), 0.992), ("default", (0.0, 4), 0.99)):
         settings = settings_for(name, min_elements=64)
-        assert settings.plan("dw.weight", 288).sparsity == 0.5
+        plan = settings.plan("dw.weight", 288)
+        assert (plan.sparsity, plan.r) == small
         assert settings.plan("fc1.weight", 400_000).sparsity == fc1_sparsity
-    assert settings_for("default").sparsity == 0.92  # still what a user's global value replaces
+    default = settings_for("default")
+    assert (default.min_elements, default.shared_below) == (400, 1_000)  # a 500-weight conv stem
+    assert default.sparsity == 0.92  # still what a user's global value replaces
 
 
 def test_unknown_preset_is_refused():

@@ -6,7 +6,8 @@
 * ``default``: quick, each layer no larger than Deep Compression of its weights: every layer
   is stored as its table or as Deep Compression, whichever is smaller (``hybrid``), in the
   smallest retrieval structure (``structure="auto"``); the largest layers are pruned far enough
-  and stored at a small enough t that their tables can win.
+  and stored at a small enough t that their tables can win; small ones (400-999 elements, a
+  conv stem) are clustered unpruned and kept so.
 * ``max``: the smallest weights we found within the iso-accuracy rule on the validation split,
   with everything that lets a layer tolerate a small t: pruning with regrowth and whole units,
   liveness bitmaps, the largest layer encoded first, distillation, the table seed chosen by
@@ -51,6 +52,9 @@ _TABLES: dict[str, Any] = {
 # ``min_elements`` lets them in; a few hundred weights pruned to the global 8 % empty whole
 # filters (a depthwise model fell to chance), so they keep half.
 _SMALL = SizeRule(1, sparsity=0.5, r=3, t=12)
+# `default` encodes them unpruned, at 16 values, and never releases them after a table: a conv
+# stem every feature passes through is clustered once (BENCHMARKS.md `default_shared_stem_16`).
+_STEM = SizeRule(1, sparsity=0.0, r=4, t=12)
 
 _FIXED: dict[str, dict[str, Any]] = {
     "default": {
@@ -60,8 +64,10 @@ _FIXED: dict[str, dict[str, Any]] = {
         "cluster_epochs": 1,
         "retrain_epochs": 1,
         "seed_candidates": 2,
+        "min_elements": 400,
+        "shared_below": 1_000,
         "size_rules": (
-            _SMALL,
+            _STEM,
             # a logits layer of 10 x 100 keeps a quarter (BENCHMARKS.md `default_quarter_head`)
             SizeRule(1_000, sparsity=0.75, r=3, t=10),
             SizeRule(2_000, sparsity=0.9, r=3, t=10),
