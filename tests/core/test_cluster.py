@@ -213,3 +213,8 @@ def test_capped_kmeans_finds_the_least_penalty_that_fits_or_none():
     assert _entropy(capped) <= budget
     assert squared_error(values, centroids, capped) > squared_error(values, start, codes)
     assert capped_kmeans(values, start, lambda c: False) is None
+
+
+def test_rate_constrained_kmeans_refuses_no_values():
+    with pytest.raises(InvalidInputError, match="empty"):
+        rate_constrained_kmeans(np.array([]), np.array([0.0, 1.0]), 0.1)

@@ -171,10 +171,13 @@ def test_released_layers_clustered_to_their_counts_cost_the_baselines_bytes(
     """``recluster_from="counts"``: no second k-means; each released layer, retrained and
     clustered again, is stored as Deep Compression in exactly the bytes the baseline paid for
     its first clustering, so hybrid storage is never larger than Deep Compression-best."""
+    events: list[Progress] = []
     result, calls, sizes = _released(
-        fashion_small, trained_state, monkeypatch, recluster_from="counts"
+        fashion_small, trained_state, monkeypatch, events.append, recluster_from="counts"
     )
-    assert len(calls) == 3  # the first clusterings only
+    assert len(calls) == 3  # the first clusterings only: fc2 and fc3 were clustered to counts
+    again = {e.layer for e in events if e.message.startswith("re-clustering")}
+    assert again == {"fc2.weight", "fc3.weight"}  # released by fc1's false positives
     for name in ("fc2.weight", "fc3.weight"):  # released after fc1, whatever stored it
         assert isinstance(result.entries[name], DeepCompressedLayer)
         assert sizes[name][0] == sizes[name][1]

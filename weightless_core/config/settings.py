@@ -85,8 +85,10 @@ class CompressionSettings:
     LeNet-5 measured), and the higher code entropy costs bytes where the layer is stored as
     Deep Compression; ``"used"`` keeps the layer to the codes it had. ``"counts"`` runs no
     k-means: the retrained weights, sorted, fill each code with as many weights as the first
-    clustering gave it, so the codes' histogram, and with the unchanged mask every byte of
-    Deep Compression's encoding, is what the baseline stored for the layer. ``"capped"`` keeps
+    clustering gave it, so the codes' histogram, and with the unchanged mask the size of
+    Deep Compression's encoding, is what the baseline's was for the layer (Deep Compression
+    finds positions by non-zero values: a centroid of exactly 0.0, which no clustering of
+    pruned weights is likely to give, would drop its weights from both counts). ``"capped"`` keeps
     k-means from scratch where Deep Compression stores it in no more bits than the first
     clustering, and otherwise takes the nearer to the weights of two that fit: ``"counts"``,
     or entropy-constrained k-means at the least rate weight that fits (``method.cluster``).

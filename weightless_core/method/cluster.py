@@ -82,9 +82,10 @@ def cluster_to_counts(
 
     ``previous`` ((k,) centroids of the clustering ``counts`` came from) orders the codes: the
     sorted values fill them in the order of their old centroids, the smallest values the code
-    whose centroid was smallest. With the sizes fixed, contiguous runs of the sorted values are
-    the assignment of least squared error. Each code's centroid is its values' mean; a code
-    with none keeps its previous centroid (a valid, unused code, as in ``kmeans_1d``).
+    whose centroid was smallest. With the sizes and that order fixed, contiguous runs of the
+    sorted values are the assignment of least squared error. Each code's centroid is its
+    values' mean; a code with none keeps its previous centroid (a valid, unused code, as in
+    ``kmeans_1d``).
     Returns ``(centroids (k,) float32, codes (n,) int64)``.
     """
     x = np.asarray(values, dtype=np.float64).ravel()
@@ -119,6 +120,8 @@ def rate_constrained_kmeans(
     k-means. With a weight, a code that empties costs infinitely many bits and stays empty (its
     centroid kept, a valid unused code). Returns ``(centroids (k,) float32, codes (n,) int64)``."""
     x = np.asarray(values, dtype=np.float64).ravel()
+    if x.size == 0:
+        raise InvalidInputError("cannot cluster an empty set of weights")
     centroids = np.asarray(start, dtype=np.float64).ravel().copy()
     k = centroids.size
     codes = assign_codes(x, np.sort(centroids))
@@ -148,9 +151,12 @@ def capped_kmeans(
     *,
     steps: int = 12,
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """``rate_constrained_kmeans`` from ``start`` at the smallest weight (to ``steps`` halvings)
-    whose codes ``fits`` accepts, the caller's byte budget; ``None`` if no weight up to 2**40
-    times the values' variance makes them fit. Deterministic, like everything it calls."""
+    """``rate_constrained_kmeans`` from ``start`` at a weight whose codes ``fits`` accepts (the
+    caller's byte budget), near the least: doubling finds one that fits, then ``steps``
+    halvings of the bracket (fitting need not be monotonic in the weight; what is returned
+    always fits); ``None`` if no weight up to about 2**40 times the values' variance fits.
+    Deterministic. Each trial costs n x k per Lloyd pass: fine for the kept weights of a
+    layer, slow (minutes) for a million of them at r=8."""
     x = np.asarray(values, dtype=np.float64).ravel()
     unit = float(np.var(x)) or 1.0
     low, high = 0.0, unit * 1e-4
