@@ -543,6 +543,21 @@ def test_default_stem_shared_encodes_conv1_and_keeps_it_out_of_the_release(monke
         bench.main(["default-stem-16", "--quick", "--threads", "1"])
 
 
+def test_kept_stem_keeps_maxs_small_tensors_out_of_the_release_only(monkeypatch):
+    bench = _script(monkeypatch, "bench_max_change")
+    from weightless_core.config.presets import settings_for
+
+    change = bench.CHANGES["kept-stem"]
+    base = settings_for("max")
+    changed = change.apply(base)
+    assert change.preset == "max" and change.pairs == bench.Change.pairs
+    assert (base.shared_below, changed) == (0, base.with_(shared_below=1_000))
+    sizes = {"conv1": 500, "conv2": 25_000, "fc1": 400_000, "fc2": 5_000}
+    sizes |= {"lenet300.fc1": 235_200, "lenet300.fc2": 30_000, "lenet300.fc3": 1_000}
+    assert [n for n, size in sizes.items() if size < changed.shared_below] == ["conv1"]
+    assert all(changed.plan(n, size) == base.plan(n, size) for n, size in sizes.items())
+
+
 def test_thin_trades_accuracy_for_fc1s_ratio_under_its_own_rule(monkeypatch):
     bench = _script(monkeypatch, "bench_max_change")
     name = bench.CHANGES["thin"].name
