@@ -351,6 +351,14 @@ def test_max_changes_change_what_they_say(monkeypatch):
     assert exit_.value.code == 2
 
 
+def _change(bench, name: str):
+    """A change of ``bench_max_change`` and its preset's settings as they are now."""
+    from weightless_core.config.presets import settings_for
+
+    change = bench.CHANGES[name]
+    return change, settings_for(change.preset)
+
+
 def _default_before_stem():
     """`default` as it was before ``default-stem-16`` was adopted: tensors encoded from 1,000
     elements, the small class at half kept and r=3, every later layer released."""
@@ -461,10 +469,8 @@ def test_default_head_and_stem_each_move_one_layer_of_default(monkeypatch):
 
 def test_default_used_saves_bytes_on_every_pair_under_one_rule(monkeypatch):
     bench = _script(monkeypatch, "bench_max_change")
-    from weightless_core.config.presets import settings_for
 
-    change = bench.CHANGES["default-used"]
-    base = settings_for("default")
+    change, base = _change(bench, "default-used")
     assert change.apply(base) == base.with_(recluster_from="used") != base
     assert len(change.pairs) == 3 and change.preset == "default"
 
@@ -483,10 +489,8 @@ def test_default_used_saves_bytes_on_every_pair_under_one_rule(monkeypatch):
 
 def test_default_counts_is_judged_on_accuracy_and_the_promise_per_seed(monkeypatch):
     bench = _script(monkeypatch, "bench_max_change")
-    from weightless_core.config.presets import settings_for
 
-    change = bench.CHANGES["default-counts"]
-    base = settings_for("default")
+    change, base = _change(bench, "default-counts")
     assert change.apply(base) == base.with_(recluster_from="counts") != base
     assert change.pairs == bench.ALL_PAIRS and change.preset == "default"
     capped = bench.CHANGES["default-capped"]
@@ -545,10 +549,8 @@ def test_default_stem_shared_encodes_conv1_and_keeps_it_out_of_the_release(monke
 
 def test_kept_stem_keeps_maxs_small_tensors_out_of_the_release_only(monkeypatch):
     bench = _script(monkeypatch, "bench_max_change")
-    from weightless_core.config.presets import settings_for
 
-    change = bench.CHANGES["kept-stem"]
-    base = settings_for("max")
+    change, base = _change(bench, "kept-stem")
     changed = change.apply(base)
     assert change.preset == "max" and change.pairs == bench.Change.pairs
     assert (base.shared_below, changed) == (0, base.with_(shared_below=1_000))
