@@ -58,10 +58,18 @@ def deep_compress_best(
     cb, values = cluster_values(flat, nonzero, w.shape, r, codebook, codes, 0)
     positions = np.flatnonzero(nonzero)
     del flat, nonzero
-    k = 1 << r
-    bits = [coded_bits(positions, values, k, b) for b in checked]  # the codebook is constant
-    best = checked[bits.index(min(bits))]  # the first of the fewest: the narrower on ties
+    _, best = _best_width(positions, values, 1 << r, checked)
     return encode_entries(w.shape, r, best, cb, positions, values)
+
+
+def _best_width(
+    positions: np.ndarray, codes: np.ndarray, k: int, widths: tuple[int, ...]
+) -> tuple[int, int]:
+    """(bits of codes and gaps, index width) at the width of ``widths`` that needs the fewest;
+    the narrower on ties. The codebook costs the same at every width."""
+    bits = [coded_bits(positions, codes, k, b) for b in widths]
+    fewest = min(bits)
+    return fewest, widths[bits.index(fewest)]
 
 
 def deep_compression_bits(
@@ -69,7 +77,7 @@ def deep_compression_bits(
 ) -> int:
     """The bits ``deep_compress_best`` spends on codes and gaps (its codebook aside) for kept
     weights at sorted flat ``positions`` with ``codes`` (< ``k``), from histograms alone."""
-    return min(coded_bits(positions, codes, k, b) for b in widths)
+    return _best_width(positions, codes, k, widths)[0]
 
 
 def binary_entropy(p: float) -> float:

@@ -88,10 +88,11 @@ class CompressionSettings:
     clustering gave it, so the codes' histogram, and with the unchanged mask the size of
     Deep Compression's encoding, is what the baseline's was for the layer (Deep Compression
     finds positions by non-zero values: a centroid of exactly 0.0, which no clustering of
-    pruned weights is likely to give, would drop its weights from both counts). ``"capped"`` keeps
-    k-means from scratch where Deep Compression stores it in no more bits than the first
-    clustering, and otherwise takes the nearer to the weights of two that fit: ``"counts"``,
-    or entropy-constrained k-means at the least rate weight that fits (``method.cluster``).
+    pruned weights is likely to give, would drop its weights from both counts).
+    ``"capped"`` keeps k-means from scratch where Deep Compression stores it in no more bits
+    than the first clustering, and otherwise takes the nearer to the weights of two that fit:
+    ``"counts"``, or entropy-constrained k-means at a rate weight near the least that fits
+    (``method.cluster.capped_kmeans``).
 
     ``method="deep-compression"`` runs the same pruning and clustering and then stores each layer
     as Deep Compression does (relative-gap CSR + Huffman) instead of encoding it; ``t`` and the

@@ -530,8 +530,8 @@ class _Run:
         Compression stores it in no more bits than the layer's first clustering (the baseline's
         bytes), else whichever of two that do is nearer the weights (least squared error): the
         first clustering's code counts, or entropy-constrained k-means from k-means's centroids
-        at the least rate weight that fits. Positions are the unchanged mask's, so only the
-        codes' histogram moves the bits."""
+        at a rate weight near the least that fits (``capped_kmeans``). Positions are the
+        unchanged mask's, so only the codes' histogram moves the bits."""
         mask = self.constraints[name].mask
         assert mask is not None
         positions = np.flatnonzero(mask.cpu().numpy())
