@@ -319,6 +319,9 @@ def test_max_changes_change_what_they_say(monkeypatch):
     assert coarser.with_(prune_steps=10, prune_epochs=6) == base
     heavier = bench.CHANGES["distill"].apply(base)
     assert (base.distill, heavier.distill) == (0.5, 0.9) and heavier.with_(distill=0.5) == base
+    mixed = bench.CHANGES["mixup"].apply(base)
+    assert (base.distill_mixup, mixed.distill_mixup) == (0.0, 0.4)
+    assert mixed.with_(distill_mixup=0.0) == base
     # LeNet-300-100's logits (fc3, 10 x 100) keep half; no other layer of either LeNet moves.
     # Adopted: `max` is the change now, so its rules from before are rebuilt to compare
     head = bench.CHANGES["head"]

@@ -723,3 +723,24 @@ def test_layers_after_an_exactly_stored_one_keep_their_clustering(
         if not table:
             assert row.payload_bytes == baseline[row.name].payload_bytes, row.name
     assert events[-1].stage == "done" and events[-1].fraction == 1.0
+
+
+def test_distilling_on_mixed_inputs_runs_and_refuses_what_cannot_be_mixed(fashion_small):
+    """``distill_mixup``: a whole run with it; token ids and label-free sets are refused by name
+    before any training."""
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 32), torch.nn.ReLU(),
+                              torch.nn.Linear(32, 10))  # fmt: skip
+    data = fashion_small.subset(300, 100, seed=0)
+    settings = FAST.with_(prune_steps=1, retrain_epochs=0, distill=0.5, distill_mixup=0.4)
+    result = compress(mlp, data, settings)
+    assert result.report.accuracy["final"] is not None
+    tokens = torch.randint(0, 50, (20, 6))
+    labels = torch.zeros(20, dtype=torch.long)
+    embed = torch.nn.Sequential(torch.nn.Embedding(50, 40), torch.nn.Flatten(),
+                                torch.nn.Linear(240, 10))  # fmt: skip
+    with pytest.raises(DataError, match=r"distill_mixup mixes inputs.*torch\.int64"):
+        compress(embed, Dataset("ids", tokens, labels, tokens, labels), settings)
+    free = Dataset("free", data.x_train, None, data.x_val, None)
+    with pytest.raises(DataError, match="distill_mixup needs a data set with labels"):
+        compress(mlp, free, settings)

@@ -94,3 +94,11 @@ def test_settings_are_frozen():
         s.r = 5  # type: ignore[misc]
     with pytest.raises(TypeError):
         s.layers["x"] = LayerOverride()  # type: ignore[index]
+
+
+def test_distill_mixup_needs_distillation_and_a_small_share():
+    assert CompressionSettings(distill=0.5, distill_mixup=0.4).distill_mixup == 0.4
+    with pytest.raises(InvalidInputError, match="distill_mixup needs distill"):
+        CompressionSettings(distill_mixup=0.4)
+    with pytest.raises(InvalidInputError, match="distill_mixup"):
+        CompressionSettings(distill=0.5, distill_mixup=0.8)

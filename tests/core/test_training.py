@@ -215,3 +215,67 @@ def test_a_model_that_views_its_feature_map_still_trains():
         device=torch.device("cpu"),
     )
     assert not torch.equal(net.fc.weight, before)
+
+
+def test_mixed_inputs_are_convex_pairs_within_the_share():
+    from weightless_core.method.training import _mixed
+
+    x = torch.arange(24, dtype=torch.float32).reshape(6, 1, 2, 2)
+    mixed, share, other = _mixed(x, 0.4, torch.Generator().manual_seed(3))
+    assert torch.all((share >= 0) & (share < 0.4)) and sorted(other.tolist()) == list(range(6))
+    w = share.reshape(-1, 1, 1, 1)
+    assert torch.allclose(mixed, (1 - w) * x + w * x[other])
+    again, _, _ = _mixed(x, 0.4, torch.Generator().manual_seed(3))
+    assert torch.equal(mixed, again)  # the run's generator decides, so runs repeat
+
+
+class _Recording(nn.Module):
+    """A fixed teacher that keeps every input it is asked about."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(7)
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(8, 2))
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.detach().clone())
+        return self.net(x)
+
+
+def _train_mixup(mixup: float, teacher: nn.Module) -> nn.Module:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(8, 2))
+    data = _tiny_data()
+    logits = teacher.net(data.x_train).detach() if isinstance(teacher, _Recording) else None
+    train_epochs(
+        model,
+        {},
+        data,
+        epochs=2,
+        lr=0.05,
+        batch_size=8,
+        generator=torch.Generator().manual_seed(0),
+        device=torch.device("cpu"),
+        teacher_logits=logits,
+        distill=0.5,
+        mixup=mixup,
+        dense_model=teacher,
+    )
+    return model
+
+
+def test_mixup_distils_on_mixed_inputs_and_changes_training():
+    teacher = _Recording()
+    with_mixup = _train_mixup(0.5, teacher)
+    seen = torch.cat(teacher.seen).flatten(1)
+    rows = _tiny_data().x_train.flatten(1)
+    assert len(seen) == 2 * len(rows)  # the dense model saw each step's batch, once an epoch
+    exact = (seen[:, None, :] == rows[None, :, :]).all(-1).any(1)
+    assert not exact.all()  # mixed inputs, not the training rows
+    # each one lies between two training rows: inside their range, coordinate by coordinate
+    assert torch.all(seen >= rows.min(0).values - 1e-6)
+    assert torch.all(seen <= rows.max(0).values + 1e-6)
+    plain = _train_mixup(0.0, _Recording())
+    assert not torch.equal(with_mixup[1].weight, plain[1].weight)
+    assert torch.equal(with_mixup[1].weight, _train_mixup(0.5, _Recording())[1].weight)

@@ -191,6 +191,10 @@ SETTINGS: tuple[Setting, ...] = (
        lo=0, hi=1 << 62, scope="library", **_W),
     _s("distill", float, 0.0, "weight of distillation from the dense model in retraining",
        **_FRACTION),
+    _s("distill_mixup", float, 0.0,
+       "largest share of another input of the batch mixed into each training input, the "
+       "dense model's outputs on it the distillation target (0 = off; needs distill)",
+       lo=0, hi=0.5, scope="library"),
     _s("lr_schedule", str, "constant", "constant, or cosine (decay within each stage)",
        choices=("constant", "cosine")),
     _s("outputs", str, "auto",

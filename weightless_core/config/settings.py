@@ -107,7 +107,11 @@ class CompressionSettings:
     clustered weights (no false positives). Large layers that tolerate a small t go to tables,
     small or denser ones to Deep Compression; later layers retrain around what was stored.
     ``distill`` in [0, 1) mixes knowledge distillation from the dense model into every
-    retraining loss (0 = labels only). ``lr_schedule`` is ``"constant"`` or ``"cosine"``
+    retraining loss (0 = labels only). ``distill_mixup`` > 0 (with ``distill`` and labelled,
+    floating-point inputs) trains on inputs each mixed with another of its batch, by a share
+    drawn from [0, ``distill_mixup``), against the mixed labels and the dense model's outputs
+    on the mixed inputs: the compressed model matches the dense one between training samples
+    as well as on them (``method.training``). ``lr_schedule`` is ``"constant"`` or ``"cosine"``
     (decay to 0 within each training stage).
 
     ``cluster_init`` is where each layer's k-means starts (``method.cluster``): ``"linear"``
@@ -165,6 +169,7 @@ class CompressionSettings:
     hybrid: bool = False
     lr_schedule: str = "constant"
     distill: float = 0.0
+    distill_mixup: float = 0.0
     cluster_init: str = "linear"
     regrowth: bool = False
     encode_order: str = "definition"
@@ -201,6 +206,8 @@ class CompressionSettings:
         for setting in core_settings():  # types, ranges and choices, as declared
             setting.check(getattr(self, setting.name))
         validate_bits(self.r, self.t)  # r < t
+        if self.distill_mixup > 0 and self.distill == 0:
+            raise InvalidInputError("distill_mixup needs distill > 0: it distils on mixed inputs")
         for rule in self.size_rules:
             if not isinstance(rule, SizeRule):
                 raise InvalidInputError("size_rules must hold SizeRule values")

@@ -193,6 +193,22 @@ def compress_variants(
     return run.execute_variants(variants)
 
 
+def _mixup_teacher(model: nn.Module, data: Dataset) -> nn.Module:
+    """A frozen copy of the dense ``model``, the target on mixed inputs (``distill_mixup``),
+    which needs labels to mix and inputs that can be mixed."""
+    if not data.labelled:
+        raise DataError("distill_mixup needs a data set with labels (it mixes them)")
+    if not data.x_train.is_floating_point():
+        raise DataError(
+            f"distill_mixup mixes inputs, and this data set's are {data.x_train.dtype} "
+            "(token ids cannot be mixed): set distill_mixup=0"
+        )
+    dense = copy.deepcopy(model).eval()
+    for p in dense.parameters():
+        p.requires_grad_(False)
+    return dense
+
+
 class _Run:
     """State of one compression run. Read top to bottom it is Algorithm 1: ``_prepare``
     measures the dense model, prunes (``_prune``) and clusters (``_cluster``) with retraining;
@@ -238,6 +254,7 @@ class _Run:
         self.fp_noise: dict[str, tuple[float, torch.Tensor]] = {}  # rate, positions
         self.baseline_state: dict[str, torch.Tensor] = {}
         self.teacher: torch.Tensor | None = None  # dense logits, for distillation with labels
+        self.dense_model: nn.Module | None = None  # a frozen copy, for distilling mixed inputs
         self.dense_out: Teacher | None = None  # dense outputs, the target without labels
         self.kinds: tuple[str, ...] = ()
         units = work_units(settings, len(self.targets), trains=data is not None)
@@ -286,6 +303,8 @@ class _Run:
         self._timed("evaluate", lambda: (self._evaluate("dense"), self._score_test("dense")))
         if d is not None and d.labelled and self.settings.distill > 0:
             self.teacher = logits_of(self.model, d.x_train, device=self.device)
+        if d is not None and self.settings.distill_mixup > 0:
+            self.dense_model = _mixup_teacher(self.model, d)
         self._timed("prune", self._prune)
         if cluster:
             self._cluster_stage()
@@ -759,6 +778,8 @@ class _Run:
             teacher_logits=self.teacher,
             distill=self.settings.distill,
             teacher=self.dense_out,
+            mixup=self.settings.distill_mixup if self.dense_model is not None else 0.0,
+            dense_model=self.dense_model,
         )
 
     def _evaluate(self, label: str) -> float | None:

@@ -190,6 +190,8 @@ def train_epochs(
     refresh_every: int = 16,
     teacher: Teacher | None = None,
     channels_last: bool | None = None,
+    mixup: float = 0.0,
+    dense_model: nn.Module | None = None,
 ) -> None:
     """Train ``epochs`` epochs of cross-entropy with Adam under ``constraints``.
 
@@ -202,6 +204,12 @@ def train_epochs(
     ``distill`` > 0 the loss mixes in knowledge distillation (Hinton et al. 2015): the compressed
     model also matches the dense model's softened outputs, which carry more signal per sample
     than the labels while it recovers from pruning and false positives.
+
+    With ``mixup`` > 0 (labels, ``distill`` > 0 and ``dense_model`` needed) each input is
+    mixed with another of its batch, a share drawn uniformly from [0, ``mixup``) of the other:
+    the labels are mixed alike and the distillation target is ``dense_model``'s output on the
+    mixed input. The compressed model then matches the dense one between training samples too,
+    not only on them (function matching, Beyer et al. 2022).
 
     A data set without labels needs ``teacher`` (the dense model's outputs): the loss is then
     ``objective.distill_loss`` against them alone, for whatever the model returns.
@@ -246,18 +254,26 @@ def train_epochs(
                     outs = output_tensors(model(x))
                     loss = distill_loss(outs, teacher.batch(idx, device), teacher.kinds,
                                         temperature=temperature)  # fmt: skip
+                elif mixup > 0:
+                    assert dense_model is not None and distill > 0, "mixup distils"
+                    y = y_all[idx].to(device, non_blocking=True)
+                    x, share, other = _mixed(x, mixup, generator)
+                    logits = model(x)
+                    with torch.no_grad():
+                        soft = dense_model(x)
+                    ce = nn.functional.cross_entropy(logits, y, reduction="none")
+                    ce_other = nn.functional.cross_entropy(logits, y[other], reduction="none")
+                    loss = ((1 - share) * ce + share * ce_other).mean()
+                    loss = (1 - distill) * loss + distill * temperature**2 * _kd(
+                        logits, soft, temperature
+                    )
                 else:
                     y = y_all[idx].to(device, non_blocking=True)
                     logits = model(x)
                     loss = nn.functional.cross_entropy(logits, y)
                     if teacher_logits is not None and distill > 0:
                         soft = teacher_logits[idx].to(device, non_blocking=True)
-                        kd = nn.functional.kl_div(
-                            nn.functional.log_softmax(logits / temperature, dim=1),
-                            nn.functional.log_softmax(soft / temperature, dim=1),
-                            reduction="batchmean",
-                            log_target=True,
-                        )
+                        kd = _kd(logits, soft, temperature)
                         loss = (1 - distill) * loss + distill * temperature**2 * kd
                 loss.backward()
                 if schedule == "cosine":
@@ -282,6 +298,28 @@ def train_epochs(
             if on_epoch is not None:
                 on_epoch(epoch, total / max(batches, 1))
     set_mode(model, False)
+
+
+def _mixed(
+    x: torch.Tensor, mixup: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``x`` with each input mixed with another of the batch (a share in [0, ``mixup``) of
+    it), the shares and the other inputs' indices."""
+    n = x.shape[0]
+    other = torch.randperm(n, generator=generator).to(x.device)
+    share = (torch.rand(n, generator=generator) * mixup).to(x.device, x.dtype)
+    w = share.reshape(-1, *([1] * (x.dim() - 1)))
+    return (1 - w) * x + w * x[other], share, other
+
+
+def _kd(logits: torch.Tensor, soft: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL divergence of the softened outputs from the teacher's (Hinton et al. 2015)."""
+    return nn.functional.kl_div(
+        nn.functional.log_softmax(logits / temperature, dim=1),
+        nn.functional.log_softmax(soft / temperature, dim=1),
+        reduction="batchmean",
+        log_target=True,
+    )
 
 
 @contextlib.contextmanager
