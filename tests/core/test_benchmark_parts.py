@@ -322,6 +322,8 @@ def test_max_changes_change_what_they_say(monkeypatch):
     mixed = bench.CHANGES["mixup"].apply(base)
     assert (base.distill_mixup, mixed.distill_mixup) == (0.0, 0.4)
     assert mixed.with_(distill_mixup=0.0) == base
+    assert bench.CHANGES["mixup-mlp"].apply(base) == mixed
+    assert bench.CHANGES["mixup-mlp"].pairs == bench.MLP_PAIRS
     # LeNet-300-100's logits (fc3, 10 x 100) keep half; no other layer of either LeNet moves.
     # Adopted: `max` is the change now, so its rules from before are rebuilt to compare
     head = bench.CHANGES["head"]
@@ -814,3 +816,22 @@ def test_t_tolerance_pairs_write_sections_of_their_own(monkeypatch):
     assert tolerance.section("lenet-300-100/mnist") == "t_tolerance_lenet-300-100_mnist"
     with pytest.raises(SystemExit):
         tolerance.main(["--pair", "vgg/cifar"])
+
+
+def test_companion_verdict_says_whether_a_pair_is_within_the_tolerance(monkeypatch):
+    bench = _script(monkeypatch, "bench_max_change")
+
+    def result(gaps: list[float]) -> dict:
+        def arm(offset: float) -> dict:
+            return {"weightless": {"val": 98.0 + offset, "weights_bytes": 100.0}}
+
+        runs = {"max": [arm(0.0) for _ in gaps], "mixed": [arm(g) for g in gaps]}
+        return {"runs": runs, "reference": "max"}
+
+    hurt = bench.companion_verdict(result([-0.1, -0.05, -0.2]), "mixed")
+    assert hurt.startswith("**keep max's**") and "(-0.12): missed" in hurt
+    near = bench.companion_verdict(result([-0.1, 0.0, -0.05]), "mixed")
+    assert near.startswith("**keep max's**") and "(-0.05): met" in near
+    gain = bench.companion_verdict(result([0.1, 0.0, -0.05]), "mixed")
+    assert gain.startswith("**adopt**") and "(+0.02): met" in gain
+    assert bench.companion_verdict(result([0.1]), "mixed").startswith("no verdict")
