@@ -377,8 +377,9 @@ Changes (``CHANGES``), each written to a section of its own:
   LeNet-5's rule passes, `max` takes it only if ``mixup-mlp`` (below) finds each
   LeNet-300-100 pair's mean validation no more than 0.10 below `max`'s.
 * ``mixup-mlp`` (section ``distill_mixup_mlp``, LeNet-300-100 on MNIST and Fashion-MNIST,
-  `max`): ``mixup`` on the other two pairs, run at the same time as ``mixup`` (each process
-  on 2 threads, sharing the 2 CPUs, so both record slower minutes). Its verdict is the usual
+  `max`): ``mixup`` on the other two pairs, run after ``mixup`` (a first start beside it was
+  stopped after 26 minutes without one run finished: two processes of 2 threads each on the 2
+  CPUs starved each other, and it had no figures yet). Its verdict is the usual
   one for these pairs (``growth_verdict``: a gain on the mean, no seed more than 0.10 below,
   at most 5 % more bytes), and, as ``mixup``'s companion, whether the mean is within 0.10.
   Fashion-MNIST's miss (-1.61 on test) is the larger, and its loss is capacity, not fit
