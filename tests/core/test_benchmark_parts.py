@@ -835,3 +835,10 @@ def test_companion_verdict_says_whether_a_pair_is_within_the_tolerance(monkeypat
     gain = bench.companion_verdict(result([0.1, 0.0, -0.05]), "mixed")
     assert gain.startswith("**adopt**") and "(+0.02): met" in gain
     assert bench.companion_verdict(result([0.1]), "mixed").startswith("no verdict")
+
+
+def test_core_bench_times_the_envelope_assignment_against_argmin(monkeypatch):
+    bench = _script(monkeypatch, "bench_core")
+    out = bench.bench_assign(1, n=5_000, k=16)
+    assert out["same_codes"] > 0.99 and out["speedup"] > 0
+    assert set(out["seconds_median"]) == {"ours", "argmin"}

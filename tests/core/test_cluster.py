@@ -14,6 +14,7 @@ from weightless_core.errors import InvalidInputError
 from weightless_core.method.cluster import (
     INITS,
     assign_codes,
+    assign_penalised,
     capped_kmeans,
     cluster_to_counts,
     kmeans_1d,
@@ -218,3 +219,34 @@ def test_capped_kmeans_finds_the_least_penalty_that_fits_or_none():
 def test_rate_constrained_kmeans_refuses_no_values():
     with pytest.raises(InvalidInputError, match="empty"):
         rate_constrained_kmeans(np.array([]), np.array([0.0, 1.0]), 0.1)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_penalised_assignment_is_the_least_cost_code_by_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(1, 40))
+    centroids = rng.normal(size=k)
+    centroids[rng.integers(0, k, size=k // 4)] = centroids[0]  # repeated centroids
+    penalty = rng.exponential(0.5, size=k)
+    penalty[rng.random(k) < 0.2] = np.inf  # emptied codes
+    penalty[int(rng.integers(0, k))] = rng.exponential(0.5)  # one code at least is live
+    values = np.concatenate([rng.normal(scale=2, size=3000), centroids])
+    cost = (values[:, None] - centroids) ** 2 + penalty
+    codes = assign_penalised(values, centroids, penalty)
+    assert np.all(np.isfinite(penalty[codes]))
+    chosen = cost[np.arange(values.size), codes]
+    assert np.allclose(chosen, cost.min(axis=1), rtol=0, atol=1e-12)
+    ties = np.sort(cost, axis=1)
+    clear = ties[:, 1] - ties[:, 0] > 1e-9 if k > 1 else np.ones(values.size, bool)
+    assert np.array_equal(codes[clear], cost.argmin(axis=1)[clear])
+
+
+def test_penalised_assignment_without_penalties_is_nearest_and_refuses_all_infinite():
+    centroids = np.array([-1.0, 0.0, 2.0])
+    values = np.array([-3.0, -0.4, 0.9, 1.1, 5.0])
+    assert assign_penalised(values, centroids, np.zeros(3)).tolist() == [0, 1, 1, 2, 2]
+    assert assign_penalised(values, centroids, np.array([0.0, np.inf, 0.0])).tolist() == [
+        0, 0, 2, 2, 2,
+    ]  # fmt: skip
+    with pytest.raises(InvalidInputError, match="every code's penalty is infinite"):
+        assign_penalised(values, centroids, np.full(3, np.inf))

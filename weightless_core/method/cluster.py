@@ -131,10 +131,7 @@ def rate_constrained_kmeans(
         share = np.maximum(counts, 1) / x.size
         empty = np.inf if weight > 0 else 0.0  # Lloyd's k-means lets an empty code refill
         penalty = np.where(counts > 0, -weight * np.log2(share), empty)
-        new = np.empty_like(codes)
-        for lo in range(0, x.size, 1 << 16):  # bounded memory: a chunk of values x k codes
-            part = x[lo : lo + (1 << 16), None]
-            new[lo : lo + part.shape[0]] = np.argmin((part - centroids) ** 2 + penalty, axis=1)
+        new = assign_penalised(x, centroids, penalty)
         counts = np.bincount(new, minlength=k)
         sums = np.bincount(new, weights=x, minlength=k)
         centroids = np.where(counts > 0, sums / np.maximum(counts, 1), centroids)
@@ -155,8 +152,7 @@ def capped_kmeans(
     caller's byte budget), near the least: doubling finds one that fits, then ``steps``
     halvings of the bracket (fitting need not be monotonic in the weight; what is returned
     always fits); ``None`` if no weight up to about 2**40 times the values' variance fits.
-    Deterministic. Each trial costs n x k per Lloyd pass: fine for the kept weights of a
-    layer, slow (minutes) for a million of them at r=8."""
+    Deterministic. Each Lloyd pass of a trial costs n log k (``assign_penalised``)."""
     x = np.asarray(values, dtype=np.float64).ravel()
     unit = float(np.var(x)) or 1.0
     low, high = 0.0, unit * 1e-4
@@ -201,6 +197,42 @@ def sign_init(x: np.ndarray, k: int) -> np.ndarray:
         return linear_init(x, k)
     k_neg = min(max(round(k * neg.size / x.size), 1), k - 1)
     return np.concatenate([linear_init(neg, k_neg), linear_init(pos, k - k_neg)])
+
+
+def assign_penalised(values: np.ndarray, centroids: np.ndarray, penalty: np.ndarray) -> np.ndarray:
+    """For each value the code ``j`` of least ``(value - centroids[j])**2 + penalty[j]``
+    (``inf`` penalties: codes never chosen; at least one must be finite), in n log k.
+
+    The squared value is common to every code, so the least cost is the greatest of the lines
+    ``2 c_j x - c_j**2 - p_j``: their upper envelope, ordered by slope, splits the line into
+    intervals, one code each, and a binary search over its breakpoints assigns every value
+    (instead of n x k distances). A value on a breakpoint, where two codes cost the same, may
+    go to either."""
+    x = np.asarray(values, dtype=np.float64).ravel()
+    c = np.asarray(centroids, dtype=np.float64).ravel()
+    p = np.asarray(penalty, dtype=np.float64).ravel()
+    live = np.flatnonzero(np.isfinite(p))
+    if live.size == 0:
+        raise InvalidInputError("every code's penalty is infinite: nothing to assign to")
+    slope, cut = 2 * c[live], -(c[live] ** 2) - p[live]
+    order = np.lexsort((-cut, slope))  # by slope, the higher line first among equal slopes
+    hull: list[int] = []  # indices into ``live``, slopes strictly rising
+    breaks: list[float] = []  # where hull[i] hands over to hull[i + 1]
+    for j in order:
+        if hull and slope[hull[-1]] == slope[j]:
+            continue  # parallel and not higher: never the greatest
+        while hull:
+            i = hull[-1]
+            at = (cut[i] - cut[j]) / (slope[j] - slope[i])  # where j overtakes i
+            if breaks and at <= breaks[-1]:
+                hull.pop()  # j overtakes i before i took over: i is never the greatest
+                breaks.pop()
+            else:
+                breaks.append(at)
+                break
+        hull.append(j)
+    chosen = np.searchsorted(np.asarray(breaks), x, side="right")
+    return live[np.asarray(hull)[chosen]].astype(np.int64)
 
 
 def assign_codes(values: np.ndarray, centroids: np.ndarray) -> np.ndarray:
