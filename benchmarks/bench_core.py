@@ -298,8 +298,8 @@ def render(dec: dict, builds: list[dict], runs: int, assign: dict | None = None)
             "",
             "Both give every weight a code of the same least cost (checked); they pick the same "
             f"code for {100 * assign['same_codes']:.4f} % of the weights (the rest lie on a "
-            "tie within rounding). Penalties as in a trial of `capped_kmeans`: the rate weight times each "
-            "code's length, infinite for empty codes.",
+            "tie within rounding). Penalties as in a trial of `capped_kmeans`: the rate "
+            "weight times each code's length, infinite for empty codes.",
         ]
     return "\n".join(lines)
 

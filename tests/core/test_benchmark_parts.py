@@ -324,6 +324,9 @@ def test_max_changes_change_what_they_say(monkeypatch):
     assert mixed.with_(distill_mixup=0.0) == base
     assert bench.CHANGES["mixup-mlp"].apply(base) == mixed
     assert bench.CHANGES["mixup-mlp"].pairs == bench.MLP_PAIRS
+    layers = bench.CHANGES["layers"].apply(base)
+    assert (base.distill_layers, layers.distill_layers) == (0.0, 1.0)
+    assert layers.with_(distill_layers=0.0) == base
     # LeNet-300-100's logits (fc3, 10 x 100) keep half; no other layer of either LeNet moves.
     # Adopted: `max` is the change now, so its rules from before are rebuilt to compare
     head = bench.CHANGES["head"]

@@ -744,3 +744,21 @@ def test_distilling_on_mixed_inputs_runs_and_refuses_what_cannot_be_mixed(fashio
     free = Dataset("free", data.x_train, None, data.x_val, None)
     with pytest.raises(DataError, match="distill_mixup needs a data set with labels"):
         compress(mlp, free, settings)
+
+
+def test_layer_wise_distillation_runs_and_refuses_a_graph_without_layer_outputs(fashion_small):
+    """``distill_layers``: a whole run with it; an exported graph, whose modules never run, is
+    refused by name before any training."""
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 32), torch.nn.ReLU(),
+                              torch.nn.Linear(32, 10))  # fmt: skip
+    data = fashion_small.subset(300, 100, seed=0)
+    settings = FAST.with_(prune_steps=1, retrain_epochs=0, min_elements=300, distill_layers=1.0)
+    result = compress(mlp, data, settings)
+    assert result.report.accuracy["final"] is not None
+    batch = torch.export.Dim("batch")
+    exported = torch.export.export(mlp, (data.x_val[:2],), dynamic_shapes=({0: batch},)).module()
+    events: list[Progress] = []
+    with pytest.raises(InvalidInputError, match="no compressed tensor's module"):
+        compress(exported, data, settings, progress=events.append)
+    assert not any(e.stage == "prune" for e in events)

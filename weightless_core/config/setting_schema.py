@@ -195,6 +195,10 @@ SETTINGS: tuple[Setting, ...] = (
        "largest share of another input of the batch mixed into each training input, the "
        "dense model's outputs on it the distillation target (0 = off; needs distill)",
        lo=0, hi=0.5, scope="library"),
+    _s("distill_layers", float, 0.0,
+       "weight of layer-wise distillation: each compressed layer's output matched to the dense "
+       "layer's (relative squared error; 0 = off)",
+       lo=0, hi=100, scope="library"),
     _s("lr_schedule", str, "constant", "constant, or cosine (decay within each stage)",
        choices=("constant", "cosine")),
     _s("outputs", str, "auto",

@@ -111,7 +111,10 @@ class CompressionSettings:
     floating-point inputs) trains on inputs each mixed with another of its batch, by a share
     drawn from [0, ``distill_mixup``), against the mixed labels and the dense model's outputs
     on the mixed inputs: the compressed model matches the dense one between training samples
-    as well as on them (``method.training``). ``lr_schedule`` is ``"constant"`` or ``"cosine"``
+    as well as on them (``method.training``). ``distill_layers`` > 0 adds, with that weight,
+    the relative squared error between each compressed layer's output and the dense layer's on
+    the same batch (``method.layer_distill``; models whose layers are modules).
+    ``lr_schedule`` is ``"constant"`` or ``"cosine"``
     (decay to 0 within each training stage).
 
     ``cluster_init`` is where each layer's k-means starts (``method.cluster``): ``"linear"``
@@ -170,6 +173,7 @@ class CompressionSettings:
     lr_schedule: str = "constant"
     distill: float = 0.0
     distill_mixup: float = 0.0
+    distill_layers: float = 0.0
     cluster_init: str = "linear"
     regrowth: bool = False
     encode_order: str = "definition"

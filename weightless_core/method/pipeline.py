@@ -37,6 +37,7 @@ from weightless_core.method.cluster import (
     squared_error,
 )
 from weightless_core.method.layer import EncodedLayer, encode_layer
+from weightless_core.method.layer_distill import matchable
 from weightless_core.method.model_fit import check_fit, tied_notes
 from weightless_core.method.objective import (
     Teacher,
@@ -193,12 +194,15 @@ def compress_variants(
     return run.execute_variants(variants)
 
 
-def _mixup_teacher(model: nn.Module, data: Dataset) -> nn.Module:
-    """A frozen copy of the dense ``model``, the target on mixed inputs (``distill_mixup``),
-    which needs labels to mix and inputs that can be mixed."""
-    if not data.labelled:
+def _frozen_dense(model: nn.Module, data: Dataset, settings: CompressionSettings) -> nn.Module:
+    """A frozen copy of the dense ``model``, run on each training batch: the target on mixed
+    inputs (``distill_mixup``, which needs labels to mix and inputs that can be mixed) and of
+    each compressed layer's output (``distill_layers``; ``layer_distill.matchable`` says
+    which)."""
+    mixing = settings.distill_mixup > 0
+    if mixing and not data.labelled:
         raise DataError("distill_mixup needs a data set with labels (it mixes them)")
-    if not data.x_train.is_floating_point():
+    if mixing and not data.x_train.is_floating_point():
         raise DataError(
             f"distill_mixup mixes inputs, and this data set's are {data.x_train.dtype} "
             "(token ids cannot be mixed): set distill_mixup=0"
@@ -254,7 +258,8 @@ class _Run:
         self.fp_noise: dict[str, tuple[float, torch.Tensor]] = {}  # rate, positions
         self.baseline_state: dict[str, torch.Tensor] = {}
         self.teacher: torch.Tensor | None = None  # dense logits, for distillation with labels
-        self.dense_model: nn.Module | None = None  # a frozen copy, for distilling mixed inputs
+        self.dense_model: nn.Module | None = None  # a frozen copy, run on training batches
+        self.matched_layers: list[str] = []  # compressed tensors whose layer outputs are matched
         self.dense_out: Teacher | None = None  # dense outputs, the target without labels
         self.kinds: tuple[str, ...] = ()
         units = work_units(settings, len(self.targets), trains=data is not None)
@@ -303,8 +308,11 @@ class _Run:
         self._timed("evaluate", lambda: (self._evaluate("dense"), self._score_test("dense")))
         if d is not None and d.labelled and self.settings.distill > 0:
             self.teacher = logits_of(self.model, d.x_train, device=self.device)
-        if d is not None and self.settings.distill_mixup > 0:
-            self.dense_model = _mixup_teacher(self.model, d)
+        if d is not None and self.settings.distill_layers > 0:
+            sample = d.x_train[:2].to(self.device)
+            self.matched_layers = matchable(self.model, self.targets, sample)
+        if d is not None and (self.settings.distill_mixup > 0 or self.settings.distill_layers > 0):
+            self.dense_model = _frozen_dense(self.model, d, self.settings)
         self._timed("prune", self._prune)
         if cluster:
             self._cluster_stage()
@@ -780,6 +788,8 @@ class _Run:
             teacher=self.dense_out,
             mixup=self.settings.distill_mixup if self.dense_model is not None else 0.0,
             dense_model=self.dense_model,
+            layer_distill=self.settings.distill_layers,
+            layer_names=self.matched_layers,
         )
 
     def _evaluate(self, label: str) -> float | None:

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from weightless_core.io.data import Dataset
+from weightless_core.method.layer_distill import matched
 from weightless_core.method.objective import Teacher, distill_loss, output_tensors
 
 
@@ -192,6 +193,8 @@ def train_epochs(
     channels_last: bool | None = None,
     mixup: float = 0.0,
     dense_model: nn.Module | None = None,
+    layer_distill: float = 0.0,
+    layer_names: Sequence[str] = (),
 ) -> None:
     """Train ``epochs`` epochs of cross-entropy with Adam under ``constraints``.
 
@@ -211,6 +214,10 @@ def train_epochs(
     mixed input. The compressed model then matches the dense one between training samples too,
     not only on them (function matching, Beyer et al. 2022).
 
+    With ``layer_distill`` > 0 (and ``dense_model``) the output of each module owning one of
+    ``layer_names`` is also matched to the dense model's on the same batch, weighted
+    ``layer_distill`` (``method.layer_distill``).
+
     A data set without labels needs ``teacher`` (the dense model's outputs): the loss is then
     ``objective.distill_loss`` against them alone, for whatever the model returns.
 
@@ -225,7 +232,11 @@ def train_epochs(
     params = trainable_tensors(model, constraints)
     if not params:
         return
-    with _training_layout(model, data.x_train[:8], device, channels_last) as fast:
+    names = layer_names if layer_distill > 0 else ()
+    with (
+        _training_layout(model, data.x_train[:8], device, channels_last) as fast,
+        matched(model, dense_model, names) as match,
+    ):
         opt = torch.optim.Adam(params, lr=lr)
         active = [c for c in constraints.values() if not c.frozen]
         regrowing = [c for c in active if c.regrowing]
@@ -275,6 +286,8 @@ def train_epochs(
                         soft = teacher_logits[idx].to(device, non_blocking=True)
                         kd = _kd(logits, soft, temperature)
                         loss = (1 - distill) * loss + distill * temperature**2 * kd
+                if match is not None:
+                    loss = loss + layer_distill * match.loss(x)
                 loss.backward()
                 if schedule == "cosine":
                     for group in opt.param_groups:
