@@ -725,13 +725,18 @@ def test_layers_after_an_exactly_stored_one_keep_their_clustering(
     assert events[-1].stage == "done" and events[-1].fraction == 1.0
 
 
-def test_distilling_on_mixed_inputs_runs_and_refuses_what_cannot_be_mixed(fashion_small):
-    """``distill_mixup``: a whole run with it; token ids and label-free sets are refused by name
-    before any training."""
+def _small_mlp(fashion_small):
+    """A seeded 784-32-10 MLP and 300 training images of Fashion-MNIST."""
     torch.manual_seed(0)
     mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 32), torch.nn.ReLU(),
                               torch.nn.Linear(32, 10))  # fmt: skip
-    data = fashion_small.subset(300, 100, seed=0)
+    return mlp, fashion_small.subset(300, 100, seed=0)
+
+
+def test_distilling_on_mixed_inputs_runs_and_refuses_what_cannot_be_mixed(fashion_small):
+    """``distill_mixup``: a whole run with it; token ids and label-free sets are refused by name
+    before any training."""
+    mlp, data = _small_mlp(fashion_small)
     settings = FAST.with_(prune_steps=1, retrain_epochs=0, distill=0.5, distill_mixup=0.4)
     result = compress(mlp, data, settings)
     assert result.report.accuracy["final"] is not None
@@ -749,10 +754,7 @@ def test_distilling_on_mixed_inputs_runs_and_refuses_what_cannot_be_mixed(fashio
 def test_layer_wise_distillation_runs_and_refuses_a_graph_without_layer_outputs(fashion_small):
     """``distill_layers``: a whole run with it; an exported graph, whose modules never run, is
     refused by name before any training."""
-    torch.manual_seed(0)
-    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 32), torch.nn.ReLU(),
-                              torch.nn.Linear(32, 10))  # fmt: skip
-    data = fashion_small.subset(300, 100, seed=0)
+    mlp, data = _small_mlp(fashion_small)
     settings = FAST.with_(prune_steps=1, retrain_epochs=0, min_elements=300, distill_layers=1.0)
     result = compress(mlp, data, settings)
     assert result.report.accuracy["final"] is not None

@@ -1,6 +1,7 @@
 import torch
 from torch import nn
 
+from weightless_core.method.layer_distill import LayerMatch
 from weightless_core.method.training import Constraint, train_epochs
 
 
@@ -279,3 +280,30 @@ def test_mixup_distils_on_mixed_inputs_and_changes_training():
     plain = _train_mixup(0.0, _Recording())
     assert not torch.equal(with_mixup[1].weight, plain[1].weight)
     assert torch.equal(with_mixup[1].weight, _train_mixup(0.5, _Recording())[1].weight)
+
+
+def _mlp_8_6_2(seed: int) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 2))
+
+
+def test_layer_distillation_pulls_each_layer_towards_the_dense_one():
+    teacher = _mlp_8_6_2(0).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    data = _tiny_data()
+
+    def train(weight: float) -> float:
+        student = _mlp_8_6_2(1)  # another start: far from the teacher's layers
+        train_epochs(student, {}, data, epochs=30, lr=0.02, batch_size=16,
+                     generator=torch.Generator().manual_seed(0), device=torch.device("cpu"),
+                     dense_model=teacher, layer_distill=weight,
+                     layer_names=["1.weight", "3.weight"])  # fmt: skip
+        match = LayerMatch(student, teacher, ["1.weight"])
+        with torch.no_grad():
+            student(data.x_train)
+            gap = float(match.loss(data.x_train))
+        match.close()
+        return gap
+
+    assert train(5.0) < 0.5 * train(0.0)
