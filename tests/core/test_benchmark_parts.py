@@ -327,6 +327,9 @@ def test_max_changes_change_what_they_say(monkeypatch):
     layers = bench.CHANGES["layers"].apply(base)
     assert (base.distill_layers, layers.distill_layers) == (0.0, 1.0)
     assert layers.with_(distill_layers=0.0) == base
+    half = bench.CHANGES["lr"].apply(base)
+    assert (base.lr, half.lr) == (1e-3, 5e-4) and half.with_(lr=1e-3) == base
+    assert bench.CHANGES["lr-mlp"].apply(base) == half
     # LeNet-300-100's logits (fc3, 10 x 100) keep half; no other layer of either LeNet moves.
     # Adopted: `max` is the change now, so its rules from before are rebuilt to compare
     head = bench.CHANGES["head"]
