@@ -848,3 +848,13 @@ def test_core_bench_times_the_envelope_assignment_against_argmin(monkeypatch):
     out = bench.bench_assign(1, n=5_000, k=16)
     assert out["same_codes"] > 0.99 and out["speedup"] > 0
     assert set(out["seconds_median"]) == {"ours", "argmin"}
+
+
+def test_a_changes_rule_is_found_by_its_section_where_two_share_a_row_name(monkeypatch):
+    bench = _script(monkeypatch, "bench_max_change")
+    assert bench.CHANGES["lr"].name == bench.CHANGES["lr-mlp"].name  # the same row label
+    runs = [{"weightless": {"val": 98.0, "weights_bytes": 100.0}}] * 3
+    result = {"change": bench.CHANGES["lr"].name, "reference": "max", "arch": "lenet-300-100"}
+    result |= {"runs": {"max": runs, bench.CHANGES["lr"].name: runs}}
+    mlp = bench.rule(result | {"section": "retrain_lr_mlp"})
+    assert "Within 0.10 on the mean (+0.00): met" in mlp and "size targets" not in mlp
