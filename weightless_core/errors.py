@@ -6,6 +6,8 @@ escapes the library is a bug.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class WeightlessError(Exception):
     """Base class of every error the library raises on purpose."""
@@ -49,3 +51,10 @@ class ModelLoadError(WeightlessError):
 
 class DataError(WeightlessError):
     """A data set is missing, malformed, or does not fit the model."""
+
+
+def listed_names(names: Sequence[str], most: int = 8, width: int = 80) -> str:
+    """A list of tensor names for an error message, bounded whatever the user sent."""
+    shown = [n if len(n) <= width else n[: width - 1] + "\N{HORIZONTAL ELLIPSIS}" for n in names]
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return f"[{', '.join(repr(n) for n in shown[:most])}]{more}"

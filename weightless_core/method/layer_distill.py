@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from weightless_core.errors import InvalidInputError
+from weightless_core.errors import InvalidInputError, listed_names
 
 
 def module_of(param_name: str) -> str:
@@ -38,33 +38,33 @@ def matchable(model: nn.Module, param_names: Sequence[str], sample: torch.Tensor
         with contextlib.suppress(AttributeError):
             module = model.get_submodule(module_of(name))
             if module is not model:
-                owners[name] = module
-    seen: set[str] = set()
-    hooks = [
-        module.register_forward_hook(
-            lambda _m, _i, out, name=name: seen.add(name) if isinstance(out, torch.Tensor) else None
-        )
-        for name, module in owners.items()
-    ]
+                owners[module_of(name)] = module
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [module.register_forward_hook(_keeper(seen, m)) for m, module in owners.items()]
     try:
         with torch.no_grad():
             model(sample)
     finally:
         for h in hooks:
             h.remove()
-    usable = [n for n in param_names if n in seen]
+    usable = [n for n in param_names if module_of(n) in seen]
     if not usable:
         raise InvalidInputError(
             "distill_layers matches each compressed layer's output, and no compressed tensor's "
-            f"module ({_listed(param_names)}) reported one here "
+            f"module (of {listed_names(param_names)}) reported one here "
             "(exported and tensor-file models do not): set distill_layers=0"
         )
     return usable
 
 
-def _listed(names: Sequence[str], most: int = 4) -> str:
-    shown = ", ".join(repr(n) for n in names[:most])
-    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+def _keeper(into: dict[str, torch.Tensor], name: str) -> Callable[..., None]:
+    """A forward hook that keeps its module's output under ``name`` when it is a tensor."""
+
+    def hook(_module: nn.Module, _inputs: object, output: object) -> None:
+        if isinstance(output, torch.Tensor):
+            into[name] = output
+
+    return hook
 
 
 class LayerMatch:
@@ -77,20 +77,12 @@ class LayerMatch:
         self.student_out: dict[str, torch.Tensor] = {}
         self.teacher_out: dict[str, torch.Tensor] = {}
         self._hooks = [
-            student.get_submodule(m).register_forward_hook(self._keep(self.student_out, m))
+            student.get_submodule(m).register_forward_hook(_keeper(self.student_out, m))
             for m in self.modules
         ] + [
-            teacher.get_submodule(m).register_forward_hook(self._keep(self.teacher_out, m))
+            teacher.get_submodule(m).register_forward_hook(_keeper(self.teacher_out, m))
             for m in self.modules
         ]
-
-    @staticmethod
-    def _keep(into: dict[str, torch.Tensor], name: str) -> Callable[..., None]:
-        def hook(_module: nn.Module, _inputs: object, output: object) -> None:
-            if isinstance(output, torch.Tensor):
-                into[name] = output
-
-        return hook
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         """Mean over layers of ``|student - teacher|^2 / |teacher|^2`` on ``x``; the student

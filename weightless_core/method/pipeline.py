@@ -28,7 +28,7 @@ from weightless_core.baselines.strongest import (
     sparse_index_bound_bits,
 )
 from weightless_core.config.settings import CompressionSettings
-from weightless_core.errors import DataError, InvalidInputError
+from weightless_core.errors import DataError, InvalidInputError, listed_names
 from weightless_core.io.data import Dataset
 from weightless_core.method.cluster import (
     capped_kmeans,
@@ -98,21 +98,14 @@ class CompressionResult:
         return fileformat.save(path, self.entries, metadata=self.metadata)
 
 
-def _names(names: Sequence[str], most: int = 8, width: int = 80) -> str:
-    """A list of tensor names for an error message, bounded whatever the user sent."""
-    shown = [n if len(n) <= width else n[: width - 1] + "\N{HORIZONTAL ELLIPSIS}" for n in names]
-    more = f" and {len(names) - most} more" if len(names) > most else ""
-    return f"[{', '.join(repr(n) for n in shown[:most])}]{more}"
-
-
 def select_targets(params: Mapping[str, nn.Parameter], settings: CompressionSettings) -> list[str]:
     """Names of the tensors to encode, in definition order; validates explicit choices."""
     if settings.encode is not None:
         unknown = [n for n in settings.encode if n not in params]
         if unknown:
             raise InvalidInputError(
-                f"encode names unknown tensors {_names(unknown)}; "
-                f"the model has {_names(list(params))}"
+                f"encode names unknown tensors {listed_names(unknown)}; "
+                f"the model has {listed_names(list(params))}"
             )
         chosen = set(settings.encode)
         targets = [n for n in params if n in chosen]
@@ -125,8 +118,8 @@ def select_targets(params: Mapping[str, nn.Parameter], settings: CompressionSett
     stray = sorted(set(settings.layers) - set(targets))
     if stray:
         raise InvalidInputError(
-            f"per-layer settings name tensors that are not encoded: {_names(stray)}; "
-            f"encoded: {_names(targets)}"
+            f"per-layer settings name tensors that are not encoded: {listed_names(stray)}; "
+            f"encoded: {listed_names(targets)}"
         )
     if not targets:
         raise InvalidInputError(
