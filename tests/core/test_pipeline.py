@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -748,6 +750,25 @@ def test_distilling_on_mixed_inputs_runs_and_refuses_what_cannot_be_mixed(fashio
         compress(embed, Dataset("ids", tokens, labels, tokens, labels), settings)
     free = Dataset("free", data.x_train, None, data.x_val, None)
     with pytest.raises(DataError, match="distill_mixup needs a data set with labels"):
+        compress(mlp, free, settings)
+
+
+def test_shifted_training_runs_and_refuses_what_is_not_a_labelled_image(fashion_small):
+    """``augment_shift``: a whole run with it (distilling on the moved images); inputs that are
+    not images of floats, and label-free sets, are refused by name before any training."""
+    mlp, data = _small_mlp(fashion_small)
+    assert data.x_train.dim() == 4
+    settings = FAST.with_(prune_steps=1, retrain_epochs=0, distill=0.5, augment_shift=2)
+    moved = compress(copy.deepcopy(mlp), data, settings)
+    assert moved.report.accuracy["final"] is not None
+    plain = compress(copy.deepcopy(mlp), data, settings.with_(augment_shift=0))
+    assert not torch.equal(moved.model[1].weight, plain.model[1].weight)  # it trained otherwise
+    flat = Dataset("flat", data.x_train.flatten(1), data.y_train, data.x_val.flatten(1),
+                   data.y_val)  # fmt: skip
+    with pytest.raises(DataError, match=r"augment_shift moves images.*\(784,\) per sample"):
+        compress(mlp, flat, settings)
+    free = Dataset("free", data.x_train, None, data.x_val, None)
+    with pytest.raises(DataError, match="augment_shift needs a data set with labels"):
         compress(mlp, free, settings)
 
 

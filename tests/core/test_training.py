@@ -2,7 +2,7 @@ import torch
 from torch import nn
 
 from weightless_core.method.layer_distill import LayerMatch
-from weightless_core.method.training import Constraint, train_epochs
+from weightless_core.method.training import Constraint, _shifted, train_epochs
 
 
 def _tiny_data():
@@ -244,7 +244,8 @@ class _Recording(nn.Module):
         return self.net(x)
 
 
-def _train_mixup(mixup: float, teacher: nn.Module) -> nn.Module:
+def _train_moved(teacher: nn.Module, *, mixup: float = 0.0, shift: int = 0) -> nn.Module:
+    """A tiny model trained 2 epochs distilling from ``teacher`` on mixed or shifted inputs."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(8, 2))
     data = _tiny_data()
@@ -262,13 +263,14 @@ def _train_mixup(mixup: float, teacher: nn.Module) -> nn.Module:
         distill=0.5,
         mixup=mixup,
         dense_model=teacher,
+        shift=shift,
     )
     return model
 
 
 def test_mixup_distils_on_mixed_inputs_and_changes_training():
     teacher = _Recording()
-    with_mixup = _train_mixup(0.5, teacher)
+    with_mixup = _train_moved(teacher, mixup=0.5)
     seen = torch.cat(teacher.seen).flatten(1)
     rows = _tiny_data().x_train.flatten(1)
     assert len(seen) == 2 * len(rows)  # the dense model saw each step's batch, once an epoch
@@ -277,9 +279,35 @@ def test_mixup_distils_on_mixed_inputs_and_changes_training():
     # each one lies between two training rows: inside their range, coordinate by coordinate
     assert torch.all(seen >= rows.min(0).values - 1e-6)
     assert torch.all(seen <= rows.max(0).values + 1e-6)
-    plain = _train_mixup(0.0, _Recording())
+    plain = _train_moved(_Recording())
     assert not torch.equal(with_mixup[1].weight, plain[1].weight)
-    assert torch.equal(with_mixup[1].weight, _train_mixup(0.5, _Recording())[1].weight)
+    assert torch.equal(with_mixup[1].weight, _train_moved(_Recording(), mixup=0.5)[1].weight)
+
+
+def test_shifted_moves_each_image_by_its_own_offset_and_repeats_the_edge():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(40, 2, 5, 6, generator=g)
+    moved = _shifted(x, 2, torch.Generator().manual_seed(4))
+    dy, dx = torch.randint(-2, 3, (2, 40, 1), generator=torch.Generator().manual_seed(4))
+    assert set(dy.flatten().tolist()) == {-2, -1, 0, 1, 2}  # every offset drawn, none beyond
+    for i in range(40):  # by hand: pad with the edge, then cut the window the offset names
+        a, b = int(dy[i]), int(dx[i])
+        padded = torch.nn.functional.pad(x[i : i + 1], (2, 2, 2, 2), mode="replicate")[0]
+        assert torch.equal(moved[i], padded[:, 2 - a : 2 - a + 5, 2 - b : 2 - b + 6])
+    assert torch.equal(moved, _shifted(x, 2, torch.Generator().manual_seed(4)))
+
+
+def test_shifted_training_distils_on_the_moved_images():
+    teacher = _Recording()
+    shifted = _train_moved(teacher, shift=1)
+    seen = torch.cat(teacher.seen)
+    rows = _tiny_data().x_train
+    assert len(seen) == 2 * len(rows)  # the dense model answered each moved batch
+    exact = (seen.flatten(1)[:, None, :] == rows.flatten(1)[None, :, :]).all(-1).any(1)
+    assert 0 < int(exact.sum()) < len(seen)  # a ninth of the offsets is (0, 0)
+    plain = _train_moved(_Recording())
+    assert not torch.equal(shifted[1].weight, plain[1].weight)
+    assert torch.equal(shifted[1].weight, _train_moved(_Recording(), shift=1)[1].weight)
 
 
 def _mlp_8_6_2(seed: int) -> nn.Sequential:

@@ -199,6 +199,10 @@ SETTINGS: tuple[Setting, ...] = (
        "weight of layer-wise distillation: each compressed layer's output matched to the dense "
        "layer's (relative squared error; 0 = off)",
        lo=0, hi=100, scope="library"),
+    _s("augment_shift", int, 0,
+       "largest random shift, in pixels along each axis, of each training image (N, C, H, W) "
+       "in retraining; with distill, the dense model's outputs on it the target (0 = off)",
+       lo=0, hi=4, scope="library"),
     _s("lr_schedule", str, "constant", "constant, or cosine (decay within each stage)",
        choices=("constant", "cosine")),
     _s("outputs", str, "auto",

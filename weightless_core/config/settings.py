@@ -114,6 +114,10 @@ class CompressionSettings:
     as well as on them (``method.training``). ``distill_layers`` > 0 adds, with that weight,
     the relative squared error between each compressed layer's output and the dense layer's on
     the same batch (``method.layer_distill``; models whose layers are modules).
+    ``augment_shift`` > 0 moves each training image (labelled ``(N, C, H, W)`` inputs) by up
+    to that many pixels along each axis, a fresh offset each step; with ``distill`` the target
+    is the dense model's output on the moved image. The dense model keeps the judgement of
+    each image it was trained on, and the pruned one learns to keep it under small shifts.
     ``lr_schedule`` is ``"constant"`` or ``"cosine"``
     (decay to 0 within each training stage).
 
@@ -174,6 +178,7 @@ class CompressionSettings:
     distill: float = 0.0
     distill_mixup: float = 0.0
     distill_layers: float = 0.0
+    augment_shift: int = 0
     cluster_init: str = "linear"
     regrowth: bool = False
     encode_order: str = "definition"

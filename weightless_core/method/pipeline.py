@@ -189,7 +189,8 @@ def compress_variants(
 
 def _frozen_dense(model: nn.Module, data: Dataset, settings: CompressionSettings) -> nn.Module:
     """A frozen copy of the dense ``model``, run on each training batch: the target on mixed
-    inputs (``distill_mixup``, which needs labels to mix and inputs that can be mixed) and of
+    inputs (``distill_mixup``, which needs labels to mix and inputs that can be mixed) or
+    shifted ones (``augment_shift`` with ``distill``), and of
     each compressed layer's output (``distill_layers``; ``layer_distill.matchable`` says
     which)."""
     mixing = settings.distill_mixup > 0
@@ -204,6 +205,18 @@ def _frozen_dense(model: nn.Module, data: Dataset, settings: CompressionSettings
     for p in dense.parameters():
         p.requires_grad_(False)
     return dense
+
+
+def _check_shiftable(data: Dataset) -> None:
+    """Refuse ``augment_shift`` where it means nothing: it moves labelled images."""
+    x = data.x_train
+    if not data.labelled:
+        raise DataError("augment_shift needs a data set with labels (it trains on moved images)")
+    if x.dim() != 4 or not x.is_floating_point():
+        raise DataError(
+            f"augment_shift moves images (N, C, H, W) of floats, and this data set's inputs are "
+            f"{tuple(x.shape[1:])} per sample, {x.dtype}: set augment_shift=0"
+        )
 
 
 class _Run:
@@ -299,16 +312,27 @@ class _Run:
             test = None if d.x_test is None else dense(d.x_test)
             self.dense_out = Teacher(self.kinds, dense(d.x_train), dense(d.x_val), test)
         self._timed("evaluate", lambda: (self._evaluate("dense"), self._score_test("dense")))
-        if d is not None and d.labelled and self.settings.distill > 0:
+        moved = self.settings.distill_mixup > 0 or self.settings.augment_shift > 0
+        if d is not None and d.labelled and self.settings.distill > 0 and not moved:
+            # (on mixed or shifted inputs the dense model answers each batch as it comes)
             self.teacher = logits_of(self.model, d.x_train, device=self.device)
         if d is not None and self.settings.distill_layers > 0:
             sample = d.x_train[:2].to(self.device)
             self.matched_layers = matchable(self.model, self.targets, sample)
-        if d is not None and (self.settings.distill_mixup > 0 or self.settings.distill_layers > 0):
+        if d is not None and self.settings.augment_shift > 0:
+            _check_shiftable(d)
+        if d is not None and self._needs_dense_model():
             self.dense_model = _frozen_dense(self.model, d, self.settings)
         self._timed("prune", self._prune)
         if cluster:
             self._cluster_stage()
+
+    def _needs_dense_model(self) -> bool:
+        """Whether training runs the dense model on its batches: on mixed or shifted inputs
+        (whose targets it gives, when distilling) or to match its layers."""
+        s = self.settings
+        moved = s.distill_mixup > 0 or (s.augment_shift > 0 and s.distill > 0)
+        return moved or s.distill_layers > 0
 
     def _cluster_stage(self) -> None:
         """Step 3 (clustering, weight-sharing retraining) and the baseline of its weights."""
@@ -780,6 +804,7 @@ class _Run:
             distill=self.settings.distill,
             teacher=self.dense_out,
             mixup=self.settings.distill_mixup if self.dense_model is not None else 0.0,
+            shift=self.settings.augment_shift,
             dense_model=self.dense_model,
             layer_distill=self.settings.distill_layers,
             layer_names=self.matched_layers,

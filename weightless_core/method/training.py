@@ -195,6 +195,7 @@ def train_epochs(
     dense_model: nn.Module | None = None,
     layer_distill: float = 0.0,
     layer_names: Sequence[str] = (),
+    shift: int = 0,
 ) -> None:
     """Train ``epochs`` epochs of cross-entropy with Adam under ``constraints``.
 
@@ -217,6 +218,11 @@ def train_epochs(
     With ``layer_distill`` > 0 (and ``dense_model``) the output of each module owning one of
     ``layer_names`` is also matched to the dense model's on the same batch, weighted
     ``layer_distill`` (``method.layer_distill``).
+
+    With ``shift`` > 0 (labels and image inputs ``(N, C, H, W)`` needed) each input is moved
+    by its own random offset of up to ``shift`` pixels along each axis (the edge pixels fill
+    what it leaves), and the distillation target is ``dense_model``'s output on the moved
+    input when there is one (else the precomputed ``teacher_logits`` of the unmoved one).
 
     A data set without labels needs ``teacher`` (the dense model's outputs): the loss is then
     ``objective.distill_loss`` against them alone, for whatever the model returns.
@@ -253,6 +259,9 @@ def train_epochs(
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
                 x = x_all[idx].to(device, non_blocking=True)
+                if shift > 0:
+                    assert y_all is not None, "shifted inputs need labels"
+                    x = _shifted(x, shift, generator)
                 if fast:
                     x = x.contiguous(memory_format=torch.channels_last)
                 opt.zero_grad(set_to_none=True)
@@ -282,7 +291,12 @@ def train_epochs(
                     y = y_all[idx].to(device, non_blocking=True)
                     logits = model(x)
                     loss = nn.functional.cross_entropy(logits, y)
-                    if teacher_logits is not None and distill > 0:
+                    if distill > 0 and shift > 0 and dense_model is not None:
+                        with torch.no_grad():  # the dense model's answer on the moved input
+                            soft = dense_model(x)
+                        kd = _kd(logits, soft, temperature)
+                        loss = (1 - distill) * loss + distill * temperature**2 * kd
+                    elif teacher_logits is not None and distill > 0:
                         soft = teacher_logits[idx].to(device, non_blocking=True)
                         kd = _kd(logits, soft, temperature)
                         loss = (1 - distill) * loss + distill * temperature**2 * kd
@@ -323,6 +337,19 @@ def _mixed(
     share = (torch.rand(n, generator=generator) * mixup).to(x.device, x.dtype)
     w = share.reshape(-1, *([1] * (x.dim() - 1)))
     return (1 - w) * x + w * x[other], share, other
+
+
+def _shifted(x: torch.Tensor, most: int, generator: torch.Generator) -> torch.Tensor:
+    """``x`` (N, C, H, W) with each input moved by its own offset, drawn uniformly from
+    [-``most``, ``most``] pixels along each axis; the pixels moved in repeat the edge (the
+    background of a normalised image, whatever its value). One gather, no loop over offsets."""
+    n, _, h, w = x.shape
+    dy, dx = torch.randint(-most, most + 1, (2, n, 1), generator=generator).to(x.device)
+    rows = (torch.arange(h, device=x.device) - dy).clamp_(0, h - 1)  # (n, h): source row
+    cols = (torch.arange(w, device=x.device) - dx).clamp_(0, w - 1)  # (n, w)
+    batch = torch.arange(n, device=x.device).view(n, 1, 1)
+    moved = x[batch, :, rows.unsqueeze(2), cols.unsqueeze(1)]  # (n, h, w, C)
+    return moved.permute(0, 3, 1, 2).contiguous()
 
 
 def _kd(logits: torch.Tensor, soft: torch.Tensor, temperature: float) -> torch.Tensor:
