@@ -446,9 +446,15 @@ Changes (``CHANGES``), each written to a section of its own:
   table's; `max`'s arm reused where recorded). ``augment_shift`` is global, so if LeNet-5's
   rule passes, `max` takes it only if ``shift-mlp`` finds each LeNet-300-100 pair's mean
   validation no more than 0.10 below `max`'s (``companion_verdict``).
+  Measured the same day: validation -0.01 (-0.04 / +0.10 / -0.10), fc1 1.498x DC-best (under
+  1.5x); not taken. Test, scored only: 99.08 % against 98.94 %, better at every stage.
 * ``shift-mlp`` (section ``shifted_inputs_mlp``): ``shift`` on the LeNet-300-100 pairs (their
   inputs are the same 1 x 28 x 28 images), its verdict ``companion_verdict``. Run only if
   ``shift`` passes. Written 2026-12-05 before any seed ran.
+  Added after ``shift``'s verdict, before any seed of this ran: run anyway, for what it shows
+  on the pair furthest from iso-accuracy (Fashion-MNIST, -1.61 on test), where a fully
+  connected first layer has no built-in tolerance of shifts; it decides nothing for `max`
+  (``shift`` was not taken), and its verdict line is read as a direction.
 
 The rule, the same for each change but one made to save bytes (above), and written before its
 3-seed run: `max` takes the change if over seeds 0, 1 and 2 (a) its mean final validation

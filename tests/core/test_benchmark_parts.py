@@ -697,7 +697,12 @@ def test_cluster_init_verdict_names_each_part_of_the_rule(monkeypatch):
     mean = bench.verdict(result([0.02, -0.04, 0.0]))
     assert "(a) mean validation -0.01: missed" in mean
     small = bench.verdict(result([0.1, 0.1, 0.1], ratio=450.0))
-    assert "ratio 450.00" in small and "size targets" in small and small.startswith("**keep")
+    assert "ratio 450.000" in small and "size targets" in small and small.startswith("**keep")
+    # a seed exactly 0.10 under is allowed, though 99.10 - 99.20 is below -0.10 in floats
+    edge = result([0.1, 0.1, 0.1])
+    edge["runs"][bench.REFERENCE][2]["weightless"]["val"] = 99.20
+    edge["runs"][bench.CANDIDATE][2]["weightless"]["val"] = 99.10
+    assert "(b) worst seed -0.10 (>= -0.10): met" in bench.verdict(edge)
     assert "needs 3 seeds, 2 run" in bench.verdict(result([0.1, 0.1]))
     # a change made to save bytes: a tie on validation is enough, and it must be smaller
     saving = bench.verdict(result([0.04, -0.04, 0.0]), smaller=True)
