@@ -867,3 +867,38 @@ def test_a_changes_rule_is_found_by_its_section_where_two_share_a_row_name(monke
     result |= {"runs": {"max": runs, bench.CHANGES["lr"].name: runs}}
     mlp = bench.rule(result | {"section": "retrain_lr_mlp"})
     assert "Within 0.10 on the mean (+0.00): met" in mlp and "size targets" not in mlp
+
+
+def test_split_agreement_pairs_each_seed_of_a_change_with_its_reference(monkeypatch):
+    bench = _script(monkeypatch, "bench_split_agreement")
+
+    def run(seed: int, val: float, test: float) -> dict:
+        return {"seed": seed, "accuracy_stages": {"final": val, "test:final": test}}
+
+    ref = [run(s, 99.0, 99.0) for s in range(4)]
+    change = [run(0, 99.2, 99.1), run(1, 98.9, 99.0), run(2, 99.1, 98.8), run(3, 99.0, 99.3)]
+    lenet = {"arch": "lenet-5", "dataset": "mnist", "runs": {"max": ref, "x": change}}
+    other = {"reference": "default", "runs": {"default": ref[:1], "y": [run(0, 98.0, 98.5)]}}
+    other |= {"arch": "lenet-5", "dataset": "mnist"}
+    results = {
+        "a": {"data": lenet},
+        "b": {"data": {"pairs": [other]}},  # a multi-pair section, its own reference preset
+        "paper": {"data": lenet},  # left out: its arms are presets, not one change
+        "c": {"data": {"runs": {"x": change}}},  # no reference arm: nothing to pair with
+    }
+    gaps = bench.paired_gaps(results)[("lenet-5", "mnist")]
+    assert [(g.section, g.seed, g.val, g.test) for g in gaps] == [
+        ("a", 0, 0.2, 0.1),
+        ("a", 1, -0.1, 0.0),
+        ("a", 2, 0.1, -0.2),
+        ("a", 3, 0.0, 0.3),
+        ("b", 0, -1.0, -0.5),
+    ]
+    stats = bench.agreement(gaps)
+    assert (stats["pairs"], stats["changes"], stats["small_pairs"]) == (5, 2, 4)
+    # by hand over a's four seeds: -0.01 / sqrt(0.05 * 0.13)
+    assert stats["r_small"] == pytest.approx(-0.124, abs=1e-3)
+    # signs counted where both gaps are >= 0.05 from zero: seeds 0 and 2 of a, seed 0 of b
+    assert (stats["signed_pairs"], stats["same_sign"]) == (3, 2)
+    assert bench.agreement(gaps[:2])["r"] is None  # too few to say
+    assert "| lenet-5 | mnist | 2 | 5 |" in bench.markdown({"lenet-5/mnist": stats})
