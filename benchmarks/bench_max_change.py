@@ -448,6 +448,11 @@ Changes (``CHANGES``), each written to a section of its own:
   validation no more than 0.10 below `max`'s (``companion_verdict``).
   Measured the same day: validation -0.01 (-0.04 / +0.10 / -0.10), fc1 1.498x DC-best (under
   1.5x); not taken. Test, scored only: 99.08 % against 98.94 %, better at every stage.
+* ``shift-more`` (section ``shifted_inputs_more``, LeNet-5 / MNIST, run with ``--seeds 3 4``):
+  ``shift`` on two more seeds, both arms run here, for one question only: whether ``shift``'s
+  test gain (+0.14 over seeds 0-2, scored only) holds on seeds it was not seen on. It decides
+  nothing for `max` (the rule above failed on validation and fc1's gain); its verdict line says
+  so (fewer than 3 seeds). Written 2026-12-05 after ``shift``'s runs, before these seeds ran.
 * ``shift-mlp`` (section ``shifted_inputs_mlp``): ``shift`` on the LeNet-300-100 pairs (their
   inputs are the same 1 x 28 x 28 images), its verdict ``companion_verdict``. Run only if
   ``shift`` passes. Written 2026-12-05 before any seed ran.
@@ -887,6 +892,12 @@ CHANGES = {
         shifted_inputs,
         "shifted_inputs",
         "Training on images moved by up to 1 pixel (LeNet-5 / MNIST, `max`)",
+    ),
+    "shift-more": Change(
+        "images moved up to 1 pixel",
+        shifted_inputs,
+        "shifted_inputs_more",
+        "Training on images moved by up to 1 pixel, seeds 3 and 4 (LeNet-5 / MNIST, `max`)",
     ),
     "shift-mlp": Change(
         "images moved up to 1 pixel",

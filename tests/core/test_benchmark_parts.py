@@ -334,6 +334,7 @@ def test_max_changes_change_what_they_say(monkeypatch):
     assert (base.augment_shift, moved.augment_shift) == (0, 1)
     assert moved.with_(augment_shift=0) == base and bench.CHANGES["shift-mlp"].apply(base) == moved
     assert bench.CHANGES["shift-mlp"].judge is bench.companion_verdict
+    assert bench.CHANGES["shift-more"].apply(base) == moved
     # LeNet-300-100's logits (fc3, 10 x 100) keep half; no other layer of either LeNet moves.
     # Adopted: `max` is the change now, so its rules from before are rebuilt to compare
     head = bench.CHANGES["head"]
