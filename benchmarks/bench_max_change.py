@@ -453,6 +453,7 @@ Changes (``CHANGES``), each written to a section of its own:
   test gain (+0.14 over seeds 0-2, scored only) holds on seeds it was not seen on. It decides
   nothing for `max` (the rule above failed on validation and fc1's gain); its verdict line says
   so (fewer than 3 seeds). Written 2026-12-05 after ``shift``'s runs, before these seeds ran.
+  Measured the same day: test +0.15 and +0.22 (scored only), validation +0.08 and +0.00.
 * ``shift-mlp`` (section ``shifted_inputs_mlp``): ``shift`` on the LeNet-300-100 pairs (their
   inputs are the same 1 x 28 x 28 images), its verdict ``companion_verdict``. Run only if
   ``shift`` passes. Written 2026-12-05 before any seed ran.
