@@ -902,4 +902,4 @@ def test_split_agreement_pairs_each_seed_of_a_change_with_its_reference(monkeypa
     # signs counted where both gaps are >= 0.05 from zero: seeds 0 and 2 of a, seed 0 of b
     assert (stats["signed_pairs"], stats["same_sign"]) == (3, 2)
     assert bench.agreement(gaps[:2])["r"] is None  # too few to say
-    assert "| lenet-5 | mnist | 2 | 5 |" in bench.markdown({"lenet-5/mnist": stats})
+    assert "| lenet-5 | mnist | 2 | 5 |" in bench.markdown({("lenet-5", "mnist"): stats})

@@ -312,8 +312,7 @@ class _Run:
             test = None if d.x_test is None else dense(d.x_test)
             self.dense_out = Teacher(self.kinds, dense(d.x_train), dense(d.x_val), test)
         self._timed("evaluate", lambda: (self._evaluate("dense"), self._score_test("dense")))
-        moved = self.settings.distill_mixup > 0 or self.settings.augment_shift > 0
-        if d is not None and d.labelled and self.settings.distill > 0 and not moved:
+        if d is not None and d.labelled and self.settings.distill > 0 and not self._moves_inputs():
             # (on mixed or shifted inputs the dense model answers each batch as it comes)
             self.teacher = logits_of(self.model, d.x_train, device=self.device)
         if d is not None and self.settings.distill_layers > 0:
@@ -327,12 +326,15 @@ class _Run:
         if cluster:
             self._cluster_stage()
 
+    def _moves_inputs(self) -> bool:
+        """Whether training mixes or shifts its inputs (so no precomputed target fits them)."""
+        return self.settings.distill_mixup > 0 or self.settings.augment_shift > 0
+
     def _needs_dense_model(self) -> bool:
-        """Whether training runs the dense model on its batches: on mixed or shifted inputs
-        (whose targets it gives, when distilling) or to match its layers."""
+        """Whether training runs the dense model on its batches: to distil on moved inputs
+        (``distill_mixup`` implies ``distill``) or to match its layers."""
         s = self.settings
-        moved = s.distill_mixup > 0 or (s.augment_shift > 0 and s.distill > 0)
-        return moved or s.distill_layers > 0
+        return (self._moves_inputs() and s.distill > 0) or s.distill_layers > 0
 
     def _cluster_stage(self) -> None:
         """Step 3 (clustering, weight-sharing retraining) and the baseline of its weights."""
