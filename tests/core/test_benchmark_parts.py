@@ -9,8 +9,11 @@ import re
 import sys
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -903,3 +906,50 @@ def test_split_agreement_pairs_each_seed_of_a_change_with_its_reference(monkeypa
     assert (stats["signed_pairs"], stats["same_sign"]) == (3, 2)
     assert bench.agreement(gaps[:2])["r"] is None  # too few to say
     assert "| lenet-5 | mnist | 2 | 5 |" in bench.markdown({("lenet-5", "mnist"): stats})
+
+
+def test_criteria_signs_gaps_so_better_is_positive_and_bounds_them_by_test_noise(monkeypatch):
+    bench = _script(monkeypatch, "bench_criteria")
+
+    def row(seed: int, acc: float, nll: float, even: float, odd: float) -> dict:
+        return {"seed": seed, "val_acc": acc, "val_nll": nll, "val_kl": nll / 10,
+                "val_agree": acc, "test_acc": (even + odd) / 2, "test_nll": nll,
+                "test_acc_even": even, "test_acc_odd": odd}  # fmt: skip
+
+    runs = {
+        "default": [row(s, 99.0, 0.05, 99.0, 99.0) for s in range(3)],
+        "a": [row(0, 99.2, 0.04, 99.2, 99.0), row(1, 98.8, 0.06, 98.9, 98.9)],
+        "b": [row(0, 99.1, 0.03, 99.3, 99.1), row(2, 99.0, 0.05, 98.7, 99.1), row(9, 1, 1, 1, 1)],
+    }
+    # loss falls = better: a's seed 0 gains 0.01 of loss, seed 1 loses 0.01; seed 9 has no
+    # reference and is left out
+    assert bench.gaps(runs, "val_nll", False) == pytest.approx([0.01, -0.01, 0.02, 0.0])
+    assert bench.gaps(runs, "val_acc", True) == pytest.approx([0.2, -0.2, 0.1, 0.0])
+    a = bench.analyse(runs)
+    assert a["pairs"] == 4
+    # test-accuracy gaps: +0.1, -0.1, +0.2, -0.1; signs counted where both gaps are non-zero
+    f = a["figures"]["val_acc"]
+    assert (f["signs_agree"], f["signed_pairs"]) == (3, 3)
+    assert f["r_test_acc"] == pytest.approx(
+        np.corrcoef([0.2, -0.2, 0.1, 0], [0.1, -0.1, 0.2, -0.1])[0, 1]
+    )
+    # even and odd gaps (0.2, -0.1, 0.3, -0.3) and (0, -0.1, 0.1, 0.1); ceiling sqrt(2r / (1 + r))
+    r = np.corrcoef([0.2, -0.1, 0.3, -0.3], [0, -0.1, 0.1, 0.1])[0, 1]
+    assert a["r_half"] == pytest.approx(r)
+    assert a["ceiling"] == pytest.approx(np.sqrt(2 * r / (1 + r)))
+    text = bench.markdown({"arch": "lenet-5", "dataset": "mnist", "runs": runs}, 60.0)
+    assert "| validation accuracy (what the rules use) |" in text and "3 of 3" in text
+
+
+def test_criteria_scores_a_model_on_both_splits_against_the_dense_one(monkeypatch):
+    bench = _script(monkeypatch, "bench_criteria")
+    torch.manual_seed(0)
+    x = torch.randn(40, 4)
+    y = (x[:, 0] > 0).long()
+    data = SimpleNamespace(x_val=x[:20], y_val=y[:20], x_test=x[20:], y_test=y[20:])
+    dense = torch.nn.Linear(4, 2)
+    s = bench.scores(dense, dense, data)
+    assert s["val_kl"] == pytest.approx(0.0, abs=1e-6) and s["val_agree"] == 100.0
+    assert s["test_acc"] == pytest.approx((s["test_acc_even"] + s["test_acc_odd"]) / 2)
+    other = torch.nn.Linear(4, 2)
+    assert bench.scores(other, dense, data)["val_kl"] > 0

@@ -1,0 +1,270 @@
+"""Which validation figure ranks changes as the test split does? (LeNet-5 / MNIST, `default`)
+
+    python benchmarks/bench_criteria.py --threads 2     # 4 seeds x (reference + 5 changes)
+    python benchmarks/bench_criteria.py --quick         # digits, one seed, two changes
+
+Why: `split_agreement` found that on LeNet-5 / MNIST the gap a small change makes in validation
+*accuracy* says nothing about its gap on test (r = +0.07 over 54 paired seeds), so every
+3-seed validation rule for `max` is a coin flip on test. Validation accuracy at 99 % counts
+about 45 wrong images of 5,000; a continuous figure over all 5,000 (the loss, or how closely
+the compressed model follows the dense one) may carry the signal that count loses. This
+measures it on the cheap preset, where a run takes 2 minutes instead of 12: each seed's dense
+model is compressed by `default` and by `default` with each of ``CHANGES`` (changes of the kind
+measured on `max`), and each final model is scored on both splits by every figure of
+``FIGURES``. For each figure, the gap (change minus reference, signed so that positive is
+better) is correlated with the test-accuracy gap and with the test-loss gap over all
+(change, seed) pairs.
+
+How much any validation figure *can* follow test accuracy is bounded by test accuracy's own
+noise: the same gap measured on the even and on the odd test images correlates ``r_half``, so
+the whole split's gap has reliability ``2 r_half / (1 + r_half)`` (Spearman-Brown), and no
+figure correlates with it above the square root of that. The table gives that ceiling beside
+the figures. Nothing here chooses anything for a preset; it informs which figure a later rule,
+written before its runs, should decide on.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _paper import DENSE_EPOCHS, bench_parser, fresh_model, train_dense
+from _results import command_line, record
+
+from weightless_core import CompressionSettings, compress, load_dataset, settings_for
+from weightless_core.io.data import Dataset
+from weightless_core.method.training import logits_of
+
+SECTION = "criteria"
+PRESET = "default"
+PAIR = ("lenet-5", "mnist")
+SEEDS = (0, 1, 2, 3)
+CPU = torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class Change:
+    name: str
+    apply: Callable[[CompressionSettings], CompressionSettings]
+
+
+CHANGES = (
+    Change("shift 1", lambda s: s.with_(augment_shift=1)),
+    Change("distill 0.9", lambda s: s.with_(distill=0.9)),
+    Change("lr 5e-4", lambda s: s.with_(lr=5e-4)),
+    Change("mixup 0.4", lambda s: s.with_(distill_mixup=0.4)),
+    Change("2 epochs after clustering and each layer", lambda s: s.with_(
+        cluster_epochs=2 * s.cluster_epochs, retrain_epochs=2 * s.retrain_epochs)),
+)  # fmt: skip
+
+# (key, label, higher is better): the validation figures compared, and the test targets
+FIGURES = (
+    ("val_acc", "validation accuracy (what the rules use)", True),
+    ("val_nll", "validation loss (cross-entropy)", False),
+    ("val_kl", "validation KL from the dense model", False),
+    ("val_agree", "validation top-1 agreement with the dense model", True),
+)
+TARGETS = (("test_acc", True), ("test_nll", False))
+
+
+def scores(model: nn.Module, dense: nn.Module, data: Dataset) -> dict[str, float]:
+    """Every figure of one final model: accuracy (%) and loss on both splits, KL from and
+    agreement with the dense model on validation, and test accuracy on its even and odd
+    images (for the split-half ceiling)."""
+    out: dict[str, float] = {}
+    for split, x, y in (("val", data.x_val, data.y_val), ("test", data.x_test, data.y_test)):
+        assert x is not None and y is not None, f"the data set needs a labelled {split} split"
+        logits = logits_of(model, x, device=CPU).float()
+        y = y.long()
+        right = (logits.argmax(1) == y).float()
+        out[f"{split}_acc"] = 100 * float(right.mean())
+        out[f"{split}_nll"] = float(nn.functional.cross_entropy(logits, y))
+        if split == "val":
+            ref = logits_of(dense, x, device=CPU).float()
+            logp, logq = ref.log_softmax(1), logits.log_softmax(1)
+            out["val_kl"] = float((logp.exp() * (logp - logq)).sum(1).mean())
+            out["val_agree"] = 100 * float((logits.argmax(1) == ref.argmax(1)).float().mean())
+        else:
+            out["test_acc_even"] = 100 * float(right[0::2].mean())
+            out["test_acc_odd"] = 100 * float(right[1::2].mean())
+    return out
+
+
+def gaps(runs: dict[str, list[dict[str, Any]]], key: str, higher: bool) -> np.ndarray:
+    """``key``'s gap of every (change, seed) against the reference of the same seed, signed
+    so that positive is better."""
+    ref = {r["seed"]: r[key] for r in runs[PRESET]}
+    sign = 1.0 if higher else -1.0
+    return np.array(
+        [
+            sign * (r[key] - ref[r["seed"]])
+            for name, rs in runs.items()
+            if name != PRESET
+            for r in rs
+            if r["seed"] in ref
+        ]
+    )
+
+
+def _r(a: np.ndarray, b: np.ndarray) -> float | None:
+    if len(a) < 3 or float(np.std(a)) == 0 or float(np.std(b)) == 0:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def analyse(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Each figure's correlation with the test targets and their sign agreement with test
+    accuracy, and test accuracy's split-half ceiling."""
+    test = {k: gaps(runs, k, up) for k, up in TARGETS}
+    figures = {}
+    for key, _label, up in FIGURES:
+        g = gaps(runs, key, up)
+        both = (g != 0) & (test["test_acc"] != 0)
+        figures[key] = {
+            "r_test_acc": _r(g, test["test_acc"]),
+            "r_test_nll": _r(g, test["test_nll"]),
+            "signs_agree": int((np.sign(g[both]) == np.sign(test["test_acc"][both])).sum()),
+            "signed_pairs": int(both.sum()),
+        }
+    half = _r(gaps(runs, "test_acc_even", True), gaps(runs, "test_acc_odd", True))
+    reliability = None if half is None else 2 * half / (1 + half)
+    ceiling = None if reliability is None or reliability <= 0 else float(np.sqrt(reliability))
+    r_nll = _r(test["test_acc"], test["test_nll"])
+    return {
+        "pairs": len(test["test_acc"]),
+        "figures": figures,
+        "r_half": half,
+        "ceiling": ceiling,
+        "r_test_acc_nll": r_nll,
+    }
+
+
+def markdown(result: dict[str, Any], total_s: float) -> str:
+    def num(x: float | None) -> str:
+        return "-" if x is None else f"{x:+.2f}"
+
+    a = analyse(result["runs"])
+    seeds = sorted({r["seed"] for r in result["runs"][PRESET]})
+    lines = [
+        f"{result['arch']} / {result['dataset']}, the `{PRESET}` preset against each change "
+        f"from the same dense model, seeds {', '.join(map(str, seeds))}: {a['pairs']} "
+        "(change, seed) pairs. Gaps are change minus reference, signed so that positive is "
+        "better. Nothing here chooses a preset.",
+        "",
+        f"Total time: {total_s / 60:.1f} min.",
+        "",
+        "| validation figure | r with test-accuracy gap | r with test-loss gap | "
+        "signs agree with test accuracy |",
+        "|---|---|---|---|",
+    ]
+    for key, label, _up in FIGURES:
+        f = a["figures"][key]
+        lines.append(
+            f"| {label} | {num(f['r_test_acc'])} | {num(f['r_test_nll'])} | "
+            f"{f['signs_agree']} of {f['signed_pairs']} |"
+        )
+    lines += [
+        "",
+        f"Test accuracy's own noise: its gap on the even and on the odd test images correlates "
+        f"{num(a['r_half'])}, so no validation figure can follow the whole split's gap above "
+        f"r = {num(a['ceiling'])}. Test accuracy and test loss gaps correlate "
+        f"{num(a['r_test_acc_nll'])}.",
+        "",
+        "| run | val acc % | val loss | val KL | val agreement % | test acc % | test loss |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, rs in result["runs"].items():
+        if not rs:
+            continue
+
+        def mean(k: str, rs: list[dict[str, Any]] = rs) -> float:
+            return float(np.mean([r[k] for r in rs]))
+
+        lines.append(
+            f"| {name} | {mean('val_acc'):.2f} | {mean('val_nll'):.4f} | {mean('val_kl'):.4f} | "
+            f"{mean('val_agree'):.2f} | {mean('test_acc'):.2f} | {mean('test_nll'):.4f} |"
+        )
+    return "\n".join(lines)
+
+
+def run(
+    arch: str,
+    data_name: str,
+    *,
+    seeds: tuple[int, ...],
+    changes: tuple[Change, ...],
+    epochs: int,
+    quick: bool = False,
+    on_seed: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    data = load_dataset(data_name)
+    out: dict[str, Any] = {"arch": arch, "dataset": data.name, "seeds": list(seeds)}
+    out["runs"] = {PRESET: [], **{c.name: [] for c in changes}}
+    for seed in seeds:
+        state, _val, _s = train_dense(arch, data, epochs, seed=seed, cache=not quick)
+        dense = fresh_model(arch, data, state).eval()
+        base = settings_for(PRESET, seed=seed)
+        if quick:
+            base = base.with_(prune_steps=1, prune_epochs=1, cluster_epochs=1, retrain_epochs=1)
+        arms = [(PRESET, base)] + [(c.name, c.apply(base)) for c in changes]
+        for name, settings in arms:
+            start = time.perf_counter()
+            result = compress(fresh_model(arch, data, state), data, settings)
+            row = scores(result.model.eval(), dense, data) | {"seed": seed}
+            row["seconds"] = round(time.perf_counter() - start, 1)
+            row["weights_ratio"] = result.report.weights_original_bytes / max(
+                result.report.weights_paper_bytes, 1
+            )
+            out["runs"][name].append(row)
+            print(
+                f"seed {seed} {name}: val {row['val_acc']:.2f} / {row['val_nll']:.4f} "
+                f"test {row['test_acc']:.2f} / {row['test_nll']:.4f} ({row['seconds']:.0f} s)",
+                flush=True,
+            )
+        if on_seed is not None:
+            on_seed(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = bench_parser(__doc__, "digits, one seed, two changes")
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="seeds (0 1 2 3)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    if args.quick:
+        result = run(
+            "lenet-300-100", "digits", seeds=(0,), changes=CHANGES[:2], epochs=2, quick=True
+        )
+        out = args.out_dir or Path(f"{SECTION}-quick")
+        out.mkdir(parents=True, exist_ok=True)
+        text = markdown(result, time.perf_counter() - start)
+        (out / f"{SECTION}.md").write_text(text + "\n", encoding="utf-8")
+        return
+
+    def save(result: dict[str, Any]) -> None:
+        total = time.perf_counter() - start
+        record(
+            SECTION,
+            title="Which validation figure ranks changes as test does? (LeNet-5 / MNIST)",
+            command=command_line(__file__, argv),
+            markdown=markdown(result, total),
+            data=result | {"analysis": analyse(result["runs"]), "total_seconds": total},
+        )
+
+    arch, name = PAIR
+    run(arch, name, seeds=tuple(args.seeds), changes=CHANGES, epochs=DENSE_EPOCHS[PAIR],
+        on_seed=save)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
