@@ -7,7 +7,9 @@ scripts that compare runs of one reference may cache it in ``.cache/dense`` (``t
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -33,14 +35,58 @@ DENSE_EPOCHS = {
 SEED = 0
 SEEDS = (0, 1, 2)  # every headline figure is a mean over these
 DENSE_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "dense"
+CPU_LOCK = DENSE_CACHE.parent / "benchmark.lock"
+_held: list[int] = []  # the lock's file descriptor, open until the process ends
+
+
+def hold_cpus(lock: Path = CPU_LOCK) -> None:
+    """Take the machine's benchmark lock for the rest of the process, or stop with a message
+    naming the run that holds it.
+
+    Two seeded benchmarks on the same 2 CPUs each run at about half speed and record
+    minutes that mean nothing, and each pass of `bench_max_change` takes an hour; so a second
+    one refuses to start rather than starve the first. The lock is an ``flock`` on
+    ``.cache/benchmark.lock``: the kernel releases it when the process ends, however it ends.
+    ``--share-cpus`` skips it (runs started side by side on purpose, one thread each)."""
+    if _held:
+        return
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
+        os.close(fd)
+        sys.exit(
+            f"another benchmark holds the CPUs ({holder}); wait for it to end, or pass "
+            "--share-cpus to run beside it on purpose"
+        )
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()}: {' '.join(sys.argv)}".encode(), 0)
+    _held.append(fd)
+
+
+class _HoldingParser(argparse.ArgumentParser):
+    """Parses as usual, then takes the benchmark lock unless the run is ``--quick`` or
+    ``--share-cpus`` (``hold_cpus``)."""
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        parsed = super().parse_args(args, namespace)
+        if not getattr(parsed, "quick", False) and not getattr(parsed, "share_cpus", False):
+            hold_cpus()
+        return parsed
 
 
 def bench_parser(doc: str, quick: str) -> argparse.ArgumentParser:
     """The options every seeded benchmark takes: ``--quick`` (a tiny smoke run, described by
     ``quick``), ``--out-dir`` for its table, and ``--threads``; the first line of ``doc`` is
-    the description."""
-    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    the description. Parsing takes the benchmark lock (``hold_cpus``) unless ``--quick`` or
+    ``--share-cpus`` is given."""
+    ap = _HoldingParser(description=doc.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help=f"tiny smoke run ({quick})")
+    ap.add_argument(
+        "--share-cpus", action="store_true", help="run beside another benchmark on purpose"
+    )
     ap.add_argument("--out-dir", type=Path, help="with --quick: where to write the table")
     ap.add_argument(
         "--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch CPU threads"

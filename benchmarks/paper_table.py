@@ -49,6 +49,7 @@ from _paper import (
     SEEDS,
     Checkpoint,
     fresh_model,
+    hold_cpus,
     pair_key,
     run_in_parts,
     test_accuracy,
@@ -731,6 +732,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch CPU threads"
     )
+    ap.add_argument(
+        "--share-cpus", action="store_true", help="run beside another benchmark on purpose"
+    )
     args = ap.parse_args(argv)
     if args.replot:
         recorded = json.loads((ROOT / "benchmarks" / "results.json").read_text("utf-8"))
@@ -752,6 +756,8 @@ def main(argv: list[str] | None = None) -> None:
         (out / "results.json").write_text(json.dumps(summary(pairs), indent=1) + "\n", "utf-8")
         return
 
+    if not args.rerecord and not args.share_cpus:
+        hold_cpus()
     section = args.section
     earlier = {pair_key(p): p for p in recorded_pairs(section)}
 

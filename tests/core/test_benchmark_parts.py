@@ -953,3 +953,23 @@ def test_criteria_scores_a_model_on_both_splits_against_the_dense_one(monkeypatc
     assert s["test_acc"] == pytest.approx((s["test_acc_even"] + s["test_acc_odd"]) / 2)
     other = torch.nn.Linear(4, 2)
     assert bench.scores(other, dense, data)["val_kl"] > 0
+
+
+def test_a_second_benchmark_refuses_to_start_while_one_holds_the_cpus(tmp_path, monkeypatch):
+    import fcntl
+    import os
+
+    paper = _script(monkeypatch, "_paper")
+    monkeypatch.setattr(paper, "_held", [])
+    lock = tmp_path / "benchmark.lock"
+    other = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(other, fcntl.LOCK_EX)
+    os.write(other, b"pid 1: bench_max_change.py shift")
+    with pytest.raises(SystemExit, match=r"holds the CPUs \(pid 1: bench_max_change.py shift\)"):
+        paper.hold_cpus(lock)
+    os.close(other)  # the first run ends: its lock goes with it
+    paper.hold_cpus(lock)
+    assert "pid " + str(os.getpid()) in lock.read_text()
+    paper.hold_cpus(lock)  # held already: nothing to do
+    assert len(paper._held) == 1
+    os.close(paper._held.pop())
