@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from weightless_core.io.data import Dataset
-from weightless_core.method.training import accuracy, train_epochs
+from weightless_core.method.training import accuracy, logits_of, train_epochs
 from weightless_core.models.lenet import build_model
 
 # Epochs for the dense references (cosine learning rate): enough that validation accuracy has
@@ -147,6 +148,29 @@ def train_dense(
         torch.save({"state": state, "seconds": seconds}, tmp)
         tmp.replace(path)
     return state, acc, seconds
+
+
+def scores(model: nn.Module, dense: nn.Module, data: Dataset) -> dict[str, float]:
+    """Every figure of one final model, for `bench_criteria` to ask which follows test:
+    accuracy (%) and loss on both splits, KL from and agreement with the dense model on
+    validation, and test accuracy on its even and odd images (the split-half ceiling)."""
+    out: dict[str, float] = {}
+    for split, x, y in (("val", data.x_val, data.y_val), ("test", data.x_test, data.y_test)):
+        assert x is not None and y is not None, f"the data set needs a labelled {split} split"
+        logits = logits_of(model, x, device=torch.device("cpu")).float()
+        y = y.long()
+        right = (logits.argmax(1) == y).float()
+        out[f"{split}_acc"] = 100 * float(right.mean())
+        out[f"{split}_nll"] = float(nn.functional.cross_entropy(logits, y))
+        if split == "val":
+            ref = logits_of(dense, x, device=torch.device("cpu")).float()
+            logp, logq = ref.log_softmax(1), logits.log_softmax(1)
+            out["val_kl"] = float((logp.exp() * (logp - logq)).sum(1).mean())
+            out["val_agree"] = 100 * float((logits.argmax(1) == ref.argmax(1)).float().mean())
+        else:
+            out["test_acc_even"] = 100 * float(right[0::2].mean())
+            out["test_acc_odd"] = 100 * float(right[1::2].mean())
+    return out
 
 
 def test_accuracy(model: torch.nn.Module, data: Dataset) -> float:

@@ -34,21 +34,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _paper import DENSE_EPOCHS, bench_parser, fresh_model, train_dense
+from _paper import DENSE_EPOCHS, bench_parser, fresh_model, scores, train_dense
 from _results import command_line, record
 
 from weightless_core import CompressionSettings, compress, load_dataset, settings_for
-from weightless_core.io.data import Dataset
-from weightless_core.method.training import logits_of
 
 SECTION = "criteria"
 PRESET = "default"
 PAIR = ("lenet-5", "mnist")
 SEEDS = (0, 1, 2, 3)
-CPU = torch.device("cpu")
 
 
 @dataclass(frozen=True)
@@ -74,29 +70,6 @@ FIGURES = (
     ("val_agree", "validation top-1 agreement with the dense model", True),
 )
 TARGETS = (("test_acc", True), ("test_nll", False))
-
-
-def scores(model: nn.Module, dense: nn.Module, data: Dataset) -> dict[str, float]:
-    """Every figure of one final model: accuracy (%) and loss on both splits, KL from and
-    agreement with the dense model on validation, and test accuracy on its even and odd
-    images (for the split-half ceiling)."""
-    out: dict[str, float] = {}
-    for split, x, y in (("val", data.x_val, data.y_val), ("test", data.x_test, data.y_test)):
-        assert x is not None and y is not None, f"the data set needs a labelled {split} split"
-        logits = logits_of(model, x, device=CPU).float()
-        y = y.long()
-        right = (logits.argmax(1) == y).float()
-        out[f"{split}_acc"] = 100 * float(right.mean())
-        out[f"{split}_nll"] = float(nn.functional.cross_entropy(logits, y))
-        if split == "val":
-            ref = logits_of(dense, x, device=CPU).float()
-            logp, logq = ref.log_softmax(1), logits.log_softmax(1)
-            out["val_kl"] = float((logp.exp() * (logp - logq)).sum(1).mean())
-            out["val_agree"] = 100 * float((logits.argmax(1) == ref.argmax(1)).float().mean())
-        else:
-            out["test_acc_even"] = 100 * float(right[0::2].mean())
-            out["test_acc_odd"] = 100 * float(right[1::2].mean())
-    return out
 
 
 def gaps(runs: dict[str, list[dict[str, Any]]], key: str, higher: bool) -> np.ndarray:

@@ -5,6 +5,11 @@ seeds, under a rule written before the run.
     python benchmarks/bench_max_change.py retrain --seeds 0   # one seed: a direction only
     python benchmarks/bench_max_change.py columns --quick --out-dir DIR  # tiny smoke run
 
+Each run newly made (not one reused from a record) also records ``figures``
+(``_paper.scores``, since 2026-12-05): validation loss, KL from and agreement with the dense
+model, test loss, and test accuracy on even and odd images, so that a rule may decide on a
+continuous figure once `bench_criteria` says which one follows test.
+
 Changes (``CHANGES``), each written to a section of its own:
 
 * ``columns`` (section ``column_sparsity``): fc1's whole rows and columns in shares of their
@@ -492,7 +497,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _paper import DENSE_EPOCHS, bench_parser, fresh_model
+from _paper import DENSE_EPOCHS, bench_parser, fresh_model, scores
 from _results import command_line, record
 from bench_cluster_init import TOLERANCE, verdict
 from bench_t_tolerance import _mean, size_figures
@@ -1087,6 +1092,8 @@ def run(
                 summary = summarise(result.report, time.perf_counter() - start) | {"seed": seed}
                 summary["cpu_seconds"] = round(time.process_time() - cpu, 1)
                 summary["threads"] = torch.get_num_threads()
+                dense_model = fresh_model(arch, data, state).eval()
+                summary["figures"] = scores(result.model.eval(), dense_model, data)
             out["runs"][name].append(summary)
             wl = summary["weightless"]
             print(

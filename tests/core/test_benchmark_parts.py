@@ -942,7 +942,7 @@ def test_criteria_signs_gaps_so_better_is_positive_and_bounds_them_by_test_noise
 
 
 def test_criteria_scores_a_model_on_both_splits_against_the_dense_one(monkeypatch):
-    bench = _script(monkeypatch, "bench_criteria")
+    bench = _script(monkeypatch, "_paper")
     torch.manual_seed(0)
     x = torch.randn(40, 4)
     y = (x[:, 0] > 0).long()
