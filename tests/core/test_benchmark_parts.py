@@ -973,3 +973,49 @@ def test_a_second_benchmark_refuses_to_start_while_one_holds_the_cpus(tmp_path, 
     paper.hold_cpus(lock)  # held already: nothing to do
     assert len(paper._held) == 1
     os.close(paper._held.pop())
+
+
+def test_context_coding_lengths_are_what_an_adaptive_coder_writes(monkeypatch):
+    bench = _script(monkeypatch, "bench_context_coding")
+    rng = np.random.default_rng(0)
+    bits = rng.random(200) < 0.1
+    length, ones = 0.0, 0  # coded bit by bit, p(1) = (ones + 1/2) / (seen + 1)
+    for seen, b in enumerate(bits):
+        p1 = (ones + 0.5) / (seen + 1)
+        length -= np.log2(p1 if b else 1 - p1)
+        ones += int(b)
+    assert bench.kt_binary_bits(np.array([ones]), np.array([200])) == pytest.approx(length)
+    symbols = rng.integers(0, 3, 100)
+    length, counts = 0.0, np.zeros(3)
+    for s in symbols:
+        length -= np.log2((counts[s] + 0.5) / (counts.sum() + 1.5))
+        counts[s] += 1
+    assert bench.kt_symbol_bits(counts) == pytest.approx(length)
+
+
+def test_context_coding_finds_what_the_bound_cannot(monkeypatch):
+    bench = _script(monkeypatch, "bench_context_coding")
+    rng = np.random.default_rng(1)
+    # half the columns are read by every row, half by a few: alike to the bound's position
+    # model, not to a model per column
+    w = np.zeros((64, 64), dtype=np.float32)
+    w[:, :32] = rng.choice([-0.5, 0.5], (64, 32))
+    w[:, 32:] = np.where(rng.random((64, 32)) < 0.05, 0.25, 0.0)
+    row = bench.layer_bits(w)
+    assert row["kept"] == int((w != 0).sum()) and row["live"] == [64, 64]
+    assert row["context_models"].startswith("positions per column")
+    assert row["context_bits"] < 0.6 * row["bound_bits"]
+    # one model over the grid pays the bound's positions plus a little learning
+    bound_positions = row["bound_bits"] - 32 * 3 - row["kept"] * 1.0  # codes: ~1 bit each
+    assert row["positions_bits"]["one model"] > 0.9 * bound_positions
+    assert row["dc_best_bits"] > row["context_bits"]
+
+
+@pytest.mark.parametrize("script", ["bench_context_coding", "bench_criteria"])
+def test_quick_runs_of_the_coder_and_criteria_measurements_write_their_tables(
+    tmp_path, monkeypatch, script
+):
+    bench = _script(monkeypatch, script)
+    bench.main(["--quick", "--out-dir", str(tmp_path), "--threads", "1"])
+    text = (tmp_path / f"{bench.SECTION}.md").read_text()
+    assert "| lenet-300-100 | digits | max | fc1.weight |" in text or "| shift 1 |" in text
