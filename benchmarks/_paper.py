@@ -95,6 +95,16 @@ def bench_parser(doc: str, quick: str) -> argparse.ArgumentParser:
     return ap
 
 
+def write_quick(out_dir: Path | None, name: str, text: str) -> Path:
+    """Where a ``--quick`` smoke run's table goes: ``out_dir`` (``--out-dir``) or
+    ``NAME-quick`` here, as ``NAME.md``; never BENCHMARKS.md."""
+    out = out_dir or Path(f"{name}-quick")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.md"
+    path.write_text(text + "\n", encoding="utf-8")
+    return path
+
+
 def fresh_model(arch: str, data: Dataset, state: dict[str, torch.Tensor] | None = None):
     model = build_model(arch, input_shape=data.input_shape, num_classes=data.num_classes)
     if state is not None:

@@ -34,7 +34,7 @@ import torch
 from scipy.special import gammaln
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _paper import DENSE_EPOCHS, bench_parser, fresh_model, train_dense
+from _paper import DENSE_EPOCHS, bench_parser, fresh_model, train_dense, write_quick
 from _results import command_line, record
 
 from weightless_core import compress, load_dataset, settings_for
@@ -157,10 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     if args.quick:
         runs = [measure("lenet-300-100", "digits", "max", seed=0, quick=True)]
-        out = args.out_dir or Path(f"{SECTION}-quick")
-        out.mkdir(parents=True, exist_ok=True)
-        text = markdown(runs, time.perf_counter() - start)
-        (out / f"{SECTION}.md").write_text(text + "\n", encoding="utf-8")
+        write_quick(args.out_dir, SECTION, markdown(runs, time.perf_counter() - start))
         return
     runs = []
     for arch, data_name, preset in RUNS:

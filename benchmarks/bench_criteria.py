@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _paper import DENSE_EPOCHS, bench_parser, fresh_model, scores, train_dense
+from _paper import DENSE_EPOCHS, bench_parser, fresh_model, scores, train_dense, write_quick
 from _results import command_line, record
 
 from weightless_core import CompressionSettings, compress, load_dataset, settings_for
@@ -218,10 +218,7 @@ def main(argv: list[str] | None = None) -> None:
         result = run(
             "lenet-300-100", "digits", seeds=(0,), changes=CHANGES[:2], epochs=2, quick=True
         )
-        out = args.out_dir or Path(f"{SECTION}-quick")
-        out.mkdir(parents=True, exist_ok=True)
-        text = markdown(result, time.perf_counter() - start)
-        (out / f"{SECTION}.md").write_text(text + "\n", encoding="utf-8")
+        write_quick(args.out_dir, SECTION, markdown(result, time.perf_counter() - start))
         return
 
     def save(result: dict[str, Any]) -> None:

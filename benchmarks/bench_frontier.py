@@ -33,6 +33,7 @@ from _paper import (
     test_accuracy,
     train_dense,
     with_missing,
+    write_quick,
 )
 from _results import command_line, record, recorded
 
@@ -185,10 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         pairs = [
             run_pair("lenet-300-100", data, levels=(10, 5), seeds=(0, 1), epochs=2, cache=False)
         ]
-        out = args.out_dir or Path("frontier-quick")
-        out.mkdir(parents=True, exist_ok=True)
-        text = markdown(pairs, time.perf_counter() - start)
-        (out / "frontier.md").write_text(text + "\n", encoding="utf-8")
+        write_quick(args.out_dir, "frontier", markdown(pairs, time.perf_counter() - start))
         return
 
     def run(arch: str, name: str, checkpoint: Checkpoint) -> dict[str, Any]:

@@ -497,7 +497,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _paper import DENSE_EPOCHS, bench_parser, fresh_model, scores
+from _paper import DENSE_EPOCHS, bench_parser, fresh_model, scores, write_quick
 from _results import command_line, record
 from bench_cluster_init import TOLERANCE, verdict
 from bench_t_tolerance import _mean, size_figures
@@ -1178,10 +1178,7 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     if args.quick:
         result = run("lenet-300-100", "digits", change, seeds=(0,), epochs=2, quick=True)
-        out = args.out_dir or Path(f"{change.section}-quick")
-        out.mkdir(parents=True, exist_ok=True)
-        text = markdown(result, time.perf_counter() - start)
-        (out / f"{change.section}.md").write_text(text + "\n", encoding="utf-8")
+        write_quick(args.out_dir, change.section, markdown(result, time.perf_counter() - start))
         return
 
     done: list[dict[str, Any]] = []  # the pairs run to the end

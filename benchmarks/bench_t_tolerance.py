@@ -42,7 +42,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _paper import DENSE_EPOCHS, bench_parser, fresh_model, train_dense
+from _paper import DENSE_EPOCHS, bench_parser, fresh_model, train_dense, write_quick
 from _results import command_line, record, recorded
 from paper_table import summarise
 
@@ -311,10 +311,7 @@ def main(argv: list[str] | None = None) -> None:
             vetoes=vetoes,
             quick=True,
         )
-        out = args.out_dir or Path("t-tolerance-quick")
-        out.mkdir(parents=True, exist_ok=True)
-        text = markdown(result, time.perf_counter() - start)
-        (out / "t_tolerance.md").write_text(text + "\n", encoding="utf-8")
+        write_quick(args.out_dir, "t_tolerance", markdown(result, time.perf_counter() - start))
         return
     arch, name = args.pair.split("/")
     grid = dict(args.rows)

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _paper import DENSE_EPOCHS, bench_parser, fresh_model, test_accuracy, train_dense
+from _paper import DENSE_EPOCHS, bench_parser, fresh_model, test_accuracy, train_dense, write_quick
 from _results import command_line, record
 from bench_t_tolerance import _mean, size_figures
 from paper_table import summarise
@@ -188,11 +188,7 @@ def variants_main(
     start = time.perf_counter()
     if args.quick:
         result = run("lenet-300-100", "digits", seeds=(0,), epochs=2, variants=variants, quick=True)
-        out = args.out_dir or Path(f"{section}-quick")
-        out.mkdir(parents=True, exist_ok=True)
-        (out / f"{section}.md").write_text(
-            markdown(result, time.perf_counter() - start) + "\n", encoding="utf-8"
-        )
+        write_quick(args.out_dir, section, markdown(result, time.perf_counter() - start))
         return
     arch, name = "lenet-5", "mnist"
 
