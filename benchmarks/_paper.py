@@ -68,12 +68,12 @@ def hold_cpus(lock: Path = CPU_LOCK) -> None:
 
 
 class _HoldingParser(argparse.ArgumentParser):
-    """Parses as usual, then takes the benchmark lock unless the run is ``--quick`` or
-    ``--share-cpus`` (``hold_cpus``)."""
+    """Parses as usual, then takes the benchmark lock unless the run is ``--quick``,
+    ``--share-cpus`` or ``--rerecord`` (which trains nothing) (``hold_cpus``)."""
 
     def parse_args(self, args=None, namespace=None):  # type: ignore[override]
         parsed = super().parse_args(args, namespace)
-        if not getattr(parsed, "quick", False) and not getattr(parsed, "share_cpus", False):
+        if not any(getattr(parsed, k, False) for k in ("quick", "share_cpus", "rerecord")):
             hold_cpus()
         return parsed
 

@@ -926,7 +926,8 @@ def test_criteria_signs_gaps_so_better_is_positive_and_bounds_them_by_test_noise
     assert bench.gaps(runs, "val_nll", False) == pytest.approx([0.01, -0.01, 0.02, 0.0])
     assert bench.gaps(runs, "val_acc", True) == pytest.approx([0.2, -0.2, 0.1, 0.0])
     a = bench.analyse(runs)
-    assert a["pairs"] == 4
+    assert a["pairs"] == 4 and a["small"]["pairs"] == 4  # every validation gap under 0.3
+    a = a["all"]
     # test-accuracy gaps: +0.1, -0.1, +0.2, -0.1; signs counted where both gaps are non-zero
     f = a["figures"]["val_acc"]
     assert (f["signs_agree"], f["signed_pairs"]) == (3, 3)
@@ -938,7 +939,12 @@ def test_criteria_signs_gaps_so_better_is_positive_and_bounds_them_by_test_noise
     assert a["r_half"] == pytest.approx(r)
     assert a["ceiling"] == pytest.approx(np.sqrt(2 * r / (1 + r)))
     text = bench.markdown({"arch": "lenet-5", "dataset": "mnist", "runs": runs}, 60.0)
-    assert "| validation accuracy (what the rules use) |" in text and "3 of 3" in text
+    assert "| validation accuracy (what the rules use) |" in text and "3 of 3 / 3 of 3" in text
+    # a change of 0.4 on validation is not small: it leaves the small subset
+    runs["c"] = [row(1, 98.6, 0.09, 98.5, 98.5)]
+    a = bench.analyse(runs)
+    assert (a["pairs"], a["small"]["pairs"]) == (5, 4)
+    assert a["small"]["figures"]["val_acc"]["r_test_acc"] == pytest.approx(f["r_test_acc"])
 
 
 def test_criteria_scores_a_model_on_both_splits_against_the_dense_one(monkeypatch):
@@ -1019,3 +1025,22 @@ def test_quick_runs_of_the_coder_and_criteria_measurements_write_their_tables(
     bench.main(["--quick", "--out-dir", str(tmp_path), "--threads", "1"])
     text = (tmp_path / f"{bench.SECTION}.md").read_text()
     assert "| lenet-300-100 | digits | max | fc1.weight |" in text or "| shift 1 |" in text
+
+
+def test_criteria_rerecord_writes_the_table_again_from_the_recorded_runs(tmp_path, monkeypatch):
+    bench = _script(monkeypatch, "bench_criteria")
+    results = sys.modules["_results"]
+    monkeypatch.setattr(results, "RESULTS_JSON", tmp_path / "results.json")
+    monkeypatch.setattr(results, "BENCHMARKS_MD", tmp_path / "BENCHMARKS.md")
+    keys = ("val_acc", "val_nll", "val_kl", "val_agree", "test_acc", "test_nll")
+    one = dict.fromkeys(keys, 1.0) | {"test_acc_even": 1.0, "test_acc_odd": 1.0}
+    runs = {"default": [one | {"seed": 0}], "x": [one | {"seed": 0, "val_acc": 1.2}]}
+    data = {"arch": "lenet-5", "dataset": "mnist", "runs": runs, "total_seconds": 60.0}
+    entry = {"command": "bench_criteria.py --threads 2", "data": data}
+    (tmp_path / "results.json").write_text(json.dumps({"criteria": entry}))
+    bench.main(["--rerecord"])
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "bench_criteria.py --threads 2 (table: " in text and "| x | 1.20 |" in text
+    (tmp_path / "results.json").write_text("{}")
+    with pytest.raises(SystemExit):
+        bench.main(["--rerecord"])
