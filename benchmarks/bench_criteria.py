@@ -2,6 +2,7 @@
 
     python benchmarks/bench_criteria.py --threads 2     # 4 seeds x (reference + 5 changes)
     python benchmarks/bench_criteria.py --quick         # digits, one seed, two changes
+    python benchmarks/bench_criteria.py --seeds 4 5     # more seeds, the recorded ones kept
     python benchmarks/bench_criteria.py --rerecord      # the table again from results.json
 
 Why: `split_agreement` found that on LeNet-5 / MNIST the gap a small change makes in validation
@@ -228,6 +229,14 @@ def run(
     return out
 
 
+def _recorded_entry() -> dict[str, Any]:
+    """This section's entry in benchmarks/results.json (its command and data; empty if none)."""
+    if not _results.RESULTS_JSON.is_file():
+        return {}
+    entry = json.loads(_results.RESULTS_JSON.read_text("utf-8")).get(SECTION)
+    return entry if isinstance(entry, dict) else {}
+
+
 def save(result: dict[str, Any], *, total: float, command: str) -> None:
     record(
         SECTION,
@@ -249,9 +258,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
+    entry = _recorded_entry()
     if args.rerecord:  # the analysis of recorded runs, as this version of the script makes it
-        entry = json.loads(_results.RESULTS_JSON.read_text("utf-8")).get(SECTION)
-        if not isinstance(entry, dict) or "runs" not in entry.get("data", {}):
+        if "runs" not in entry.get("data", {}):
             ap.error(f"no runs recorded in section {SECTION!r} of benchmarks/results.json")
         result, total = entry["data"], entry["data"]["total_seconds"]
         command = f"{entry['command']} (table: {command_line(__file__, argv)})"
@@ -264,8 +273,21 @@ def main(argv: list[str] | None = None) -> None:
         write_quick(args.out_dir, SECTION, markdown(result, time.perf_counter() - start))
         return
 
+    earlier = entry.get("data", {})  # seeds recorded before and not run again are kept
+    before = {
+        name: [r for r in rows if r["seed"] not in args.seeds]
+        for name, rows in earlier.get("runs", {}).items()
+    }
+    command = command_line(__file__, argv)
+    if any(before.values()):
+        command += f" (other seeds from `{entry.get('command', 'an earlier run')}`)"
+
     def on_seed(result: dict[str, Any]) -> None:
-        save(result, total=time.perf_counter() - start, command=command_line(__file__, argv))
+        runs = {name: before.get(name, []) + rows for name, rows in result["runs"].items()}
+        seeds = sorted({r["seed"] for rows in runs.values() for r in rows})
+        merged = result | {"runs": runs, "seeds": seeds}
+        total = time.perf_counter() - start + float(earlier.get("total_seconds", 0.0))
+        save(merged, total=total, command=command)
 
     arch, name = PAIR
     run(arch, name, seeds=tuple(args.seeds), changes=CHANGES, epochs=DENSE_EPOCHS[PAIR],

@@ -1044,3 +1044,30 @@ def test_criteria_rerecord_writes_the_table_again_from_the_recorded_runs(tmp_pat
     (tmp_path / "results.json").write_text("{}")
     with pytest.raises(SystemExit):
         bench.main(["--rerecord"])
+
+
+def test_criteria_more_seeds_keep_the_recorded_ones(tmp_path, monkeypatch):
+    bench = _script(monkeypatch, "bench_criteria")
+    results = sys.modules["_results"]
+    monkeypatch.setattr(results, "RESULTS_JSON", tmp_path / "results.json")
+    monkeypatch.setattr(results, "BENCHMARKS_MD", tmp_path / "BENCHMARKS.md")
+    keys = ("val_acc", "val_nll", "val_kl", "val_agree", "test_acc", "test_nll")
+    one = dict.fromkeys(keys, 1.0) | {"test_acc_even": 1.0, "test_acc_odd": 1.0}
+    old = {"default": [one | {"seed": 0}, one | {"seed": 4}], "x": [one | {"seed": 0}]}
+    data = {"arch": "lenet-5", "dataset": "mnist", "runs": old, "total_seconds": 60.0}
+    entry = {"command": "bench_criteria.py --threads 2", "data": data}
+    (tmp_path / "results.json").write_text(json.dumps({"criteria": entry}))
+
+    def fake_run(arch, name, *, seeds, changes, epochs, on_seed):
+        assert seeds == (4,)
+        runs = {"default": [one | {"seed": 4, "val_acc": 2.0}], "x": [one | {"seed": 4}]}
+        on_seed({"arch": arch, "dataset": name, "seeds": list(seeds), "runs": runs})
+
+    monkeypatch.setattr(bench, "run", fake_run)
+    bench.main(["--seeds", "4", "--share-cpus"])
+    saved = json.loads((tmp_path / "results.json").read_text())["criteria"]
+    runs = saved["data"]["runs"]
+    # seed 0 kept from the record, seed 4 replaced by the new run
+    assert [(r["seed"], r["val_acc"]) for r in runs["default"]] == [(0, 1.0), (4, 2.0)]
+    assert saved["data"]["seeds"] == [0, 4] and saved["data"]["total_seconds"] >= 60.0
+    assert "(other seeds from `bench_criteria.py --threads 2`)" in saved["command"]
