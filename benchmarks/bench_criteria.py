@@ -176,7 +176,8 @@ def markdown(result: dict[str, Any], total_s: float) -> str:
         "| run | val acc % | val loss | val KL | val agreement % | test acc % | test loss |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, rs in result["runs"].items():
+    arms = sorted(result["runs"].items(), key=lambda kv: kv[0] != PRESET)  # the reference first
+    for name, rs in arms:
         if not rs:
             continue
 
