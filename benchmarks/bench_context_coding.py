@@ -14,7 +14,9 @@ estimators, so every count is learnt on the way: what an arithmetic coder would 
 within a few bytes, with no side information):
 
 * positions in the live grid, after the two liveness bitmaps: one adaptive bit model for
-  all of it, one per column (input), or one per row (output unit);
+  all of it, one per column (input), one per row (output unit), or one for positions after a
+  kept one and one for those after a pruned one (row-major: runs, as in CABAC's
+  significance contexts);
 * codes, one adaptive model over all kept weights, or one per row, or one per column.
 
 The best of each is the *context coder*. If it is close to the bound, the bound is a fair
@@ -63,6 +65,17 @@ def kt_symbol_bits(counts: np.ndarray) -> float:
     return float(nats[n > 0].sum() / LN2)
 
 
+def _after_previous_bits(grid: np.ndarray) -> float:
+    """Positions in row-major order, each coded by one of two adaptive models: the one for
+    positions after a kept one, or after a pruned one (CABAC's significance context, reduced to
+    its nearest neighbour): runs of kept weights, as a convolution's kernels make, cost less."""
+    flat = grid.ravel()
+    prev = np.concatenate([[False], flat[:-1]])
+    ones = np.array([(flat & ~prev).sum(), (flat & prev).sum()])
+    total = np.array([(~prev).sum(), prev.sum()])
+    return kt_binary_bits(ones, total)
+
+
 def layer_bits(weight: np.ndarray) -> dict[str, Any]:
     """The bound and each adaptive coder's bits for one pruned, clustered tensor (rows are
     output units; every other axis is flattened into columns)."""
@@ -80,6 +93,7 @@ def layer_bits(weight: np.ndarray) -> dict[str, Any]:
         "one model": bitmaps + kt_binary_bits(np.array([grid.sum()]), np.array([grid.size])),
         "per column": bitmaps + kt_binary_bits(grid.sum(0), np.full(grid.shape[1], grid.shape[0])),
         "per row": bitmaps + kt_binary_bits(grid.sum(1), np.full(grid.shape[0], grid.shape[1])),
+        "by the previous position": bitmaps + _after_previous_bits(grid),
     }
 
     def per(axis: int) -> np.ndarray:
@@ -130,7 +144,8 @@ def markdown(runs: list[dict[str, Any]], total_s: float) -> str:
         "Bytes of each encoded tensor of the final model (as its file decodes it, a table's "
         "false positives included): Deep Compression-best, the entropy bound the reports "
         "give, and the best adaptive context coder (positions of the live grid after its "
-        "bitmaps with one model, or one per row or per column; codes with one model, or one "
+        "bitmaps with one model, one per row or per column, or two by whether the position "
+        "before was kept; codes with one model, or one "
         "per row or per column; ideal arithmetic-coded lengths). Seed 0.",
         "",
         f"Total time: {total_s / 60:.1f} min.",

@@ -1071,3 +1071,16 @@ def test_criteria_more_seeds_keep_the_recorded_ones(tmp_path, monkeypatch):
     assert [(r["seed"], r["val_acc"]) for r in runs["default"]] == [(0, 1.0), (4, 2.0)]
     assert saved["data"]["seeds"] == [0, 4] and saved["data"]["total_seconds"] >= 60.0
     assert "(other seeds from `bench_criteria.py --threads 2`)" in saved["command"]
+
+
+def test_context_coding_prices_runs_by_the_position_before(monkeypatch):
+    bench = _script(monkeypatch, "bench_context_coding")
+    # kept weights in runs of 8 along each row: what a kernel's contiguous taps look like
+    w = np.zeros((16, 64), dtype=np.float32)
+    for row in range(16):
+        start = (row * 24) % 56
+        w[row, start : start + 8] = 0.5
+    row = bench.layer_bits(w)
+    positions = row["positions_bits"]
+    assert positions["by the previous position"] < 0.6 * positions["one model"]
+    assert row["context_models"].startswith("positions by the previous position")
