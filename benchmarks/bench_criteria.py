@@ -280,8 +280,9 @@ def main(argv: list[str] | None = None) -> None:
         for name, rows in earlier.get("runs", {}).items()
     }
     command = command_line(__file__, argv)
-    if any(before.values()):
-        command += f" (other seeds from `{entry.get('command', 'an earlier run')}`)"
+    kept = sorted({r["seed"] for rows in before.values() for r in rows})
+    if kept:
+        command += f" (seeds {', '.join(map(str, kept))} from earlier runs of this script)"
 
     def on_seed(result: dict[str, Any]) -> None:
         runs = {name: before.get(name, []) + rows for name, rows in result["runs"].items()}

@@ -1070,7 +1070,7 @@ def test_criteria_more_seeds_keep_the_recorded_ones(tmp_path, monkeypatch):
     # seed 0 kept from the record, seed 4 replaced by the new run
     assert [(r["seed"], r["val_acc"]) for r in runs["default"]] == [(0, 1.0), (4, 2.0)]
     assert saved["data"]["seeds"] == [0, 4] and saved["data"]["total_seconds"] >= 60.0
-    assert "(other seeds from `bench_criteria.py --threads 2`)" in saved["command"]
+    assert saved["command"].endswith("--share-cpus (seeds 0 from earlier runs of this script)")
 
 
 def test_context_coding_prices_runs_by_the_position_before(monkeypatch):
