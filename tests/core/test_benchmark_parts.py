@@ -1027,17 +1027,26 @@ def test_quick_runs_of_the_coder_and_criteria_measurements_write_their_tables(
     assert "| lenet-300-100 | digits | max | fc1.weight |" in text or "| shift 1 |" in text
 
 
-def test_criteria_rerecord_writes_the_table_again_from_the_recorded_runs(tmp_path, monkeypatch):
+_ONE_RUN = dict.fromkeys(("val_acc", "val_nll", "val_kl", "val_agree", "test_acc", "test_nll"), 1.0)
+_ONE_RUN |= {"test_acc_even": 1.0, "test_acc_odd": 1.0}
+
+
+def _criteria_recorded(tmp_path, monkeypatch, runs: dict):
+    """bench_criteria with its results files in ``tmp_path``, ``runs`` recorded there."""
     bench = _script(monkeypatch, "bench_criteria")
     results = sys.modules["_results"]
     monkeypatch.setattr(results, "RESULTS_JSON", tmp_path / "results.json")
     monkeypatch.setattr(results, "BENCHMARKS_MD", tmp_path / "BENCHMARKS.md")
-    keys = ("val_acc", "val_nll", "val_kl", "val_agree", "test_acc", "test_nll")
-    one = dict.fromkeys(keys, 1.0) | {"test_acc_even": 1.0, "test_acc_odd": 1.0}
-    runs = {"default": [one | {"seed": 0}], "x": [one | {"seed": 0, "val_acc": 1.2}]}
     data = {"arch": "lenet-5", "dataset": "mnist", "runs": runs, "total_seconds": 60.0}
     entry = {"command": "bench_criteria.py --threads 2", "data": data}
     (tmp_path / "results.json").write_text(json.dumps({"criteria": entry}))
+    return bench
+
+
+def test_criteria_rerecord_writes_the_table_again_from_the_recorded_runs(tmp_path, monkeypatch):
+    one = _ONE_RUN
+    runs = {"default": [one | {"seed": 0}], "x": [one | {"seed": 0, "val_acc": 1.2}]}
+    bench = _criteria_recorded(tmp_path, monkeypatch, runs)
     bench.main(["--rerecord"])
     text = (tmp_path / "BENCHMARKS.md").read_text()
     assert "bench_criteria.py --threads 2 (table: " in text and "| x | 1.20 |" in text
@@ -1047,16 +1056,9 @@ def test_criteria_rerecord_writes_the_table_again_from_the_recorded_runs(tmp_pat
 
 
 def test_criteria_more_seeds_keep_the_recorded_ones(tmp_path, monkeypatch):
-    bench = _script(monkeypatch, "bench_criteria")
-    results = sys.modules["_results"]
-    monkeypatch.setattr(results, "RESULTS_JSON", tmp_path / "results.json")
-    monkeypatch.setattr(results, "BENCHMARKS_MD", tmp_path / "BENCHMARKS.md")
-    keys = ("val_acc", "val_nll", "val_kl", "val_agree", "test_acc", "test_nll")
-    one = dict.fromkeys(keys, 1.0) | {"test_acc_even": 1.0, "test_acc_odd": 1.0}
+    one = _ONE_RUN
     old = {"default": [one | {"seed": 0}, one | {"seed": 4}], "x": [one | {"seed": 0}]}
-    data = {"arch": "lenet-5", "dataset": "mnist", "runs": old, "total_seconds": 60.0}
-    entry = {"command": "bench_criteria.py --threads 2", "data": data}
-    (tmp_path / "results.json").write_text(json.dumps({"criteria": entry}))
+    bench = _criteria_recorded(tmp_path, monkeypatch, old)
 
     def fake_run(arch, name, *, seeds, changes, epochs, on_seed):
         assert seeds == (4,)
