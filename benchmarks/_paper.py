@@ -78,16 +78,21 @@ class _HoldingParser(argparse.ArgumentParser):
         return parsed
 
 
-def bench_parser(doc: str, quick: str) -> argparse.ArgumentParser:
-    """The options every seeded benchmark takes: ``--quick`` (a tiny smoke run, described by
-    ``quick``), ``--out-dir`` for its table, and ``--threads``; the first line of ``doc`` is
-    the description. Parsing takes the benchmark lock (``hold_cpus``) unless ``--quick`` or
-    ``--share-cpus`` is given."""
-    ap = _HoldingParser(description=doc.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help=f"tiny smoke run ({quick})")
+def add_share_cpus(ap: argparse.ArgumentParser) -> None:
+    """``--share-cpus``: run without the benchmark lock (``hold_cpus``), beside another run."""
     ap.add_argument(
         "--share-cpus", action="store_true", help="run beside another benchmark on purpose"
     )
+
+
+def bench_parser(doc: str, quick: str) -> argparse.ArgumentParser:
+    """The options every seeded benchmark takes: ``--quick`` (a tiny smoke run, described by
+    ``quick``), ``--out-dir`` for its table, and ``--threads``; the first line of ``doc`` is
+    the description. Parsing takes the benchmark lock (``hold_cpus``) unless ``--quick``,
+    ``--share-cpus`` or ``--rerecord`` is given."""
+    ap = _HoldingParser(description=doc.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help=f"tiny smoke run ({quick})")
+    add_share_cpus(ap)
     ap.add_argument("--out-dir", type=Path, help="with --quick: where to write the table")
     ap.add_argument(
         "--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch CPU threads"

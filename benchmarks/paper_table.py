@@ -48,6 +48,7 @@ from _paper import (
     DENSE_EPOCHS,
     SEEDS,
     Checkpoint,
+    add_share_cpus,
     fresh_model,
     hold_cpus,
     pair_key,
@@ -732,9 +733,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch CPU threads"
     )
-    ap.add_argument(
-        "--share-cpus", action="store_true", help="run beside another benchmark on purpose"
-    )
+    add_share_cpus(ap)
     args = ap.parse_args(argv)
     if args.replot:
         recorded = json.loads((ROOT / "benchmarks" / "results.json").read_text("utf-8"))
