@@ -20,6 +20,7 @@ _EXPORTS = {
     "CompressionResult": "method.pipeline",
     "CompressionSettings": "config.settings",
     "ConstructionError": "errors",
+    "ContextCodedLayer": "baselines.context_coded",
     "DataError": "errors",
     "Dataset": "io.data",
     "DeepCompressedLayer": "baselines.deep_compression",
@@ -33,6 +34,7 @@ _EXPORTS = {
     "WeightlessError": "errors",
     "compress": "method.pipeline",
     "compress_variants": "method.pipeline",
+    "context_code": "baselines.context_coded",
     "deep_compress": "baselines.deep_compression",
     "encode_layer": "method.layer",
     "load": "fileformat",
@@ -48,6 +50,7 @@ __all__ = [
     "CompressionResult",
     "CompressionSettings",
     "ConstructionError",
+    "ContextCodedLayer",
     "DataError",
     "Dataset",
     "DeepCompressedLayer",
@@ -61,6 +64,7 @@ __all__ = [
     "WeightlessError",
     "compress",
     "compress_variants",
+    "context_code",
     "deep_compress",
     "encode_layer",
     "load",
@@ -87,6 +91,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from weightless_core.baselines.context_coded import ContextCodedLayer, context_code
     from weightless_core.baselines.deep_compression import DeepCompressedLayer, deep_compress
     from weightless_core.config.presets import settings_for
     from weightless_core.config.settings import CompressionSettings, LayerOverride, SizeRule

@@ -262,9 +262,9 @@ def test_bad_magic_says_not_a_weightless_file(tmp_path):
 
 def test_newer_version_says_upgrade(entries):
     data = bytearray(ff.to_bytes(entries))
-    data[8:10] = struct.pack("<H", 6)  # CRC left stale: the version is checked first
+    data[8:10] = struct.pack("<H", 7)  # CRC left stale: the version is checked first
     with pytest.raises(
-        UnsupportedVersionError, match=r"version 6 .*reads versions 1, 2, 3, 4, 5.*upgrade"
+        UnsupportedVersionError, match=r"version 7 .*reads versions 1, 2, 3, 4, 5, 6.*upgrade"
     ):
         ff.from_bytes(bytes(data))
     data[8:10] = struct.pack("<H", 0)

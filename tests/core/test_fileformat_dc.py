@@ -150,8 +150,8 @@ def test_kind_4_in_a_version_1_file_is_refused(dc_layers):
 
 
 def test_unknown_versions_are_refused():
-    with pytest.raises(UnsupportedVersionError, match="reads versions 1, 2, 3, 4, 5"):
-        ff.from_bytes(_file([], version=6))
+    with pytest.raises(UnsupportedVersionError, match="reads versions 1, 2, 3, 4, 5, 6"):
+        ff.from_bytes(_file([], version=7))
 
 
 def test_writer_refuses_bad_layers(tmp_path, dc_layers):

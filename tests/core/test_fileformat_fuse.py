@@ -183,7 +183,7 @@ def test_doc_steps_and_examples_match_the_library():
 def test_every_structure_has_a_version():
     assert set(MIN_VERSION_OF_STRUCTURE) == set(BY_CODE)
     assert MIN_VERSION_OF_STRUCTURE == {1: 1, 2: 3, 3: 3, 4: 4}
-    assert ff.FORMAT_VERSION == 5 and ff.SUPPORTED_VERSIONS == (1, 2, 3, 4, 5)
+    assert ff.FORMAT_VERSION == 6 and ff.SUPPORTED_VERSIONS == (1, 2, 3, 4, 5, 6)
 
 
 # ----------------------------------------------------------------------------- round trips

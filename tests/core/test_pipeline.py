@@ -785,3 +785,43 @@ def test_layer_wise_distillation_runs_and_refuses_a_graph_without_layer_outputs(
     with pytest.raises(InvalidInputError, match="no compressed tensor's module"):
         compress(exported, data, settings, progress=events.append)
     assert not any(e.stage == "prune" for e in events)
+
+
+def test_context_coding_stores_an_exact_layer_where_it_beats_deep_compression(
+    fashion_small, trained_model, tmp_path
+):
+    from weightless_core.baselines.context_coded import ContextCodedLayer
+    from weightless_core.config.settings import LayerOverride
+
+    layers = {  # fc1's table at t=12 loses to both exact coders; fc3 is left unpruned
+        "fc1.weight": LayerOverride(sparsity=0.95, r=2, t=12),
+        "fc3.weight": LayerOverride(sparsity=0.0, r=3),
+    }
+    settings = FAST.with_(hybrid=True, layers=layers)
+    plain = compress(copy.deepcopy(trained_model), fashion_small, settings)
+    assert not any(isinstance(e, ContextCodedLayer) for e in plain.entries.values())
+    events: list[Progress] = []
+    result = compress(
+        trained_model, fashion_small, settings.with_(context_coding=True), progress=events.append
+    )
+    fc1 = result.entries["fc1.weight"]
+    assert isinstance(fc1, ContextCodedLayer)
+    stored = [e.message for e in events if e.stage == "encode" and e.layer == "fc1.weight"]
+    assert any("stored fc1.weight as context-coded" in m for m in stored), stored
+    # the same clustered weights as the Deep Compression baseline, in fewer bytes
+    base = result.baseline_entries["fc1.weight"]
+    assert isinstance(base, DeepCompressedLayer) and fc1.paper_nbytes < base.paper_nbytes
+    weight = result.model.state_dict()["fc1.weight"].cpu().numpy()
+    np.testing.assert_array_equal(fc1.decode(), weight)
+    # each layer is stored exactly either way, so the runs train alike and only bytes differ
+    assert result.report.accuracy["final"] == pytest.approx(plain.report.accuracy["final"])
+    assert result.report.weights_ratio > plain.report.weights_ratio
+    rows = {row.name: row for row in result.report.layers}
+    assert rows["fc1.weight"].structure == "context-coded"
+    assert rows["fc1.weight"].false_positives == 0
+    path = tmp_path / "context.wlss"
+    result.save(path)
+    assert read_model(path).entries["fc1.weight"] == fc1
+    fresh = build_model("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
+    load_into(fresh, path)
+    np.testing.assert_array_equal(fresh.state_dict()["fc1.weight"].numpy(), weight)

@@ -1,5 +1,6 @@
 """Regenerate ``golden_v1.wlss``, ``golden_v2_dc.wlss``, ``golden_v3_fuse.wlss``,
-``golden_v4_ribbon.wlss`` and ``golden_v5_veto.wlss``, files every release must still read.
+``golden_v4_ribbon.wlss``, ``golden_v5_veto.wlss`` and ``golden_v6_context.wlss``, files every
+release must still read.
 
 Run ``python tests/data/make_golden.py``. The inputs are fixed (seeded generator, explicit
 codebooks and codes, so k-means changes cannot move them). Do not regenerate the committed files
@@ -9,7 +10,9 @@ v3 file binary fuse layers (3-wise and 4-wise, one and several start segments) b
 Bloomier layer, a plain tensor and metadata; the v4 file ribbon layers (the smallest table and a
 larger one) and kind-5 layers with liveness bitmaps (ribbon and binary fuse), a plain tensor and
 metadata; the v5 file kind-6 layers (a veto table beside the main table) with and without
-liveness, in Bloomier, binary fuse and ribbon, vetoing all or half of the false positives.
+liveness, in Bloomier, binary fuse and ribbon, vetoing all or half of the false positives; the
+v6 file kind-7 layers (context-coded) over the whole matrix view and over the live grid, with
+runs of kept weights, with none kept, beside a plain tensor.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from weightless_core.baselines.context_coded import ContextCodedLayer, context_code
 from weightless_core.baselines.deep_compression import DeepCompressedLayer, deep_compress
 from weightless_core.fileformat import save, to_bytes
 from weightless_core.method.layer import EncodedLayer, encode_layer
@@ -34,6 +38,8 @@ GOLDEN_V4 = Path(__file__).with_name("golden_v4_ribbon.wlss")
 METADATA_V4 = {"arch": "golden-ribbon", "note": "format v4 golden file: ribbon and liveness"}
 GOLDEN_V5 = Path(__file__).with_name("golden_v5_veto.wlss")
 METADATA_V5 = {"arch": "golden-veto", "note": "format v5 golden file: veto tables"}
+GOLDEN_V6 = Path(__file__).with_name("golden_v6_context.wlss")
+METADATA_V6 = {"arch": "golden-context", "note": "format v6 golden file: context-coded layers"}
 
 
 def dense_weights() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, int, int, int]]:
@@ -229,6 +235,51 @@ def golden_v5_bytes() -> bytes:
     return to_bytes(build_v5(), metadata=METADATA_V5)
 
 
+def runs_weight() -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(pruned float32 weight, codebook, codes, r) of shape (16, 48): kept weights in short
+    horizontal runs that often repeat the row above, so every position context is used."""
+    rng = np.random.default_rng(20261206)
+    codebook = np.array([-0.5, 0.5], dtype=np.float32)
+    codes = rng.integers(0, 2, size=(16, 48))
+    kept = np.zeros((16, 48), dtype=bool)
+    for row in range(16):
+        if row and rng.random() < 0.5:
+            kept[row] = kept[row - 1]
+        else:
+            for start in rng.integers(0, 44, size=3):
+                kept[row, start : start + rng.integers(1, 5)] = True
+    return np.where(kept, codebook[codes], 0.0).astype(np.float32), codebook, codes, 1
+
+
+def _context(w, cb, codes, r, *, live: bool) -> ContextCodedLayer:
+    layer = context_code(w, r=r, codebook=cb, codes=codes, live=live)
+    assert layer is not None
+    return layer
+
+
+def build_v6() -> dict[str, ContextCodedLayer | torch.Tensor]:
+    """The version-6 golden entries, in file order."""
+    conv = dc_weights()["conv.weight"]
+    lw, lcb, lcodes, lr = live_weight()
+    return {
+        "conv.weight": _context(*conv, live=False),
+        "runs.weight": _context(*runs_weight(), live=False),
+        "live.weight": _context(lw, lcb, lcodes, lr, live=True),
+        "live.bias": torch.arange(9, dtype=torch.float32) / 16,
+        "empty.weight": _context(
+            np.zeros((2, 3), dtype=np.float32),
+            np.array([-0.5, 0.5], dtype=np.float32),
+            np.zeros((2, 3), dtype=np.int64),
+            1,
+            live=False,
+        ),
+    }
+
+
+def golden_v6_bytes() -> bytes:
+    return to_bytes(build_v6(), metadata=METADATA_V6)
+
+
 def golden_v4_bytes() -> bytes:
     return to_bytes(build_v4(), metadata=METADATA_V4)
 
@@ -244,3 +295,5 @@ if __name__ == "__main__":
     print(f"wrote {GOLDEN_V4} ({size} bytes)", file=sys.stderr)
     size = save(GOLDEN_V5, build_v5(), metadata=METADATA_V5)
     print(f"wrote {GOLDEN_V5} ({size} bytes)", file=sys.stderr)
+    size = save(GOLDEN_V6, build_v6(), metadata=METADATA_V6)
+    print(f"wrote {GOLDEN_V6} ({size} bytes)", file=sys.stderr)

@@ -4,7 +4,8 @@
   level (8 % kept) and 16 clusters, t = 9 (where the paper's t curve flattens), Bloomier tables,
   encoded layers frozen (codebooks included), later layers retrained between encodings.
 * ``default``: quick, each layer no larger than Deep Compression of its weights: every layer
-  is stored as its table or as Deep Compression, whichever is smaller (``hybrid``), in the
+  is stored as its table, as Deep Compression or context-coded, whichever is smallest
+  (``hybrid``, ``context_coding``), in the
   smallest retrieval structure (``structure="auto"``); the largest layers are pruned far enough
   and stored at a small enough t that their tables can win; small ones (400-999 elements, a
   conv stem) are clustered unpruned and kept so.
@@ -36,11 +37,13 @@ _THOROUGH: dict[str, Any] = {
     "cluster_epochs": 3,
     "retrain_epochs": 3,
 }
-# What lets a table win: the smallest structure per layer, Deep Compression where it is smaller,
-# a table of the live grid only, the largest layer first, a cosine schedule within each stage.
+# What lets a table win: the smallest structure per layer, Deep Compression or the context coder
+# where one of them is smaller, a table of the live grid only, the largest layer first, a cosine
+# schedule within each stage.
 _TABLES: dict[str, Any] = {
     "structure": "auto",
     "hybrid": True,
+    "context_coding": True,
     "liveness": True,
     "encode_order": "size",
     "lr_schedule": "cosine",

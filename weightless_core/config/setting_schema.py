@@ -163,6 +163,9 @@ SETTINGS: tuple[Setting, ...] = (
        "store each layer as its Weightless table or as Deep Compression, whichever is smaller "
        "(a layer that keeps every weight as Deep Compression: a table holds pruned layers only)",
        **_W),
+    _s("context_coding", bool, False,
+       "store a layer kept exact (by hybrid, or unpruned) with the context-adaptive range coder "
+       "where that is smaller than Deep Compression (files of format version 6)", **_W),
     _s("cluster_init", str, "linear",
        "where k-means starts: linear over [min, max], or sign (each sign's own range, shared "
        "by count: no centroid in the gap pruning leaves)",

@@ -106,6 +106,9 @@ class CompressionSettings:
     Weightless table (false positives included) or Deep Compression's encoding of the same
     clustered weights (no false positives). Large layers that tolerate a small t go to tables,
     small or denser ones to Deep Compression; later layers retrain around what was stored.
+    ``context_coding`` lets a layer stored exactly (by ``hybrid``, or unpruned) be context-coded
+    instead of Deep Compression where that is smaller (``baselines.context_coded``: an adaptive
+    range coder whose position models see the neighbours; format version 6).
     ``distill`` in [0, 1) mixes knowledge distillation from the dense model into every
     retraining loss (0 = labels only). ``distill_mixup`` > 0 (with ``distill`` and labelled,
     floating-point inputs) trains on inputs each mixed with another of its batch, by a share
@@ -174,6 +177,7 @@ class CompressionSettings:
     recluster_from: str = "scratch"
     finetune_codebooks: bool = True
     hybrid: bool = False
+    context_coding: bool = False
     lr_schedule: str = "constant"
     distill: float = 0.0
     distill_mixup: float = 0.0

@@ -1,7 +1,8 @@
-"""The encoded-model file format, versions 1 to 3 (``docs/format.md`` is normative).
+"""The encoded-model file format, versions 1 to 6 (``docs/format.md`` is normative).
 
-A file is a header, one record per tensor (encoded layer, plain tensor, JSON metadata or, from
-version 2 on, a Deep Compression layer) and a CRC-32 footer. Encoded layers use the Bloomier
+A file is a header, one record per tensor (encoded layer, plain tensor, JSON metadata, from
+version 2 on a Deep Compression layer, from version 6 on a context-coded layer) and a CRC-32
+footer. Encoded layers use the Bloomier
 filter, or from version 3 on a binary fuse structure. Writing is deterministic and
 atomic; reading validates every byte before handing anything out, so a bad file raises a named
 ``FormatError`` and never an ``IndexError``.
@@ -20,6 +21,7 @@ from weightless_core.fileformat.spec import (
     FRAMING_BYTES,
     HASH_SPLITMIX64_V1,
     HEADER_BYTES,
+    KIND_CONTEXT_CODED,
     KIND_DEEP_COMPRESSION,
     KIND_ENCODED,
     KIND_METADATA,
@@ -32,6 +34,7 @@ from weightless_core.fileformat.spec import (
     MAX_NUMEL,
     MAX_RECORDS,
     MIN_FILE_BYTES,
+    SPARSE_LAYERS,
     SUPPORTED_VERSIONS,
     EncodedModel,
     Entry,
@@ -50,6 +53,7 @@ __all__ = [
     "FRAMING_BYTES",
     "HASH_SPLITMIX64_V1",
     "HEADER_BYTES",
+    "KIND_CONTEXT_CODED",
     "KIND_DEEP_COMPRESSION",
     "KIND_ENCODED",
     "KIND_METADATA",
@@ -62,6 +66,7 @@ __all__ = [
     "MAX_NUM_CELLS",
     "MAX_RECORDS",
     "MIN_FILE_BYTES",
+    "SPARSE_LAYERS",
     "SUPPORTED_VERSIONS",
     "EncodedModel",
     "Entry",

@@ -11,8 +11,10 @@ import math
 
 import numpy as np
 
+from weightless_core.baselines.context_coded import ContextCodedLayer, caps_problem
 from weightless_core.baselines.deep_compression import DeepCompressedLayer
 from weightless_core.baselines.deep_compression import layer_problem as _deep_rules
+from weightless_core.errors import FormatError
 from weightless_core.fileformat.spec import (
     MAX_NAME_BYTES,
     MAX_NDIM,
@@ -112,3 +114,36 @@ def live_problem(live: Liveness, shape: tuple[int, ...]) -> str | None:
 def deep_layer_problem(layer: DeepCompressedLayer) -> str | None:
     """Every rule of a kind-4 record; its streams are decoded, so this costs one decode."""
     return shape_problem(layer.shape, min_ndim=1, min_dim=1) or _deep_rules(layer)
+
+
+def context_layer_problem(layer: ContextCodedLayer) -> str | None:
+    """Every rule of a kind-7 record; its stream is decoded, so this costs one decode (within
+    the caps, at most 4,096 position decisions a stream byte)."""
+    problem = shape_problem(layer.shape, min_ndim=1, min_dim=1)
+    if problem:
+        return problem
+    if not 1 <= layer.r <= MAX_R:
+        return f"r must be in 1..{MAX_R}, got {layer.r}"
+    codebook = np.asarray(layer.codebook)
+    if codebook.shape != (1 << layer.r,):
+        return f"codebook must have shape ({1 << layer.r},) for r={layer.r}, got {codebook.shape}"
+    if not np.all(np.isfinite(codebook)):
+        return "codebook holds NaN or Inf"
+    if layer.live is not None:
+        problem = live_problem(layer.live, layer.shape)
+        if problem:
+            return problem
+    cols = matrix_shape(layer.shape)[1]
+    if not (1 <= layer.width <= cols and cols % layer.width == 0):
+        return f"width must divide the row length {cols}, got {layer.width}"
+    rows, cols = layer.grid_shape
+    if not 0 <= layer.nnz <= rows * cols:
+        return f"nnz = {layer.nnz} is not in 0..{rows * cols}, the positions of its grid"
+    problem = caps_problem(rows * cols, layer.nnz, len(layer.stream))
+    if problem:
+        return problem
+    try:
+        layer.read()
+    except FormatError as e:
+        return str(e)
+    return None

@@ -1,4 +1,4 @@
-"""Reading files (versions 1 to 3): every byte is validated before anything is handed out.
+"""Reading files (versions 1 to 6): every byte is validated before anything is handed out.
 
 Checks run in the order of ``docs/format.md``, so a bad file raises the named ``FormatError`` the
 spec gives for it, and never an ``IndexError`` or ``struct.error``.
@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from weightless_core.baselines.context_coded import FLAG_LIVENESS, ContextCodedLayer
 from weightless_core.baselines.deep_compression import MAX_INDEX_BITS, DeepCompressedLayer
 from weightless_core.errors import (
     BadMagicError,
@@ -27,6 +28,7 @@ from weightless_core.errors import (
     UnsupportedVersionError,
 )
 from weightless_core.fileformat.checks import (
+    context_layer_problem,
     deep_layer_problem,
     layer_problem,
     live_problem,
@@ -35,6 +37,7 @@ from weightless_core.fileformat.checks import (
     veto_problem,
 )
 from weightless_core.fileformat.spec import (
+    CONTEXT_PARAMS,
     DEEP_PARAMS,
     DTYPES,
     ENCODED_PARAMS,
@@ -45,6 +48,7 @@ from weightless_core.fileformat.spec import (
     HASH_SPLITMIX64_V1,
     HEADER,
     HEADER_BYTES,
+    KIND_CONTEXT_CODED,
     KIND_DEEP_COMPRESSION,
     KIND_ENCODED,
     KIND_ENCODED_LIVE,
@@ -420,6 +424,44 @@ def _parse_deep(body: _Reader) -> DeepCompressedLayer:
     return layer
 
 
+def _parse_context(body: _Reader) -> ContextCodedLayer:
+    shape = _parse_shape(body, min_ndim=1, min_dim=1)
+    r, flags, width, nnz, stream_len = CONTEXT_PARAMS.unpack(
+        body.take(CONTEXT_PARAMS.size, "parameters")
+    )
+    if not 1 <= r <= MAX_R:
+        raise MalformedRecordError(f"{body.where}: r must be in 1..{MAX_R}, got {r}")
+    if flags & ~FLAG_LIVENESS:
+        raise MalformedRecordError(f"{body.where}: unknown flags {flags:#04x} (only bit 0 is used)")
+    codebook = np.frombuffer(body.take(4 << r, "codebook"), dtype="<f4").astype(np.float32)
+    live = None
+    if flags & FLAG_LIVENESS:
+        rows, cols = matrix_shape(shape)
+        raw = bytes(body.take((rows + 7) // 8 + (cols + 7) // 8, "liveness bitmaps"))
+        try:
+            live = Liveness.from_bytes(raw, shape)
+        except InvalidInputError as e:
+            raise MalformedRecordError(f"{body.where}: {e}") from None
+    if stream_len != body.end - body.pos:
+        raise MalformedRecordError(
+            f"{body.where}: the stream is {stream_len} bytes, but the body has "
+            f"{body.end - body.pos} bytes left for it"
+        )
+    layer = ContextCodedLayer(
+        shape=shape,
+        r=r,
+        codebook=codebook,
+        nnz=nnz,
+        live=live,
+        width=width,
+        stream=bytes(body.take(stream_len, "stream")),
+    )
+    problem = context_layer_problem(layer)  # decodes the stream
+    if problem:
+        raise MalformedRecordError(f"{body.where}: {problem}")
+    return layer
+
+
 def _parse_plain(body: _Reader) -> torch.Tensor:
     code = body.u8("dtype")
     if code not in DTYPES:
@@ -450,6 +492,7 @@ _PARSERS = {  # kinds 1, 5, 6 are parsed by _parse_encoded, which also needs the
     KIND_ENCODED_VETO: _parse_encoded,
     KIND_PLAIN: _parse_plain,
     KIND_DEEP_COMPRESSION: _parse_deep,
+    KIND_CONTEXT_CODED: _parse_context,
 }
 
 

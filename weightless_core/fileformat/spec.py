@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from weightless_core.baselines.context_coded import ContextCodedLayer
 from weightless_core.baselines.deep_compression import DeepCompressedLayer
 from weightless_core.errors import InvalidInputError
 from weightless_core.method.layer import EncodedLayer
@@ -22,11 +23,12 @@ from weightless_core.retrieval import BY_CODE
 
 # Version 2 adds record kind 4, version 3 the binary fuse structures (codes 2 and 3) in kind-1
 # records, version 4 ribbon retrieval (code 4) and record kind 5 (a table of the live grid),
-# version 5 record kind 6 (a table with a veto of chosen false positives). A
+# version 5 record kind 6 (a table with a veto of chosen false positives), version 6 record kind
+# 7 (a context-coded sparse layer). A
 # file is written at the lowest version that holds it, so a file without them is byte for byte
 # what earlier releases wrote, and older readers keep reading all they could.
-FORMAT_VERSION = 5  # the latest version (written only when a file needs it)
-SUPPORTED_VERSIONS = (1, 2, 3, 4, 5)
+FORMAT_VERSION = 6  # the latest version (written only when a file needs it)
+SUPPORTED_VERSIONS = (1, 2, 3, 4, 5, 6)
 MAGIC = b"\x89WLS\r\n\x1a\n"
 END_MAGIC = b"WLS\x00"
 HEADER_BYTES = 16
@@ -40,6 +42,7 @@ KIND_METADATA = 3
 KIND_DEEP_COMPRESSION = 4  # version >= 2 only
 KIND_ENCODED_LIVE = 5  # version >= 4 only: kind 1 plus liveness bitmaps, keys in the live grid
 KIND_ENCODED_VETO = 6  # version >= 5 only: kind 1 or 5 plus a one-bit veto table
+KIND_CONTEXT_CODED = 7  # version >= 6 only: positions and codes by an adaptive range coder
 KIND_NAMES = {
     KIND_ENCODED: "encoded layer",
     KIND_PLAIN: "plain tensor",
@@ -47,6 +50,7 @@ KIND_NAMES = {
     KIND_DEEP_COMPRESSION: "Deep Compression layer",
     KIND_ENCODED_LIVE: "encoded layer with liveness",
     KIND_ENCODED_VETO: "encoded layer with a veto",
+    KIND_CONTEXT_CODED: "context-coded layer",
 }
 MIN_VERSION_OF_KIND = {
     KIND_ENCODED: 1,
@@ -55,6 +59,7 @@ MIN_VERSION_OF_KIND = {
     KIND_DEEP_COMPRESSION: 2,
     KIND_ENCODED_LIVE: 4,
     KIND_ENCODED_VETO: 5,
+    KIND_CONTEXT_CODED: 6,
 }
 # Retrieval structure code (kinds 1 and 5) -> first version that has it (each structure's
 # ``min_version``): 1 = Bloomier filter, 2 = binary fuse 3-wise, 3 = binary fuse 4-wise, 4 = ribbon.
@@ -75,6 +80,7 @@ KIND_NAMELEN = struct.Struct("<BH")
 ENCODED_PARAMS = struct.Struct("<BBBBQQQQ")  # structure r t hash seed num_cells nnz fp
 VETO_PARAMS = struct.Struct("<BBQQ")  # has_liveness structure seed num_cells (kind 6)
 DEEP_PARAMS = struct.Struct("<BBQQQQ")  # r index_bits nnz entries code_bits gap_bits
+CONTEXT_PARAMS = struct.Struct("<BBQQQ")  # r flags width nnz stream_len (kind 7)
 
 # dtype code -> (torch dtype, little-endian storage dtype). bfloat16 is stored as its int16 bit
 # pattern (numpy has no bfloat16) and bool as one byte that must be 0 or 1.
@@ -103,7 +109,7 @@ NUMPY_CODES = {  # (kind, itemsize) so byte order does not matter on input
     ("b", 1): 10,
 }
 
-Entry = EncodedLayer | DeepCompressedLayer | torch.Tensor
+Entry = EncodedLayer | DeepCompressedLayer | ContextCodedLayer | torch.Tensor
 PathLike = str | os.PathLike[str]
 
 
@@ -125,15 +131,19 @@ class EncodedModel:
         """The Deep Compression layers (kind 4)."""
         return {k: v for k, v in self.entries.items() if isinstance(v, DeepCompressedLayer)}
 
-    def _weight_layers(self) -> list[EncodedLayer | DeepCompressedLayer]:
+    def context_coded_layers(self) -> dict[str, ContextCodedLayer]:
+        """The context-coded layers (kind 7)."""
+        return {k: v for k, v in self.entries.items() if isinstance(v, ContextCodedLayer)}
+
+    def _weight_layers(self) -> list[EncodedLayer | DeepCompressedLayer | ContextCodedLayer]:
         return [v for v in self.entries.values() if isinstance(v, WEIGHT_LAYERS)]
 
     def original_weight_bytes(self) -> int:
-        """Dense float32 bytes of the encoded layers, both kinds (weights-only numerator)."""
+        """Dense float32 bytes of the encoded layers, every kind (weights-only numerator)."""
         return sum(4 * layer.numel for layer in self._weight_layers())
 
     def encoded_weight_bytes(self) -> int:
-        """Record-body bytes of the encoded layers, both kinds (weights-only denominator)."""
+        """Record-body bytes of the encoded layers, every kind (weights-only denominator)."""
         return sum(layer.nbytes for layer in self._weight_layers())
 
     def file_nbytes(self) -> int:
@@ -145,7 +155,8 @@ class EncodedModel:
         )
 
 
-WEIGHT_LAYERS = (EncodedLayer, DeepCompressedLayer)
+WEIGHT_LAYERS = (EncodedLayer, DeepCompressedLayer, ContextCodedLayer)
+SPARSE_LAYERS = (DeepCompressedLayer, ContextCodedLayer)  # exact: no false positives
 
 
 def file_version(entries: Mapping[str, object]) -> int:
@@ -154,6 +165,8 @@ def file_version(entries: Mapping[str, object]) -> int:
     for v in entries.values():
         if isinstance(v, DeepCompressedLayer):
             version = max(version, MIN_VERSION_OF_KIND[KIND_DEEP_COMPRESSION])
+        elif isinstance(v, ContextCodedLayer):
+            version = max(version, MIN_VERSION_OF_KIND[KIND_CONTEXT_CODED])
         elif isinstance(v, EncodedLayer):
             # An unknown code keeps version 1 here; the writer refuses the layer itself.
             version = max(version, MIN_VERSION_OF_STRUCTURE.get(v.structure.code, 1))

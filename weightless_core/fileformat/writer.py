@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from weightless_core.baselines.context_coded import FLAG_LIVENESS, ContextCodedLayer
 from weightless_core.baselines.deep_compression import DeepCompressedLayer
 from weightless_core.errors import InvalidInputError
 from weightless_core.fileformat.checks import (
+    context_layer_problem,
     deep_layer_problem,
     layer_problem,
     live_problem,
@@ -26,6 +28,7 @@ from weightless_core.fileformat.checks import (
     veto_problem,
 )
 from weightless_core.fileformat.spec import (
+    CONTEXT_PARAMS,
     DEEP_PARAMS,
     DTYPES,
     ENCODED_PARAMS,
@@ -34,6 +37,7 @@ from weightless_core.fileformat.spec import (
     FOOTER_BYTES,
     HASH_SPLITMIX64_V1,
     HEADER,
+    KIND_CONTEXT_CODED,
     KIND_DEEP_COMPRESSION,
     KIND_ENCODED,
     KIND_ENCODED_LIVE,
@@ -53,7 +57,7 @@ from weightless_core.fileformat.spec import (
 from weightless_core.io.atomic import atomic_open
 from weightless_core.method.layer import EncodedLayer
 
-Writable = EncodedLayer | DeepCompressedLayer | torch.Tensor | np.ndarray
+Writable = EncodedLayer | DeepCompressedLayer | ContextCodedLayer | torch.Tensor | np.ndarray
 
 
 def to_bytes(
@@ -132,6 +136,10 @@ def _file_chunks(
             body = _deep_body(name, value)
             yield _framing(KIND_DEEP_COMPRESSION, encoded_name, len(body))
             yield body
+        elif isinstance(value, ContextCodedLayer):
+            body = _context_body(name, value)
+            yield _framing(KIND_CONTEXT_CODED, encoded_name, len(body))
+            yield body
         elif isinstance(value, torch.Tensor | np.ndarray):
             head, data = _plain_body(name, value)
             yield _framing(KIND_PLAIN, encoded_name, len(head) + len(data))
@@ -139,8 +147,8 @@ def _file_chunks(
             yield data
         else:
             raise InvalidInputError(
-                f"entry {name!r} must be an EncodedLayer, DeepCompressedLayer, torch.Tensor or "
-                "numpy array, "
+                f"entry {name!r} must be an EncodedLayer, DeepCompressedLayer, "
+                "ContextCodedLayer, torch.Tensor or numpy array, "
                 f"got {type(value).__name__}"
             )
 
@@ -228,6 +236,27 @@ def _deep_body(name: str, layer: DeepCompressedLayer) -> bytes:
             np.asarray(layer.code_lengths).astype(np.uint8).tobytes(),
             np.asarray(layer.gap_lengths).astype(np.uint8).tobytes(),
             bytes(layer.payload),
+        )
+    )
+
+
+def _context_body(name: str, layer: ContextCodedLayer) -> bytes:
+    problem = context_layer_problem(layer)
+    if problem:
+        raise InvalidInputError(f"context-coded layer {name!r}: {problem}")
+    return b"".join(
+        (
+            struct.pack(f"<B{len(layer.shape)}Q", len(layer.shape), *layer.shape),
+            CONTEXT_PARAMS.pack(
+                layer.r,
+                FLAG_LIVENESS if layer.live is not None else 0,
+                layer.width,
+                layer.nnz,
+                len(layer.stream),
+            ),
+            np.asarray(layer.codebook).astype("<f4").tobytes(),
+            b"" if layer.live is None else layer.live.to_bytes(),
+            bytes(layer.stream),
         )
     )
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from weightless_core import fileformat
+from weightless_core.baselines.context_coded import ContextCodedLayer, context_code
 from weightless_core.baselines.deep_compression import DeepCompressedLayer
 from weightless_core.baselines.strongest import (
     deep_compress_best,
@@ -249,7 +250,7 @@ class _Run:
         self.plans = {n: settings.plan(n, numel) for n, numel in self.sizes.items()}
         _refuse_unpruned_tables(settings, self.sizes)
         self.constraints: dict[str, Constraint] = {}
-        self.encoded: dict[str, EncodedLayer | DeepCompressedLayer] = {}
+        self.encoded: dict[str, EncodedLayer | DeepCompressedLayer | ContextCodedLayer] = {}
         self.layer_accuracy: dict[str, float | None] = {}
         self.accuracy: dict[str, float | None] = {}
         self.seconds: dict[str, float] = {}
@@ -603,10 +604,10 @@ class _Run:
         return np.bincount(c.codes[c.mask].cpu().numpy(), minlength=k)
 
     def _exact(self, name: str) -> bool:
-        """Whether ``name`` decodes to its clustered weights exactly: stored as Deep Compression,
-        or as a table whose false positives were all vetoed (or that had none)."""
+        """Whether ``name`` decodes to its clustered weights exactly: stored as Deep Compression
+        or context-coded, or as a table whose false positives were all vetoed (or had none)."""
         stored = self.encoded[name]
-        return isinstance(stored, DeepCompressedLayer) or stored.false_positives == 0
+        return isinstance(stored, fileformat.SPARSE_LAYERS) or stored.false_positives == 0
 
     def _skip_epochs(self, stage: str, epochs: int, name: str, message: str) -> None:
         """Count ``epochs`` of a stage that has nothing to do as done, unrun."""
@@ -622,7 +623,7 @@ class _Run:
         p = self.params[name]
         # nothing pruned: no table can hold it (``_refuse_unpruned_tables``: hybrid runs only)
         enc = None if bool(c.mask.all()) else self._best_table(name, index)
-        stored: EncodedLayer | DeepCompressedLayer | None = enc
+        stored: EncodedLayer | DeepCompressedLayer | ContextCodedLayer | None = enc
         if enc is not None:
             message = (
                 f"encoded {name}: {enc.nnz} weights in {enc.structure.num_cells} cells, "
@@ -630,17 +631,18 @@ class _Run:
             )
         if enc is None or self.settings.hybrid:
             codebook = c.centroids.detach().cpu().numpy() if enc is None else enc.codebook
-            dc = deep_compress_best(
-                p.detach(), codebook=codebook, codes=c.codes.cpu().numpy(), r=plan.r
-            )
-            if enc is None or dc.paper_nbytes < enc.paper_nbytes:  # the count ratios use
-                stored = dc
+            sparse = self._sparse(p.detach(), codebook, c.codes.cpu().numpy(), plan.r)
+            if enc is None or sparse.paper_nbytes < enc.paper_nbytes:  # the count ratios use
+                stored = sparse
                 why = (
                     "unpruned, so no table"
                     if enc is None
                     else f"smaller than its table's {enc.paper_nbytes}"
                 )
-                message = f"stored {name} as Deep Compression: {dc.paper_nbytes} bytes, {why}"
+                how = (
+                    "context-coded" if isinstance(sparse, ContextCodedLayer) else "Deep Compression"
+                )
+                message = f"stored {name} as {how}: {sparse.paper_nbytes} bytes, {why}"
         assert stored is not None
         if stored is enc:  # the table's reading of every position, false positives included
             codes_np, valid = enc.read_codes()
@@ -662,6 +664,17 @@ class _Run:
             "encode", message, layer=name,
             metrics={"false_positives": float(fps), "bytes": float(stored.nbytes)},
         )  # fmt: skip
+
+    def _sparse(
+        self, weight: torch.Tensor, codebook: np.ndarray, codes: np.ndarray, r: int
+    ) -> DeepCompressedLayer | ContextCodedLayer:
+        """The clustered weights stored exactly: Deep Compression-best, or with
+        ``context_coding`` the context coder where that is smaller (ties: Deep Compression)."""
+        dc = deep_compress_best(weight, codebook=codebook, codes=codes, r=r)
+        if not self.settings.context_coding:
+            return dc
+        cc = context_code(weight, codebook=codebook, codes=codes, r=r)
+        return cc if cc is not None and cc.paper_nbytes < dc.paper_nbytes else dc
 
     def _best_table(self, name: str, index: int) -> EncodedLayer:
         """The layer's table; with ``seed_candidates`` > 1, of that many seeds the one whose

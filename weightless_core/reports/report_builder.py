@@ -8,6 +8,7 @@ timings up to there).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 
 from weightless_core import fileformat
+from weightless_core.baselines.context_coded import ContextCodedLayer
 from weightless_core.baselines.deep_compression import DeepCompressedLayer
 from weightless_core.config.settings import CompressionSettings
 from weightless_core.method.layer import EncodedLayer
@@ -107,7 +109,7 @@ def build_report(
 
 def layer_row(run: RunRecord, name: str, entry: fileformat.Entry) -> LayerReport:
     """The report row of one tensor as ``entry`` stores it."""
-    if not isinstance(entry, EncodedLayer | DeepCompressedLayer):
+    if not isinstance(entry, EncodedLayer | DeepCompressedLayer | ContextCodedLayer):
         return plain_row(name, entry)
     common: dict[str, Any] = {
         "name": name,
@@ -119,12 +121,13 @@ def layer_row(run: RunRecord, name: str, entry: fileformat.Entry) -> LayerReport
         "r": entry.r,
         "bound_bits": run.bounds.get(name),
     }
-    if isinstance(entry, DeepCompressedLayer):
+    if isinstance(entry, DeepCompressedLayer | ContextCodedLayer):
         chosen = run.stored.get(name) is entry  # a hybrid run stored it this way
+        deep = isinstance(entry, DeepCompressedLayer)
         return LayerReport(
             **common,
-            structure="csr-huffman",
-            cells=entry.entries,
+            structure="csr-huffman" if deep else "context-coded",
+            cells=entry.entries if deep else math.prod(entry.grid_shape),
             false_positives=0,
             accuracy_after=run.layer_accuracy.get(name) if chosen else None,
             paper_bytes=entry.paper_nbytes,

@@ -127,6 +127,7 @@ def comparison(name: str, ours: int, other: str, theirs: int) -> str:
 
 def inspect_table(model: Any, *, file_bytes: int, title: str) -> Table:
     """Records of an encoded-model file (``fileformat.EncodedModel``)."""
+    from weightless_core.baselines.context_coded import ContextCodedLayer
     from weightless_core.baselines.deep_compression import DeepCompressedLayer
     from weightless_core.method.layer import EncodedLayer
 
@@ -151,6 +152,18 @@ def inspect_table(model: Any, *, file_bytes: int, title: str) -> Table:
                 _shape(entry.shape),
                 f"r={entry.r}, gap bits={entry.index_bits}",
                 f"{entry.entries:,}",
+                f"{entry.nnz:,}",
+                "0",
+            )
+        elif isinstance(entry, ContextCodedLayer):
+            rows, cols = entry.grid_shape
+            grid = "live grid" if entry.live is not None else "grid"
+            table.add_row(
+                name,
+                "context-coded",
+                _shape(entry.shape),
+                f"r={entry.r}, {grid} {rows}x{cols}",
+                f"{rows * cols:,}",
                 f"{entry.nnz:,}",
                 "0",
             )
