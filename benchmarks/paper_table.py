@@ -38,9 +38,11 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -59,6 +61,8 @@ from _paper import (
 )
 from _results import command_line, record, recorded
 
+from weightless_core.baselines.context_coded import context_code
+from weightless_core.baselines.deep_compression import DeepCompressedLayer, decode_entries
 from weightless_core.config.presets import settings_for
 from weightless_core.config.settings import CompressionSettings, SizeRule
 from weightless_core.io.data import Dataset, load_dataset
@@ -135,7 +139,7 @@ def run_pair(
             start, cpu = time.perf_counter(), time.process_time()
             result = compress(fresh_model(arch, data, state), data, settings)
             seconds = time.perf_counter() - start
-            run = summarise(result.report, seconds)
+            run = summarise(result.report, seconds, result.baseline_entries)
             run |= {"seed": seed, "cpu_seconds": round(time.process_time() - cpu, 1)}
             run["threads"] = torch.get_num_threads()
             out["runs"][name].append(run)
@@ -178,12 +182,16 @@ def reusable(
     return None
 
 
-def summarise(rep: Report, seconds: float) -> dict[str, Any]:
-    """Sizes, ratios and test accuracy of a run, its baseline and the bound, per layer too."""
+def summarise(
+    rep: Report, seconds: float, baseline_entries: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Sizes, ratios and test accuracy of a run, its baseline and the bound, per layer too;
+    with the baseline's entries also the context coder on the same clustered weights."""
     base = rep.baseline
     assert base is not None and base.weights_bound_bytes is not None
     original = rep.weights_original_bytes
     dc_rows = {row.name: row for row in base.layers}
+    context = context_bytes(baseline_entries) if baseline_entries is not None else {}
 
     def test(r: Report) -> float:
         acc = r.accuracy.get("test:final")
@@ -191,8 +199,11 @@ def summarise(rep: Report, seconds: float) -> dict[str, Any]:
         return acc
 
     layers = [_layer(row, dc_rows[row.name]) for row in rep.weight_rows]
+    for row in layers:
+        if row["name"] in context:
+            row["context_bytes"] = context[row["name"]]
     largest = max((row for row in layers if row["encoded"]), key=lambda r: r["original_bytes"])
-    return {
+    out = {
         "seconds": round(seconds, 1),
         "weightless": {
             "test": test(rep),
@@ -218,6 +229,37 @@ def summarise(rep: Report, seconds: float) -> dict[str, Any]:
         "accuracy_stages": rep.accuracy,
         "settings": rep.settings,
     }
+    if context:
+        # each layer as the smaller of the context coder and Deep Compression-best: a writer
+        # that has both keeps the smaller (plainly stored tensors count as in the baseline)
+        saved = sum(
+            max(0, row["deep_compression_bytes"] - row["context_bytes"])
+            for row in layers
+            if "context_bytes" in row
+        )
+        best = base.weights_paper_bytes - saved
+        out["context"] = {"weights_bytes": best, "weights_ratio": original / best}
+    return out
+
+
+def context_bytes(entries: Mapping[str, Any]) -> dict[str, int]:
+    """Paper bytes (stream, codebook, bitmaps) of the context coder on each Deep Compression
+    layer's clustered weights, where it fits its caps: the strongest sparse coder we have."""
+    out = {}
+    for name, entry in entries.items():
+        if not isinstance(entry, DeepCompressedLayer):
+            continue
+        symbols, positions = decode_entries(entry)
+        real = symbols < (1 << entry.r)
+        codes = np.zeros(entry.numel, dtype=np.int64)
+        codes[positions[real]] = symbols[real]
+        weight = entry.decode()
+        layer = context_code(
+            weight, r=entry.r, codebook=entry.codebook, codes=codes.reshape(entry.shape)
+        )
+        if layer is not None:
+            out[name] = layer.paper_nbytes
+    return out
 
 
 def _layer(row: LayerReport, dc: LayerReport) -> dict[str, Any]:
@@ -271,6 +313,8 @@ def aggregate(pair: dict[str, Any], name: str) -> dict[str, Any]:
 
     wl, dc = ratio("weightless"), ratio("deep_compression")
     layer_wl, layer_dc = layer("weightless_bytes"), layer("deep_compression_bytes")
+    with_context = all("context" in r for r in runs)
+    rows = [next(x for x in r["layers"] if x["name"] == r["largest"]) for r in runs]
     return {
         "dense_test": dense,
         "weightless_test": _mean(wl_test),
@@ -298,6 +342,22 @@ def aggregate(pair: dict[str, Any], name: str) -> dict[str, Any]:
         ),
         "iso": _mean(wl_test) >= dense - ISO_POINTS,
         "iso_deep_compression": _mean(dc_test) >= dense - ISO_POINTS,
+        "context_ratio": ratio("context") if with_context else None,
+        "context_gain": (
+            _mean([r["context"]["weights_bytes"] / r["weightless"]["weights_bytes"] for r in runs])
+            if with_context
+            else None
+        ),
+        "layer_context_ratio": (
+            _mean(
+                [
+                    x["original_bytes"] / x.get("context_bytes", x["deep_compression_bytes"])
+                    for x in rows
+                ]
+            )
+            if with_context
+            else None
+        ),
         "minutes": _mean([r["seconds"] for r in runs]) / 60,
         "cpu_minutes": (
             _mean([r["cpu_seconds"] for r in runs]) / 60
@@ -312,6 +372,11 @@ def aggregate(pair: dict[str, Any], name: str) -> dict[str, Any]:
 
 def _yes(ok: bool) -> str:
     return "yes" if ok else "**no**"
+
+
+def _x(value: float | None, digits: int) -> str:
+    """A ratio, or '-' where the runs recorded none (runs from before the context coder)."""
+    return "-" if value is None else f"{value:.{digits}f}x"
 
 
 def outdated(runs: list[dict[str, Any]], name: str) -> list[str]:
@@ -360,7 +425,13 @@ def markdown(pairs: list[dict[str, Any]], total_s: float, plot_name: str | None)
         "weights the run pruned and clustered, so it has the clustered model's accuracy; the "
         "**entropy bound** N·H(d) + n·H(codes) (+ codebook; over the live rows and columns "
         "after their bitmaps where that is smaller, from 2026-12-03 on) is what no coder of "
-        "positions and codes gets below on unstructured positions. Presets: `paper` = the "
+        "positions and codes gets below on unstructured positions. The **context coder** "
+        "(`baselines.context_coded`, format kind 7, from 2026-12-06 on) is the strongest "
+        "sparse coder we have: an adaptive range coder whose position models see each kept "
+        "weight's neighbours, so it goes below the bound where positions are not alike; its "
+        "column is each layer as the smaller of it and Deep Compression-best, and *WL / "
+        "strongest coder* compares with that. `default` and `max` store a layer with it "
+        "themselves where it beats their table (`context_coding`). Presets: `paper` = the "
         "paper's recipe; `default` = quick, with hybrid storage and per-layer structure "
         "choice; `max` = docs/presets.md.",
         "",
@@ -377,9 +448,9 @@ def markdown(pairs: list[dict[str, Any]], total_s: float, plot_name: str | None)
         "### Results (means over 3 seeds)",
         "",
         "| model | data | preset | dense test | Weightless: weights ratio / test acc. | "
-        "Deep Compression-best: ratio / test acc. | entropy bound ratio | WL / DC-best | "
-        "iso-acc. WL / DC | min per run |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "Deep Compression-best: ratio / test acc. | entropy bound ratio | context coder ratio | "
+        "WL / DC-best | WL / strongest coder | iso-acc. WL / DC | min per run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in pairs:
         for name in p["runs"]:
@@ -390,8 +461,8 @@ def markdown(pairs: list[dict[str, Any]], total_s: float, plot_name: str | None)
                 f"{a['weightless_ratio']:.1f}x / {a['weightless_test']:.2f} ± "
                 f"{a['weightless_test_sd']:.2f}% | {a['deep_compression_ratio']:.1f}x / "
                 f"{a['deep_compression_test']:.2f}% | {a['bound_ratio']:.1f}x | "
-                f"{a['gain']:.2f}x | {_yes(a['iso'])} / {_yes(a['iso_deep_compression'])} | "
-                f"{a['minutes']:.1f} |"
+                f"{_x(a['context_ratio'], 1)} | {a['gain']:.2f}x | {_x(a['context_gain'], 2)} | "
+                f"{_yes(a['iso'])} / {_yes(a['iso_deep_compression'])} | {a['minutes']:.1f} |"
             )
     stale = [
         f"{p['arch']} / {p['dataset']} `{n}` ({', '.join(diff)})"
@@ -410,8 +481,8 @@ def markdown(pairs: list[dict[str, Any]], total_s: float, plot_name: str | None)
         "### The largest layer (means over 3 seeds)",
         "",
         "| model | data | preset | layer | Weightless ratio | DC-best ratio | bound ratio | "
-        "WL / DC-best | bits per kept weight WL / DC-best / bound |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "context coder ratio | WL / DC-best | bits per kept weight WL / DC-best / bound |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in pairs:
         for name, runs in p["runs"].items():
@@ -424,8 +495,8 @@ def markdown(pairs: list[dict[str, Any]], total_s: float, plot_name: str | None)
             lines.append(
                 f"| {p['arch']} | {p['dataset']} | {_preset_cell(runs, name)} | {a['largest']} | "
                 f"{a['layer_ratio']:.1f}x | {a['layer_deep_compression_ratio']:.1f}x | "
-                f"{a['layer_bound_ratio']:.1f}x | {a['layer_gain']:.2f}x | "
-                f"{bits[0]:.2f} / {bits[1]:.2f} / {bits[2]:.2f} |"
+                f"{a['layer_bound_ratio']:.1f}x | {_x(a['layer_context_ratio'], 1)} | "
+                f"{a['layer_gain']:.2f}x | {bits[0]:.2f} / {bits[1]:.2f} / {bits[2]:.2f} |"
             )
     lines += targets_markdown(pairs)
     lines += [

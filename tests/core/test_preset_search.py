@@ -99,6 +99,12 @@ def test_paper_table_quick_run_writes_table_plot_and_json(tmp_path, monkeypatch)
             assert bound["weights_bytes"] > 0 and bound["weights_ratio"] > 1
             assert all(0 < row["kept"] < 1 for row in run["layers"] if row["encoded"])
             assert run["cpu_seconds"] > 0 and run["threads"] >= 1
+            # the context coder on the baseline's weights: never above Deep Compression-best
+            ctx = run["context"]
+            assert dc["weights_bytes"] >= ctx["weights_bytes"] > 0
+            assert any("context_bytes" in row for row in run["layers"])
     aggregate = data["aggregates"]["lenet-300-100/digits/paper"]
+    assert aggregate["context_ratio"] >= aggregate["deep_compression_ratio"]
+    assert "context coder ratio" in text and "WL / strongest coder" in text
     assert {"iso", "gain", "layer_gain", "dense_test"} <= set(aggregate)
     assert aggregate["cpu_minutes"] > 0
