@@ -317,17 +317,7 @@ def _parse_encoded(body: _Reader, version: int, kind: int = KIND_ENCODED) -> Enc
                 f"{MIN_VERSION_OF_STRUCTURE[veto_fields[0]]}, but the file says {version}"
             )
         live = bool(has_live)
-    liveness = None
-    if live:
-        rows, cols = matrix_shape(shape)
-        raw = bytes(body.take((rows + 7) // 8 + (cols + 7) // 8, "liveness bitmaps"))
-        try:
-            liveness = Liveness.from_bytes(raw, shape)
-        except InvalidInputError as e:
-            raise MalformedRecordError(f"{body.where}: {e}") from None
-        problem = live_problem(liveness, shape)
-        if problem:
-            raise MalformedRecordError(f"{body.where}: {problem}")
+    liveness = _parse_liveness(body, shape) if live else None
     problem = layer_problem(
         numel=math.prod(shape) if liveness is None else liveness.grid_size,
         code=code,
@@ -384,6 +374,20 @@ def _table(
         raise MalformedRecordError(f"{body.where}: {e}") from None
 
 
+def _parse_liveness(body: _Reader, shape: tuple[int, ...]) -> Liveness:
+    """The two bitmaps of a kind-5, -6 or -7 record, checked (docs/format.md, kind 5)."""
+    rows, cols = matrix_shape(shape)
+    raw = bytes(body.take((rows + 7) // 8 + (cols + 7) // 8, "liveness bitmaps"))
+    try:
+        live = Liveness.from_bytes(raw, shape)
+    except InvalidInputError as e:
+        raise MalformedRecordError(f"{body.where}: {e}") from None
+    problem = live_problem(live, shape)
+    if problem:
+        raise MalformedRecordError(f"{body.where}: {problem}")
+    return live
+
+
 def _parse_deep(body: _Reader) -> DeepCompressedLayer:
     shape = _parse_shape(body, min_ndim=1, min_dim=1)
     r, index_bits, nnz, entries, code_bits, gap_bits = DEEP_PARAMS.unpack(
@@ -434,14 +438,7 @@ def _parse_context(body: _Reader) -> ContextCodedLayer:
     if flags & ~FLAG_LIVENESS:
         raise MalformedRecordError(f"{body.where}: unknown flags {flags:#04x} (only bit 0 is used)")
     codebook = np.frombuffer(body.take(4 << r, "codebook"), dtype="<f4").astype(np.float32)
-    live = None
-    if flags & FLAG_LIVENESS:
-        rows, cols = matrix_shape(shape)
-        raw = bytes(body.take((rows + 7) // 8 + (cols + 7) // 8, "liveness bitmaps"))
-        try:
-            live = Liveness.from_bytes(raw, shape)
-        except InvalidInputError as e:
-            raise MalformedRecordError(f"{body.where}: {e}") from None
+    live = _parse_liveness(body, shape) if flags & FLAG_LIVENESS else None
     if stream_len != body.end - body.pos:
         raise MalformedRecordError(
             f"{body.where}: the stream is {stream_len} bytes, but the body has "
