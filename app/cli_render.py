@@ -93,16 +93,18 @@ def show_result(job: dict[str, Any]) -> None:
 
 def baseline_text(result: dict[str, Any]) -> str | None:
     """Weights ratios (as the papers count) of the run, of Deep Compression with its best index
-    width on the same weights and of the entropy bound of any sparse index, and which is
-    smaller by how much."""
+    width on the same weights, of the context coder and of the entropy bound of a sparse index
+    that ignores neighbours, and which is smaller by how much."""
     base = result.get("baseline") or {}
     ours, theirs = result.get("weights_paper_ratio"), base.get("weights_ratio")
     if not ours or not theirs:
         return None
     name = "Weightless" if result.get("method") == "weightless" else "This run"
     parts = [f"{name} {ours:,.1f}x", f"Deep Compression (best index width) {theirs:,.1f}x"]
+    if base.get("context_weights_ratio"):
+        parts.append(f"context coder {base['context_weights_ratio']:,.1f}x")
     if base.get("bound_weights_ratio"):
-        parts.append(f"entropy bound of any sparse index {base['bound_weights_ratio']:,.1f}x")
+        parts.append(f"entropy bound {base['bound_weights_ratio']:,.1f}x")
     verdict = (
         f"{name} is [bold]{ours / theirs:.2f}x smaller[/]"
         if ours >= theirs

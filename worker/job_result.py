@@ -40,6 +40,7 @@ def job_result(
             file_bytes=base.file_bytes,
             accuracy=_finite(base.accuracy.get("final")),
             bound_weights_ratio=_ratio(base.weights_bound_ratio),
+            context_weights_ratio=_ratio(base.weights_context_ratio),
         ),
         layers=[json_safe(row.to_dict()) for row in report.layers],
         search=None if search is None else json_safe(search_summary(search)),

@@ -147,7 +147,9 @@ def test_job_shows_progress_result_and_error_as_written_by_the_worker(client, al
         "notes": [],
         "metric": "accuracy",
     }
-    assert body["result"] == {**result, **defaults}  # no budget search, a float32 model
+    # no budget search, a float32 model; a baseline from before the context coder
+    older = {**result["baseline"], "context_weights_ratio": None}
+    assert body["result"] == {**result, **defaults, "baseline": older}
     assert body["status"] == "succeeded" and body["attempts"] == 1
     assert body["links"]["artifact"] == f"/v1/jobs/{job}/artifact"
     set_job(sessions, job, error_code="bad_model", error_message="not a model", status="failed")

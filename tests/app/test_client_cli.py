@@ -290,11 +290,14 @@ def test_the_baseline_line_says_smaller_or_larger_by_how_much():
     result = {
         "method": "weightless",
         "weights_paper_ratio": 300.0,
-        "baseline": {"weights_ratio": 200.0, "bound_weights_ratio": 210.0},
-    }
+        "baseline": {
+            "weights_ratio": 200.0, "bound_weights_ratio": 210.0, "context_weights_ratio": 230.0
+        },
+    }  # fmt: skip
     line = baseline_text(result)
     assert line is not None
-    assert "Weightless 300.0x" in line and "entropy bound of any sparse index 210.0x" in line
+    assert "Weightless 300.0x" in line and "entropy bound 210.0x" in line
+    assert "context coder 230.0x" in line
     assert "1.50x smaller" in line
     result["weights_paper_ratio"] = 100.0
     assert "2.00x larger" in (baseline_text(result) or "")

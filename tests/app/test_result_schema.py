@@ -24,6 +24,7 @@ def test_a_baseline_from_before_the_entropy_bound_reads_with_none():
     base = {"method": "deep-compression", "weights_ratio": 60.0, "file_bytes": 20, "accuracy": 90}
     result = Result.of_row({**FIRST_ROW, "baseline": base})
     assert result.baseline is not None and result.baseline.bound_weights_ratio is None
+    assert result.baseline.context_weights_ratio is None
 
 
 @pytest.mark.parametrize("field", ["original_bytes", "encoded_bytes", "ratio", "layers"])

@@ -242,7 +242,8 @@ def test_deep_compression_method_and_presets_from_the_shell(reference, tmp_path)
     )  # fmt: skip
     assert res.exit_code == 0, output(res)
     assert "Deep Compression, best index width" in output(res)
-    assert "entropy bound of any sparse index" in output(res)
+    assert "entropy bound of a sparse index that ignores neighbours" in output(res)
+    assert "context coder (the strongest sparse coder)" in output(res)
     rep = json.loads(report.read_text())
     assert rep["settings"]["t"] == 9 and rep["settings"]["finetune_codebooks"] is False
     assert rep["settings"]["prune_steps"] == 1  # explicit options win over the preset

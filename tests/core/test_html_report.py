@@ -230,3 +230,34 @@ def test_write_html_leaves_only_the_page(report, tmp_path):
 def test_a_zero_byte_baseline_is_not_compared():
     page = render_html({"weights_paper_bytes": 100, "baseline": {"weights_paper_bytes": 0}})
     assert "cannot be compared" in page
+
+
+def test_the_context_coder_is_compared_where_it_beats_deep_compression():
+    base = {"weights_paper_bytes": 1200, "weights_context_bytes": 1000, "weights_bound_bytes": 1100}
+    page = render_html({"weights_paper_bytes": 900, "weights_original_bytes": 90_000,
+                        "kept_weights": 800, "baseline": base})  # fmt: skip
+    assert "<th>context coder</th>" in page and "<td>1,000</td>" in page
+    assert "This run is <b>1.11×</b> smaller than the context coder." in page
+    assert "This run is <b>1.33×</b> smaller than Deep Compression." in page
+    # no context coder smaller than Deep Compression: no verdict against it, a dash in its column
+    base = {"weights_paper_bytes": 1200, "weights_bound_bytes": 1100}
+    page = render_html({"weights_paper_bytes": 900, "baseline": base})
+    assert "context coder." not in page
+
+
+def test_the_strongest_coder_takes_each_layer_the_smaller_way():
+    from weightless_core.reports.report import LayerReport, Report
+
+    def row(name: str, paper: int, context: int | None) -> LayerReport:
+        return LayerReport(name=name, shape=(10, 10), encoded=True, original_bytes=400,
+                           bytes=paper + 30, kept=0.1, r=2, paper_bytes=paper,
+                           context_bytes=context)  # fmt: skip
+
+    plain = LayerReport(name="emb", shape=(4, 4), encoded=False, original_bytes=64, bytes=80,
+                        kept=1.0)  # fmt: skip
+    rep = Report(layers=[row("a", 50, 40), row("b", 30, 45), plain], accuracy={},
+                 original_bytes=864, file_bytes=300)  # fmt: skip
+    assert rep.weights_context_bytes == 40 + 30 + 80
+    assert rep.to_dict()["weights_context_ratio"] == round(864 / 150, 3)
+    none = Report(layers=[row("a", 50, None)], accuracy={}, original_bytes=400, file_bytes=90)
+    assert none.weights_context_bytes is None and none.weights_context_ratio is None

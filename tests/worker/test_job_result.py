@@ -42,6 +42,7 @@ def test_every_field_comes_from_the_report(compressed):
         "file_bytes": d["baseline"]["file_bytes"],
         "accuracy": None,
         "bound_weights_ratio": d["baseline"]["weights_bound_ratio"],
+        "context_weights_ratio": d["baseline"]["weights_context_ratio"],
     }
     assert (result["search"], result["source_bytes"], result["source_dtypes"]) == (None, None, [])
     assert result["metric"] == "accuracy" and result["notes"] == []

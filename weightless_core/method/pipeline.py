@@ -262,6 +262,7 @@ class _Run:
         self.weightless = settings.method == "weightless"
         self.baseline: dict[str, DeepCompressedLayer] = {}
         self.bounds: dict[str, float] = {}  # sparse-index bound (bits) of each clustered layer
+        self.context_sizes: dict[str, int] = {}  # the context coder's bytes of each, where it fits
         self.fp_noise: dict[str, tuple[float, torch.Tensor]] = {}  # rate, positions
         self.baseline_state: dict[str, torch.Tensor] = {}
         self.teacher: torch.Tensor | None = None  # dense logits, for distillation with labels
@@ -494,6 +495,14 @@ class _Run:
             mask = c.mask.cpu().numpy()
             counts = np.bincount(codes[mask], minlength=1 << self.plans[name].r)
             self.bounds[name] = sparse_index_bound_bits(mask, counts)
+            coded = context_code(
+                self.params[name].detach(),
+                codebook=c.centroids.detach().cpu().numpy(),
+                codes=codes,
+                r=self.plans[name].r,
+            )
+            if coded is not None:
+                self.context_sizes[name] = coded.paper_nbytes
             if not self.weightless:
                 self.meter.advance()
                 layer = self.baseline[name]
@@ -903,6 +912,7 @@ class _Run:
             source_bytes=self.source_bytes,
             source_dtypes=self.source_dtypes,
             bounds=self.bounds,
+            context_sizes=self.context_sizes,
             stored=self.encoded,
             layer_accuracy=self.layer_accuracy,
         )

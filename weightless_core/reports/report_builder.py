@@ -48,6 +48,7 @@ class RunRecord:
     source_bytes: int  # the input's own bytes
     source_dtypes: Mapping[str, torch.dtype]  # its floating tensors that were not float32
     bounds: Mapping[str, float]  # entropy bound (bits) of each clustered layer
+    context_sizes: Mapping[str, int]  # the context coder's paper bytes of each, where it fits
     stored: Mapping[str, fileformat.Entry]  # how the run stored each encoded layer
     layer_accuracy: Mapping[str, float | None]  # after each layer was encoded
 
@@ -120,6 +121,7 @@ def layer_row(run: RunRecord, name: str, entry: fileformat.Entry) -> LayerReport
         "kept": entry.nnz / entry.numel,
         "r": entry.r,
         "bound_bits": run.bounds.get(name),
+        "context_bytes": run.context_sizes.get(name),
     }
     if isinstance(entry, DeepCompressedLayer | ContextCodedLayer):
         chosen = run.stored.get(name) is entry  # a hybrid run stored it this way
