@@ -4,10 +4,10 @@ Deep Compression codes gaps and codes with Huffman tables that ignore where a po
 this coder (``range_coder``) models each position by its neighbours and each code adaptively,
 so the runs and blobs a pruned layer keeps cost less than the entropy bound charges for them.
 A row's weights are seen as lines of ``width`` (the image a hidden unit reads, a kernel's
-taps): the writer tries every divisor of the row length and keeps the smallest stream, so the
-geometry is found, not declared. Like Deep
-Compression it stores the clustered weights exactly, with no false positives, so hybrid storage
-can pick it wherever it is the smallest of the three (table, Deep Compression, this).
+taps): the writer tries the divisors of the row length and keeps the smallest stream, so the
+geometry is found, not declared. Like Deep Compression it stores the clustered weights exactly,
+with no false positives, so hybrid storage can pick it wherever it is the smallest of the three
+(table, Deep Compression, this).
 
 Positions are coded over the whole matrix view, or over the live grid after the two liveness
 bitmaps (``method.liveness``) where that is smaller: a layer pruned by whole units spends a
