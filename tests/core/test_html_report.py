@@ -237,8 +237,8 @@ def test_the_context_coder_is_compared_where_it_beats_deep_compression():
     page = render_html({"weights_paper_bytes": 900, "weights_original_bytes": 90_000,
                         "kept_weights": 800, "baseline": base})  # fmt: skip
     assert "<th>context coder</th>" in page and "<td>1,000</td>" in page
-    assert "This run is <b>1.11×</b> smaller than the context coder." in page
-    assert "This run is <b>1.33×</b> smaller than Deep Compression." in page
+    assert "This run is <b>1.11\u00d7</b> smaller than the context coder." in page
+    assert "This run is <b>1.33\u00d7</b> smaller than Deep Compression." in page
     # no context coder smaller than Deep Compression: no verdict against it, a dash in its column
     base = {"weights_paper_bytes": 1200, "weights_bound_bytes": 1100}
     page = render_html({"weights_paper_bytes": 900, "baseline": base})
