@@ -154,14 +154,14 @@ def test_round_trip_is_exact_and_the_compiled_kernels_match_plain_python(r, live
     layer = context_code(w, r=r, codebook=cb, codes=codes, live=live)
     assert layer is not None and (layer.live is not None) == live
     np.testing.assert_array_equal(layer.decode(), w)
-    rows, cols = layer.live_masks()
+    lines = layer.coded_lines()
     plain = range_coder.encode_grid.py_func(
         (w.ravel() != 0).astype(np.uint8), codes.ravel()[w.ravel() != 0].astype(np.uint8),
-        rows, cols, np.int64(layer.width), np.int64(r),
+        *lines, np.int64(layer.width), np.int64(r),
     )  # fmt: skip
     assert plain.tobytes() == layer.stream
     status, positions, got = range_coder.decode_grid.py_func(
-        np.frombuffer(layer.stream, np.uint8), rows, cols, np.int64(layer.width), np.int64(r),
+        np.frombuffer(layer.stream, np.uint8), *lines, np.int64(layer.width), np.int64(r),
         np.int64(layer.nnz),
     )  # fmt: skip
     assert status == range_coder.OK
@@ -294,7 +294,7 @@ def test_stream_length_nnz_flags_and_version_are_checked():
 def test_a_huge_grid_behind_a_tiny_stream_is_refused_before_decoding():
     body = struct.pack("<BQQ", 2, 1 << 20, 1 << 20) + struct.pack("<BBQQQ", 1, 0, 1, 0, 5)
     body += np.array([-1, 1], "<f4").tobytes() + bytes(5)
-    with pytest.raises(MalformedRecordError, match="4096 positions a byte"):
+    with pytest.raises(MalformedRecordError, match="1024 positions a byte"):
         ff.from_bytes(_file_of(body))
 
 
@@ -305,3 +305,28 @@ def test_writer_refuses_what_the_reader_would():
         ff.to_bytes({"w": bad})
     with pytest.raises(FormatError, match="fewer kept weights"):
         bad.decode()
+
+
+def test_a_reader_walks_only_the_live_grid_and_allocates_nothing_per_dead_row():
+    # many live rows, one live column at the far end of 2**20: the decoder's work is the live
+    # grid (the caps' measure), not live rows x every column
+    cols = 1 << 20
+    w = np.zeros((64, cols), dtype=np.float32)
+    w[::2, cols - 1] = 1.0
+    w, cb, codes = _clustered(w, 1)
+    layer = context_code(w, r=1, codebook=cb, codes=codes, live=True)
+    assert layer is not None and layer.grid_shape == (32, 1)
+    rows, n, row_index, col_index = layer.coded_lines()
+    assert (rows, n, col_index.tolist()) == (64, cols, [cols - 1])
+    assert row_index.tolist() == list(range(0, 64, 2))
+    np.testing.assert_array_equal(layer.decode(), w)
+    # without bitmaps nothing is allocated per row or column: the kernels get empty indices
+    full = context_code(np.eye(3, dtype=np.float32), r=1, codebook=cb, codes=np.zeros((3, 3), int))
+    assert full is not None and [a.size for a in full.coded_lines()[2:]] == [0, 0]
+
+
+def test_a_codebook_that_is_not_float32_is_refused_before_writing():
+    layer = _layer()
+    wide = dataclasses.replace(layer, codebook=np.array([1e300, 0, 1, 2], dtype=np.float64))
+    with pytest.raises(InvalidInputError, match="float32"):
+        ff.to_bytes({"w": wide})

@@ -788,10 +788,19 @@ def test_layer_wise_distillation_runs_and_refuses_a_graph_without_layer_outputs(
 
 
 def test_context_coding_stores_an_exact_layer_where_it_beats_deep_compression(
-    fashion_small, trained_model, tmp_path
+    fashion_small, trained_model, tmp_path, monkeypatch
 ):
-    from weightless_core.baselines.context_coded import ContextCodedLayer
+    from weightless_core.baselines.context_coded import ContextCodedLayer, context_code
     from weightless_core.config.settings import LayerOverride
+    from weightless_core.method import pipeline
+
+    shapes: list[tuple[int, ...]] = []
+
+    def counted(weight, **kw):
+        shapes.append(tuple(weight.shape))
+        return context_code(weight, **kw)
+
+    monkeypatch.setattr(pipeline, "context_code", counted)
 
     layers = {  # fc1's table at t=12 loses to both exact coders; fc3 is left unpruned
         "fc1.weight": LayerOverride(sparsity=0.95, r=2, t=12),
@@ -806,6 +815,8 @@ def test_context_coding_stores_an_exact_layer_where_it_beats_deep_compression(
     )
     fc1 = result.entries["fc1.weight"]
     assert isinstance(fc1, ContextCodedLayer)
+    # fc1 is stored as the baseline clustered it (encoded first): coded once, not twice
+    assert shapes.count(tuple(fc1.shape)) == 2  # the plain run's baseline, then this run's
     stored = [e.message for e in events if e.stage == "encode" and e.layer == "fc1.weight"]
     assert any("stored fc1.weight as context-coded" in m for m in stored), stored
     # the same clustered weights as the Deep Compression baseline, in fewer bytes

@@ -237,7 +237,7 @@ def golden_v5_bytes() -> bytes:
 
 def runs_weight() -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(pruned float32 weight, codebook, codes, r) of shape (16, 48): kept weights in short
-    horizontal runs that often repeat the row above, so every position context is used."""
+    runs, so every position context is used (at the line width the writer picks, 2)."""
     rng = np.random.default_rng(20261206)
     codebook = np.array([-0.5, 0.5], dtype=np.float32)
     codes = rng.integers(0, 2, size=(16, 48))

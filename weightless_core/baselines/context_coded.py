@@ -87,21 +87,23 @@ class ContextCodedLayer:
             "header": 8 * (FIXED_BODY_BYTES + 8 * len(self.shape)),
         }
 
-    def live_masks(self) -> tuple[np.ndarray, np.ndarray]:
-        """The coded rows and columns of the matrix view (uint8): the live ones, or all."""
-        if self.live is not None:
-            return self.live.rows.astype(np.uint8), self.live.cols.astype(np.uint8)
+    def coded_lines(self) -> tuple[np.int64, np.int64, np.ndarray, np.ndarray]:
+        """The kernels' ``(rows, cols, row_index, col_index)``: the matrix view's size and the
+        live rows and columns (empty arrays: all of them, allocating nothing per row)."""
         rows, cols = matrix_shape(self.shape)
-        return np.ones(rows, dtype=np.uint8), np.ones(cols, dtype=np.uint8)
+        if self.live is None:
+            none = np.zeros(0, dtype=np.int64)
+            return np.int64(rows), np.int64(cols), none, none
+        live_rows = np.flatnonzero(self.live.rows).astype(np.int64)
+        live_cols = np.flatnonzero(self.live.cols).astype(np.int64)
+        return np.int64(rows), np.int64(cols), live_rows, live_cols
 
     def read(self) -> tuple[np.ndarray, np.ndarray]:
         """``(positions, codes)``: the kept flat positions (increasing) and their codes.
         Raises ``FormatError`` naming what a malformed stream gets wrong."""
-        rows, cols = self.live_masks()
         status, positions, codes = range_coder.decode_grid(
             np.frombuffer(self.stream, dtype=np.uint8),
-            rows,
-            cols,
+            *self.coded_lines(),
             np.int64(self.width),
             np.int64(self.r),
             np.int64(self.nnz),
@@ -165,7 +167,7 @@ def context_code(
     its shape, read at the kept positions) and float32 ``codebook`` of ``2**r`` entries: the
     same clustered weights ``deep_compress_best`` and ``encode_layer`` store, coded over the
     whole matrix view or over the live grid, whichever stream is smaller. None when neither
-    fits the caps (a layer so sparse that a stream byte would code over 4,096 positions):
+    fits the caps (a layer so sparse that a stream byte would code over 1,024 positions):
     such a layer is stored another way. ``live`` True or False takes only that grid;
     ``width`` one line width (a divisor of the row length) instead of trying them all."""
     r = check_r(r)
@@ -208,12 +210,10 @@ def _coded(
     layer = ContextCodedLayer(
         shape=shape, r=r, codebook=cb, nnz=int(nonzero.sum()), live=live, width=width, stream=b""
     )
-    rows, cols = layer.live_masks()
     stream = range_coder.encode_grid(
         np.ascontiguousarray(nonzero, dtype=np.uint8),
         np.ascontiguousarray(values, dtype=np.uint8),
-        rows,
-        cols,
+        *layer.coded_lines(),
         np.int64(width),
         np.int64(r),
     )

@@ -7,7 +7,7 @@ reads). An arithmetic coder whose bit models are chosen by the neighbours alread
 stores such a layer below the bound (BENCHMARKS.md ``context_coding``).
 
 The layer is its ``rows x cols`` matrix view, visited in row-major order (only the live rows and
-columns when liveness bitmaps say which). A row's ``cols`` weights are laid out as lines of
+columns, when liveness bitmaps say which). A row's ``cols`` weights are laid out as lines of
 ``width`` (an image row a hidden unit reads, a kernel's taps), so each position codes one *kept*
 bit in the context of its left, upper, upper-left and upper-right neighbours in that row
 (``POSITION_CONTEXTS`` models); a kept position then codes its cluster code, ``r`` bits most
@@ -36,8 +36,8 @@ POSITION_CONTEXTS = 16  # left (1), up (2), up-left (4), up-right (8) kept, in a
 # Caps that keep a reader's work and memory proportional to the stream it reads: a stream of
 # ``L`` bytes codes at most ``POSITIONS_PER_BYTE * L`` positions and ``KEPT_PER_BYTE * L`` kept
 # weights (a writer stores a layer past them another way).
-POSITIONS_PER_BYTE = 1 << 12
-KEPT_PER_BYTE = 64
+POSITIONS_PER_BYTE = 1 << 10
+KEPT_PER_BYTE = 16
 
 # Kernel status codes (decode_grid): what a malformed stream got wrong.
 OK = 0
@@ -126,39 +126,42 @@ def _context(kept: np.ndarray, i: int, b: int, width: int) -> int:
     return ctx
 
 
+@inline
+def _line(index: np.ndarray, k: int) -> int:
+    """Row or column ``k`` of the coded ones: ``index[k]``, or ``k`` itself when ``index`` is
+    empty (every row or column is coded)."""
+    return index[k] if index.size else k
+
+
 @njit()
 def encode_grid(
     kept: np.ndarray,
     codes: np.ndarray,
-    live_rows: np.ndarray,
-    live_cols: np.ndarray,
+    rows: np.int64,
+    cols: np.int64,
+    row_index: np.ndarray,
+    col_index: np.ndarray,
     width: np.int64,
     r: np.int64,
 ) -> np.ndarray:
-    """The stream of a matrix whose kept positions are ``kept`` (uint8, ``rows x cols``
-    row-major; rows and columns that ``live_rows``/``live_cols`` (uint8) mark 0 hold none and
-    are not coded), with ``codes`` (uint8 below ``2**r``) of the kept positions in that order."""
-    rows = live_rows.size
-    cols = live_cols.size
-    decisions = 0
-    for a in range(rows):
-        if live_rows[a]:
-            for b in range(cols):
-                if live_cols[b]:
-                    decisions += 1
-    out = np.zeros(2 * (decisions + codes.size * r) + 16, dtype=np.uint8)  # <= 16.01 bits each
+    """The stream of a ``rows x cols`` matrix whose kept positions are ``kept`` (uint8,
+    row-major), with ``codes`` (uint8 below ``2**r``) of the kept positions in that order.
+    Only the rows and columns in ``row_index``/``col_index`` (increasing int64; empty: all)
+    are coded, and the others must hold nothing."""
+    n_rows = row_index.size if row_index.size else rows
+    n_cols = col_index.size if col_index.size else cols
+    decisions = n_rows * n_cols
+    out = np.zeros(2 * (decisions + codes.size * r) + 16, dtype=np.uint8)  # <= 2 bytes each
     st = np.zeros(5, dtype=np.int64)  # low, range, cache, pending bytes, bytes written
     st[1] = MASK32
     st[3] = 1
     pos_models = np.zeros((POSITION_CONTEXTS, 2), dtype=np.int64)
     code_models = np.zeros((1 << r, 2), dtype=np.int64)
     j = 0
-    for a in range(rows):
-        if not live_rows[a]:
-            continue
-        for b in range(cols):
-            if not live_cols[b]:
-                continue
+    for ai in range(n_rows):
+        a = _line(row_index, ai)
+        for bi in range(n_cols):
+            b = _line(col_index, bi)
             i = a * cols + b
             bit = 1 if kept[i] != 0 else 0
             _encode_bit(st, out, pos_models, _context(kept, i, b, width), bit)
@@ -189,8 +192,10 @@ def _kept_in_row(positions: np.ndarray, lo: int, hi: int, target: int) -> int:
 @njit()
 def decode_grid(
     stream: np.ndarray,
-    live_rows: np.ndarray,
-    live_cols: np.ndarray,
+    rows: np.int64,
+    cols: np.int64,
+    row_index: np.ndarray,
+    col_index: np.ndarray,
     width: np.int64,
     r: np.int64,
     nnz: np.int64,
@@ -198,10 +203,10 @@ def decode_grid(
     """``(status, positions, codes)`` of a stream ``encode_grid`` wrote: the kept positions
     (flat indices of the ``rows x cols`` matrix, increasing) and their codes; status ``OK`` or
     what a malformed stream got wrong (then the arrays are partial and must not be used).
-    Memory is ``O(nnz)`` whatever the matrix's size: neighbours are looked up among the
-    positions kept so far in the row."""
-    rows = live_rows.size
-    cols = live_cols.size
+    Memory is ``O(nnz)`` and work ``O(coded positions)`` whatever the matrix's size:
+    neighbours are looked up among the positions kept so far in the row."""
+    n_rows = row_index.size if row_index.size else rows
+    n_cols = col_index.size if col_index.size else cols
     positions = np.zeros(nnz, dtype=np.int64)
     codes = np.zeros(nnz, dtype=np.uint8)
     size = stream.size
@@ -217,14 +222,12 @@ def decode_grid(
     pos_models = np.zeros((POSITION_CONTEXTS, 2), dtype=np.int64)
     code_models = np.zeros((1 << r, 2), dtype=np.int64)
     j = 0  # kept so far
-    for a in range(rows):
-        if not live_rows[a]:
-            continue
+    for ai in range(n_rows):
+        a = _line(row_index, ai)
         row_start = j  # this row's kept positions are positions[row_start:j]
         u = j  # first of them not before the upper-left neighbour
-        for b in range(cols):
-            if not live_cols[b]:
-                continue
+        for bi in range(n_cols):
+            b = _line(col_index, bi)
             i = a * cols + b
             at_left = b % width != 0
             at_right = (b + 1) % width != 0

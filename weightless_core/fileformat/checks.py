@@ -118,15 +118,16 @@ def deep_layer_problem(layer: DeepCompressedLayer) -> str | None:
 
 def context_layer_problem(layer: ContextCodedLayer) -> str | None:
     """Every rule of a kind-7 record; its stream is decoded, so this costs one decode (within
-    the caps, at most 4,096 position decisions a stream byte)."""
+    the caps, at most 1,024 position decisions a stream byte)."""
     problem = shape_problem(layer.shape, min_ndim=1, min_dim=1)
     if problem:
         return problem
     if not 1 <= layer.r <= MAX_R:
         return f"r must be in 1..{MAX_R}, got {layer.r}"
     codebook = np.asarray(layer.codebook)
-    if codebook.shape != (1 << layer.r,):
-        return f"codebook must have shape ({1 << layer.r},) for r={layer.r}, got {codebook.shape}"
+    k = 1 << layer.r
+    if codebook.shape != (k,) or codebook.dtype != np.float32:
+        return f"codebook must be float32 of shape ({k},), got {codebook.dtype} {codebook.shape}"
     if not np.all(np.isfinite(codebook)):
         return "codebook holds NaN or Inf"
     if layer.live is not None:

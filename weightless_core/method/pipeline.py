@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -263,6 +264,9 @@ class _Run:
         self.baseline: dict[str, DeepCompressedLayer] = {}
         self.bounds: dict[str, float] = {}  # sparse-index bound (bits) of each clustered layer
         self.context_sizes: dict[str, int] = {}  # the context coder's bytes of each, where it fits
+        # what the baseline context-coded, by layer: a digest of (weight, codebook, codes) and the
+        # layer, so storing the same clustered weights later does not code them twice
+        self.context_coded: dict[str, tuple[bytes, ContextCodedLayer | None]] = {}
         self.fp_noise: dict[str, tuple[float, torch.Tensor]] = {}  # rate, positions
         self.baseline_state: dict[str, torch.Tensor] = {}
         self.teacher: torch.Tensor | None = None  # dense logits, for distillation with labels
@@ -495,12 +499,10 @@ class _Run:
             mask = c.mask.cpu().numpy()
             counts = np.bincount(codes[mask], minlength=1 << self.plans[name].r)
             self.bounds[name] = sparse_index_bound_bits(mask, counts)
-            coded = context_code(
-                self.params[name].detach(),
-                codebook=c.centroids.detach().cpu().numpy(),
-                codes=codes,
-                r=self.plans[name].r,
-            )
+            weight = self.params[name].detach().cpu().numpy()
+            centroids = c.centroids.detach().cpu().numpy()
+            coded = context_code(weight, codebook=centroids, codes=codes, r=self.plans[name].r)
+            self.context_coded[name] = (_digest(weight, centroids, codes), coded)
             if coded is not None:
                 self.context_sizes[name] = coded.paper_nbytes
             if not self.weightless:
@@ -640,7 +642,7 @@ class _Run:
             )
         if enc is None or self.settings.hybrid:
             codebook = c.centroids.detach().cpu().numpy() if enc is None else enc.codebook
-            sparse = self._sparse(p.detach(), codebook, c.codes.cpu().numpy(), plan.r)
+            sparse = self._sparse(name, p.detach(), codebook, c.codes.cpu().numpy(), plan.r)
             if enc is None or sparse.paper_nbytes < enc.paper_nbytes:  # the count ratios use
                 stored = sparse
                 why = (
@@ -675,14 +677,17 @@ class _Run:
         )  # fmt: skip
 
     def _sparse(
-        self, weight: torch.Tensor, codebook: np.ndarray, codes: np.ndarray, r: int
+        self, name: str, weight: torch.Tensor, codebook: np.ndarray, codes: np.ndarray, r: int
     ) -> DeepCompressedLayer | ContextCodedLayer:
         """The clustered weights stored exactly: Deep Compression-best, or with
         ``context_coding`` the context coder where that is smaller (ties: Deep Compression)."""
         dc = deep_compress_best(weight, codebook=codebook, codes=codes, r=r)
         if not self.settings.context_coding:
             return dc
-        cc = context_code(weight, codebook=codebook, codes=codes, r=r)
+        w = weight.cpu().numpy()
+        digest, cc = self.context_coded.get(name, (b"", None))
+        if digest != _digest(w, codebook, codes):  # else: the baseline coded these weights
+            cc = context_code(w, codebook=codebook, codes=codes, r=r)
         return cc if cc is not None and cc.paper_nbytes < dc.paper_nbytes else dc
 
     def _best_table(self, name: str, index: int) -> EncodedLayer:
@@ -947,6 +952,16 @@ class _Run:
         self.first_counts = {}
         self.encoded = {}
         self.layer_accuracy = {}
+
+
+def _digest(*arrays: np.ndarray) -> bytes:
+    """A fingerprint of ``arrays`` (dtype, shape and bytes each), to tell equal inputs apart."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.data)
+    return h.digest()
 
 
 def _refuse_unpruned_tables(settings: CompressionSettings, sizes: Mapping[str, int]) -> None:
