@@ -1015,6 +1015,15 @@ def test_context_coding_finds_what_the_bound_cannot(monkeypatch):
     bound_positions = row["bound_bits"] - 32 * 3 - row["kept"] * 1.0  # codes: ~1 bit each
     assert row["positions_bits"]["one model"] > 0.9 * bound_positions
     assert row["dc_best_bits"] > row["context_bits"]
+    # the real coder decodes to these weights and stores them in about the bound's bits: its
+    # neighbours see the dense half as runs, but it has no per-column model
+    coded = bench.context_code(
+        w, r=2, codebook=np.array([-0.5, 0.25, 0.5, 0], np.float32),
+        codes=np.select([w == -0.5, w == 0.25, w == 0.5], [0, 1, 2], 3),
+    )  # fmt: skip
+    np.testing.assert_array_equal(coded.decode(), w)
+    assert row["coder_bits"] == 8 * coded.paper_nbytes and row["coder_width"] == coded.width
+    assert row["coder_bits"] < row["dc_best_bits"]
 
 
 @pytest.mark.parametrize("script", ["bench_context_coding", "bench_criteria"])
