@@ -38,11 +38,9 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -61,8 +59,6 @@ from _paper import (
 )
 from _results import command_line, record, recorded
 
-from weightless_core.baselines.context_coded import context_code
-from weightless_core.baselines.deep_compression import DeepCompressedLayer, decode_entries
 from weightless_core.config.presets import settings_for
 from weightless_core.config.settings import CompressionSettings, SizeRule
 from weightless_core.io.data import Dataset, load_dataset
@@ -139,7 +135,7 @@ def run_pair(
             start, cpu = time.perf_counter(), time.process_time()
             result = compress(fresh_model(arch, data, state), data, settings)
             seconds = time.perf_counter() - start
-            run = summarise(result.report, seconds, result.baseline_entries)
+            run = summarise(result.report, seconds)
             run |= {"seed": seed, "cpu_seconds": round(time.process_time() - cpu, 1)}
             run["threads"] = torch.get_num_threads()
             out["runs"][name].append(run)
@@ -182,16 +178,13 @@ def reusable(
     return None
 
 
-def summarise(
-    rep: Report, seconds: float, baseline_entries: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """Sizes, ratios and test accuracy of a run, its baseline and the bound, per layer too;
-    with the baseline's entries also the context coder on the same clustered weights."""
+def summarise(rep: Report, seconds: float) -> dict[str, Any]:
+    """Sizes, ratios and test accuracy of a run, its baseline, the context coder and the bound
+    on the same clustered weights, per layer too."""
     base = rep.baseline
     assert base is not None and base.weights_bound_bytes is not None
     original = rep.weights_original_bytes
     dc_rows = {row.name: row for row in base.layers}
-    context = context_bytes(baseline_entries) if baseline_entries is not None else {}
 
     def test(r: Report) -> float:
         acc = r.accuracy.get("test:final")
@@ -199,9 +192,6 @@ def summarise(
         return acc
 
     layers = [_layer(row, dc_rows[row.name]) for row in rep.weight_rows]
-    for row in layers:
-        if row["name"] in context:
-            row["context_bytes"] = context[row["name"]]
     largest = max((row for row in layers if row["encoded"]), key=lambda r: r["original_bytes"])
     out = {
         "seconds": round(seconds, 1),
@@ -229,36 +219,9 @@ def summarise(
         "accuracy_stages": rep.accuracy,
         "settings": rep.settings,
     }
-    if context:
-        # each layer as the smaller of the context coder and Deep Compression-best: a writer
-        # that has both keeps the smaller (plainly stored tensors count as in the baseline)
-        saved = sum(
-            max(0, row["deep_compression_bytes"] - row["context_bytes"])
-            for row in layers
-            if "context_bytes" in row
-        )
-        best = base.weights_paper_bytes - saved
+    best = base.weights_context_bytes  # each layer the smaller of it and DC-best
+    if best is not None:
         out["context"] = {"weights_bytes": best, "weights_ratio": original / best}
-    return out
-
-
-def context_bytes(entries: Mapping[str, Any]) -> dict[str, int]:
-    """Paper bytes (stream, codebook, bitmaps) of the context coder on each Deep Compression
-    layer's clustered weights, where it fits its caps: the strongest sparse coder we have."""
-    out = {}
-    for name, entry in entries.items():
-        if not isinstance(entry, DeepCompressedLayer):
-            continue
-        symbols, positions = decode_entries(entry)
-        real = symbols < (1 << entry.r)
-        codes = np.zeros(entry.numel, dtype=np.int64)
-        codes[positions[real]] = symbols[real]
-        weight = entry.decode()
-        layer = context_code(
-            weight, r=entry.r, codebook=entry.codebook, codes=codes.reshape(entry.shape)
-        )
-        if layer is not None:
-            out[name] = layer.paper_nbytes
     return out
 
 
@@ -278,7 +241,7 @@ def _layer(row: LayerReport, dc: LayerReport) -> dict[str, Any]:
         "deep_compression_bytes": dc.payload_bytes,
         "bound_bytes": dc.bound_bytes,
         "accuracy_after": row.accuracy_after,
-    }
+    } | ({} if dc.context_bytes is None else {"context_bytes": dc.context_bytes})
 
 
 # -- aggregation ----------------------------------------------------------------------------
