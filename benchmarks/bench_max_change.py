@@ -162,6 +162,27 @@ Changes (``CHANGES``), each written to a section of its own:
   Measured the same day and stopped after the MNIST pair (its rule could no longer pass):
   validation -0.40 (-0.52 / -0.48 / -0.20 by seed) for fc1 at 257.9x.
 
+* ``thin-1.75`` (section ``first_layer_175``, **LeNet-300-100 on MNIST and Fashion-MNIST**):
+  tensors of 100,000-299,999 elements (LeNet-300-100's fc1) keep 1.75 % of their weights
+  instead of 2 %. Since ``thin`` ran, fc1 is context-coded (kind 7, 6.86 bits per kept weight
+  in the `paper` table, where ``thin`` assumed Deep Compression's 8): 250x (3,763 bytes) now
+  needs about 1.8 % kept, and 1.75 % (4,116 weights at about 7.05 bits) is estimated at about
+  260x. `max` is "the smallest weights within the iso-accuracy rule on the validation split"
+  (``weightless_core.config.presets``); ``thin``'s rule asked instead for no more than 0.10
+  below `max` itself, whose final validation on MNIST is 0.16 *above* the dense models'
+  (98.44 % against 98.28 %). This rule judges against the dense model, as iso-accuracy does,
+  with half the 0.3-point allowance held back for validation's optimism (on `max`'s MNIST runs
+  validation says +0.16 where test says -0.03). Written 2026-12-06 before any seed ran, and
+  after ``thin``'s: its test scores (97.99 %, within 0.3 of dense) were seen, which is why the
+  level is a new one, not 1.5 % again (``thin`` is 0.24 under dense on validation, so this
+  rule would refuse it too). `max` takes it if over seeds 0, 1 and 2 on LeNet-300-100 / MNIST
+  (a) the mean final validation accuracy is at most 0.15 below the dense models' mean, (b) no
+  seed's is more than 0.30 below its dense model's, (c) fc1's mean ratio is >= 250x; and on
+  LeNet-300-100 / Fashion-MNIST (d) the mean final validation accuracy is no more than 0.20
+  below `max`'s (``thin``'s (d): Fashion-MNIST misses iso-accuracy by 1.6 points at any level
+  near 2 %, so MNIST's target may not be bought with more than that there). Test is scored
+  only.
+
 * ``default-small`` (section ``default_small_tensors``, **the `default` preset**, on all three
   pairs): `default` treats small tensors and released layers as `max` does. (1) It encodes
   tensors from 400 elements (``min_elements``, `max`'s value) instead of 1,000: LeNet-5's conv1
@@ -629,6 +650,11 @@ def thinner_first_layer(base: CompressionSettings) -> CompressionSettings:
     return _size_class(base, 100_000, 0.985)
 
 
+def first_layer_175(base: CompressionSettings) -> CompressionSettings:
+    """``base`` with tensors of 100,000-299,999 elements keeping 1.75 % of their weights."""
+    return _size_class(base, 100_000, 0.9825)
+
+
 def finer_schedule(base: CompressionSettings) -> CompressionSettings:
     """``base`` pruned in twice the steps of half the epochs: the same 60 epochs."""
     return base.with_(prune_steps=20, prune_epochs=3)
@@ -716,6 +742,32 @@ def pair_verdict(result: dict[str, Any], candidate: str, parts: dict[str, bool])
     said = "; ".join(f"{k}: {'met' if ok else 'missed'}" for k, ok in parts.items())
     keep = f"keep {reference(result)}'s"
     return f"**{'adopt' if all(parts.values()) else keep}** on this pair: {said}."
+
+
+def iso_thinning_verdict(result: dict[str, Any], candidate: str) -> str:
+    """One pair's verdict for ``thin-1.75``, judged against the dense model as iso-accuracy
+    is: on MNIST (a) mean validation at most ``ISO_MARGIN`` below the dense models', (b) no
+    seed more than 0.30 below its dense model on validation, (c) fc1 >= 250x (mean); on
+    Fashion-MNIST (d) as ``thin``'s."""
+    gaps = seed_gaps(result, candidate)
+    if gaps is None or result["dataset"] != "mnist":
+        return thinning_verdict(result, candidate)
+    runs = result["runs"][candidate]
+    from_dense = [
+        round(run["weightless"]["val"] - dense["val"], 2)
+        for run, dense in zip(runs, result["dense"], strict=True)
+    ]
+    mean = round(_mean(from_dense), 2)
+    ratio = size_figures(runs)["ratio"]
+    parts = {
+        f"(a) mean validation {mean:+.2f} from dense (>= -{ISO_MARGIN:.2f})": mean >= -ISO_MARGIN,
+        f"(b) worst seed {min(from_dense):+.2f} from dense (>= -0.30)": min(from_dense) >= -0.30,
+        f"(c) fc1 {ratio:.1f}x (>= 250x)": ratio >= 250,
+    }
+    return pair_verdict(result, candidate, parts)
+
+
+ISO_MARGIN = 0.15  # half the iso-accuracy allowance, held back for validation's optimism
 
 
 def thinning_verdict(result: dict[str, Any], candidate: str) -> str:
@@ -971,6 +1023,14 @@ CHANGES = {
         "Tensors of 100,000-299,999 elements keep 1.5 % (LeNet-300-100, `max`)",
         pairs=MLP_PAIRS,
         judge=thinning_verdict,
+    ),
+    "thin-1.75": Change(
+        "100k-300k elements keep 1.75 %",
+        first_layer_175,
+        "first_layer_175",
+        "Tensors of 100,000-299,999 elements keep 1.75 % (LeNet-300-100, `max`)",
+        pairs=MLP_PAIRS,
+        judge=iso_thinning_verdict,
     ),
     "default-head": Change(
         "under 2,000 elements keep half",

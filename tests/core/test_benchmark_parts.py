@@ -610,6 +610,49 @@ def test_thin_trades_accuracy_for_fc1s_ratio_under_its_own_rule(monkeypatch):
     assert bench.rule(lost).startswith("**keep max's**")
 
 
+def test_thin_175_judges_mnist_against_the_dense_model(monkeypatch):
+    bench = _script(monkeypatch, "bench_max_change")
+    change, base = _change(bench, "thin-1.75")
+    changed = change.apply(base)
+    assert changed.plan("fc1.weight", 235_200).sparsity == 0.9825
+    lenet = {"conv1": 500, "conv2": 25_000, "lenet5.fc1": 400_000, "fc2": 5_000, "fc3": 1_000}
+    lenet |= {"lenet300.fc2": 30_000}
+    assert all(changed.plan(n, size) == base.plan(n, size) for n, size in lenet.items())
+
+    def runs(vals: list[float], fc1_bytes: int) -> list[dict]:
+        fc1 = {"name": "fc1.weight", "original_bytes": 940_800, "weightless_bytes": fc1_bytes}
+        fc1 |= {"deep_compression_bytes": fc1_bytes, "false_positives": 0}
+        return [
+            {"weightless": {"val": v, "weights_ratio": 200.0, "weights_bytes": 5_000},
+             "deep_compression": {"weights_bytes": 5_000}, "largest": "fc1.weight",
+             "layers": [fc1]}
+            for v in vals
+        ]  # fmt: skip
+
+    name = change.name
+    dense = [{"seed": s, "val": v} for s, v in enumerate((98.3, 98.3, 98.2))]
+    ref = runs([98.5, 98.4, 98.4], 4_000)  # `max` 0.17 above dense: (a) does not compare
+    mnist = {"change": name, "section": change.section, "dataset": "mnist", "dense": dense}
+    ok = mnist | {"runs": {"max": ref, name: runs([98.2, 98.1, 98.1], 3_600)}}
+    said = bench.rule(ok)
+    assert said.startswith("**adopt** on this pair"), said
+    assert "(a) mean validation -0.13 from dense (>= -0.15): met" in said
+    assert "(c) fc1 261.3x (>= 250x): met" in said
+    low = mnist | {"runs": {"max": ref, name: runs([98.2, 98.1, 98.0], 3_600)}}
+    assert "(a) mean validation -0.17 from dense (>= -0.15): missed" in bench.rule(low)
+    seed = mnist | {"runs": {"max": ref, name: runs([98.5, 98.5, 97.89], 3_600)}}
+    assert "(b) worst seed -0.31 from dense (>= -0.30): missed" in bench.rule(seed)
+    big = mnist | {"runs": {"max": ref, name: runs([98.3, 98.3, 98.2], 3_800)}}
+    assert "(c) fc1 247.6x (>= 250x): missed" in bench.rule(big)
+    fashion = mnist | {"dataset": "fashion-mnist"}
+    held = fashion | {"runs": {"max": ref, name: runs([98.4, 98.3, 98.0], 3_600)}}
+    assert bench.rule(held) == "**adopt** on this pair: (d) mean validation -0.20 (>= -0.20): met."
+    lost = fashion | {"runs": {"max": ref, name: runs([98.3, 98.3, 98.0], 3_600)}}
+    assert bench.rule(lost).startswith("**keep max's**")
+    few = mnist | {"runs": {"max": ref, name: runs([98.2], 3_600)}}
+    assert bench.rule(few).startswith("no verdict")
+
+
 def test_a_replication_keeps_its_pairs_apart_from_the_paper_table(tmp_path, monkeypatch):
     """``--section`` writes a table of its own: its pairs are never the paper table's."""
     paper_table = _script(monkeypatch, "paper_table")
