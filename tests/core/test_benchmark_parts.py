@@ -579,34 +579,36 @@ def test_kept_stem_keeps_maxs_small_tensors_out_of_the_release_only(monkeypatch)
     assert all(changed.plan(n, size) == base.plan(n, size) for n, size in sizes.items())
 
 
+def _fc1_runs(vals: list[float], fc1_bytes: int) -> list[dict]:
+    """LeNet-300-100 runs scoring ``vals`` on validation, fc1 stored in ``fc1_bytes``."""
+    fc1 = {"name": "fc1.weight", "original_bytes": 940_800, "weightless_bytes": fc1_bytes}
+    fc1 |= {"deep_compression_bytes": fc1_bytes, "false_positives": 0}
+    return [
+        {"weightless": {"val": v, "weights_ratio": 200.0, "weights_bytes": 5_000},
+         "deep_compression": {"weights_bytes": 5_000}, "largest": "fc1.weight",
+         "layers": [fc1]}
+        for v in vals
+    ]  # fmt: skip
+
+
 def test_thin_trades_accuracy_for_fc1s_ratio_under_its_own_rule(monkeypatch):
     bench = _script(monkeypatch, "bench_max_change")
     name = bench.CHANGES["thin"].name
 
-    def runs(vals: list[float], fc1_bytes: int) -> list[dict]:
-        fc1 = {"name": "fc1.weight", "original_bytes": 940_800, "weightless_bytes": fc1_bytes}
-        fc1 |= {"deep_compression_bytes": fc1_bytes, "false_positives": 0}
-        return [
-            {"weightless": {"val": v, "weights_ratio": 200.0, "weights_bytes": 5_000},
-             "deep_compression": {"weights_bytes": 5_000}, "largest": "fc1.weight",
-             "layers": [fc1]}
-            for v in vals
-        ]  # fmt: skip
-
-    ref = runs([98.5, 98.4, 98.3], 4_700)
+    ref = _fc1_runs([98.5, 98.4, 98.3], 4_700)
     mnist = {"change": name, "dataset": "mnist", "runs": {"max": ref}}
-    ok = mnist | {"runs": {"max": ref, name: runs([98.4, 98.3, 98.2], 3_700)}}
+    ok = mnist | {"runs": {"max": ref, name: _fc1_runs([98.4, 98.3, 98.2], 3_700)}}
     assert bench.rule(ok).startswith("**adopt** on this pair") and "(c) fc1 254.3x" in bench.rule(
         ok
     )
-    big = mnist | {"runs": {"max": ref, name: runs([98.4, 98.3, 98.2], 3_800)}}
+    big = mnist | {"runs": {"max": ref, name: _fc1_runs([98.4, 98.3, 98.2], 3_800)}}
     assert "(c) fc1 247.6x (>= 250x): missed" in bench.rule(big)
-    drop = mnist | {"runs": {"max": ref, name: runs([98.5, 98.4, 98.04], 3_700)}}
+    drop = mnist | {"runs": {"max": ref, name: _fc1_runs([98.5, 98.4, 98.04], 3_700)}}
     assert "(b) worst seed -0.26 (>= -0.25): missed" in bench.rule(drop)
     fashion = {"change": name, "dataset": "fashion-mnist"}
-    held = fashion | {"runs": {"max": ref, name: runs([98.3, 98.3, 98.0], 3_700)}}
+    held = fashion | {"runs": {"max": ref, name: _fc1_runs([98.3, 98.3, 98.0], 3_700)}}
     assert bench.rule(held) == "**adopt** on this pair: (d) mean validation -0.20 (>= -0.20): met."
-    lost = fashion | {"runs": {"max": ref, name: runs([98.3, 98.3, 97.9], 3_700)}}
+    lost = fashion | {"runs": {"max": ref, name: _fc1_runs([98.3, 98.3, 97.9], 3_700)}}
     assert bench.rule(lost).startswith("**keep max's**")
 
 
@@ -625,37 +627,27 @@ def test_thin_175_judges_mnist_against_the_dense_model(monkeypatch):
     lenet |= {"lenet300.fc2": 30_000}
     assert all(changed.plan(n, size) == base.plan(n, size) for n, size in lenet.items())
 
-    def runs(vals: list[float], fc1_bytes: int) -> list[dict]:
-        fc1 = {"name": "fc1.weight", "original_bytes": 940_800, "weightless_bytes": fc1_bytes}
-        fc1 |= {"deep_compression_bytes": fc1_bytes, "false_positives": 0}
-        return [
-            {"weightless": {"val": v, "weights_ratio": 200.0, "weights_bytes": 5_000},
-             "deep_compression": {"weights_bytes": 5_000}, "largest": "fc1.weight",
-             "layers": [fc1]}
-            for v in vals
-        ]  # fmt: skip
-
     name = change.name
     dense = [{"seed": s, "val": v} for s, v in enumerate((98.3, 98.3, 98.2))]
-    ref = runs([98.5, 98.4, 98.4], 4_000)  # `max` 0.17 above dense: (a) does not compare
+    ref = _fc1_runs([98.5, 98.4, 98.4], 4_000)  # `max` 0.17 above dense: (a) does not compare
     mnist = {"change": name, "section": change.section, "dataset": "mnist", "dense": dense}
-    ok = mnist | {"runs": {"max": ref, name: runs([98.2, 98.1, 98.1], 3_600)}}
+    ok = mnist | {"runs": {"max": ref, name: _fc1_runs([98.2, 98.1, 98.1], 3_600)}}
     said = bench.rule(ok)
     assert said.startswith("**adopt** on this pair"), said
     assert "(a) mean validation -0.13 from dense (>= -0.15): met" in said
     assert "(c) fc1 261.3x (>= 250x): met" in said
-    low = mnist | {"runs": {"max": ref, name: runs([98.2, 98.1, 98.0], 3_600)}}
+    low = mnist | {"runs": {"max": ref, name: _fc1_runs([98.2, 98.1, 98.0], 3_600)}}
     assert "(a) mean validation -0.17 from dense (>= -0.15): missed" in bench.rule(low)
-    seed = mnist | {"runs": {"max": ref, name: runs([98.5, 98.5, 97.89], 3_600)}}
+    seed = mnist | {"runs": {"max": ref, name: _fc1_runs([98.5, 98.5, 97.89], 3_600)}}
     assert "(b) worst seed -0.31 from dense (>= -0.30): missed" in bench.rule(seed)
-    big = mnist | {"runs": {"max": ref, name: runs([98.3, 98.3, 98.2], 3_800)}}
+    big = mnist | {"runs": {"max": ref, name: _fc1_runs([98.3, 98.3, 98.2], 3_800)}}
     assert "(c) fc1 247.6x (>= 250x): missed" in bench.rule(big)
     fashion = mnist | {"dataset": "fashion-mnist"}
-    held = fashion | {"runs": {"max": ref, name: runs([98.4, 98.3, 98.0], 3_600)}}
+    held = fashion | {"runs": {"max": ref, name: _fc1_runs([98.4, 98.3, 98.0], 3_600)}}
     assert bench.rule(held) == "**adopt** on this pair: (d) mean validation -0.20 (>= -0.20): met."
-    lost = fashion | {"runs": {"max": ref, name: runs([98.3, 98.3, 98.0], 3_600)}}
+    lost = fashion | {"runs": {"max": ref, name: _fc1_runs([98.3, 98.3, 98.0], 3_600)}}
     assert bench.rule(lost).startswith("**keep max's**")
-    few = mnist | {"runs": {"max": ref, name: runs([98.2], 3_600)}}
+    few = mnist | {"runs": {"max": ref, name: _fc1_runs([98.2], 3_600)}}
     assert bench.rule(few).startswith("no verdict")
 
 

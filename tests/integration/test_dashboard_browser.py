@@ -11,6 +11,10 @@ errors and for overflow at phone width; screenshots go to ``.cache/screenshots/`
 from __future__ import annotations
 
 import io
+import os
+import struct
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +33,7 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = ROOT / ".cache" / "screenshots"
+SCRIPTS = ROOT / "scripts"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 # Long enough to watch (a few seconds on two CPUs), short enough for `make test`.
@@ -201,6 +206,30 @@ def test_a_finished_job_shows_its_chart_and_table(
     assert bars.count() >= 6, "bytes per layer: original, DC and Weightless bars"
     expect(page.get_by_role("link", name="Encoded model")).to_be_visible()
     shoot(page, "job-succeeded")
+
+
+def test_the_readme_screenshot_script_shoots_a_finished_job(
+    service: Service, alice: ApiTeam, shared: dict[str, str], tmp_path: Path
+):
+    """``scripts/shoot_dashboard.py`` (the README's picture), run as a user runs it, signs in
+    as a user would and saves the job's whole page; without a key it says which one to set."""
+    script = [sys.executable, str(SCRIPTS / "shoot_dashboard.py"), "--url", service.url]
+    env = {k: v for k, v in os.environ.items() if k != "WEIGHTLESS_API_KEY"}
+    refused = subprocess.run(script, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "WEIGHTLESS_API_KEY" in refused.stderr
+    out = tmp_path / "job.png"
+    shot = subprocess.run(
+        [*script, "--job", shared["watched"], "--out", str(out)],
+        env=env | {"WEIGHTLESS_API_KEY": alice.key},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shot.returncode == 0, shot.stderr
+    png = out.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png[16:24])
+    assert width == 1280 and height > 1_500, (width, height)  # the whole page, not the viewport
 
 
 def test_download_the_encoded_model(
