@@ -1136,3 +1136,17 @@ def test_context_coding_prices_runs_by_the_position_before(monkeypatch):
     positions = row["positions_bits"]
     assert positions["by the previous position"] < 0.6 * positions["one model"]
     assert row["context_models"].startswith("positions by the previous position")
+
+
+def test_zoo_sets_weightless_beside_the_strongest_coder(monkeypatch):
+    bench = _script(monkeypatch, "bench_zoo")
+    budget = {"final": 97.0, "weights_ratio": 30.0, "deep_compression_ratio": 25.0}
+    budget |= {"context_ratio": 24.0, "within_budget": True, "runs": 9, "seconds": 1.0}
+    row = {"model": "gru", "parameters": 14_338, "metric": "accuracy", "dense": 98.0}
+    row |= {"final": 96.5, "weights_ratio": 40.0, "deep_compression_ratio": 32.0}
+    row |= {"context_ratio": 50.0, "seconds": 1.4, "budget": budget}
+    old = row | {"context_ratio": None, "budget": budget | {"context_ratio": None}}
+    now, before = bench.markdown([row]), bench.markdown([old])
+    assert "| 40.0x | 32.0x | 1.25x | 50.0x | 0.80x | 1.4 |" in now
+    assert "| 30.0x | 25.0x | 1.20x | 24.0x | 1.25x | yes | 9 | 1.0 |" in now
+    assert "| 1.25x | - | - | 1.4 |" in before and "| 1.20x | - | - | yes |" in before
