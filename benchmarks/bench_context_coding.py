@@ -17,7 +17,11 @@ within a few bytes, with no side information):
   all of it, one per column (input), one per row (output unit), or one for positions after a
   kept one and one for those after a pruned one (row-major: runs, as in CABAC's
   significance contexts);
-* codes, one adaptive model over all kept weights, or one per row, or one per column.
+* codes, one adaptive model over all kept weights, or one per row, or one per column, or
+  (since 2026-12-06) one per pair of the left and upper neighbours' codes (pruned counting
+  as a code of its own), in the lines of the kind-7 coder's width: neighbouring weights of a
+  first layer read neighbouring pixels, and may share a sign. The kind-7 coder codes codes
+  with one model; this says what a code context would add.
 
 The best of each is the *context coder*. If it is close to the bound, the bound is a fair
 stand-in for the strongest sparse coder, and a table that beats the bound beats that coder.
@@ -77,6 +81,20 @@ def _after_previous_bits(grid: np.ndarray) -> float:
     return kt_binary_bits(ones, total)
 
 
+def _by_neighbour_codes_bits(codes: np.ndarray, width: int, k: int) -> float:
+    """Codes of the kept weights (``codes``: the matrix, -1 where pruned), each by one of
+    ``(k + 1)**2`` adaptive models chosen by its left and upper neighbours' codes in lines of
+    ``width`` within a row (the kind-7 coder's geometry; none across a line or row start)."""
+    rows, cols = np.nonzero(codes >= 0)
+    at_line_start = cols % width == 0
+    left = np.where(at_line_start, -1, codes[rows, np.maximum(cols - 1, 0)])
+    up = np.where(cols < width, -1, codes[rows, np.maximum(cols - width, 0)])
+    context = (left + 1) * (k + 1) + (up + 1)
+    counts = np.zeros(((k + 1) ** 2, k))
+    np.add.at(counts, (context, codes[rows, cols]), 1)
+    return kt_symbol_bits(counts)
+
+
 def layer_bits(weight: np.ndarray) -> dict[str, Any]:
     """The bound and each adaptive coder's bits for one pruned, clustered tensor (rows are
     output units; every other axis is flattened into columns)."""
@@ -111,7 +129,6 @@ def layer_bits(weight: np.ndarray) -> dict[str, Any]:
     }
     codebook = 32 * k  # float32 centroids, counted alike by all three
     best_pos = min(positions, key=positions.get)
-    best_codes = min(code_bits, key=code_bits.get)
     flat = np.flatnonzero(mask)  # row-major, as Deep Compression runs over the tensor
     r = max(1, (k - 1).bit_length())
     table = np.zeros(1 << r, dtype=np.float32)
@@ -119,6 +136,11 @@ def layer_bits(weight: np.ndarray) -> dict[str, Any]:
     all_codes = np.zeros(w.shape, dtype=np.int64)
     all_codes[mask] = codes
     coder = context_code(weight, r=r, codebook=table, codes=all_codes.reshape(weight.shape))
+    width = 1 if coder is None else coder.width
+    code_bits["by the left and upper codes"] = _by_neighbour_codes_bits(
+        np.where(mask, all_codes, -1), width, k
+    )
+    best_codes = min(code_bits, key=code_bits.get)
     return {
         "shape": list(weight.shape),
         "kept": int(mask.sum()),
@@ -155,17 +177,21 @@ def markdown(runs: list[dict[str, Any]], total_s: float) -> str:
         "false positives included): Deep Compression-best, the entropy bound the reports "
         "give, and the best adaptive context coder (positions of the live grid after its "
         "bitmaps with one model, one per row or per column, or two by whether the position "
-        "before was kept; codes with one model, or one "
-        "per row or per column; ideal arithmetic-coded lengths). Seed 0. *kind-7 coder*: "
-        "the bytes the coder in the file format (`baselines.context_coded`, from 2026-12-06) "
+        "before was kept; codes with one model, one "
+        "per row or per column, or one per pair of the left and upper neighbours' codes in "
+        "lines of the kind-7 coder's width; ideal arithmetic-coded lengths). Seed 0. "
+        "*kind-7 coder*: the bytes the coder in the file format (`baselines.context_coded`, "
+        "from 2026-12-06) "
         "writes for the same weights (its stream, a codebook of 2**r entries, its bitmaps), "
-        "and the line width it found.",
+        "and the line width it found. *Codes*: the ideal bytes of the kept weights' codes with "
+        "one model (as kind 7 codes them) and by their neighbours' codes.",
         "",
         f"Total time: {total_s / 60:.1f} min.",
         "",
         "| model | data | preset | tensor | kept | live grid | DC-best | bound | context coder "
-        "| its models | context / bound | kind-7 coder (width) | kind-7 / DC-best |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| its models | context / bound | kind-7 coder (width) | kind-7 / DC-best "
+        "| codes: one model / by neighbours' codes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         for name, row in run["layers"].items():
@@ -176,9 +202,17 @@ def markdown(runs: list[dict[str, Any]], total_s: float) -> str:
             lines.append(
                 f"| {run['arch']} | {run['dataset']} | {run['preset']} | {name} | {row['kept']:,} "
                 f"| {row['live'][0]} x {row['live'][1]} | {dc:,.0f} | {bound:,.0f} | {ctx:,.0f} "
-                f"| {row['context_models']} | {ctx / bound:.3f} | {coder} | {gain} |"
+                f"| {row['context_models']} | {ctx / bound:.3f} | {coder} | {gain} "
+                f"| {_codes_cell(row['codes_bits'])} |"
             )
     return "\n".join(lines)
+
+
+def _codes_cell(code_bits: dict[str, float]) -> str:
+    """One model's and the neighbour-code models' bytes ('-' for the latter in older records)."""
+    by = code_bits.get("by the left and upper codes")
+    one = f"{code_bits['one model'] / 8:,.0f}"
+    return f"{one} / -" if by is None else f"{one} / {by / 8:,.0f}"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1067,6 +1067,33 @@ def test_context_coding_finds_what_the_bound_cannot(monkeypatch):
     assert row["coder_bits"] < row["dc_best_bits"]
 
 
+def test_codes_by_their_neighbours_codes_find_shared_signs_and_cost_little_without(monkeypatch):
+    bench = _script(monkeypatch, "bench_context_coding")
+    rng = np.random.default_rng(2)
+    kept = rng.random((40, 96)) < 0.3
+    # each row's sign flips once in the middle: neighbours share it, the one model sees 50/50
+    signs = np.where(np.arange(96) < rng.integers(20, 76, (40, 1)), 0, 1)
+    shared = np.where(kept, signs, -1)
+    alike = bench._by_neighbour_codes_bits(shared, 96, 2)
+    one = bench.kt_symbol_bits(np.bincount(shared[kept], minlength=2))
+    assert alike < 0.8 * one  # the neighbours are kept a third of the time
+    # independent signs: the neighbours' 9 contexts only pay for their learning
+    coin = np.where(kept, rng.integers(0, 2, (40, 96)), -1)
+    alone = bench.kt_symbol_bits(np.bincount(coin[kept], minlength=2))
+    assert alone < bench._by_neighbour_codes_bits(coin, 96, 2) < alone + 9 * 8
+    # lines of a width: a pattern repeated line under line is told by the upper neighbour in
+    # lines of its width, not when the row is read as one line
+    lines = np.tile(rng.integers(0, 2, 28), (30, 8))  # 30 rows of 8 lines of 28
+    assert bench._by_neighbour_codes_bits(lines, 28, 2) < 0.2 * bench._by_neighbour_codes_bits(
+        lines, 224, 2
+    )
+    row = bench.layer_bits(np.where(shared >= 0, np.where(shared == 1, 0.5, -0.5), 0))
+    codes = row["codes_bits"]
+    assert codes["by the left and upper codes"] < 0.8 * codes["one model"]
+    best = min(row["positions_bits"].values()) + min(codes.values()) + 32 * 2  # + codebook
+    assert row["context_bits"] == pytest.approx(best)
+
+
 @pytest.mark.parametrize("script", ["bench_context_coding", "bench_criteria"])
 def test_quick_runs_of_the_coder_and_criteria_measurements_write_their_tables(
     tmp_path, monkeypatch, script
