@@ -195,7 +195,7 @@ def _encoded_body(name: str, layer: EncodedLayer) -> bytes:
     veto = layer.veto
     return b"".join(
         (
-            struct.pack(f"<B{len(layer.shape)}Q", len(layer.shape), *layer.shape),
+            _shape_bytes(layer.shape),
             ENCODED_PARAMS.pack(
                 s.code,
                 layer.r,
@@ -217,13 +217,18 @@ def _encoded_body(name: str, layer: EncodedLayer) -> bytes:
     )
 
 
+def _shape_bytes(shape: tuple[int, ...]) -> bytes:
+    """A record's shape as every kind begins its body: ndim, then each dimension (u64)."""
+    return struct.pack(f"<B{len(shape)}Q", len(shape), *shape)
+
+
 def _deep_body(name: str, layer: DeepCompressedLayer) -> bytes:
     problem = deep_layer_problem(layer)
     if problem:
         raise InvalidInputError(f"Deep Compression layer {name!r}: {problem}")
     return b"".join(
         (
-            struct.pack(f"<B{len(layer.shape)}Q", len(layer.shape), *layer.shape),
+            _shape_bytes(layer.shape),
             DEEP_PARAMS.pack(
                 layer.r,
                 layer.index_bits,
@@ -246,7 +251,7 @@ def _context_body(name: str, layer: ContextCodedLayer) -> bytes:
         raise InvalidInputError(f"context-coded layer {name!r}: {problem}")
     return b"".join(
         (
-            struct.pack(f"<B{len(layer.shape)}Q", len(layer.shape), *layer.shape),
+            _shape_bytes(layer.shape),
             CONTEXT_PARAMS.pack(
                 layer.r,
                 FLAG_LIVENESS if layer.live is not None else 0,
