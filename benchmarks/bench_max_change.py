@@ -748,6 +748,9 @@ def pair_verdict(result: dict[str, Any], candidate: str, parts: dict[str, bool])
     return f"**{'adopt' if all(parts.values()) else keep}** on this pair: {said}."
 
 
+ISO_MARGIN = 0.15  # half the iso-accuracy allowance, held back for validation's optimism
+
+
 def iso_thinning_verdict(result: dict[str, Any], candidate: str) -> str:
     """One pair's verdict for ``thin-1.75``, judged against the dense model as iso-accuracy
     is: on MNIST (a) mean validation at most ``ISO_MARGIN`` below the dense models', (b) no
@@ -769,9 +772,6 @@ def iso_thinning_verdict(result: dict[str, Any], candidate: str) -> str:
         f"(c) fc1 {ratio:.1f}x (>= 250x)": ratio >= 250,
     }
     return pair_verdict(result, candidate, parts)
-
-
-ISO_MARGIN = 0.15  # half the iso-accuracy allowance, held back for validation's optimism
 
 
 def thinning_verdict(result: dict[str, Any], candidate: str) -> str:
